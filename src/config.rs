@@ -1,0 +1,102 @@
+//! The daemon's settings: paths, durability and every bound, each with its
+//! flag, its default and the reasoning behind the default. docs/OPERATIONS.md
+//! lists the same table for operators.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+/// Default `--max-connections`. sd-varlink allows 4096; 1024 is ample for
+/// one machine's runners and watchers and keeps the fd budget well under the
+/// usual 1024-soft/524288-hard RLIMIT_NOFILE once raised by the unit file.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// Default `--max-subscriptions-per-connection`. A UI watching every
+/// execution of a busy machine needs hundreds; a runaway loop should meet a
+/// clear RESOURCE_EXHAUSTED long before it costs real memory.
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 1024;
+
+/// Default `--subscriber-queue` (events). Overflow is not loss: the stream
+/// catches up from the durable history. So the queue only needs to absorb
+/// bursts: 256 events is ~10 s of a model streaming at 25 updates/s.
+pub const DEFAULT_SUBSCRIBER_QUEUE: usize = 256;
+
+/// Default `--connection-queue` (frames waiting for the socket). Bounds the
+/// memory one unread connection can hold: at most this many frames (each
+/// shared with other subscribers when it is an event).
+pub const DEFAULT_CONNECTION_QUEUE: usize = 1024;
+
+/// Default `--writer-queue` (updates waiting for the writer thread). Large
+/// enough that group commit always finds a full batch under load; when it is
+/// full, connections wait to submit (back-pressure), nothing is dropped.
+pub const DEFAULT_WRITER_QUEUE: usize = 4096;
+
+/// Default `--history-retention` (revisions kept for resume). Each history
+/// row holds a whole execution state, so with 1 KiB states this is ~100 MiB of
+/// disk; a resume from further back gets an explicit RESYNC.
+pub const DEFAULT_HISTORY_RETENTION: u64 = 100_000;
+
+/// How the database syncs commits (`PRAGMA synchronous`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Durability {
+    /// WAL + synchronous=NORMAL: an acknowledged update survives a crash of
+    /// the daemon (even SIGKILL); the last commits may be lost on power loss.
+    Normal,
+    /// WAL + synchronous=FULL: every commit is fsynced before it is
+    /// acknowledged, so acknowledged updates also survive power loss.
+    Full,
+}
+
+/// `stigmer daemon` flags.
+#[derive(Clone, Debug, Args)]
+pub struct DaemonArgs {
+    /// Database file [default: $STIGMER_DB, else /var/lib/stigmer/stigmer.db
+    /// as root, else $XDG_STATE_HOME/stigmer/stigmer.db].
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+
+    /// What an acknowledgement survives: `normal` (a daemon crash) or `full`
+    /// (also power loss, at the cost of an fsync per commit batch).
+    #[arg(long, value_enum, default_value_t = Durability::Normal)]
+    pub durability: Durability,
+
+    /// Largest frame body accepted or sent, in bytes.
+    #[arg(long, default_value_t = stigmer_proto::frame::DEFAULT_MAX_FRAME_LENGTH)]
+    pub max_frame_length: usize,
+
+    /// Most connections open at once; more get RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Most open subscriptions on one connection.
+    #[arg(long, default_value_t = DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION)]
+    pub max_subscriptions_per_connection: usize,
+
+    /// Events queued per subscription before it catches up from history.
+    #[arg(long, default_value_t = DEFAULT_SUBSCRIBER_QUEUE)]
+    pub subscriber_queue: usize,
+
+    /// Frames queued per connection waiting for the socket.
+    #[arg(long, default_value_t = DEFAULT_CONNECTION_QUEUE)]
+    pub connection_queue: usize,
+
+    /// Updates queued for the writer thread.
+    #[arg(long, default_value_t = DEFAULT_WRITER_QUEUE)]
+    pub writer_queue: usize,
+
+    /// Revisions of history kept so streams can resume.
+    #[arg(long, default_value_t = DEFAULT_HISTORY_RETENTION)]
+    pub history_retention: u64,
+
+    /// Log filter (tracing's syntax, e.g. `info`, `stigmer=debug`); RUST_LOG
+    /// is used when this is not given.
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+impl DaemonArgs {
+    /// The database path after applying the defaults.
+    pub fn db_path(&self) -> PathBuf {
+        self.db.clone().unwrap_or_else(stigmer_client::paths::default_db_path)
+    }
+}

@@ -1,0 +1,23 @@
+//! stigmer: the local hub through which AI agent executions report progress
+//! and are watched live.
+//!
+//! Module map, in the direction data flows:
+//!
+//! - [`config`]: flags, paths and every bound with its reasoning.
+//! - [`protocol`]: frames and the error type every answer uses
+//!   ([`protocol::Status`], gRPC canonical codes).
+//! - [`server`]: the listener, the accept loop and each connection (a reader
+//!   loop and a writer task joined by a bounded queue).
+//! - [`cmd`]: one file per command: parse, apply, encode the reply.
+//! - [`pipeline`]: the UpdateStatus steps validate -> load -> build ->
+//!   persist -> broadcast, in one file a reader can follow.
+//! - [`store`]: SQLite: the writer thread (group commit, revisions), read
+//!   connections, schema and migrations.
+//! - [`broker`]: fans each committed change out to subscribers' bounded
+//!   queues, in commit order, never blocking the writer.
+//! - [`daemon`]: wires it all together and runs until a signal.
+//! - [`cli`]: the `stigmer` command line, built on the `stigmer-client` crate.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
