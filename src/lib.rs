@@ -21,3 +21,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod broker;
+pub mod pipeline;
+pub mod protocol;
+pub mod store;

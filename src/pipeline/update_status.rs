@@ -1,0 +1,289 @@
+//! UpdateStatus: upstream's `updateStatus`, made atomic and final.
+//!
+//! | step        | runs on                                   | does |
+//! |-------------|-------------------------------------------|------|
+//! | `validate`  | the connection's task, before queuing     | id present, status present, enum values known |
+//! | `load`      | the writer thread, in the transaction     | reads the stored execution; NOT_FOUND; FAILED_PRECONDITION once terminal |
+//! | `build`     | the writer thread                         | upstream's merge rules, then started_at / completed_at / status_audit stamps |
+//! | `persist`   | the writer thread                         | takes the next revision; writes the latest state and a history row |
+//! | *(commit)*  | the writer thread                         | group commit of the whole batch |
+//! | `broadcast` | the writer thread, after COMMIT           | [`super::Broadcast`]: hands the change to the broker |
+//!
+//! The caller is answered after broadcast, so an acknowledged update is
+//! committed and already queued to every subscriber.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use stigmer_proto::agentexecution::{
+    AgentExecution, AgentExecutionStatus, AgentExecutionUpdateStatusInput, ExecutionPhase,
+};
+use stigmer_proto::apiresource::{ApiResourceAudit, ApiResourceAuditInfo};
+
+use super::{rfc3339, timestamp, validate, Pipeline, Step};
+use crate::protocol::Status;
+use crate::store::{is_terminal_phase, Change, ChangeKind, Txn};
+
+/// The steps that run before the request is queued.
+pub static BEFORE_QUEUE: Pipeline<dyn Step<AgentExecutionUpdateStatusInput>> =
+    Pipeline { name: "update_status", steps: &[&Validate] };
+
+/// The steps that run inside the writer's transaction.
+pub static IN_TRANSACTION: Pipeline<dyn for<'t, 'c> Step<UpdateCtx<'t, 'c>>> =
+    Pipeline { name: "update_status", steps: &[&Load, &Build, &Persist] };
+
+/// What the in-transaction steps share.
+pub struct UpdateCtx<'t, 'c> {
+    /// The writer's open transaction.
+    pub txn: &'t mut Txn<'c>,
+    /// The request (validated).
+    pub input: AgentExecutionUpdateStatusInput,
+    /// The commit batch's clock reading, used for every stamp.
+    pub now: SystemTime,
+    /// Set by `load`: the stored execution, then (after `build`) the new one.
+    pub execution: Option<AgentExecution>,
+    /// Set by `persist`: the change to commit and broadcast.
+    pub change: Option<Change>,
+}
+
+/// The writer-thread half as one job: load, build, persist.
+pub fn job(input: AgentExecutionUpdateStatusInput) -> crate::store::writer::Job {
+    Box::new(move |txn| {
+        let mut ctx =
+            UpdateCtx { txn, input, now: SystemTime::now(), execution: None, change: None };
+        IN_TRANSACTION.run(&mut ctx)?;
+        ctx.change.ok_or_else(|| Status::internal("update_status pipeline made no change"))
+    })
+}
+
+/// Checks the input before it is queued.
+pub struct Validate;
+
+impl Step<AgentExecutionUpdateStatusInput> for Validate {
+    fn name(&self) -> &'static str {
+        "validate"
+    }
+    fn run(&self, input: &mut AgentExecutionUpdateStatusInput) -> Result<(), Status> {
+        validate::required("execution_id", &input.execution_id)?;
+        let status = input.status.as_ref().ok_or_else(|| {
+            Status::invalid_argument("status is required (an empty status changes nothing)")
+        })?;
+        validate::status(status)
+    }
+}
+
+/// Reads the stored execution and refuses updates to final ones.
+pub struct Load;
+
+impl Step<UpdateCtx<'_, '_>> for Load {
+    fn name(&self) -> &'static str {
+        "load"
+    }
+    fn run(&self, ctx: &mut UpdateCtx<'_, '_>) -> Result<(), Status> {
+        let id = &ctx.input.execution_id;
+        let stored = ctx
+            .txn
+            .load(id)?
+            .ok_or_else(|| Status::not_found(format!("execution {id} not found")))?;
+        let phase = stored.execution.status.as_ref().map(|s| s.phase).unwrap_or(0);
+        if is_terminal_phase(phase) {
+            let name = ExecutionPhase::try_from(phase)
+                .map(|p| p.as_str_name())
+                .unwrap_or("a terminal phase");
+            return Err(Status::failed_precondition(format!(
+                "execution {id} is {name}; its phase is final and it takes no more updates"
+            )));
+        }
+        ctx.execution = Some(stored.execution);
+        Ok(())
+    }
+}
+
+/// Applies upstream's merge rules, then the daemon's stamps.
+pub struct Build;
+
+impl Step<UpdateCtx<'_, '_>> for Build {
+    fn name(&self) -> &'static str {
+        "build"
+    }
+    fn run(&self, ctx: &mut UpdateCtx<'_, '_>) -> Result<(), Status> {
+        let execution = ctx
+            .execution
+            .as_mut()
+            .ok_or_else(|| Status::internal("build ran before load"))?;
+        let incoming = ctx.input.status.take().unwrap_or_default();
+        let status = execution.status.get_or_insert_with(Default::default);
+        merge(status, incoming);
+        stamp(status, ctx.now);
+        Ok(())
+    }
+}
+
+/// Upstream's updateStatus merge: lists and maps are replaced whole when the
+/// incoming one is non-empty; phase unless UNSPECIFIED; strings when
+/// non-empty; audit and callback_token are never taken from the input.
+pub fn merge(stored: &mut AgentExecutionStatus, incoming: AgentExecutionStatus) {
+    if !incoming.messages.is_empty() {
+        stored.messages = incoming.messages;
+    }
+    if !incoming.tool_calls.is_empty() {
+        stored.tool_calls = incoming.tool_calls;
+    }
+    if !incoming.sub_agent_executions.is_empty() {
+        stored.sub_agent_executions = incoming.sub_agent_executions;
+    }
+    if !incoming.todos.is_empty() {
+        stored.todos = incoming.todos;
+    }
+    if incoming.phase != ExecutionPhase::Unspecified as i32 {
+        stored.phase = incoming.phase;
+    }
+    if !incoming.error.is_empty() {
+        stored.error = incoming.error;
+    }
+    if !incoming.started_at.is_empty() {
+        stored.started_at = incoming.started_at;
+    }
+    if !incoming.completed_at.is_empty() {
+        stored.completed_at = incoming.completed_at;
+    }
+}
+
+/// started_at when the execution has left PENDING, completed_at once
+/// terminal (each only when missing), and the status audit.
+pub fn stamp(status: &mut AgentExecutionStatus, now: SystemTime) {
+    let phase = status.phase;
+    let started = phase != ExecutionPhase::Unspecified as i32
+        && phase != ExecutionPhase::ExecutionPending as i32;
+    if started && status.started_at.is_empty() {
+        status.started_at = rfc3339(now);
+    }
+    if is_terminal_phase(phase) && status.completed_at.is_empty() {
+        status.completed_at = rfc3339(now);
+    }
+    let audit = status.audit.get_or_insert_with(ApiResourceAudit::default);
+    let info = audit.status_audit.get_or_insert_with(ApiResourceAuditInfo::default);
+    if info.created_at.is_none() {
+        info.created_at = Some(timestamp(now));
+    }
+    info.updated_at = Some(timestamp(now));
+    info.event = "status_updated".to_string();
+}
+
+/// Takes a revision and writes the new state and its history row.
+pub struct Persist;
+
+impl Step<UpdateCtx<'_, '_>> for Persist {
+    fn name(&self) -> &'static str {
+        "persist"
+    }
+    fn run(&self, ctx: &mut UpdateCtx<'_, '_>) -> Result<(), Status> {
+        let execution = ctx
+            .execution
+            .take()
+            .map(Arc::new)
+            .ok_or_else(|| Status::internal("persist ran before build"))?;
+        let id = ctx.input.execution_id.as_str();
+        let revision = ctx.txn.allocate_revision();
+        ctx.txn.put(id, &execution, revision)?;
+        ctx.txn.append_history(revision, id, ChangeKind::StatusUpdated, Some(&execution))?;
+        ctx.change =
+            Some(Change::new(revision, Arc::from(id), ChangeKind::StatusUpdated, Some(execution)));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use stigmer_proto::agentexecution::{AgentMessage, MessageType, ToolCall};
+
+    fn msg(text: &str) -> AgentMessage {
+        AgentMessage {
+            r#type: MessageType::MessageAi as i32,
+            content: text.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn empty_lists_keep_the_stored_ones() {
+        let mut stored = AgentExecutionStatus {
+            messages: vec![msg("a")],
+            phase: ExecutionPhase::ExecutionInProgress as i32,
+            error: "old".into(),
+            ..Default::default()
+        };
+        merge(&mut stored, AgentExecutionStatus::default());
+        assert_eq!(stored.messages, vec![msg("a")]);
+        assert_eq!(stored.phase, ExecutionPhase::ExecutionInProgress as i32);
+        assert_eq!(stored.error, "old");
+    }
+
+    #[test]
+    fn stamps_started_and_completed_once() {
+        let mut s = AgentExecutionStatus {
+            phase: ExecutionPhase::ExecutionCompleted as i32,
+            ..Default::default()
+        };
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        stamp(&mut s, t);
+        assert_eq!(s.started_at, "2023-11-14T22:13:20.000000Z");
+        assert_eq!(s.completed_at, s.started_at);
+        let later = t + std::time::Duration::from_secs(5);
+        stamp(&mut s, later);
+        assert_eq!(s.completed_at, "2023-11-14T22:13:20.000000Z", "never overwritten");
+        let audit = s.audit.and_then(|a| a.status_audit).map(|i| i.event);
+        assert_eq!(audit.as_deref(), Some("status_updated"));
+    }
+
+    fn status_strategy() -> impl Strategy<Value = AgentExecutionStatus> {
+        (
+            proptest::collection::vec("[a-z]{0,4}", 0..3),
+            0i32..9,
+            proptest::collection::vec("[a-z]{0,3}", 0..3),
+            "[a-z]{0,3}",
+            "[a-z]{0,3}",
+        )
+            .prop_map(|(messages, phase, calls, error, started)| AgentExecutionStatus {
+                messages: messages.iter().map(|m| msg(m)).collect(),
+                phase,
+                tool_calls: calls
+                    .into_iter()
+                    .map(|id| ToolCall { id, ..Default::default() })
+                    .collect(),
+                error,
+                started_at: started,
+                ..Default::default()
+            })
+    }
+
+    proptest! {
+        /// Each field ends up as the incoming value when that is "set", else
+        /// as the stored one: upstream's rule, field by field.
+        #[test]
+        fn merge_follows_upstream_rules(stored in status_strategy(), incoming in status_strategy()) {
+            let mut merged = stored.clone();
+            merge(&mut merged, incoming.clone());
+            let pick = |set: bool| if set { &incoming } else { &stored };
+            prop_assert_eq!(&merged.messages, &pick(!incoming.messages.is_empty()).messages);
+            prop_assert_eq!(&merged.tool_calls, &pick(!incoming.tool_calls.is_empty()).tool_calls);
+            prop_assert_eq!(merged.phase, pick(incoming.phase != 0).phase);
+            prop_assert_eq!(&merged.error, &pick(!incoming.error.is_empty()).error);
+            prop_assert_eq!(&merged.started_at, &pick(!incoming.started_at.is_empty()).started_at);
+            prop_assert_eq!(&merged.audit, &stored.audit);
+        }
+
+        /// Merging the same input twice changes nothing more (writers resend
+        /// their cumulative status).
+        #[test]
+        fn merge_is_idempotent(stored in status_strategy(), incoming in status_strategy()) {
+            let mut once = stored.clone();
+            merge(&mut once, incoming.clone());
+            let mut twice = once.clone();
+            merge(&mut twice, incoming);
+            prop_assert_eq!(once, twice);
+        }
+    }
+}

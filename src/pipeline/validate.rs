@@ -1,0 +1,91 @@
+//! Input checks shared by the write pipelines: required fields and enum
+//! values. prost keeps unknown enum numbers as plain integers, so each one is
+//! checked here; a value this daemon does not know is INVALID_ARGUMENT rather
+//! than something stored and later misread.
+
+use stigmer_proto::agentexecution::{
+    AgentExecutionStatus, ExecutionPhase, MessageType, SubAgentStatus, TodoStatus, ToolCall,
+    ToolCallStatus,
+};
+
+use crate::protocol::Status;
+
+/// Length of a ULID in its text form.
+const ULID_LEN: usize = 26;
+
+/// Checks an execution id's form: `aex-` and a lowercase ULID.
+pub fn execution_id_form(id: &str) -> Result<(), Status> {
+    let ok = id
+        .strip_prefix("aex-")
+        .filter(|u| u.len() == ULID_LEN)
+        .map(|u| u.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()))
+        .unwrap_or(false)
+        && ulid::Ulid::from_string(&id[4..]).is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "execution id {id:?} is not \"aex-\" followed by a lowercase ULID"
+        )))
+    }
+}
+
+/// Checks that a required string is present.
+pub fn required(field: &str, value: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        Err(Status::invalid_argument(format!("{field} is required")))
+    } else {
+        Ok(())
+    }
+}
+
+fn known<E: TryFrom<i32>>(field: &str, value: i32) -> Result<(), Status> {
+    E::try_from(value)
+        .map(|_| ())
+        .map_err(|_| Status::invalid_argument(format!("{field}: unknown enum value {value}")))
+}
+
+fn tool_calls(prefix: &str, calls: &[ToolCall]) -> Result<(), Status> {
+    for (i, call) in calls.iter().enumerate() {
+        known::<ToolCallStatus>(&format!("{prefix}[{i}].status"), call.status)?;
+    }
+    Ok(())
+}
+
+/// Checks every enum value in a status.
+pub fn status(status: &AgentExecutionStatus) -> Result<(), Status> {
+    known::<ExecutionPhase>("status.phase", status.phase)?;
+    for (i, m) in status.messages.iter().enumerate() {
+        known::<MessageType>(&format!("status.messages[{i}].type"), m.r#type)?;
+        tool_calls(&format!("status.messages[{i}].tool_calls"), &m.tool_calls)?;
+    }
+    tool_calls("status.tool_calls", &status.tool_calls)?;
+    for (i, s) in status.sub_agent_executions.iter().enumerate() {
+        known::<SubAgentStatus>(&format!("status.sub_agent_executions[{i}].status"), s.status)?;
+    }
+    for (key, todo) in &status.todos {
+        known::<TodoStatus>(&format!("status.todos[{key:?}].status"), todo.status)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_form() {
+        assert!(execution_id_form("aex-01jdx3k5m8q9r2s3t4v5w6x7y8").is_ok());
+        assert!(execution_id_form("aex-01JDX3K5M8Q9R2S3T4V5W6X7Y8").is_err());
+        assert!(execution_id_form("aex-short").is_err());
+        assert!(execution_id_form("xyz-01jdx3k5m8q9r2s3t4v5w6x7y8").is_err());
+        assert!(execution_id_form("aex-").is_err());
+        assert!(execution_id_form("").is_err());
+    }
+
+    #[test]
+    fn unknown_enum_refused() {
+        let s = AgentExecutionStatus { phase: 42, ..Default::default() };
+        assert_eq!(status(&s).unwrap_err().code, crate::protocol::Code::InvalidArgument);
+    }
+}

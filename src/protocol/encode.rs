@@ -1,0 +1,104 @@
+//! Request decoding and reply/event encoding.
+//!
+//! Events are the hot path of fan-out: one committed change goes to every
+//! subscriber, each under its own request id. The `Event` message is encoded
+//! once per change ([`crate::broker::Change::event_bytes`]) and each
+//! subscriber's `Response` is built by prefixing that subscriber's `id` field
+//! to the shared bytes ([`encode_event_frame`]): protobuf fields may appear
+//! in any order, so this is exactly the encoding of `Response { id, event }`.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use prost::Message;
+use stigmer_proto::daemon::{response, Request, Response};
+
+use super::Status;
+
+/// Why a frame could not be decoded as a `Request`.
+#[derive(Debug)]
+pub enum DecodeError {
+    /// The envelope decoded far enough to read a non-zero `id`: answer this
+    /// request only, the connection stays usable.
+    Request { id: u64, status: Status },
+    /// Not even the envelope's `id` could be read: a connection error.
+    Connection(Status),
+}
+
+/// Just the envelope fields, for a frame whose command does not decode:
+/// unknown and malformed fields of the command are skipped as opaque bytes, so
+/// this recovers the id whenever the framing of the envelope itself is sound.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RequestHeader {
+    #[prost(uint32, tag = "1")]
+    protocol_version: u32,
+    #[prost(uint64, tag = "2")]
+    id: u64,
+}
+
+/// Decodes one frame body as a `Request`.
+pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
+    match Request::decode(body) {
+        Ok(req) => Ok(req),
+        Err(err) => match RequestHeader::decode(body) {
+            Ok(header) if header.id != 0 => Err(DecodeError::Request {
+                id: header.id,
+                status: Status::invalid_argument(format!("request does not decode: {err}")),
+            }),
+            _ => Err(DecodeError::Connection(Status::invalid_argument(format!(
+                "frame is not a stigmer Request: {err}"
+            )))),
+        },
+    }
+}
+
+/// Encodes a whole `Response` body.
+pub fn encode_response(id: u64, result: response::Result) -> Bytes {
+    let resp = Response { id, result: Some(result) };
+    Bytes::from(resp.encode_to_vec())
+}
+
+/// Field tags of `Response` used by [`encode_event_frame`] (see
+/// daemon.proto): `id = 1` (varint) and `event = 16` (length-delimited).
+const RESPONSE_ID_TAG: u32 = 1;
+const RESPONSE_EVENT_TAG: u32 = 16;
+
+/// The body of `Response { id, event }` where `event` is already encoded.
+pub fn encode_event_frame(id: u64, event: &[u8]) -> Bytes {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    let mut buf = BytesMut::with_capacity(event.len() + 24);
+    encode_key(RESPONSE_ID_TAG, WireType::Varint, &mut buf);
+    encode_varint(id, &mut buf);
+    encode_key(RESPONSE_EVENT_TAG, WireType::LengthDelimited, &mut buf);
+    encode_varint(event.len() as u64, &mut buf);
+    buf.put_slice(event);
+    buf.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stigmer_proto::daemon::{Event, EventType};
+
+    #[test]
+    fn event_frame_matches_prost_encoding() {
+        let event = Event {
+            r#type: EventType::EventUpdate as i32,
+            revision: 42,
+            execution_id: "aex-x".into(),
+            ..Default::default()
+        };
+        let ours = encode_event_frame(7, &event.encode_to_vec());
+        let theirs = encode_response(7, response::Result::Event(event));
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn undecodable_command_keeps_the_id() {
+        // version 1, id 9, then create { spec { message: "\xff" } }: invalid UTF-8.
+        let body = [0x08, 0x01, 0x10, 0x09, 0x5a, 0x05, 0x22, 0x03, 0x1a, 0x01, 0xff];
+        match decode_request(&body) {
+            Err(DecodeError::Request { id, .. }) => assert_eq!(id, 9),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(decode_request(&[0xff, 0xff]), Err(DecodeError::Connection(_))));
+    }
+}

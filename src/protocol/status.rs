@@ -1,0 +1,86 @@
+//! `Status`: a gRPC canonical code and a message for a person. Every failure a
+//! peer or the disk can cause becomes one of these and is sent back as an
+//! `Error` reply; none becomes a panic.
+
+use std::fmt;
+
+pub use stigmer_proto::daemon::Code;
+
+/// An error answer: a canonical code and a message a person understands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// What kind of failure (the client maps it to an error class).
+    pub code: Code,
+    /// What happened, for a person.
+    pub message: String,
+}
+
+macro_rules! constructors {
+    ($($name:ident => $code:ident),* $(,)?) => {
+        $(
+            #[doc = concat!("A `", stringify!($code), "` status.")]
+            pub fn $name(message: impl Into<String>) -> Self {
+                Self::new(Code::$code, message)
+            }
+        )*
+    };
+}
+
+impl Status {
+    /// A status with any code.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    constructors! {
+        invalid_argument => InvalidArgument,
+        not_found => NotFound,
+        already_exists => AlreadyExists,
+        resource_exhausted => ResourceExhausted,
+        failed_precondition => FailedPrecondition,
+        out_of_range => OutOfRange,
+        unimplemented => Unimplemented,
+        internal => Internal,
+        unavailable => Unavailable,
+    }
+
+    /// The wire form.
+    pub fn to_proto(&self) -> stigmer_proto::daemon::Error {
+        stigmer_proto::daemon::Error { code: self.code as i32, message: self.message.clone() }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str_name(), self.message)
+    }
+}
+
+impl std::error::Error for Status {}
+
+impl From<rusqlite::Error> for Status {
+    /// A storage failure. Disk full and read-only databases are UNAVAILABLE
+    /// (retry once the operator fixes the disk); anything else is INTERNAL.
+    fn from(err: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match err.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => Self::unavailable(format!("database disk is full: {err}")),
+            Some(ErrorCode::ReadOnly) => {
+                Self::unavailable(format!("database is read-only: {err}"))
+            }
+            Some(ErrorCode::CannotOpen) | Some(ErrorCode::SystemIoFailure) => {
+                Self::unavailable(format!("database I/O failed: {err}"))
+            }
+            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
+                Self::unavailable(format!("database busy: {err}"))
+            }
+            _ => Self::internal(format!("database error: {err}")),
+        }
+    }
+}
+
+impl From<prost::DecodeError> for Status {
+    fn from(err: prost::DecodeError) -> Self {
+        Self::internal(format!("stored record does not decode: {err}"))
+    }
+}

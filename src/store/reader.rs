@@ -1,0 +1,174 @@
+//! Read connections. Reads never touch the writer's connection: WAL lets them
+//! run beside the writer and see the last committed state. They run on
+//! tokio's blocking pool (`spawn_blocking`), each on a pooled read-only
+//! connection, so a slow query never stalls an async worker.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use prost::Message;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use stigmer_proto::agentexecution::AgentExecution;
+
+use super::txn::Stored;
+use super::ChangeKind;
+use crate::protocol::Status;
+
+/// Read connections kept open between reads. More reads than this at once
+/// open extra connections that are closed afterwards; 4 covers the two cores
+/// of a typical host twice over.
+const POOLED_CONNECTIONS: usize = 4;
+
+/// A pool of read-only connections.
+#[derive(Clone)]
+pub struct Reader {
+    inner: Arc<ReaderInner>,
+}
+
+struct ReaderInner {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// One row of history.
+#[derive(Debug)]
+pub struct HistoryRow {
+    pub revision: u64,
+    pub kind: ChangeKind,
+    /// The execution after the change; `None` for a delete.
+    pub execution: Option<AgentExecution>,
+}
+
+/// Filters and position of a `list`.
+#[derive(Debug, Default, Clone)]
+pub struct ListQuery {
+    pub phase: Option<i32>,
+    pub session_id: Option<String>,
+    /// Only ids greater than this (keyset pagination).
+    pub after_id: Option<String>,
+    /// Rows to return (the caller asks for one more to learn if a next page exists).
+    pub limit: usize,
+}
+
+impl Reader {
+    /// A pool for the database at `path` (which must already exist).
+    pub fn new(path: PathBuf) -> Self {
+        Self { inner: Arc::new(ReaderInner { path, idle: Mutex::new(Vec::new()) }) }
+    }
+
+    /// Runs `f` on a read connection on the blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Status> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        // Waits for a blocking-pool thread and the query; fails only if the
+        // closure panicked (a bug), which becomes INTERNAL, not a crash.
+        tokio::task::spawn_blocking(move || inner.with_connection(f))
+            .await
+            .map_err(|e| Status::internal(format!("read task failed: {e}")))?
+    }
+
+    /// Runs `f` on a read connection on the current thread (for sync callers).
+    pub fn run_blocking<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, Status>,
+    ) -> Result<T, Status> {
+        self.inner.with_connection(f)
+    }
+}
+
+impl ReaderInner {
+    fn with_connection<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, Status>,
+    ) -> Result<T, Status> {
+        let pooled = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => open_read(&self.path)?,
+        };
+        let result = f(&conn);
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < POOLED_CONNECTIONS {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+}
+
+fn open_read(path: &std::path::Path) -> Result<Connection, Status> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // A reader may meet the writer mid-checkpoint; wait briefly, not fail.
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// The latest state of one execution.
+pub fn get(conn: &Connection, id: &str) -> Result<Option<Stored>, Status> {
+    let mut stmt = conn.prepare_cached("SELECT data, revision FROM executions WHERE id = ?1")?;
+    let row: Option<(Vec<u8>, i64)> =
+        stmt.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+    row.map(|(data, rev)| {
+        Ok(Stored { execution: AgentExecution::decode(data.as_slice())?, revision: rev as u64 })
+    })
+    .transpose()
+}
+
+/// Executions matching `q`, ordered by id.
+pub fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<AgentExecution>, Status> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT data FROM executions
+         WHERE (?1 IS NULL OR phase = ?1)
+           AND (?2 IS NULL OR session_id = ?2)
+           AND (?3 IS NULL OR id > ?3)
+         ORDER BY id LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![q.phase, q.session_id, q.after_id, q.limit as i64],
+        |r| r.get::<_, Vec<u8>>(0),
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(AgentExecution::decode(row?.as_slice())?);
+    }
+    Ok(out)
+}
+
+/// Up to `limit` history rows of one execution after `after` (exclusive).
+pub fn history(
+    conn: &Connection,
+    id: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<HistoryRow>, Status> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT revision, kind, data FROM history
+         WHERE execution_id = ?1 AND revision > ?2 ORDER BY revision LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![id, after as i64, limit as i64], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<Vec<u8>>>(2)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (revision, kind, data) = row?;
+        let execution = data.map(|d| AgentExecution::decode(d.as_slice())).transpose()?;
+        out.push(HistoryRow { revision: revision as u64, kind: ChangeKind::from_i64(kind)?, execution });
+    }
+    Ok(out)
+}
+
+/// The compaction floor as committed (history at or below it may be gone).
+pub fn compacted_revision(conn: &Connection) -> Result<u64, Status> {
+    let v: i64 = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'compacted_revision'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(v as u64)
+}

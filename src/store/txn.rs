@@ -1,0 +1,103 @@
+//! `Txn`: the typed operations a write job performs inside the writer
+//! thread's open transaction. Jobs never see SQL; they load, insert, update,
+//! delete and append history, and take revisions in commit order.
+
+use std::sync::Arc;
+
+use prost::Message;
+use rusqlite::{params, Connection, OptionalExtension};
+use stigmer_proto::agentexecution::AgentExecution;
+
+use super::ChangeKind;
+use crate::protocol::Status;
+
+/// A write job's view of the open transaction.
+pub struct Txn<'c> {
+    conn: &'c Connection,
+    /// The next revision to hand out; the writer commits the counter with
+    /// the batch, or discards it if the batch rolls back.
+    next_revision: u64,
+}
+
+/// An execution as stored: the decoded message and its revision.
+pub struct Stored {
+    pub execution: AgentExecution,
+    pub revision: u64,
+}
+
+impl<'c> Txn<'c> {
+    pub(crate) fn new(conn: &'c Connection, next_revision: u64) -> Self {
+        Self { conn, next_revision }
+    }
+
+    pub(crate) fn next_revision(&self) -> u64 {
+        self.next_revision
+    }
+
+    /// Takes the next revision. Call it only once the job is sure to write:
+    /// a job refused for a logical reason consumes no revision.
+    pub fn allocate_revision(&mut self) -> u64 {
+        let rev = self.next_revision;
+        self.next_revision += 1;
+        rev
+    }
+
+    /// The stored execution, if any.
+    pub fn load(&self, id: &str) -> Result<Option<Stored>, Status> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT data, revision FROM executions WHERE id = ?1")?;
+        let row: Option<(Vec<u8>, i64)> =
+            stmt.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        match row {
+            None => Ok(None),
+            Some((data, revision)) => Ok(Some(Stored {
+                execution: AgentExecution::decode(data.as_slice())?,
+                revision: revision as u64,
+            })),
+        }
+    }
+
+    /// True when an execution with this id exists.
+    pub fn exists(&self, id: &str) -> Result<bool, Status> {
+        let mut stmt = self.conn.prepare_cached("SELECT 1 FROM executions WHERE id = ?1")?;
+        Ok(stmt.exists([id])?)
+    }
+
+    /// Inserts or replaces the latest state of an execution.
+    pub fn put(&self, id: &str, execution: &AgentExecution, revision: u64) -> Result<(), Status> {
+        let session = execution.spec.as_ref().map(|s| s.session_id.as_str()).unwrap_or("");
+        let phase = execution.status.as_ref().map(|s| s.phase).unwrap_or(0);
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO executions(id, session_id, phase, revision, data)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET
+                session_id = excluded.session_id, phase = excluded.phase,
+                revision = excluded.revision, data = excluded.data",
+        )?;
+        stmt.execute(params![id, session, phase, revision as i64, execution.encode_to_vec()])?;
+        Ok(())
+    }
+
+    /// Removes an execution's latest state.
+    pub fn remove(&self, id: &str) -> Result<(), Status> {
+        let mut stmt = self.conn.prepare_cached("DELETE FROM executions WHERE id = ?1")?;
+        stmt.execute([id])?;
+        Ok(())
+    }
+
+    /// Records a change in the history, for streams that resume.
+    pub fn append_history(
+        &self,
+        revision: u64,
+        id: &str,
+        kind: ChangeKind,
+        execution: Option<&Arc<AgentExecution>>,
+    ) -> Result<(), Status> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO history(revision, execution_id, kind, data) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let data = execution.map(|e| e.encode_to_vec());
+        stmt.execute(params![revision as i64, id, kind as i64, data])?;
+        Ok(())
+    }
+}
