@@ -1,0 +1,192 @@
+"""Subscription events and the resume logic shared by both clients."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from ._proto.ai.stigmer.agentic.agentexecution.v1.api_pb2 import AgentExecution
+from ._proto.stigmer.daemon.v1 import daemon_pb2
+from .errors import StigmerError, UnavailableError
+
+__all__ = [
+    "END",
+    "RESYNC",
+    "SNAPSHOT",
+    "UPDATE",
+    "Event",
+    "ReconnectPolicy",
+]
+
+#: ``Event.type`` of the first event of a stream opened without ``from_revision``.
+SNAPSHOT = "snapshot"
+#: ``Event.type`` of one committed change.
+UPDATE = "update"
+#: ``Event.type`` of the whole current state after changes that could not be sent one by one.
+RESYNC = "resync"
+#: ``Event.type`` of the last event of a stream.
+END = "end"
+
+_TYPES = {
+    daemon_pb2.EVENT_SNAPSHOT: SNAPSHOT,
+    daemon_pb2.EVENT_UPDATE: UPDATE,
+    daemon_pb2.EVENT_RESYNC: RESYNC,
+    daemon_pb2.EVENT_END: END,
+}
+
+_REASONS = {
+    daemon_pb2.END_REASON_TERMINAL: "terminal",
+    daemon_pb2.END_REASON_DELETED: "deleted",
+    daemon_pb2.END_REASON_CANCELLED: "cancelled",
+    daemon_pb2.END_REASON_SHUTDOWN: "shutdown",
+    daemon_pb2.END_REASON_SLOW_CONSUMER: "slow_consumer",
+}
+
+_RESUMABLE = (daemon_pb2.END_REASON_SHUTDOWN, daemon_pb2.END_REASON_SLOW_CONSUMER)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of a subscription.
+
+    Attributes:
+        type: ``"snapshot"``, ``"update"``, ``"resync"`` or ``"end"``.
+        revision: the revision of the state carried; on ``"end"``, the last
+            revision delivered.
+        execution_id: the execution the stream is about.
+        execution: the whole execution at ``revision`` (``None`` on ``"end"``).
+        reason: on ``"end"``: ``"terminal"``, ``"deleted"``, ``"cancelled"``,
+            ``"shutdown"``, ``"slow_consumer"`` or ``"unspecified"`` (an end
+            reason this client does not know); ``None`` otherwise.
+        message: on ``"end"``, a person-readable detail.
+    """
+
+    type: str
+    revision: int
+    execution_id: str
+    execution: Optional[AgentExecution]
+    reason: Optional[str] = None
+    message: str = ""
+
+    @classmethod
+    def from_proto(cls, event: daemon_pb2.Event) -> Optional[Event]:
+        """Convert a protocol ``Event``; ``None`` for an event type this client ignores."""
+        kind = _TYPES.get(event.type)
+        if kind is None:
+            return None
+        if kind == END:
+            return cls(
+                type=END,
+                revision=event.revision,
+                execution_id=event.execution_id,
+                execution=None,
+                reason=_REASONS.get(event.reason, "unspecified"),
+                message=event.message,
+            )
+        return cls(
+            type=kind,
+            revision=event.revision,
+            execution_id=event.execution_id,
+            execution=event.execution if event.HasField("execution") else None,
+        )
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """How a subscription reconnects after the connection drops or the daemon restarts.
+
+    The delay before attempt ``n`` (from 0) is
+    ``min(initial_delay * multiplier**n, max_delay)``, multiplied by a random
+    factor in ``[1 - jitter, 1]``. After an event is delivered the delay starts
+    over. When ``give_up_after`` (seconds) is set and that long has passed since
+    the first failed attempt, the subscription raises :class:`UnavailableError`.
+    """
+
+    initial_delay: float = 0.05
+    max_delay: float = 2.0
+    multiplier: float = 2.0
+    jitter: float = 0.5
+    give_up_after: Optional[float] = None
+
+
+class Backoff:
+    """Jittered exponential backoff state for one subscription."""
+
+    def __init__(self, policy: ReconnectPolicy) -> None:
+        """Start with no failures."""
+        self.policy = policy
+        self._attempt = 0
+        self._since: Optional[float] = None
+
+    def reset(self) -> None:
+        """Forget the failures (after a successful delivery)."""
+        self._attempt = 0
+        self._since = None
+
+    def next_delay(self, cause: BaseException) -> float:
+        """The delay before the next attempt; raise :class:`UnavailableError` on give-up."""
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+        limit = self.policy.give_up_after
+        if limit is not None and now - self._since >= limit:
+            raise UnavailableError(
+                f"gave up reconnecting after {now - self._since:.1f}s: {cause}"
+            ) from cause
+        base = min(
+            self.policy.initial_delay * self.policy.multiplier**self._attempt,
+            self.policy.max_delay,
+        )
+        self._attempt += 1
+        jitter = min(max(self.policy.jitter, 0.0), 1.0)
+        delay = base * random.uniform(1.0 - jitter, 1.0)
+        if limit is not None:
+            delay = min(delay, max(0.0, self._since + limit - now))
+        return delay
+
+
+# What to do with an event received on a stream.
+YIELD = "yield"  # give it to the user
+DROP = "drop"  # already delivered (or an unknown type): ignore
+REOPEN = "reopen"  # the stream ended but can be resumed: subscribe again
+FINISH = "finish"  # give it to the user, then stop
+
+
+class ResumeState:
+    """Tracks what a subscription delivered, to resume without gap or duplicate."""
+
+    def __init__(self, execution_id: str, from_revision: Optional[int], reconnect: bool) -> None:
+        """Start a subscription state for ``execution_id``."""
+        self.execution_id = execution_id
+        #: The last revision delivered to the user (or the ``from_revision`` asked for).
+        self.last_revision: Optional[int] = from_revision
+        self.reconnect = reconnect
+        self.done = False
+
+    def subscribe_request(self) -> daemon_pb2.SubscribeRequest:
+        """The ``SubscribeRequest`` that (re)opens the stream where it stands."""
+        request = daemon_pb2.SubscribeRequest(execution_id=self.execution_id)
+        if self.last_revision is not None:
+            request.from_revision = self.last_revision
+        return request
+
+    def process(self, event: daemon_pb2.Event) -> Tuple[str, Optional[Event]]:
+        """Classify one received event: ``(action, event to deliver or None)``."""
+        converted = Event.from_proto(event)
+        if converted is None:
+            return DROP, None
+        if converted.type == END:
+            if self.reconnect and event.reason in _RESUMABLE:
+                return REOPEN, None
+            self.done = True
+            return FINISH, converted
+        if self.last_revision is not None and converted.revision <= self.last_revision:
+            return DROP, None
+        self.last_revision = converted.revision
+        return YIELD, converted
+
+    def is_retryable(self, error: StigmerError) -> bool:
+        """Whether an error reply to the (re)subscribe should be retried after a backoff."""
+        return self.reconnect and error.code == daemon_pb2.UNAVAILABLE
