@@ -1,7 +1,91 @@
 //! Rust client for the stigmer daemon (docs/PROTOCOL.md).
 //!
-//! (Being written: see clients/rust/README.md once it exists.)
+//! AI agent runners report the progress of their executions to the daemon;
+//! watchers subscribe to see each committed change live. This crate speaks
+//! the daemon's protocol (length-delimited protobuf frames on a Unix socket)
+//! behind a typed API.
+//!
+//! ```no_run
+//! use futures::StreamExt;
+//! use stigmer_client::{Client, Event, NewExecution};
+//!
+//! # async fn demo() -> stigmer_client::Result<()> {
+//! let client = Client::connect_default().await?;
+//! let (execution, _rev) = client.create(NewExecution::new("agent-1", "Summarise the README")).await?;
+//! let id = execution.metadata.map(|m| m.id).unwrap_or_default();
+//! let mut events = client.subscribe(&id, None).await?;
+//! while let Some(event) = events.next().await {
+//!     match event? {
+//!         Event::End { reason, .. } => { println!("ended: {reason:?}"); break }
+//!         e => println!("revision {}", e.revision()),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # One connection, many calls
+//!
+//! A [`Client`] is cheap to clone and every clone shares one connection. Any
+//! number of calls and subscriptions may be in flight at once: each request
+//! gets its own id (non-zero, counting up), one background task reads
+//! replies and routes them by id, one writes requests in the order they were
+//! made (so two `update_status` calls made one after the other from one task
+//! are applied in that order). If the connection dies, the next call opens a
+//! new one; a call in flight at that moment fails with [`Error::Closed`].
+//!
+//! # Subscriptions resume
+//!
+//! [`Client::subscribe`] returns a [`Subscription`], a `futures::Stream` of
+//! [`Event`]s: a snapshot (or, with `from_revision`, the changes after it),
+//! then every committed change. The stream survives the daemon restarting:
+//!
+//! - When the connection drops, or the daemon ends the stream with
+//!   `END_REASON_SHUTDOWN` or `END_REASON_SLOW_CONSUMER`, the subscription
+//!   reconnects with jittered exponential backoff ([`Reconnect`]: 50 ms
+//!   doubling to at most 2 s by default, optionally giving up after a while
+//!   with [`Error::GaveUp`]) and resubscribes with `from_revision` = the last
+//!   revision it delivered.
+//! - The daemon replays the changes after that revision from its durable
+//!   history, so the consumer sees every revision exactly once and in order.
+//!   If the history no longer reaches back, the consumer gets an explicit
+//!   [`Event::Resync`] with the whole current state instead.
+//! - As defence in depth, any event whose revision is at or below the last
+//!   delivered one is dropped.
+//! - A consumer that falls [`Config::stream_queue`] events behind does not
+//!   stall the connection: its stream is dropped and resubscribed from the
+//!   last delivered revision, losing nothing.
+//!
+//! The stream ends after an [`Event::End`] (terminal phase, deletion, or
+//! cancel) or an error (e.g. `NOT_FOUND`). Turn resuming off with
+//! [`Config::resume`].
+//!
+//! # Errors
+//!
+//! Every failure is an [`Error`]. Answers from the daemon are
+//! [`Error::Status`] with the protocol's [`proto::daemon::Code`]
+//! (`err.code()`); for example an update of a cancelled execution fails with
+//! `FAILED_PRECONDITION`, which is how a runner learns it should stop.
+//!
+//! # Blocking
+//!
+//! [`blocking::Client`] offers the same API without async, and a blocking
+//! iterator for subscriptions.
 
+#![warn(missing_docs)]
+
+pub mod blocking;
+mod client;
+mod config;
+mod conn;
+mod error;
 pub mod paths;
+mod subscription;
 
+pub use client::{is_not_found, Client, ListFilter, NewExecution, Page};
+pub use config::{Config, Reconnect};
+pub use error::{Error, Result};
+pub use subscription::{end_reason_name, Event, Subscription};
+/// The protocol's messages (re-exported `stigmer-proto`).
 pub use stigmer_proto as proto;
+/// The protocol's status codes, for matching on [`Error::code`].
+pub use stigmer_proto::daemon::Code;

@@ -1,0 +1,387 @@
+//! The async client: one typed method per protocol command, all sharing one
+//! multiplexed connection that is reopened transparently when it has died.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use crate::conn::{CallError, Conn, NotSent, StreamHandle};
+use crate::proto::agentexecution::{
+    AgentExecution, AgentExecutionId, AgentExecutionSpec, AgentExecutionStatus,
+    AgentExecutionUpdateStatusInput, ExecutionPhase,
+};
+use crate::proto::apiresource::{ApiResourceId, ApiResourceMetadata};
+use crate::proto::daemon::{
+    request::Command, response::Result as Reply, CancelSubscriptionRequest, Code,
+    ListExecutionsRequest, PingRequest, PingResponse, SubscribeRequest,
+};
+use crate::subscription::Subscription;
+use crate::{paths, Config, Error, Result};
+
+/// A handle on the daemon. Cheap to clone (an `Arc` inside); clones share
+/// one connection, and any number of calls may be in flight on it at once.
+///
+/// When the connection has died (the daemon restarted, say), the next call
+/// opens a new one. A call that was in flight when it died fails with
+/// [`Error::Closed`]: it may or may not have been applied, so it is not
+/// retried behind the caller's back.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    config: Config,
+    /// The current connection; replaced when found closed.
+    conn: Mutex<Option<Arc<Conn>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new execution to create: the fields a caller usually sets. Turn it
+/// into an [`AgentExecution`] (`.into()`) to set anything else.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NewExecution {
+    /// The agent to run (`spec.agent_id`); required.
+    pub agent_id: String,
+    /// The user's prompt (`spec.message`); required.
+    pub message: String,
+    /// The session the execution belongs to (`spec.session_id`).
+    pub session_id: Option<String>,
+    /// A caller-chosen id (`aex-` + lowercase ULID); the daemon assigns one
+    /// when absent.
+    pub id: Option<String>,
+}
+
+impl NewExecution {
+    /// An execution of `agent_id` for the prompt `message`.
+    pub fn new(agent_id: impl Into<String>, message: impl Into<String>) -> Self {
+        NewExecution {
+            agent_id: agent_id.into(),
+            message: message.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the session.
+    pub fn session_id(mut self, session_id: impl Into<String>) -> Self {
+        self.session_id = Some(session_id.into());
+        self
+    }
+
+    /// Sets the execution id instead of letting the daemon choose it.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+}
+
+impl From<NewExecution> for AgentExecution {
+    fn from(n: NewExecution) -> Self {
+        AgentExecution {
+            metadata: n.id.map(|id| ApiResourceMetadata {
+                id,
+                ..Default::default()
+            }),
+            spec: Some(AgentExecutionSpec {
+                session_id: n.session_id.unwrap_or_default(),
+                agent_id: n.agent_id,
+                message: n.message,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// What to list, and which page. `ListFilter::default()` is the first page
+/// of every execution.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ListFilter {
+    /// Only executions in this phase.
+    pub phase: Option<ExecutionPhase>,
+    /// Only executions of this session.
+    pub session_id: Option<String>,
+    /// Page size; 0 is the daemon's default (100); at most 1000.
+    pub page_size: u32,
+    /// `Page::next_page_token` of the previous page; `None` for the first.
+    pub page_token: Option<String>,
+}
+
+/// One page of [`Client::list`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Page {
+    /// The executions, in creation order.
+    pub executions: Vec<AgentExecution>,
+    /// Pass back in [`ListFilter::page_token`] (same filters) for the next
+    /// page; `None` on the last page.
+    pub next_page_token: Option<String>,
+}
+
+impl Client {
+    /// Connects to the daemon at `path` with the default [`Config`].
+    pub async fn connect(path: impl AsRef<Path>) -> Result<Client> {
+        Client::connect_with(path, Config::default()).await
+    }
+
+    /// Connects to the daemon at the default socket
+    /// ([`paths::default_socket_path`]: `$STIGMER_SOCKET`, else
+    /// `/run/stigmer.sock` as root, else `$XDG_RUNTIME_DIR/stigmer.sock`).
+    pub async fn connect_default() -> Result<Client> {
+        Client::connect(paths::default_socket_path()).await
+    }
+
+    /// Connects to the daemon at `path` with `config`. Fails at once when no
+    /// daemon listens there.
+    pub async fn connect_with(path: impl AsRef<Path>, config: Config) -> Result<Client> {
+        let path = path.as_ref().to_path_buf();
+        // Opens the socket; fails with Io (ENOENT, ECONNREFUSED) when no
+        // daemon listens.
+        let conn = Conn::connect(&path, &config).await?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                path,
+                config,
+                conn: Mutex::new(Some(conn)),
+            }),
+        })
+    }
+
+    /// The socket this client talks to.
+    pub fn socket_path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The settings this client was made with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The live connection, reconnecting when the current one has died.
+    pub(crate) async fn conn(&self) -> Result<Arc<Conn>> {
+        // Waits while another task reconnects, so only one connection is made.
+        let mut slot = self.inner.conn.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            if !conn.is_closed() {
+                return Ok(conn.clone());
+            }
+        }
+        // Opens a new socket; fails when the daemon is not (yet) back.
+        let conn = Conn::connect(&self.inner.path, &self.inner.config).await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Sends `command` and returns its reply; retries on a fresh connection
+    /// only when the request provably never left (the old one was dead).
+    async fn call(&self, mut command: Command) -> Result<Reply> {
+        for _ in 0..3 {
+            // May reconnect; fails when the daemon is unreachable.
+            let conn = self.conn().await?;
+            // Waits for the daemon's reply; fails with its error, or Closed
+            // when the connection dies while waiting.
+            match conn.call(command).await {
+                Ok(reply) => return Ok(reply),
+                Err(CallError::Failed(e)) => return Err(e),
+                Err(CallError::NotSent(NotSent(c))) => command = c,
+            }
+        }
+        Err(Error::Closed)
+    }
+
+    /// Asks the daemon who it is: protocol version, daemon version, last
+    /// committed revision and frame limit. Cheap; good for health checks.
+    pub async fn ping(&self) -> Result<PingResponse> {
+        // Waits for the pong.
+        match self.call(Command::Ping(PingRequest {})).await? {
+            Reply::Pong(p) => Ok(p),
+            other => Err(unexpected("pong", &other)),
+        }
+    }
+
+    /// Creates an execution; returns it as stored (with its id) and the
+    /// revision of its creation. Accepts an [`AgentExecution`] or a
+    /// [`NewExecution`].
+    pub async fn create(&self, execution: impl Into<AgentExecution>) -> Result<(AgentExecution, u64)> {
+        // Waits until the creation is committed.
+        let reply = self.call(Command::Create(execution.into())).await?;
+        execution_reply(reply)
+    }
+
+    /// Merges `status` into execution `execution_id` (docs/PROTOCOL.md,
+    /// "update_status"); returns the execution after the merge and the
+    /// revision this update committed. Fails with FAILED_PRECONDITION once
+    /// the execution's phase is terminal (e.g. it was cancelled).
+    pub async fn update_status(
+        &self,
+        execution_id: impl Into<String>,
+        status: AgentExecutionStatus,
+    ) -> Result<(AgentExecution, u64)> {
+        let command = Command::UpdateStatus(AgentExecutionUpdateStatusInput {
+            execution_id: execution_id.into(),
+            status: Some(status),
+        });
+        // Waits until the update is committed (durable) and acknowledged.
+        execution_reply(self.call(command).await?)
+    }
+
+    /// The stored execution `execution_id` and its revision; NOT_FOUND when
+    /// there is none.
+    pub async fn get(&self, execution_id: impl Into<String>) -> Result<(AgentExecution, u64)> {
+        let command = Command::Get(AgentExecutionId {
+            value: execution_id.into(),
+        });
+        // Waits for the daemon's read.
+        execution_reply(self.call(command).await?)
+    }
+
+    /// One page of executions matching `filter`, in creation order.
+    pub async fn list(&self, filter: &ListFilter) -> Result<Page> {
+        let command = Command::List(ListExecutionsRequest {
+            page_size: filter.page_size,
+            page_token: filter.page_token.clone().unwrap_or_default(),
+            phase: filter.phase.map_or(0, |p| p as i32),
+            session_id: filter.session_id.clone().unwrap_or_default(),
+        });
+        // Waits for the daemon's read.
+        match self.call(command).await? {
+            Reply::List(l) => Ok(Page {
+                executions: l.entries,
+                next_page_token: Some(l.next_page_token).filter(|t| !t.is_empty()),
+            }),
+            other => Err(unexpected("list", &other)),
+        }
+    }
+
+    /// Every execution matching `filter`, following `next_page_token` from
+    /// `filter.page_token` to the last page.
+    pub async fn list_all(&self, filter: &ListFilter) -> Result<Vec<AgentExecution>> {
+        let mut filter = filter.clone();
+        let mut all = Vec::new();
+        loop {
+            // Waits for one page.
+            let page = self.list(&filter).await?;
+            all.extend(page.executions);
+            match page.next_page_token {
+                None => return Ok(all),
+                Some(token) if Some(&token) == filter.page_token.as_ref() => {
+                    return Err(Error::Protocol(
+                        "the daemon returned the same page token twice".into(),
+                    ))
+                }
+                Some(token) => filter.page_token = Some(token),
+            }
+        }
+    }
+
+    /// Deletes execution `execution_id`; returns the deletion's revision.
+    /// Streams on it end with `END_REASON_DELETED`.
+    pub async fn delete(&self, execution_id: impl Into<String>) -> Result<u64> {
+        let command = Command::Delete(ApiResourceId {
+            value: execution_id.into(),
+        });
+        // Waits until the deletion is committed.
+        match self.call(command).await? {
+            Reply::Deleted(d) => Ok(d.revision),
+            other => Err(unexpected("deleted", &other)),
+        }
+    }
+
+    /// Ends the stream opened by request `subscription_id` on the current
+    /// connection (the low-level `cancel` command). Prefer
+    /// [`Subscription::cancel`], which knows its current request id.
+    pub async fn cancel(&self, subscription_id: u64) -> Result<()> {
+        let command = Command::Cancel(CancelSubscriptionRequest { subscription_id });
+        // Waits for the daemon's acknowledgement.
+        match self.call(command).await? {
+            Reply::Cancelled(_) => Ok(()),
+            other => Err(unexpected("cancelled", &other)),
+        }
+    }
+
+    /// Watches execution `execution_id`: a [`Subscription`] (a
+    /// `futures::Stream`) of its committed changes.
+    ///
+    /// Without `from_revision` the stream starts with a
+    /// [`crate::Event::Snapshot`]; with it, with every change after that
+    /// revision. Errors at the start (NOT_FOUND, OUT_OF_RANGE) arrive as the
+    /// stream's first item. The stream resumes by itself across reconnects
+    /// and daemon restarts (see the crate docs).
+    pub async fn subscribe(
+        &self,
+        execution_id: impl Into<String>,
+        from_revision: Option<u64>,
+    ) -> Result<Subscription> {
+        let execution_id = execution_id.into();
+        // Sends the subscribe request; fails when the daemon is unreachable.
+        let (conn, handle) = self.open_stream(&execution_id, from_revision).await?;
+        Ok(Subscription::new(
+            self.clone(),
+            execution_id,
+            from_revision,
+            conn,
+            handle,
+        ))
+    }
+
+    /// Sends a `subscribe` on the live connection (reconnecting first if it
+    /// died) and returns the channel its events arrive on.
+    pub(crate) async fn open_stream(
+        &self,
+        execution_id: &str,
+        from_revision: Option<u64>,
+    ) -> Result<(Arc<Conn>, StreamHandle)> {
+        let mut command = Command::Subscribe(SubscribeRequest {
+            execution_id: execution_id.to_string(),
+            from_revision,
+        });
+        for _ in 0..3 {
+            // May reconnect; fails when the daemon is unreachable.
+            let conn = self.conn().await?;
+            // Queues the request; fails only if the connection just died.
+            match conn.open_stream(command).await {
+                Ok(handle) => return Ok((conn, handle)),
+                Err(CallError::Failed(e)) => return Err(e),
+                Err(CallError::NotSent(NotSent(c))) => command = c,
+            }
+        }
+        Err(Error::Closed)
+    }
+}
+
+fn execution_reply(reply: Reply) -> Result<(AgentExecution, u64)> {
+    match reply {
+        Reply::Execution(r) => match r.execution {
+            Some(e) => Ok((e, r.revision)),
+            None => Err(Error::Protocol("execution reply without an execution".into())),
+        },
+        other => Err(unexpected("execution", &other)),
+    }
+}
+
+fn unexpected(wanted: &str, got: &Reply) -> Error {
+    let got = match got {
+        Reply::Error(_) => "error",
+        Reply::Pong(_) => "pong",
+        Reply::Execution(_) => "execution",
+        Reply::List(_) => "list",
+        Reply::Deleted(_) => "deleted",
+        Reply::Event(_) => "event",
+        Reply::Cancelled(_) => "cancelled",
+    };
+    Error::Protocol(format!("expected a {wanted} reply, got {got}"))
+}
+
+/// True for errors that mean "the execution is not there" — a convenience
+/// for callers that treat absence as a normal outcome.
+pub fn is_not_found(err: &Error) -> bool {
+    err.is(Code::NotFound)
+}

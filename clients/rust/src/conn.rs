@@ -1,0 +1,460 @@
+//! One connection to the daemon, shared by every call of a [`crate::Client`].
+//!
+//! Many requests are in flight at once on one socket (docs/PROTOCOL.md,
+//! "Envelopes"): each gets a fresh request id; a single reader task routes
+//! each `Response` by id to the waiting call (a oneshot) or to the
+//! subscription it belongs to (a bounded channel); a single writer task owns
+//! the write half, so frames never interleave and requests go out in the
+//! order they were queued (which is the order the daemon applies them).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use prost::Message;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+use crate::proto::daemon::{
+    request::Command, response::Result as Reply, CancelSubscriptionRequest, Event, EventType,
+    Request, Response,
+};
+use crate::proto::frame;
+use crate::{Config, Error, Result};
+
+/// Frames queued for the writer task. Bounded so a burst of requests waits
+/// for the socket instead of growing memory without limit.
+const WRITE_QUEUE: usize = 1024;
+
+/// What a stream's channel carries: an event, or the error that ended it.
+pub(crate) type StreamItem = Result<Event>;
+
+/// Where the reply to a request id goes.
+enum Route {
+    /// A call waiting for its single reply.
+    Unary(oneshot::Sender<Result<Reply>>),
+    /// An open subscription.
+    Stream(StreamRoute),
+}
+
+struct StreamRoute {
+    tx: mpsc::Sender<StreamItem>,
+    /// Set when the consumer fell `stream_queue` events behind and the
+    /// reader dropped the route; the subscription then resubscribes from its
+    /// last delivered revision rather than treating it as a disconnect.
+    overflowed: Arc<AtomicBool>,
+}
+
+/// The routing table and the connection's fate, shared by the reader, the
+/// writer and the callers.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    routes: HashMap<u64, Route>,
+    /// Why the connection ended, once it has; no new routes after that.
+    closed: Option<Error>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the map inconsistent
+        // (each operation is a single insert/remove), so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks the connection dead and fails everyone waiting on it: unary
+    /// calls get `reason`; streams see their channel close (and reconnect).
+    fn close(&self, reason: Error) {
+        let routes = {
+            let mut st = self.lock();
+            if st.closed.is_none() {
+                tracing::debug!(%reason, "stigmer connection closed");
+                st.closed = Some(reason.duplicate());
+            }
+            std::mem::take(&mut st.routes)
+        };
+        for (_, route) in routes {
+            if let Route::Unary(tx) = route {
+                let _ = tx.send(Err(reason.duplicate()));
+            }
+        }
+    }
+}
+
+/// A request that could not be sent because the connection is gone; the
+/// command comes back so the caller can retry it on a new connection.
+pub(crate) struct NotSent(pub(crate) Command);
+
+/// The result of [`Conn::call`].
+pub(crate) enum CallError {
+    /// Nothing reached the daemon: safe to retry elsewhere.
+    NotSent(NotSent),
+    /// The request was sent (or refused locally, e.g. too large): final.
+    Failed(Error),
+}
+
+/// An open stream as seen by the subscription that owns it.
+pub(crate) struct StreamHandle {
+    pub(crate) id: u64,
+    pub(crate) rx: mpsc::Receiver<StreamItem>,
+    pub(crate) overflowed: Arc<AtomicBool>,
+}
+
+/// A live connection: the writer queue, the routing table, the id counter.
+pub(crate) struct Conn {
+    shared: Arc<Shared>,
+    writer: mpsc::Sender<Bytes>,
+    next_id: Arc<AtomicU64>,
+    max_frame_length: usize,
+    stream_queue: usize,
+    reader: AbortHandle,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // The writer ends by itself once `writer` (the only strong sender) is
+        // gone, shutting the write half so the daemon sees EOF; the reader
+        // would wait for the daemon, so it is stopped here.
+        self.reader.abort();
+    }
+}
+
+impl Conn {
+    /// Opens the socket and starts the reader and writer tasks (on the
+    /// current tokio runtime).
+    pub(crate) async fn connect(path: &Path, config: &Config) -> Result<Arc<Conn>> {
+        // Fails at once when no daemon listens (ENOENT / ECONNREFUSED).
+        let stream = UnixStream::connect(path).await?;
+        let (rd, wr) = stream.into_split();
+        let codec = frame::codec(config.max_frame_length);
+        let shared = Arc::new(Shared::default());
+        let next_id = Arc::new(AtomicU64::new(1));
+        let (writer, write_rx) = mpsc::channel(WRITE_QUEUE);
+
+        tokio::spawn(write_loop(
+            FramedWrite::new(wr, codec.clone()),
+            write_rx,
+            shared.clone(),
+        ));
+        let reader = tokio::spawn(read_loop(
+            FramedRead::new(rd, codec),
+            shared.clone(),
+            writer.downgrade(),
+            next_id.clone(),
+            config.max_frame_length,
+        ))
+        .abort_handle();
+
+        Ok(Arc::new(Conn {
+            shared,
+            writer,
+            next_id,
+            max_frame_length: config.max_frame_length,
+            stream_queue: config.stream_queue.max(1),
+            reader,
+        }))
+    }
+
+    /// True once the connection has failed or been closed by the daemon.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.lock().closed.is_some() || self.writer.is_closed()
+    }
+
+    /// Sends one request and waits for its single reply. A reply that is an
+    /// `error` becomes [`Error::Status`].
+    pub(crate) async fn call(&self, command: Command) -> Result<Reply, CallError> {
+        let id = take_id(&self.next_id);
+        let frame = encode(id, command, self.max_frame_length)?;
+        let (tx, rx) = oneshot::channel();
+        // Registered before the frame is queued, so the reply cannot arrive
+        // before anyone waits for it.
+        let frame = match self.register(id, Route::Unary(tx), frame) {
+            Ok(frame) => frame,
+            Err(frame) => return Err(not_sent(frame)),
+        };
+        // Waits for room in the writer queue (back-pressure when the socket
+        // is slow); fails only when the writer task has ended.
+        if let Err(e) = self.writer.send(frame.bytes).await {
+            self.forget(id);
+            return Err(not_sent(Frame {
+                bytes: e.0,
+                command: frame.command,
+            }));
+        }
+        // Waits for the reader to route the reply; the sender is dropped
+        // (RecvError) only if the route vanished without a close reason.
+        match rx.await {
+            Ok(Ok(Reply::Error(e))) => Err(CallError::Failed(Error::from_wire(e))),
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => Err(CallError::Failed(e)),
+            Err(_) => Err(CallError::Failed(Error::Closed)),
+        }
+    }
+
+    /// Sends a `subscribe` and returns the channel its events arrive on.
+    /// Errors the daemon answers with (NOT_FOUND, ...) arrive on the channel.
+    pub(crate) async fn open_stream(&self, command: Command) -> Result<StreamHandle, CallError> {
+        let id = take_id(&self.next_id);
+        let frame = encode(id, command, self.max_frame_length)?;
+        let (tx, rx) = mpsc::channel(self.stream_queue);
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let route = Route::Stream(StreamRoute {
+            tx,
+            overflowed: overflowed.clone(),
+        });
+        let frame = match self.register(id, route, frame) {
+            Ok(frame) => frame,
+            Err(frame) => return Err(not_sent(frame)),
+        };
+        // Waits for room in the writer queue; fails only when the writer
+        // task has ended (connection gone).
+        if let Err(e) = self.writer.send(frame.bytes).await {
+            self.forget(id);
+            return Err(not_sent(Frame {
+                bytes: e.0,
+                command: frame.command,
+            }));
+        }
+        Ok(StreamHandle { id, rx, overflowed })
+    }
+
+    /// Stops routing replies for `id` (later frames for it are ignored).
+    pub(crate) fn forget(&self, id: u64) {
+        self.shared.lock().routes.remove(&id);
+    }
+
+    /// Asks the daemon to end stream `id` without waiting for the answer
+    /// (used from `Drop`, where nothing can be awaited). Best effort: when
+    /// the writer queue is full the request is skipped, and the daemon ends
+    /// the stream when the connection closes anyway.
+    pub(crate) fn cancel_in_background(&self, id: u64) {
+        if self.is_closed() {
+            return;
+        }
+        send_cancel(&self.writer, &self.next_id, id, self.max_frame_length);
+    }
+}
+
+/// A request encoded and ready to write, with its command kept for a retry.
+struct Frame {
+    bytes: Bytes,
+    command: Command,
+}
+
+impl Conn {
+    /// Adds a route unless the connection is already closed.
+    fn register(&self, id: u64, route: Route, frame: Frame) -> Result<Frame, Frame> {
+        let mut st = self.shared.lock();
+        if st.closed.is_some() {
+            return Err(frame);
+        }
+        st.routes.insert(id, route);
+        Ok(frame)
+    }
+}
+
+fn not_sent(frame: Frame) -> CallError {
+    CallError::NotSent(NotSent(frame.command))
+}
+
+impl From<Error> for CallError {
+    fn from(e: Error) -> Self {
+        CallError::Failed(e)
+    }
+}
+
+/// The next request id: non-zero, counting up from 1 on each connection.
+fn take_id(counter: &AtomicU64) -> u64 {
+    loop {
+        let id = counter.fetch_add(1, Ordering::Relaxed);
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+/// Encodes `Request { protocol_version: 1, id, command }`, refusing bodies
+/// over the frame limit.
+fn encode(id: u64, command: Command, max: usize) -> Result<Frame> {
+    let request = Request {
+        protocol_version: frame::PROTOCOL_VERSION,
+        id,
+        command: Some(command),
+    };
+    let bytes = request.encode_to_vec();
+    if bytes.len() > max {
+        return Err(Error::FrameTooLarge {
+            len: bytes.len(),
+            max,
+        });
+    }
+    let command = request
+        .command
+        .ok_or_else(|| Error::Protocol("request lost its command".into()))?;
+    Ok(Frame {
+        bytes: Bytes::from(bytes),
+        command,
+    })
+}
+
+fn send_cancel(writer: &mpsc::Sender<Bytes>, next_id: &AtomicU64, subscription_id: u64, max: usize) {
+    let id = take_id(next_id);
+    let command = Command::Cancel(CancelSubscriptionRequest { subscription_id });
+    if let Ok(frame) = encode(id, command, max) {
+        // No route: the `cancelled` (or NOT_FOUND) reply is ignored.
+        let _ = writer.try_send(frame.bytes);
+    }
+}
+
+/// Owns the write half: writes queued frames, coalescing whatever is queued
+/// into one flush, until every sender is gone or a write fails.
+async fn write_loop(
+    mut sink: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+    mut rx: mpsc::Receiver<Bytes>,
+    shared: Arc<Shared>,
+) {
+    // Waits for the next frame; None once the connection object is dropped.
+    while let Some(frame) = rx.recv().await {
+        // Buffers the frame; writes to the socket only when the buffer is
+        // full, which can block on a daemon that does not read.
+        if let Err(e) = sink.feed(frame).await {
+            shared.close(Error::Io(e));
+            return;
+        }
+        while let Ok(frame) = rx.try_recv() {
+            // As above: may block on a full socket, fails if it broke.
+            if let Err(e) = sink.feed(frame).await {
+                shared.close(Error::Io(e));
+                return;
+            }
+        }
+        // Writes out everything buffered; fails if the socket broke.
+        if let Err(e) = SinkExt::<Bytes>::flush(&mut sink).await {
+            shared.close(Error::Io(e));
+            return;
+        }
+    }
+    // Shuts the write direction so the daemon sees EOF and closes its side.
+    let _ = SinkExt::<Bytes>::close(&mut sink).await;
+}
+
+/// Owns the read half: decodes each frame and routes it by request id until
+/// the daemon closes the connection or sends something undecodable.
+async fn read_loop(
+    mut frames: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    shared: Arc<Shared>,
+    writer: mpsc::WeakSender<Bytes>,
+    next_id: Arc<AtomicU64>,
+    max_frame_length: usize,
+) {
+    let reason = loop {
+        // Waits for the daemon's next frame; fails on a broken socket or a
+        // length prefix over the limit.
+        let frame = match frames.next().await {
+            None => break Error::Closed,
+            Some(Err(e)) if frame::is_frame_too_long(&e) => {
+                break Error::Protocol(format!(
+                    "the daemon sent a frame over the limit of {max_frame_length} bytes"
+                ))
+            }
+            Some(Err(e)) => break Error::Io(e),
+            Some(Ok(frame)) => frame,
+        };
+        let response = match Response::decode(frame) {
+            Ok(r) => r,
+            Err(e) => break Error::Protocol(format!("undecodable response: {e}")),
+        };
+        if response.id == 0 {
+            // A connection error: the daemon closes the connection next.
+            break match response.result {
+                Some(Reply::Error(e)) => Error::from_wire(e),
+                _ => Error::Protocol("a response with id 0 that is not an error".into()),
+            };
+        }
+        let Some(result) = response.result else {
+            tracing::debug!(id = response.id, "response without a result; ignored");
+            continue;
+        };
+        route(&shared, &writer, &next_id, max_frame_length, response.id, result);
+    };
+    shared.close(reason);
+}
+
+/// Delivers one reply or event to whoever waits for request `id`.
+fn route(
+    shared: &Shared,
+    writer: &mpsc::WeakSender<Bytes>,
+    next_id: &AtomicU64,
+    max_frame_length: usize,
+    id: u64,
+    result: Reply,
+) {
+    let mut st = shared.lock();
+    let Some(entry) = st.routes.get(&id) else {
+        // A reply to a fire-and-forget cancel, or a late event of a stream
+        // the consumer dropped.
+        tracing::debug!(id, "reply for an id nobody waits for; ignored");
+        return;
+    };
+    match entry {
+        Route::Unary(_) => {
+            if let Some(Route::Unary(tx)) = st.routes.remove(&id) {
+                // The caller may have given up (dropped its future): fine.
+                let _ = tx.send(Ok(result));
+            }
+        }
+        Route::Stream(stream) => {
+            let (item, last) = match result {
+                Reply::Event(ev) => {
+                    let end = ev.r#type == EventType::EventEnd as i32;
+                    (Ok(ev), end)
+                }
+                Reply::Error(e) => (Err(Error::from_wire(e)), true),
+                _ => (
+                    Err(Error::Protocol(format!(
+                        "stream {id} got a reply that is not an event"
+                    ))),
+                    true,
+                ),
+            };
+            let outcome = stream.tx.try_send(item);
+            let keep = match outcome {
+                Ok(()) => !last,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    // The consumer is `stream_queue` events behind. Rather
+                    // than stall every other call on this connection, drop
+                    // the stream; the subscription resubscribes from its
+                    // last delivered revision once it drains its queue.
+                    stream.overflowed.store(true, Ordering::Release);
+                    if !last {
+                        if let Some(w) = writer.upgrade() {
+                            send_cancel(&w, next_id, id, max_frame_length);
+                        }
+                    }
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    if !last {
+                        if let Some(w) = writer.upgrade() {
+                            send_cancel(&w, next_id, id, max_frame_length);
+                        }
+                    }
+                    false
+                }
+            };
+            if !keep {
+                st.routes.remove(&id);
+            }
+        }
+    }
+}
