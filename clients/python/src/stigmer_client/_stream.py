@@ -98,14 +98,16 @@ class ReconnectPolicy:
     """How a subscription reconnects after the connection drops or the daemon restarts.
 
     The delay before attempt ``n`` (from 0) is
-    ``min(initial_delay * multiplier**n, max_delay)``, multiplied by a random
-    factor in ``[1 - jitter, 1]``. After an event is delivered the delay starts
+    ``min(initial_backoff * multiplier**n, max_backoff)``, multiplied by a
+    random factor in ``[1 - jitter, 1]`` (by default half fixed, half random,
+    as the Rust client does). After an event is delivered the delay starts
     over. When ``give_up_after`` (seconds) is set and that long has passed since
     the first failed attempt, the subscription raises :class:`UnavailableError`.
+    The defaults are the Rust client's: 50 ms doubling to 2 s, never give up.
     """
 
-    initial_delay: float = 0.05
-    max_delay: float = 2.0
+    initial_backoff: float = 0.05
+    max_backoff: float = 2.0
     multiplier: float = 2.0
     jitter: float = 0.5
     give_up_after: Optional[float] = None
@@ -136,8 +138,8 @@ class Backoff:
                 f"gave up reconnecting after {now - self._since:.1f}s: {cause}"
             ) from cause
         base = min(
-            self.policy.initial_delay * self.policy.multiplier**self._attempt,
-            self.policy.max_delay,
+            self.policy.initial_backoff * self.policy.multiplier**self._attempt,
+            self.policy.max_backoff,
         )
         self._attempt += 1
         jitter = min(max(self.policy.jitter, 0.0), 1.0)

@@ -37,7 +37,7 @@ DEFAULT_TIMEOUT = 30.0
 #: Default timeout of connecting, in seconds.
 DEFAULT_CONNECT_TIMEOUT = 5.0
 #: Default number of events buffered for a subscription that is not being read.
-DEFAULT_STREAM_BUFFER = 1024
+DEFAULT_STREAM_BUFFER = 256
 
 _Timeout = Optional[float]
 

@@ -1,0 +1,322 @@
+"""Client behaviour against a scripted fake daemon: timeouts, drops, resume, routing."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import List
+
+import pytest
+from fake import FakeConn, FakeDaemon
+
+from stigmer_client import (
+    AgentExecutionStatus,
+    AgentMessage,
+    Client,
+    DeadlineExceededError,
+    Event,
+    ReconnectPolicy,
+    ResourceExhaustedError,
+    UnavailableError,
+    daemon_pb2,
+)
+from stigmer_client.aio import AsyncClient
+
+FAST = ReconnectPolicy(initial_backoff=0.01, max_backoff=0.05)
+SNAP, UPD, END = daemon_pb2.EVENT_SNAPSHOT, daemon_pb2.EVENT_UPDATE, daemon_pb2.EVENT_END
+
+
+def _silent(conn: FakeConn) -> None:
+    conn.recv_command("ping")
+    conn.recv()  # wait for the client to go away
+
+
+def _connection_error(conn: FakeConn) -> None:
+    conn.recv_command("ping")
+    response = daemon_pb2.Response(id=0)
+    response.error.code = daemon_pb2.RESOURCE_EXHAUSTED
+    response.error.message = "too many connections"
+    conn.send(response)
+
+
+def _resume_script() -> List[object]:
+    """Connection 0 drops after two events; connection 1 replays a duplicate and a shutdown."""
+    seen: List[daemon_pb2.Request] = []
+
+    def first(conn: FakeConn) -> None:
+        request = conn.recv_command("subscribe")
+        seen.append(request)
+        conn.event(request.id, SNAP, 5)
+        conn.event(request.id, UPD, 6)
+
+    def second(conn: FakeConn) -> None:
+        request = conn.recv_command("subscribe")
+        seen.append(request)
+        conn.event(request.id, UPD, 6)  # already delivered: must be dropped
+        conn.event(request.id, UPD, 7)
+        conn.event(request.id, END, 7, daemon_pb2.END_REASON_SHUTDOWN)
+        again = conn.recv_command("subscribe")
+        seen.append(again)
+        conn.event(again.id, UPD, 8)
+        conn.event(again.id, END, 8, daemon_pb2.END_REASON_TERMINAL)
+        conn.recv()
+
+    return [first, second, seen]
+
+
+def _check_resume(events: List[Event], seen: List[daemon_pb2.Request]) -> None:
+    assert [(e.type, e.revision) for e in events] == [
+        ("snapshot", 5),
+        ("update", 6),
+        ("update", 7),
+        ("update", 8),
+        ("end", 8),
+    ]
+    assert events[-1].reason == "terminal"
+    assert [e.execution.status.error for e in events[:-1] if e.execution] == [
+        "rev5",
+        "rev6",
+        "rev7",
+        "rev8",
+    ]
+    assert not seen[0].subscribe.HasField("from_revision")
+    assert seen[1].subscribe.from_revision == 6
+    assert seen[2].subscribe.from_revision == 7
+    assert len({r.id for r in seen}) == 3
+
+
+def _interleave(conn: FakeConn) -> None:
+    sub = conn.recv_command("subscribe")
+    conn.event(sub.id, SNAP, 1)
+    ping = conn.recv_command("ping")
+    conn.event(sub.id, UPD, 2)  # arrives while the client waits for the pong
+    conn.event(sub.id, UPD, 3)
+    conn.pong(ping.id)
+    conn.event(sub.id, END, 3, daemon_pb2.END_REASON_TERMINAL)
+    conn.recv()
+
+
+def _reverse_pongs(conn: FakeConn) -> None:
+    pings = [conn.recv_command("ping") for _ in range(20)]
+    for ping in reversed(pings):
+        conn.pong(ping.id)
+    conn.recv()
+
+
+def _retry_unavailable(conn: FakeConn) -> None:
+    first = conn.recv_command("subscribe")
+    error = daemon_pb2.Response(id=first.id)
+    error.error.code = daemon_pb2.UNAVAILABLE
+    error.error.message = "shutting down"
+    conn.send(error)
+    second = conn.recv_command("subscribe")
+    conn.event(second.id, SNAP, 4)
+    conn.event(second.id, END, 4, daemon_pb2.END_REASON_DELETED)
+    conn.recv()
+
+
+# -- sync ---------------------------------------------------------------------
+
+
+def test_sync_timeout(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", [_silent])
+    with Client(fake.path, timeout=0.2) as client, pytest.raises(DeadlineExceededError):
+        client.ping()
+    fake.close()
+
+
+def test_sync_connection_error(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", [_connection_error])
+    with Client(fake.path) as client:
+        with pytest.raises(ResourceExhaustedError, match="too many connections"):
+            client.ping()
+        assert not client.connected
+    fake.close()
+
+
+def test_sync_unreachable(tmp_path: Path) -> None:
+    with Client(str(tmp_path / "nothing.sock")) as client, pytest.raises(UnavailableError):
+        client.ping()
+
+
+def test_sync_give_up(tmp_path: Path) -> None:
+    policy = ReconnectPolicy(initial_backoff=0.01, max_backoff=0.02, give_up_after=0.1)
+    with Client(str(tmp_path / "nothing.sock"), reconnect=policy) as client:
+        sub = client.subscribe("aex-1")
+        with pytest.raises(UnavailableError, match="gave up"):
+            next(sub)
+        assert sub.closed
+
+
+def test_sync_frame_too_long_is_not_sent(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", [_silent])
+    status = AgentExecutionStatus(messages=[AgentMessage(content="x" * 200)])
+    with Client(fake.path, max_frame_length=100) as client:
+        with pytest.raises(ResourceExhaustedError):
+            client.update_status("aex-1", status)
+        with pytest.raises(DeadlineExceededError):
+            client.ping(timeout=0.2)  # the connection is still usable
+    fake.close()
+
+
+def test_sync_resume_without_gap_or_duplicate(tmp_path: Path) -> None:
+    first, second, seen = _resume_script()
+    fake = FakeDaemon(tmp_path / "s", [first, second])  # type: ignore[list-item]
+    with Client(fake.path, reconnect=FAST) as client:
+        events = list(client.subscribe("aex-1"))
+    fake.close()
+    _check_resume(events, seen)  # type: ignore[arg-type]
+
+
+def test_sync_no_reconnect_raises(tmp_path: Path) -> None:
+    first, _, _ = _resume_script()
+    fake = FakeDaemon(tmp_path / "s", [first])  # type: ignore[list-item]
+    with Client(fake.path) as client:
+        sub = client.subscribe("aex-1", reconnect=False)
+        assert next(sub).revision == 5
+        assert next(sub).revision == 6
+        with pytest.raises(UnavailableError):
+            next(sub)
+    fake.close()
+
+
+def test_sync_interleaves_subscription_and_calls(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", [_interleave])
+    with Client(fake.path) as client:
+        sub = client.subscribe("aex-1")
+        assert next(sub).type == "snapshot"
+        client.ping()
+        assert [(e.type, e.revision) for e in sub] == [("update", 2), ("update", 3), ("end", 3)]
+    fake.close()
+
+
+def test_sync_retries_unavailable_subscribe(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", [_retry_unavailable])
+    with Client(fake.path, reconnect=FAST) as client:
+        events = list(client.subscribe("aex-1"))
+    fake.close()
+    assert [(e.type, e.reason) for e in events] == [("snapshot", None), ("end", "deleted")]
+
+
+def test_sync_subscription_timeout_keeps_it_usable(tmp_path: Path) -> None:
+    release = threading.Event()
+
+    def handler(conn: FakeConn) -> None:
+        sub = conn.recv_command("subscribe")
+        release.wait(30)
+        conn.event(sub.id, SNAP, 1)
+        conn.recv()
+
+    fake = FakeDaemon(tmp_path / "s", [handler])
+    with Client(fake.path) as client:
+        sub = client.subscribe("aex-1")
+        with pytest.raises(DeadlineExceededError):
+            sub.next_event(timeout=0.1)
+        release.set()
+        event = sub.next_event(timeout=30)
+        assert event is not None and event.revision == 1
+        sub.close()
+    fake.close()
+
+
+# -- async --------------------------------------------------------------------
+
+
+def test_async_timeout(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", [_silent])
+
+    async def main() -> None:
+        async with AsyncClient(fake.path, timeout=0.2) as client:
+            with pytest.raises(DeadlineExceededError):
+                await client.ping()
+
+    asyncio.run(main())
+    fake.close()
+
+
+def test_async_connection_error(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", [_connection_error])
+
+    async def main() -> None:
+        async with AsyncClient(fake.path) as client:
+            with pytest.raises(ResourceExhaustedError, match="too many connections"):
+                await client.ping()
+
+    asyncio.run(main())
+    fake.close()
+
+
+def test_async_unreachable(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with AsyncClient(str(tmp_path / "nothing.sock")) as client:
+            with pytest.raises(UnavailableError):
+                await client.ping()
+
+    asyncio.run(main())
+
+
+def test_async_concurrent_calls_routed_by_id(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", [_reverse_pongs])
+
+    async def main() -> None:
+        async with AsyncClient(fake.path) as client:
+            pongs = await asyncio.gather(*(client.ping() for _ in range(20)))
+            assert len(pongs) == 20
+
+    asyncio.run(main())
+    fake.close()
+    assert fake.accepted == 1
+
+
+def test_async_resume_without_gap_or_duplicate(tmp_path: Path) -> None:
+    first, second, seen = _resume_script()
+    fake = FakeDaemon(tmp_path / "s", [first, second])  # type: ignore[list-item]
+
+    async def main() -> List[Event]:
+        async with AsyncClient(fake.path, reconnect=FAST) as client:
+            return [event async for event in client.subscribe("aex-1")]
+
+    events = asyncio.run(main())
+    fake.close()
+    _check_resume(events, seen)  # type: ignore[arg-type]
+
+
+def test_async_interleaves_subscription_and_calls(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", [_interleave])
+
+    async def main() -> None:
+        async with AsyncClient(fake.path) as client:
+            sub = client.subscribe("aex-1")
+            first = await sub.__anext__()
+            assert first.type == "snapshot"
+            await client.ping()
+            rest = [(e.type, e.revision) async for e in sub]
+            assert rest == [("update", 2), ("update", 3), ("end", 3)]
+
+    asyncio.run(main())
+    fake.close()
+
+
+def test_async_retries_unavailable_subscribe(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", [_retry_unavailable])
+
+    async def main() -> List[Event]:
+        async with AsyncClient(fake.path, reconnect=FAST) as client:
+            return [event async for event in client.subscribe("aex-1")]
+
+    events = asyncio.run(main())
+    fake.close()
+    assert [(e.type, e.reason) for e in events] == [("snapshot", None), ("end", "deleted")]
+
+
+def test_async_give_up(tmp_path: Path) -> None:
+    policy = ReconnectPolicy(initial_backoff=0.01, max_backoff=0.02, give_up_after=0.1)
+
+    async def main() -> None:
+        async with AsyncClient(str(tmp_path / "nothing.sock"), reconnect=policy) as client:
+            sub = client.subscribe("aex-1")
+            with pytest.raises(UnavailableError, match="gave up"):
+                await sub.__anext__()
+
+    asyncio.run(main())
