@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""A stand-in for upstream Stigmer's agent runner, reporting through the daemon.
+
+It streams a (fake) model's tokens into the last AI message, adds tool calls
+as the model "uses tools", and sends the whole cumulative status every
+``--every`` tokens, as the upstream runner does. It ends the execution
+COMPLETED (or FAILED with ``--fail``). When the daemon refuses an update
+because the execution's phase is already final -- someone cancelled or
+terminated it -- it stops at once.
+
+Usage::
+
+    agent_runner.py --agent-id my-agent --message "summarize the logs"
+    agent_runner.py --execution-id aex-...      # run an execution created elsewhere
+
+The first line printed is the execution id. Exit codes: 0 finished as asked,
+2 stopped because the execution was finalized by someone else, 1 error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+from typing import Iterator, List, Optional
+
+from google.protobuf.struct_pb2 import Struct
+
+from stigmer_client import (
+    EXECUTION_COMPLETED,
+    EXECUTION_FAILED,
+    EXECUTION_IN_PROGRESS,
+    MESSAGE_AI,
+    MESSAGE_HUMAN,
+    AgentExecutionStatus,
+    AgentMessage,
+    Client,
+    ExecutionPhase,
+    FailedPreconditionError,
+    StigmerError,
+    ToolCall,
+    ToolCallStatus,
+)
+
+_TEXT = (
+    "the logs show a steady rise in latency after the deploy at noon and the cache "
+    "hit ratio drops at the same time which points at the new eviction policy"
+)
+WORDS = _TEXT.split(" ")
+
+
+def now() -> str:
+    """The current time, RFC 3339 in UTC."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def fake_model(count: int) -> Iterator[str]:
+    """Yield ``count`` tokens, like a streaming model."""
+    for i in range(count):
+        yield WORDS[i % len(WORDS)] + " "
+
+
+class Stopped(Exception):
+    """The execution was finalized by someone else; the runner must stop."""
+
+
+class Runner:
+    """Runs one execution, keeping the cumulative status it reports."""
+
+    def __init__(self, client: Client, execution_id: str, prompt: str) -> None:
+        """Start from the prompt as the human message and an empty AI message."""
+        self.client = client
+        self.execution_id = execution_id
+        self.messages: List[AgentMessage] = [
+            AgentMessage(type=MESSAGE_HUMAN, content=prompt, timestamp=now()),
+            AgentMessage(type=MESSAGE_AI, content="", timestamp=now()),
+        ]
+        self.tool_calls: List[ToolCall] = []
+        self.updates = 0
+
+    def send(self, phase: ExecutionPhase, error: str = "") -> None:
+        """Send the whole cumulative status; raise :class:`Stopped` when refused as final."""
+        status = AgentExecutionStatus(
+            phase=phase, messages=self.messages, tool_calls=self.tool_calls, error=error
+        )
+        try:
+            self.client.update_status(self.execution_id, status)
+        except FailedPreconditionError as exc:
+            raise Stopped(exc.message) from exc
+        self.updates += 1
+
+    def start_tool(self, index: int) -> None:
+        """Record a tool call the model made, RUNNING, on the last AI message."""
+        args = Struct()
+        args.update({"query": f"step {index}", "limit": 10})
+        call = ToolCall(
+            id=f"call-{index}",
+            name="search_logs",
+            args=args,
+            status=ToolCallStatus.TOOL_CALL_RUNNING,
+            started_at=now(),
+        )
+        self.tool_calls.append(call)
+        self.messages[-1].tool_calls.append(call)
+
+    def finish_tools(self) -> None:
+        """Complete every running tool call."""
+        for calls in (self.tool_calls, self.messages[-1].tool_calls):
+            for call in calls:
+                if call.status == ToolCallStatus.TOOL_CALL_RUNNING:
+                    call.status = ToolCallStatus.TOOL_CALL_COMPLETED
+                    call.result = "3 matches"
+                    call.completed_at = now()
+
+    def run(self, tokens: int, every: int, tool_every: int, delay: float, fail: bool) -> None:
+        """Stream the model's output, then end COMPLETED or FAILED."""
+        self.send(EXECUTION_IN_PROGRESS)
+        for i, token in enumerate(fake_model(tokens), start=1):
+            self.messages[-1].content += token
+            if tool_every and i % tool_every == 0:
+                self.finish_tools()
+                self.start_tool(i // tool_every)
+            if i % every == 0:
+                self.send(EXECUTION_IN_PROGRESS)
+            if delay:
+                time.sleep(delay)
+        self.finish_tools()
+        if fail:
+            self.send(EXECUTION_FAILED, error="the model gave up (requested with --fail)")
+        else:
+            self.send(EXECUTION_COMPLETED)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--socket", help="daemon socket (default: as the daemon resolves it)")
+    parser.add_argument("--execution-id", help="run this existing execution")
+    parser.add_argument("--agent-id", default="example-agent")
+    parser.add_argument("--message", default="summarize the logs")
+    parser.add_argument("--session-id")
+    parser.add_argument("--tokens", type=int, default=120, help="tokens the model produces")
+    parser.add_argument("--every", type=int, default=10, help="send the status every N tokens")
+    parser.add_argument("--tool-every", type=int, default=40, help="a tool call every N tokens")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds between tokens")
+    parser.add_argument("--fail", action="store_true", help="end FAILED instead of COMPLETED")
+    args = parser.parse_args(argv)
+    every = max(1, args.every)
+
+    with Client(args.socket) as client:
+        try:
+            if args.execution_id:
+                execution = client.get(args.execution_id)
+            else:
+                execution = client.create(args.agent_id, args.message, args.session_id)
+            execution_id = execution.metadata.id
+            print(execution_id, flush=True)
+            runner = Runner(client, execution_id, execution.spec.message)
+            runner.run(args.tokens, every, args.tool_every, args.delay, args.fail)
+        except Stopped as stopped:
+            print(f"stopped: {stopped}", flush=True)
+            return 2
+        except StigmerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    print(f"done after {runner.updates} updates", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
