@@ -25,3 +25,5 @@ pub mod broker;
 pub mod pipeline;
 pub mod protocol;
 pub mod store;
+pub mod cmd;
+pub mod server;

@@ -147,6 +147,8 @@ pub struct StoreConfig {
     pub durability: Durability,
     pub writer_queue: usize,
     pub history_retention: u64,
+    /// The largest encoded execution accepted (fits in one frame).
+    pub max_execution_bytes: usize,
 }
 
 /// An exclusive lock on the database (a `flock` on `<db>.lock`), held for
@@ -244,6 +246,7 @@ pub fn open(
         writer::WriterConfig {
             queue: config.writer_queue,
             history_retention: config.history_retention,
+            max_execution_bytes: config.max_execution_bytes,
         },
         revisions.clone(),
         stats.clone(),

@@ -10,7 +10,7 @@ use prost::Message;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use stigmer_proto::agentexecution::AgentExecution;
 
-use super::txn::Stored;
+pub use super::txn::Stored;
 use super::ChangeKind;
 use crate::protocol::Status;
 
@@ -140,12 +140,16 @@ pub fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<AgentExecution>, Sta
     Ok(out)
 }
 
-/// Up to `limit` history rows of one execution after `after` (exclusive).
+/// History rows of one execution after `after` (exclusive), in revision
+/// order: at most `limit` rows, and no more once `max_bytes` of state have
+/// been read (but always at least one row), so a catch-up holds a bounded
+/// amount of memory whatever the size of the states.
 pub fn history(
     conn: &Connection,
     id: &str,
     after: u64,
     limit: usize,
+    max_bytes: usize,
 ) -> Result<Vec<HistoryRow>, Status> {
     let mut stmt = conn.prepare_cached(
         "SELECT revision, kind, data FROM history
@@ -155,8 +159,13 @@ pub fn history(
         Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<Vec<u8>>>(2)?))
     })?;
     let mut out = Vec::new();
+    let mut bytes = 0usize;
     for row in rows {
+        if bytes >= max_bytes {
+            break;
+        }
         let (revision, kind, data) = row?;
+        bytes += data.as_ref().map(Vec::len).unwrap_or(0);
         let execution = data.map(|d| AgentExecution::decode(d.as_slice())).transpose()?;
         out.push(HistoryRow { revision: revision as u64, kind: ChangeKind::from_i64(kind)?, execution });
     }

@@ -17,6 +17,8 @@ pub struct Txn<'c> {
     /// The next revision to hand out; the writer commits the counter with
     /// the batch, or discards it if the batch rolls back.
     next_revision: u64,
+    /// The largest encoded execution that can still be sent in one frame.
+    max_execution_bytes: usize,
 }
 
 /// An execution as stored: the decoded message and its revision.
@@ -26,8 +28,22 @@ pub struct Stored {
 }
 
 impl<'c> Txn<'c> {
-    pub(crate) fn new(conn: &'c Connection, next_revision: u64) -> Self {
-        Self { conn, next_revision }
+    pub(crate) fn new(conn: &'c Connection, next_revision: u64, max_execution_bytes: usize) -> Self {
+        Self { conn, next_revision, max_execution_bytes }
+    }
+
+    /// Refuses a state too large to be sent back in one frame (as a reply or
+    /// an event), so that everything stored can be streamed.
+    pub fn check_size(&self, execution: &AgentExecution) -> Result<(), Status> {
+        let len = execution.encoded_len();
+        if len > self.max_execution_bytes {
+            return Err(Status::resource_exhausted(format!(
+                "the execution would be {len} bytes, over the {} bytes that fit in a frame \
+                 (--max-frame-length less the envelope)",
+                self.max_execution_bytes
+            )));
+        }
+        Ok(())
     }
 
     pub(crate) fn next_revision(&self) -> u64 {

@@ -65,6 +65,7 @@ pub struct Writer {
 pub struct WriterConfig {
     pub queue: usize,
     pub history_retention: u64,
+    pub max_execution_bytes: usize,
 }
 
 impl Writer {
@@ -179,7 +180,7 @@ impl WriterThread {
         first_revision: u64,
     ) -> Result<(Vec<JobResult>, u64, u64), Status> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut txn = Txn::new(&tx, first_revision);
+        let mut txn = Txn::new(&tx, first_revision, self.config.max_execution_bytes);
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
             match job(&mut txn) {

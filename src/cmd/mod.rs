@@ -1,0 +1,105 @@
+//! Commands: one file per command, each parsing its body, applying it and
+//! encoding its reply (as mini-redis's `cmd/`).
+//!
+//! [`dispatch`] runs on the connection's reader loop. It does the cheap,
+//! ordered part inline (checks, `validate` steps, queuing a write, registering
+//! a stream) and moves every wait (a commit, a read, a stream) into a task,
+//! so the reader goes straight back to reading.
+
+mod cancel;
+mod create;
+mod delete;
+mod get;
+mod list;
+mod ping;
+mod subscribe;
+mod update_status;
+
+use std::sync::Arc;
+
+use stigmer_proto::daemon::request::Command;
+use stigmer_proto::daemon::{response, ExecutionReply, Request};
+use stigmer_proto::frame::PROTOCOL_VERSION;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::protocol::Status;
+use crate::server::connection::Conn;
+use crate::store::writer::Job;
+use crate::store::Change;
+
+/// Dispatches one decoded request. An `Err` is a connection error: the
+/// reader sends it with id 0 and closes the connection.
+pub async fn dispatch(
+    conn: &Conn,
+    permit: OwnedSemaphorePermit,
+    request: Request,
+) -> Result<(), Status> {
+    let id = request.id;
+    if id == 0 {
+        return Err(Status::invalid_argument(
+            "request id 0 is reserved (ids are chosen by the client and non-zero)",
+        ));
+    }
+    if request.protocol_version != PROTOCOL_VERSION {
+        let status = Status::failed_precondition(format!(
+            "protocol version {} is not supported; this daemon speaks version {PROTOCOL_VERSION}",
+            request.protocol_version
+        ));
+        conn.reply_result(permit, id, Err(status));
+        return Ok(());
+    }
+    let Some(command) = request.command else {
+        let status = Status::unimplemented(
+            "unknown or missing command; protocol 1 has ping, create, update_status, get, \
+             list, delete, subscribe and cancel",
+        );
+        conn.reply_result(permit, id, Err(status));
+        return Ok(());
+    };
+    match command {
+        Command::Ping(_) => ping::apply(conn, permit, id),
+        Command::Create(execution) => create::apply(conn, permit, id, execution).await,
+        Command::UpdateStatus(input) => update_status::apply(conn, permit, id, input).await,
+        Command::Get(get) => get::apply(conn, permit, id, get.value),
+        Command::List(list) => list::apply(conn, permit, id, list),
+        Command::Delete(delete) => delete::apply(conn, permit, id, delete.value).await,
+        Command::Subscribe(sub) => subscribe::apply(conn, permit, id, sub),
+        Command::Cancel(cancel) => cancel::apply(conn, permit, id, cancel.subscription_id),
+    }
+    Ok(())
+}
+
+/// Queues a write job in arrival order, then answers from a task once it has
+/// committed (or was refused). Shared by create, update_status and delete.
+async fn submit_write(
+    conn: &Conn,
+    permit: OwnedSemaphorePermit,
+    id: u64,
+    job: Job,
+    reply: fn(Arc<Change>) -> response::Result,
+) {
+    // Waits only while the writer queue is full (back-pressure from the disk).
+    let receiver = match conn.shared.writer.submit(job).await {
+        Ok(receiver) => receiver,
+        Err(status) => return conn.reply_result(permit, id, Err(status)),
+    };
+    let conn = conn.clone();
+    tokio::spawn(async move {
+        // Waits for the commit of the batch holding this job.
+        let result = match receiver.await {
+            Ok(result) => result.map(reply),
+            Err(_) => Err(Status::unavailable("the writer stopped before this request committed")),
+        };
+        let result = result.unwrap_or_else(|status| response::Result::Error(status.to_proto()));
+        let _ = conn.send(crate::protocol::encode_response(id, result)).await;
+        drop(permit);
+    });
+}
+
+/// The reply to create and update_status: the execution as committed.
+fn execution_reply(change: Arc<Change>) -> response::Result {
+    response::Result::Execution(ExecutionReply {
+        execution: change.execution.as_deref().cloned(),
+        revision: change.revision,
+    })
+}

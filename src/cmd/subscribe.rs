@@ -1,0 +1,355 @@
+//! `subscribe`: one stream of an execution's committed changes.
+//!
+//! The guarantees of docs/PROTOCOL.md (ordered, unique, reliable, atomic,
+//! resumable) come from three rules:
+//!
+//! 1. **Register before reading.** The stream registers with the broker
+//!    before it reads the snapshot or the history, so every change committed
+//!    after the read is in its queue; changes at or below the last revision
+//!    sent are dropped (`last_sent`), so nothing is sent twice.
+//! 2. **Overflow means catch up, never skip.** When the broker reports that
+//!    the queue overflowed, the stream re-reads the durable history after
+//!    `last_sent` (a page at a time, bounded in rows and bytes) and then
+//!    goes on with the queue.
+//! 3. **Explicit resync.** When the history no longer reaches back to
+//!    `last_sent` (pruned by `--history-retention`), the stream sends the
+//!    whole current state as RESYNC instead of pretending continuity.
+//!
+//! The stream ends with exactly one END event (terminal phase delivered,
+//! deleted, cancelled, shutdown) or one error reply.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rusqlite::Connection;
+use stigmer_proto::agentexecution::AgentExecution;
+use stigmer_proto::daemon::{response, EndReason, Event, EventType, SubscribeRequest};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{Received, Subscriber};
+use crate::protocol::{encode_event_frame, encode_response, Status};
+use crate::server::connection::Conn;
+use crate::store::reader::{self, HistoryRow};
+use crate::store::{is_terminal, Change, ChangeKind};
+
+/// History rows read per catch-up query.
+const HISTORY_PAGE_ROWS: usize = 64;
+/// Stop a catch-up page once this many bytes of state are in memory.
+const HISTORY_PAGE_BYTES: usize = 1024 * 1024;
+
+/// Opens the stream: checks run inline (so errors come back at once), then
+/// the stream runs in its own task.
+pub fn apply(conn: &Conn, permit: OwnedSemaphorePermit, id: u64, req: SubscribeRequest) {
+    match open(conn, id, req) {
+        Ok(()) => drop(permit),
+        Err(status) => conn.reply_result(permit, id, Err(status)),
+    }
+}
+
+fn open(conn: &Conn, id: u64, req: SubscribeRequest) -> Result<(), Status> {
+    if req.execution_id.is_empty() {
+        return Err(Status::invalid_argument("execution_id is required"));
+    }
+    if let Some(from) = req.from_revision {
+        let last = conn.shared.revisions.last();
+        if from > last {
+            return Err(Status::out_of_range(format!(
+                "from_revision {from} is ahead of the last committed revision {last}"
+            )));
+        }
+    }
+    let token = {
+        let mut subs = conn.subscriptions();
+        if subs.contains_key(&id) {
+            return Err(Status::invalid_argument(format!(
+                "request id {id} is already used by an open subscription on this connection"
+            )));
+        }
+        let limit = conn.shared.limits.max_subscriptions_per_connection;
+        if subs.len() >= limit {
+            return Err(Status::resource_exhausted(format!(
+                "this connection already has {limit} open subscriptions (the limit)"
+            )));
+        }
+        let token = conn.closing.child_token();
+        subs.insert(id, token.clone());
+        token
+    };
+    // Rule 1: registered before anything is read.
+    let subscriber = conn.shared.broker.subscribe(&req.execution_id);
+    conn.shared.stats.subscriptions_open.fetch_add(1, Ordering::Relaxed);
+    let stream = Stream {
+        conn: conn.clone(),
+        id,
+        execution_id: req.execution_id,
+        subscriber,
+        token,
+        last_sent: 0,
+        sent_any: false,
+    };
+    tokio::spawn(stream.run(req.from_revision));
+    Ok(())
+}
+
+/// Why a stream stopped.
+enum Stop {
+    /// Send END with this reason.
+    End(EndReason, String),
+    /// Send this error reply.
+    Failed(Status),
+    /// The peer is gone: send nothing.
+    Gone,
+}
+
+impl From<Status> for Stop {
+    fn from(status: Status) -> Self {
+        Stop::Failed(status)
+    }
+}
+
+struct Stream {
+    conn: Conn,
+    /// The subscribe request's id, on every event.
+    id: u64,
+    execution_id: String,
+    subscriber: Subscriber,
+    /// Cancelled by `cancel`, by the connection closing, or by shutdown.
+    token: CancellationToken,
+    /// The last revision sent: later ones only, each once.
+    last_sent: u64,
+    /// Whether any state event has been sent.
+    sent_any: bool,
+}
+
+impl Stream {
+    async fn run(mut self, from: Option<u64>) {
+        let stop = match self.stream(from).await {
+            Ok(never) => match never {},
+            Err(stop) => stop,
+        };
+        // Free the id before the last frame, so a client may reuse it as
+        // soon as it sees END.
+        self.conn.subscriptions().remove(&self.id);
+        self.conn.shared.stats.subscriptions_open.fetch_sub(1, Ordering::Relaxed);
+        let frame = match stop {
+            Stop::Gone => return,
+            Stop::Failed(status) => {
+                encode_response(self.id, response::Result::Error(status.to_proto()))
+            }
+            Stop::End(reason, message) => {
+                let event = Event {
+                    r#type: EventType::EventEnd as i32,
+                    revision: self.last_sent,
+                    execution_id: self.execution_id.clone(),
+                    reason: reason as i32,
+                    message,
+                    ..Default::default()
+                };
+                encode_response(self.id, response::Result::Event(event))
+            }
+        };
+        // Waits for room in the connection's queue; gives up if the peer left.
+        let _ = self.conn.send(frame).await;
+    }
+
+    async fn stream(&mut self, from: Option<u64>) -> Result<Infallible, Stop> {
+        match from {
+            None => self.snapshot().await?,
+            Some(revision) => {
+                self.last_sent = revision;
+                self.catch_up(true).await?;
+            }
+        }
+        let mut batch: Vec<Arc<Change>> = Vec::new();
+        loop {
+            let received = tokio::select! {
+                // Waits for the broker to queue the next committed change.
+                received = self.subscriber.recv(&mut batch) => received,
+                _ = self.token.cancelled() => return Err(self.interrupted()),
+            };
+            if received == Received::Overflowed {
+                // Rule 2: what the queue dropped is in the history.
+                self.catch_up(false).await?;
+            }
+            for change in std::mem::take(&mut batch) {
+                if change.revision > self.last_sent {
+                    self.send_change(&change).await?;
+                }
+            }
+        }
+    }
+
+    /// Why the token fired.
+    fn interrupted(&self) -> Stop {
+        if self.conn.gone.is_cancelled() {
+            Stop::Gone
+        } else if self.conn.shared.shutdown.is_cancelled() {
+            Stop::End(
+                EndReason::Shutdown,
+                format!("the daemon is shutting down; resume from revision {}", self.last_sent),
+            )
+        } else {
+            Stop::End(EndReason::Cancelled, "cancelled by the client".into())
+        }
+    }
+
+    /// Queues one frame, unless the stream is interrupted meanwhile.
+    async fn send(&mut self, frame: Bytes) -> Result<(), Stop> {
+        let sent = tokio::select! {
+            // Waits while the peer reads slowly; only this stream waits.
+            sent = self.conn.send(frame) => Some(sent),
+            _ = self.token.cancelled() => None,
+        };
+        match sent {
+            Some(Ok(())) => Ok(()),
+            Some(Err(_)) => Err(Stop::Gone),
+            None => Err(self.interrupted()),
+        }
+    }
+
+    /// Sends a whole state; ends the stream after a terminal one.
+    async fn send_state(
+        &mut self,
+        kind: EventType,
+        execution: AgentExecution,
+        revision: u64,
+    ) -> Result<(), Stop> {
+        let terminal = is_terminal(&execution);
+        let event = Event {
+            r#type: kind as i32,
+            revision,
+            execution_id: self.execution_id.clone(),
+            execution: Some(execution),
+            ..Default::default()
+        };
+        self.send(encode_response(self.id, response::Result::Event(event))).await?;
+        self.note_sent(revision, terminal)
+    }
+
+    fn note_sent(&mut self, revision: u64, terminal: bool) -> Result<(), Stop> {
+        self.last_sent = revision;
+        self.sent_any = true;
+        if terminal {
+            return Err(self.terminal_end());
+        }
+        Ok(())
+    }
+
+    fn terminal_end(&self) -> Stop {
+        Stop::End(EndReason::Terminal, "the execution reached a terminal phase".into())
+    }
+
+    fn deleted_end(&self) -> Stop {
+        Stop::End(EndReason::Deleted, "the execution was deleted".into())
+    }
+
+    /// Sends one live change (its event bytes are shared by all streams).
+    async fn send_change(&mut self, change: &Change) -> Result<(), Stop> {
+        if change.kind == ChangeKind::Deleted {
+            self.last_sent = change.revision;
+            return Err(self.deleted_end());
+        }
+        self.send(encode_event_frame(self.id, change.update_event_bytes())).await?;
+        self.note_sent(change.revision, change.is_terminal())
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, Stop>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Status> + Send + 'static,
+    {
+        // Waits for a read connection and the query.
+        Ok(self.conn.shared.reader.run(f).await?)
+    }
+
+    async fn current(&self) -> Result<Option<reader::Stored>, Stop> {
+        let id = self.execution_id.clone();
+        self.read(move |c| reader::get(c, &id)).await
+    }
+
+    fn not_found(&self) -> Stop {
+        Stop::Failed(Status::not_found(format!("execution {} not found", self.execution_id)))
+    }
+
+    /// A stream without from_revision starts with the current state.
+    async fn snapshot(&mut self) -> Result<(), Stop> {
+        let stored = self.current().await?.ok_or_else(|| self.not_found())?;
+        self.send_state(EventType::EventSnapshot, stored.execution, stored.revision).await
+    }
+
+    /// Sends every change after `last_sent` from the history, a page at a
+    /// time, until the history has nothing newer (rule 2), or a RESYNC when
+    /// it no longer reaches back (rule 3).
+    async fn catch_up(&mut self, initial: bool) -> Result<(), Stop> {
+        loop {
+            let after = self.last_sent;
+            let id = self.execution_id.clone();
+            let (compacted, rows) = self
+                .read(move |c| {
+                    // One read transaction, so the floor and the rows agree.
+                    let tx = c.unchecked_transaction()?;
+                    let compacted = reader::compacted_revision(&tx)?;
+                    let rows =
+                        reader::history(&tx, &id, after, HISTORY_PAGE_ROWS, HISTORY_PAGE_BYTES)?;
+                    Ok((compacted, rows))
+                })
+                .await?;
+            if after < compacted {
+                return self.resync(initial).await;
+            }
+            // A page may be cut short by its byte bound, so only an empty
+            // page means the history has nothing newer.
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                self.send_history(row).await?;
+            }
+        }
+        if initial && !self.sent_any {
+            // Nothing after from_revision: the execution must exist, and a
+            // terminal one ends the stream at once.
+            let stored = self.current().await?.ok_or_else(|| self.not_found())?;
+            if is_terminal(&stored.execution) {
+                return Err(self.terminal_end());
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_history(&mut self, row: HistoryRow) -> Result<(), Stop> {
+        if row.revision <= self.last_sent {
+            return Ok(());
+        }
+        match (row.kind, row.execution) {
+            (ChangeKind::Deleted, _) => {
+                self.last_sent = row.revision;
+                Err(self.deleted_end())
+            }
+            (_, Some(execution)) => {
+                self.send_state(EventType::EventUpdate, execution, row.revision).await
+            }
+            (_, None) => Err(Stop::Failed(Status::internal(format!(
+                "history row {} has no state",
+                row.revision
+            )))),
+        }
+    }
+
+    /// The history no longer reaches back to `last_sent`: send the whole
+    /// current state, flagged RESYNC.
+    async fn resync(&mut self, initial: bool) -> Result<(), Stop> {
+        match self.current().await? {
+            Some(stored) if stored.revision > self.last_sent => {
+                self.send_state(EventType::EventResync, stored.execution, stored.revision).await
+            }
+            Some(stored) if is_terminal(&stored.execution) => Err(self.terminal_end()),
+            Some(_) => Ok(()),
+            None if initial => Err(self.not_found()),
+            None => Err(self.deleted_end()),
+        }
+    }
+}

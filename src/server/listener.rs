@@ -1,0 +1,74 @@
+//! Binding the Unix socket.
+//!
+//! A socket file left by a daemon that died is replaced, but only after a
+//! connection attempt is refused: a live daemon is never clobbered, and a
+//! path that is not a socket is never deleted. The socket is created with
+//! mode 0600 (umask set around bind), so there is no moment when another
+//! user could connect.
+
+use std::io::ErrorKind;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+
+use nix::sys::stat::{umask, Mode};
+
+/// A bound listener and the identity of the file it created, so shutdown
+/// removes the socket file only if it is still ours.
+pub struct Bound {
+    pub listener: UnixListener,
+    inode: u64,
+}
+
+impl Bound {
+    /// Removes the socket file if it is the one this process bound.
+    pub fn remove_file(&self, path: &Path) {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if meta.ino() == self.inode {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+/// Binds `path`, replacing a stale socket file.
+pub fn bind(path: &Path) -> Result<Bound, String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(format!("{} exists and is not a socket; refusing to replace it", path.display()))
+        }
+        Ok(_) => match UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(format!(
+                    "another daemon is already listening on {}",
+                    path.display()
+                ))
+            }
+            Err(err) if err.kind() == ErrorKind::ConnectionRefused => {
+                tracing::info!(path = %path.display(), "replacing stale socket file");
+                std::fs::remove_file(path)
+                    .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
+            }
+            Err(err) if err.kind() == ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(format!("cannot check existing socket {}: {err}", path.display()))
+            }
+        },
+        Err(err) if err.kind() == ErrorKind::NotFound => {}
+        Err(err) => return Err(format!("cannot inspect {}: {err}", path.display())),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create socket directory {}: {e}", dir.display()))?;
+    }
+    // Owner read/write only, from the moment the file exists.
+    let old = umask(Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    umask(old);
+    let listener = bound.map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot make {} non-blocking: {e}", path.display()))?;
+    let inode = std::fs::symlink_metadata(path).map(|m| m.ino()).unwrap_or(0);
+    Ok(Bound { listener, inode })
+}
