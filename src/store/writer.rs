@@ -41,6 +41,13 @@ struct Request {
     reply: oneshot::Sender<JobResult>,
 }
 
+/// What the writer thread reads from its queue.
+enum Msg {
+    Job(Request),
+    /// Commit what is queued before this, then stop (graceful shutdown).
+    Stop,
+}
+
 /// Counters the writer keeps, for `stigmer status` and the benchmarks.
 #[derive(Debug, Default)]
 pub struct WriterStats {
@@ -58,7 +65,7 @@ pub struct WriterStats {
 /// thread after it has finished what is queued.
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<Request>,
+    queue: mpsc::Sender<Msg>,
 }
 
 /// Settings of the writer thread.
@@ -78,9 +85,19 @@ impl Writer {
         on_commit: Box<dyn Fn(&Arc<Change>) + Send>,
     ) -> std::io::Result<(Writer, JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
-        let handle = std::thread::Builder::new().name("stigmer-writer".into()).spawn(move || {
-            WriterThread { conn, rx, config, revisions, stats, on_commit }.run()
-        })?;
+        let handle = std::thread::Builder::new()
+            .name("stigmer-writer".into())
+            .spawn(move || {
+                WriterThread {
+                    conn,
+                    rx,
+                    config,
+                    revisions,
+                    stats,
+                    on_commit,
+                }
+                .run()
+            })?;
         Ok((Writer { queue: tx }, handle))
     }
 
@@ -94,16 +111,23 @@ impl Writer {
         // Waits only while the queue is full: back-pressure from the disk,
         // never a drop. Fails only once the writer has stopped (shutdown).
         self.queue
-            .send(Request { job, reply })
+            .send(Msg::Job(Request { job, reply }))
             .await
             .map_err(|_| Status::unavailable("the daemon is shutting down"))?;
         Ok(rx)
+    }
+
+    /// Asks the thread to commit everything queued so far and stop. Jobs
+    /// submitted afterwards are refused with UNAVAILABLE.
+    pub async fn stop(&self) {
+        // Waits for queue room behind the jobs already queued.
+        let _ = self.queue.send(Msg::Stop).await;
     }
 }
 
 struct WriterThread {
     conn: Connection,
-    rx: mpsc::Receiver<Request>,
+    rx: mpsc::Receiver<Msg>,
     config: WriterConfig,
     revisions: Arc<Revisions>,
     stats: Arc<WriterStats>,
@@ -113,18 +137,31 @@ struct WriterThread {
 impl WriterThread {
     fn run(mut self) {
         let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+        let mut stopping = false;
         // Blocks this (dedicated) thread until a job arrives; None once every
-        // Writer handle is gone, which is the shutdown signal.
+        // Writer handle is gone.
         while let Some(first) = self.rx.blocking_recv() {
-            batch.push(first);
+            match first {
+                Msg::Job(request) => batch.push(request),
+                Msg::Stop => break,
+            }
             while batch.len() < MAX_BATCH {
                 match self.rx.try_recv() {
-                    Ok(next) => batch.push(next),
+                    Ok(Msg::Job(next)) => batch.push(next),
+                    Ok(Msg::Stop) => {
+                        stopping = true;
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
             self.commit_batch(&mut batch);
+            if stopping {
+                break;
+            }
         }
+        // Anything queued behind Stop is refused (its sender sees the queue close).
+        self.rx.close();
         // Fold the WAL back into the database so the files left behind are
         // compact and a later open need not replay it.
         if let Err(err) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
@@ -144,7 +181,9 @@ impl WriterThread {
                 self.revisions.set(last, compacted);
                 let elapsed = started.elapsed().as_nanos() as u64;
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                self.stats.commit_nanos.fetch_add(elapsed, Ordering::Relaxed);
+                self.stats
+                    .commit_nanos
+                    .fetch_add(elapsed, Ordering::Relaxed);
                 // Broadcast first, in revision order, then acknowledge: both
                 // strictly after COMMIT.
                 for result in results.iter().flatten() {
@@ -162,7 +201,9 @@ impl WriterThread {
             }
             Err(status) => {
                 tracing::error!(%status, jobs = replies.len(), "write transaction failed; nothing from it was committed");
-                self.stats.refused.fetch_add(replies.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .refused
+                    .fetch_add(replies.len() as u64, Ordering::Relaxed);
                 for reply in replies {
                     let _ = reply.send(Err(status.clone()));
                 }
@@ -179,7 +220,9 @@ impl WriterThread {
         jobs: Vec<Job>,
         first_revision: u64,
     ) -> Result<(Vec<JobResult>, u64, u64), Status> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut txn = Txn::new(&tx, first_revision, self.config.max_execution_bytes);
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -222,7 +265,8 @@ fn prune(
         return Ok(compacted);
     }
     let floor = last - retention;
-    tx.prepare_cached("DELETE FROM history WHERE revision <= ?1")?.execute([floor as i64])?;
+    tx.prepare_cached("DELETE FROM history WHERE revision <= ?1")?
+        .execute([floor as i64])?;
     tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'compacted_revision'")?
         .execute([floor as i64])?;
     Ok(floor)
@@ -231,7 +275,8 @@ fn prune(
 /// Reads the revision counters at startup.
 pub fn load_revisions(conn: &Connection) -> Result<(u64, u64), Status> {
     let get = |key: &str| -> Result<u64, Status> {
-        let v: i64 = conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?;
+        let v: i64 =
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?;
         Ok(v as u64)
     };
     Ok((get("last_revision")?, get("compacted_revision")?))

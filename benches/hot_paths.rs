@@ -1,0 +1,2 @@
+//! Criterion micro-benchmarks of the hot paths (placeholder; see docs/PERFORMANCE.md).
+fn main() {}
