@@ -35,7 +35,9 @@ struct Inner {
     path: PathBuf,
     config: Config,
     /// The current connection; replaced when found closed.
-    conn: Mutex<Option<Arc<Conn>>>,
+    conn: std::sync::Mutex<Option<Arc<Conn>>>,
+    /// Held while reconnecting, so concurrent calls make one connection.
+    connecting: Mutex<()>,
 }
 
 impl std::fmt::Debug for Client {
@@ -150,7 +152,8 @@ impl Client {
             inner: Arc::new(Inner {
                 path,
                 config,
-                conn: Mutex::new(Some(conn)),
+                conn: std::sync::Mutex::new(Some(conn)),
+                connecting: Mutex::new(()),
             }),
         })
     }
@@ -166,18 +169,28 @@ impl Client {
     }
 
     /// The live connection, reconnecting when the current one has died.
+    ///
+    /// The fast path (a live connection) takes only a short synchronous
+    /// lock, with no await, so concurrent calls queue their frames in the
+    /// order they are first polled.
     pub(crate) async fn conn(&self) -> Result<Arc<Conn>> {
+        if let Some(conn) = self.live_conn() {
+            return Ok(conn);
+        }
         // Waits while another task reconnects, so only one connection is made.
-        let mut slot = self.inner.conn.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            if !conn.is_closed() {
-                return Ok(conn.clone());
-            }
+        let _connecting = self.inner.connecting.lock().await;
+        if let Some(conn) = self.live_conn() {
+            return Ok(conn);
         }
         // Opens a new socket; fails when the daemon is not (yet) back.
         let conn = Conn::connect(&self.inner.path, &self.inner.config).await?;
-        *slot = Some(conn.clone());
+        *self.inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
         Ok(conn)
+    }
+
+    fn live_conn(&self) -> Option<Arc<Conn>> {
+        let slot = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref().filter(|c| !c.is_closed()).cloned()
     }
 
     /// Sends `command` and returns its reply; retries on a fresh connection

@@ -6,20 +6,27 @@
 //! subscription it belongs to (a bounded channel); a single writer task owns
 //! the write half, so frames never interleave and requests go out in the
 //! order they were queued (which is the order the daemon applies them).
+//!
+//! Delivery is tracked so that a dead connection costs no request: a frame
+//! the writer never wrote completely cannot have been applied (the daemon
+//! only acts on whole frames), so its call is retried on a new connection;
+//! only a call whose frame went out whole and then lost its reply fails with
+//! [`Error::Closed`] (it may or may not have been applied).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
 use prost::Message;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 use crate::proto::daemon::{
     request::Command, response::Result as Reply, CancelSubscriptionRequest, Event, EventType,
@@ -32,13 +39,31 @@ use crate::{Config, Error, Result};
 /// for the socket instead of growing memory without limit.
 const WRITE_QUEUE: usize = 1024;
 
+/// Most bytes the writer gathers into one write.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+
 /// What a stream's channel carries: an event, or the error that ended it.
 pub(crate) type StreamItem = Result<Event>;
+
+/// What a waiting call learns.
+enum Outcome {
+    /// The reply (or the error that ended the connection after the request
+    /// was written).
+    Reply(Result<Reply>),
+    /// The request was never written whole: safe to send again elsewhere.
+    NotDelivered,
+}
+
+/// One frame for the writer: length prefix and body, and its request id.
+struct Outgoing {
+    id: u64,
+    bytes: Bytes,
+}
 
 /// Where the reply to a request id goes.
 enum Route {
     /// A call waiting for its single reply.
-    Unary(oneshot::Sender<Result<Reply>>),
+    Unary(oneshot::Sender<Outcome>),
     /// An open subscription.
     Stream(StreamRoute),
 }
@@ -61,6 +86,8 @@ struct Shared {
 #[derive(Default)]
 struct State {
     routes: HashMap<u64, Route>,
+    /// Ids of queued requests the writer has not started writing.
+    unsent: HashSet<u64>,
     /// Why the connection ended, once it has; no new routes after that.
     closed: Option<Error>,
 }
@@ -73,19 +100,37 @@ impl Shared {
     }
 
     /// Marks the connection dead and fails everyone waiting on it: unary
-    /// calls get `reason`; streams see their channel close (and reconnect).
+    /// calls whose request was never written are told so (and retry);
+    /// the others get `reason`; streams see their channel close (and
+    /// resubscribe).
     fn close(&self, reason: Error) {
-        let routes = {
+        let (routes, unsent) = {
             let mut st = self.lock();
             if st.closed.is_none() {
                 tracing::debug!(%reason, "stigmer connection closed");
                 st.closed = Some(reason.duplicate());
             }
-            std::mem::take(&mut st.routes)
+            (std::mem::take(&mut st.routes), std::mem::take(&mut st.unsent))
         };
-        for (_, route) in routes {
+        for (id, route) in routes {
             if let Route::Unary(tx) = route {
-                let _ = tx.send(Err(reason.duplicate()));
+                let outcome = if unsent.contains(&id) {
+                    Outcome::NotDelivered
+                } else {
+                    Outcome::Reply(Err(reason.duplicate()))
+                };
+                let _ = tx.send(outcome);
+            }
+        }
+    }
+
+    /// The writer could not write these requests whole: their calls may
+    /// retry elsewhere.
+    fn not_delivered(&self, ids: &[u64]) {
+        let mut st = self.lock();
+        for id in ids {
+            if let Some(Route::Unary(tx)) = st.routes.remove(id) {
+                let _ = tx.send(Outcome::NotDelivered);
             }
         }
     }
@@ -113,7 +158,7 @@ pub(crate) struct StreamHandle {
 /// A live connection: the writer queue, the routing table, the id counter.
 pub(crate) struct Conn {
     shared: Arc<Shared>,
-    writer: mpsc::Sender<Bytes>,
+    writer: mpsc::Sender<Outgoing>,
     next_id: Arc<AtomicU64>,
     max_frame_length: usize,
     stream_queue: usize,
@@ -141,11 +186,7 @@ impl Conn {
         let next_id = Arc::new(AtomicU64::new(1));
         let (writer, write_rx) = mpsc::channel(WRITE_QUEUE);
 
-        tokio::spawn(write_loop(
-            FramedWrite::new(wr, codec.clone()),
-            write_rx,
-            shared.clone(),
-        ));
+        tokio::spawn(write_loop(wr, write_rx, shared.clone()));
         let reader = tokio::spawn(read_loop(
             FramedRead::new(rd, codec),
             shared.clone(),
@@ -172,6 +213,10 @@ impl Conn {
 
     /// Sends one request and waits for its single reply. A reply that is an
     /// `error` becomes [`Error::Status`].
+    ///
+    /// Up to the point where the frame is queued there is no await on the
+    /// fast path, so calls queue their frames in the order they are first
+    /// polled, whatever the executor does later.
     pub(crate) async fn call(&self, command: Command) -> Result<Reply, CallError> {
         let id = take_id(&self.next_id);
         let frame = encode(id, command, self.max_frame_length)?;
@@ -182,27 +227,38 @@ impl Conn {
             Ok(frame) => frame,
             Err(frame) => return Err(not_sent(frame)),
         };
-        // Waits for room in the writer queue (back-pressure when the socket
-        // is slow); fails only when the writer task has ended.
-        if let Err(e) = self.writer.send(frame.bytes).await {
+        let Frame { bytes, command } = frame;
+        if !self.queue(Outgoing { id, bytes }).await {
             self.forget(id);
-            return Err(not_sent(Frame {
-                bytes: e.0,
-                command: frame.command,
-            }));
+            return Err(CallError::NotSent(NotSent(command)));
         }
-        // Waits for the reader to route the reply; the sender is dropped
-        // (RecvError) only if the route vanished without a close reason.
+        // Waits for the reader to route the reply, or for the connection to
+        // fail (then: retry if the frame never went out, else Closed).
         match rx.await {
-            Ok(Ok(Reply::Error(e))) => Err(CallError::Failed(Error::from_wire(e))),
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(e)) => Err(CallError::Failed(e)),
+            Ok(Outcome::Reply(Ok(Reply::Error(e)))) => Err(CallError::Failed(Error::from_wire(e))),
+            Ok(Outcome::Reply(Ok(reply))) => Ok(reply),
+            Ok(Outcome::Reply(Err(e))) => Err(CallError::Failed(e)),
+            Ok(Outcome::NotDelivered) => Err(CallError::NotSent(NotSent(command))),
             Err(_) => Err(CallError::Failed(Error::Closed)),
         }
     }
 
+    /// Hands a frame to the writer: at once when there is room, else waits
+    /// for room (back-pressure from a slow socket). False when the writer
+    /// has ended (the connection is gone).
+    async fn queue(&self, out: Outgoing) -> bool {
+        match self.writer.try_send(out) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            // Waits for the writer to drain some frames.
+            Err(mpsc::error::TrySendError::Full(out)) => self.writer.send(out).await.is_ok(),
+        }
+    }
+
     /// Sends a `subscribe` and returns the channel its events arrive on.
-    /// Errors the daemon answers with (NOT_FOUND, ...) arrive on the channel.
+    /// Errors the daemon answers with (NOT_FOUND, ...) arrive on the channel;
+    /// if the connection dies, the channel closes (whether or not the
+    /// request went out) and the subscription resubscribes.
     pub(crate) async fn open_stream(&self, command: Command) -> Result<StreamHandle, CallError> {
         let id = take_id(&self.next_id);
         let frame = encode(id, command, self.max_frame_length)?;
@@ -216,21 +272,20 @@ impl Conn {
             Ok(frame) => frame,
             Err(frame) => return Err(not_sent(frame)),
         };
-        // Waits for room in the writer queue; fails only when the writer
-        // task has ended (connection gone).
-        if let Err(e) = self.writer.send(frame.bytes).await {
+        let Frame { bytes, command } = frame;
+        // Queues the request; fails only when the writer has ended.
+        if !self.queue(Outgoing { id, bytes }).await {
             self.forget(id);
-            return Err(not_sent(Frame {
-                bytes: e.0,
-                command: frame.command,
-            }));
+            return Err(CallError::NotSent(NotSent(command)));
         }
         Ok(StreamHandle { id, rx, overflowed })
     }
 
     /// Stops routing replies for `id` (later frames for it are ignored).
     pub(crate) fn forget(&self, id: u64) {
-        self.shared.lock().routes.remove(&id);
+        let mut st = self.shared.lock();
+        st.routes.remove(&id);
+        st.unsent.remove(&id);
     }
 
     /// Asks the daemon to end stream `id` without waiting for the answer
@@ -259,6 +314,7 @@ impl Conn {
             return Err(frame);
         }
         st.routes.insert(id, route);
+        st.unsent.insert(id);
         Ok(frame)
     }
 }
@@ -291,13 +347,16 @@ fn encode(id: u64, command: Command, max: usize) -> Result<Frame> {
         id,
         command: Some(command),
     };
-    let bytes = request.encode_to_vec();
-    if bytes.len() > max {
-        return Err(Error::FrameTooLarge {
-            len: bytes.len(),
-            max,
-        });
-    }
+    let len = request.encoded_len();
+    let prefix = match u32::try_from(len) {
+        Ok(prefix) if len <= max => prefix,
+        _ => return Err(Error::FrameTooLarge { len, max }),
+    };
+    let mut bytes = Vec::with_capacity(frame::LENGTH_PREFIX_BYTES + len);
+    bytes.extend_from_slice(&prefix.to_be_bytes());
+    request
+        .encode(&mut bytes)
+        .map_err(|e| Error::Protocol(format!("cannot encode a request: {e}")))?;
     let command = request
         .command
         .ok_or_else(|| Error::Protocol("request lost its command".into()))?;
@@ -307,45 +366,88 @@ fn encode(id: u64, command: Command, max: usize) -> Result<Frame> {
     })
 }
 
-fn send_cancel(writer: &mpsc::Sender<Bytes>, next_id: &AtomicU64, subscription_id: u64, max: usize) {
+fn send_cancel(
+    writer: &mpsc::Sender<Outgoing>,
+    next_id: &AtomicU64,
+    subscription_id: u64,
+    max: usize,
+) {
     let id = take_id(next_id);
     let command = Command::Cancel(CancelSubscriptionRequest { subscription_id });
     if let Ok(frame) = encode(id, command, max) {
         // No route: the `cancelled` (or NOT_FOUND) reply is ignored.
-        let _ = writer.try_send(frame.bytes);
+        let _ = writer.try_send(Outgoing {
+            id,
+            bytes: frame.bytes,
+        });
     }
 }
 
-/// Owns the write half: writes queued frames, coalescing whatever is queued
-/// into one flush, until every sender is gone or a write fails.
+/// Owns the write half: gathers whatever frames are queued into one buffer
+/// and writes it, until every sender is gone or a write fails. Knows which
+/// frames went out whole, so the calls of the others can be retried.
 async fn write_loop(
-    mut sink: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Outgoing>,
     shared: Arc<Shared>,
 ) {
+    let mut buf = Vec::new();
+    // (request id, end offset of its frame in `buf`)
+    let mut batch: Vec<(u64, usize)> = Vec::new();
     // Waits for the next frame; None once the connection object is dropped.
-    while let Some(frame) = rx.recv().await {
-        // Buffers the frame; writes to the socket only when the buffer is
-        // full, which can block on a daemon that does not read.
-        if let Err(e) = sink.feed(frame).await {
-            shared.close(Error::Io(e));
-            return;
-        }
-        while let Ok(frame) = rx.try_recv() {
-            // As above: may block on a full socket, fails if it broke.
-            if let Err(e) = sink.feed(frame).await {
-                shared.close(Error::Io(e));
-                return;
+    while let Some(first) = rx.recv().await {
+        buf.clear();
+        batch.clear();
+        let mut next = Some(first);
+        while let Some(out) = next.take() {
+            buf.extend_from_slice(&out.bytes);
+            batch.push((out.id, buf.len()));
+            if buf.len() < MAX_BATCH_BYTES {
+                next = rx.try_recv().ok();
             }
         }
-        // Writes out everything buffered; fails if the socket broke.
-        if let Err(e) = SinkExt::<Bytes>::flush(&mut sink).await {
-            shared.close(Error::Io(e));
-            return;
+        {
+            let mut st = shared.lock();
+            if st.closed.is_some() {
+                // close() already settled every waiting call.
+                return;
+            }
+            // From here on these frames count as (possibly) sent.
+            for (id, _) in &batch {
+                st.unsent.remove(id);
+            }
+        }
+        let mut written = 0;
+        while written < buf.len() {
+            // Writes to the socket; waits while the daemon's receive buffer
+            // is full; fails when the daemon has gone away.
+            match wr.write(&buf[written..]).await {
+                Ok(0) => {
+                    fail_batch(&shared, &batch, written, std::io::ErrorKind::WriteZero.into());
+                    return;
+                }
+                Ok(n) => written += n,
+                Err(e) => {
+                    fail_batch(&shared, &batch, written, e);
+                    return;
+                }
+            }
         }
     }
     // Shuts the write direction so the daemon sees EOF and closes its side.
-    let _ = SinkExt::<Bytes>::close(&mut sink).await;
+    let _ = wr.shutdown().await;
+}
+
+/// A write failed after `written` bytes of the batch: frames not written
+/// whole were never acted on by the daemon, so their calls may retry.
+fn fail_batch(shared: &Shared, batch: &[(u64, usize)], written: usize, err: std::io::Error) {
+    let undelivered: Vec<u64> = batch
+        .iter()
+        .filter(|(_, end)| *end > written)
+        .map(|(id, _)| *id)
+        .collect();
+    shared.not_delivered(&undelivered);
+    shared.close(Error::Io(err));
 }
 
 /// Owns the read half: decodes each frame and routes it by request id until
@@ -353,7 +455,7 @@ async fn write_loop(
 async fn read_loop(
     mut frames: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
     shared: Arc<Shared>,
-    writer: mpsc::WeakSender<Bytes>,
+    writer: mpsc::WeakSender<Outgoing>,
     next_id: Arc<AtomicU64>,
     max_frame_length: usize,
 ) {
@@ -393,7 +495,7 @@ async fn read_loop(
 /// Delivers one reply or event to whoever waits for request `id`.
 fn route(
     shared: &Shared,
-    writer: &mpsc::WeakSender<Bytes>,
+    writer: &mpsc::WeakSender<Outgoing>,
     next_id: &AtomicU64,
     max_frame_length: usize,
     id: u64,
@@ -410,7 +512,7 @@ fn route(
         Route::Unary(_) => {
             if let Some(Route::Unary(tx)) = st.routes.remove(&id) {
                 // The caller may have given up (dropped its future): fine.
-                let _ = tx.send(Ok(result));
+                let _ = tx.send(Outcome::Reply(Ok(result)));
             }
         }
         Route::Stream(stream) => {
