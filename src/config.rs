@@ -36,6 +36,17 @@ pub const DEFAULT_WRITER_QUEUE: usize = 4096;
 /// disk; a resume from further back gets an explicit RESYNC.
 pub const DEFAULT_HISTORY_RETENTION: u64 = 100_000;
 
+/// Default `--max-connections-per-uid`. One user's runaway script must not
+/// lock every other user out: a quarter of the total (sd-varlink: 1024 of
+/// 4096).
+pub const DEFAULT_MAX_CONNECTIONS_PER_UID: usize = 256;
+
+/// Default `--slow-consumer-timeout` (seconds). A connection whose socket
+/// accepts no bytes for this long while frames wait is closed (its client
+/// resumes from its last revision). Long enough for a paused debugger or a
+/// swapped-out UI, short enough that a dead peer does not pin its buffers.
+pub const DEFAULT_SLOW_CONSUMER_TIMEOUT_SECS: u64 = 30;
+
 /// How the database syncs commits (`PRAGMA synchronous`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Durability {
@@ -88,6 +99,37 @@ pub struct DaemonArgs {
     #[arg(long, default_value_t = DEFAULT_HISTORY_RETENTION)]
     pub history_retention: u64,
 
+    /// Most connections open at once from one uid.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS_PER_UID)]
+    pub max_connections_per_uid: usize,
+
+    /// Close a connection whose socket has accepted no bytes for this many
+    /// seconds while frames wait for it (0: never).
+    #[arg(long, default_value_t = DEFAULT_SLOW_CONSUMER_TIMEOUT_SECS)]
+    pub slow_consumer_timeout: u64,
+
+    /// Also admit members of this group (repeatable). The socket file then
+    /// gets the first such group and mode 0660 unless --socket-mode says
+    /// otherwise. Root and the daemon's own uid are always admitted.
+    #[arg(long = "allow-group", value_name = "NAME")]
+    pub allow_groups: Vec<String>,
+
+    /// Mode of the socket file we bind, in octal [default: 0600, or 0660
+    /// with --allow-group]. Ignored under socket activation (the unit sets it).
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    pub socket_mode: Option<u32>,
+
+    /// Under socket activation, exit after this many seconds without any
+    /// connection; the socket unit starts the daemon again on the next one
+    /// (0: never).
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub idle_exit: u64,
+
+    /// Serve Prometheus metrics over HTTP on this loopback address (e.g.
+    /// 127.0.0.1:9464). Non-loopback addresses are refused.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// Log filter (tracing's syntax, e.g. `info`, `stigmer=debug`); RUST_LOG
     /// is used when this is not given.
     #[arg(long)]
@@ -97,6 +139,17 @@ pub struct DaemonArgs {
 impl DaemonArgs {
     /// The database path after applying the defaults.
     pub fn db_path(&self) -> PathBuf {
-        self.db.clone().unwrap_or_else(stigmer_client::paths::default_db_path)
+        self.db
+            .clone()
+            .unwrap_or_else(stigmer_client::paths::default_db_path)
     }
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("{text:?} is not an octal mode like 0660"))?;
+    if mode > 0o777 {
+        return Err(format!("{text} is not a file mode (at most 0777)"));
+    }
+    Ok(mode)
 }

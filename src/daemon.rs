@@ -19,9 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
-use crate::config::DaemonArgs;
+use crate::config::{DaemonArgs, Durability};
 use crate::pipeline::Broadcast;
-use crate::server::{self, Limits, ServerStats, Shared};
+use crate::server::{self, peer, Limits, ServerStats, Shared};
+use crate::service::activation::{self, Activation};
+use crate::service::notify::{self, Notifier};
 use crate::store::{self, DbLock, Revisions, StoreConfig};
 
 /// How long shutdown waits for connections to write their streams' END
@@ -34,10 +36,22 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// well under this), so every stored state can be streamed back.
 const ENVELOPE_ALLOWANCE: usize = 512;
 
+/// How often STATUS= is refreshed for `systemctl status`.
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Runs the daemon in the foreground until SIGTERM/SIGINT; builds its own
 /// tokio runtime. Returns the process exit code.
 pub fn run(socket: PathBuf, args: DaemonArgs) -> ExitCode {
     init_tracing(args.log_level.as_deref());
+    // SAFETY: no other thread exists yet: the runtime is built below and
+    // tracing's subscriber starts none.
+    let activation = match unsafe { activation::take_listener() } {
+        Ok(activation) => activation,
+        Err(message) => {
+            eprintln!("stigmer daemon: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("stigmer-worker")
@@ -50,8 +64,20 @@ pub fn run(socket: PathBuf, args: DaemonArgs) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let daemon = Daemon::start(&socket, &args).await?;
-        wait_for_stop_signal().await?;
+        let notifier = Notifier::from_env();
+        let idle_exit = (activation.is_activated() && args.idle_exit > 0)
+            .then(|| Duration::from_secs(args.idle_exit));
+        let daemon = Daemon::start(&socket, &args, activation).await?;
+        notifier.ready(&daemon.status_line());
+        let background = daemon.spawn_service_tasks(notifier.clone());
+        tokio::select! {
+            stop = wait_for_stop_signal() => stop?,
+            _ = wait_idle(&daemon, idle_exit) => {
+                tracing::info!("idle: exiting until the socket unit starts the daemon again");
+            }
+        }
+        notifier.stopping();
+        background.abort();
         daemon.shutdown().await
     });
     // Tasks still running after the grace period (peers that do not read)
@@ -101,6 +127,22 @@ async fn wait_for_stop_signal() -> Result<(), String> {
     Ok(())
 }
 
+/// Resolves when the daemon has had no connection for `idle` (never when
+/// `idle` is None).
+async fn wait_idle(daemon: &Daemon, idle: Option<Duration>) {
+    let Some(idle) = idle else {
+        return std::future::pending().await;
+    };
+    // Checks a few times per idle period; an idle timer needs no precision.
+    let tick = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(tick).await;
+        if daemon.shared.stats.idle_for().is_some_and(|t| t >= idle) {
+            return;
+        }
+    }
+}
+
 /// A running daemon inside this process.
 pub struct Daemon {
     shared: Arc<Shared>,
@@ -117,7 +159,11 @@ pub struct Daemon {
 impl Daemon {
     /// Opens the database, binds the socket and starts serving. Must be
     /// called inside a tokio runtime.
-    pub async fn start(socket: &Path, args: &DaemonArgs) -> Result<Daemon, String> {
+    pub async fn start(
+        socket: &Path,
+        args: &DaemonArgs,
+        activation: Activation,
+    ) -> Result<Daemon, String> {
         if args.max_frame_length <= ENVELOPE_ALLOWANCE || args.max_frame_length > u32::MAX as usize
         {
             return Err(format!(
@@ -127,6 +173,7 @@ impl Daemon {
             ));
         }
         let db_path = args.db_path();
+        let groups = peer::resolve_groups(&args.allow_groups)?;
         let lock = store::lock_database(&db_path)?;
         let broker = Arc::new(Broker::new(args.subscriber_queue));
         let broadcast = Broadcast::new(broker.clone());
@@ -140,7 +187,17 @@ impl Daemon {
             },
             Box::new(move |change| broadcast.run(change)),
         )?;
-        let bound = server::listener::bind(socket)?;
+        let bound = match activation {
+            Activation::Systemd(listener) | Activation::Launchd(listener) => {
+                tracing::info!("using the socket passed by the service manager");
+                server::listener::Bound::activated(listener)
+            }
+            Activation::None => {
+                let default_mode = if groups.is_empty() { 0o600 } else { 0o660 };
+                let mode = args.socket_mode.unwrap_or(default_mode);
+                server::listener::bind(socket, mode, groups.first().map(|(_, gid)| *gid))?
+            }
+        };
         let listener = bound
             .listener
             .try_clone()
@@ -154,12 +211,24 @@ impl Daemon {
             limits: Limits {
                 max_frame_length: args.max_frame_length,
                 max_connections: args.max_connections,
+                max_connections_per_uid: args.max_connections_per_uid,
                 max_subscriptions_per_connection: args.max_subscriptions_per_connection,
                 connection_queue: args.connection_queue,
+                slow_consumer_timeout: (args.slow_consumer_timeout > 0)
+                    .then(|| Duration::from_secs(args.slow_consumer_timeout)),
+            },
+            policy: peer::AccessPolicy::new(groups),
+            started: std::time::Instant::now(),
+            socket: socket.to_path_buf(),
+            database: db_path.clone(),
+            durability: match args.durability {
+                Durability::Normal => "normal",
+                Durability::Full => "full",
             },
             shutdown: CancellationToken::new(),
             stats: ServerStats::default(),
         });
+        shared.stats.mark_idle_now();
         let tracker = TaskTracker::new();
         let accept = tokio::spawn(server::run(listener, shared.clone(), tracker.clone()));
         tracing::info!(
@@ -194,6 +263,45 @@ impl Daemon {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.tracker
             .spawn(server::connection::serve(id, stream, self.shared.clone()));
+    }
+
+    /// One line for systemd's STATUS=.
+    pub fn status_line(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        format!(
+            "serving {} connections, {} subscriptions; revision {}",
+            self.shared.stats.connections_open.load(Relaxed),
+            self.shared.stats.subscriptions_open.load(Relaxed),
+            self.revisions.last()
+        )
+    }
+
+    /// Keeps systemd informed: STATUS= every few seconds and WATCHDOG=1 at
+    /// half the watchdog interval. Aborted at shutdown.
+    pub fn spawn_service_tasks(&self, notifier: Notifier) -> tokio::task::JoinHandle<()> {
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            if !notifier.enabled() {
+                return;
+            }
+            let watchdog = notify::watchdog_interval().map(|t| t / 2);
+            let tick = watchdog.unwrap_or(STATUS_INTERVAL).min(STATUS_INTERVAL);
+            let mut timer = tokio::time::interval(tick);
+            loop {
+                // Waits for the next tick.
+                timer.tick().await;
+                if watchdog.is_some() {
+                    notifier.watchdog();
+                }
+                use std::sync::atomic::Ordering::Relaxed;
+                notifier.status(&format!(
+                    "serving {} connections, {} subscriptions; revision {}",
+                    shared.stats.connections_open.load(Relaxed),
+                    shared.stats.subscriptions_open.load(Relaxed),
+                    shared.revisions.last()
+                ));
+            }
+        })
     }
 
     /// What connections share (counters, broker, limits).

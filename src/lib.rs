@@ -15,15 +15,17 @@
 //!   connections, schema and migrations.
 //! - [`broker`]: fans each committed change out to subscribers' bounded
 //!   queues, in commit order, never blocking the writer.
+//! - [`service`]: socket activation (systemd, launchd) and sd_notify.
 //! - [`daemon`]: wires it all together and runs until a signal.
 //! - [`cli`]: the `stigmer` command line, built on the `stigmer-client` crate.
 
+pub mod broker;
 pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod daemon;
-pub mod broker;
 pub mod pipeline;
 pub mod protocol;
-pub mod store;
-pub mod cmd;
 pub mod server;
+pub mod service;
+pub mod store;

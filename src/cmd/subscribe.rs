@@ -80,7 +80,10 @@ fn open(conn: &Conn, id: u64, req: SubscribeRequest) -> Result<(), Status> {
     };
     // Rule 1: registered before anything is read.
     let subscriber = conn.shared.broker.subscribe(&req.execution_id);
-    conn.shared.stats.subscriptions_open.fetch_add(1, Ordering::Relaxed);
+    conn.shared
+        .stats
+        .subscriptions_open
+        .fetch_add(1, Ordering::Relaxed);
     let stream = Stream {
         conn: conn.clone(),
         id,
@@ -133,7 +136,11 @@ impl Stream {
         // Free the id before the last frame, so a client may reuse it as
         // soon as it sees END.
         self.conn.subscriptions().remove(&self.id);
-        self.conn.shared.stats.subscriptions_open.fetch_sub(1, Ordering::Relaxed);
+        self.conn
+            .shared
+            .stats
+            .subscriptions_open
+            .fetch_sub(1, Ordering::Relaxed);
         let frame = match stop {
             Stop::Gone => return,
             Stop::Failed(status) => {
@@ -189,7 +196,10 @@ impl Stream {
         } else if self.conn.shared.shutdown.is_cancelled() {
             Stop::End(
                 EndReason::Shutdown,
-                format!("the daemon is shutting down; resume from revision {}", self.last_sent),
+                format!(
+                    "the daemon is shutting down; resume from revision {}",
+                    self.last_sent
+                ),
             )
         } else {
             Stop::End(EndReason::Cancelled, "cancelled by the client".into())
@@ -225,7 +235,8 @@ impl Stream {
             execution: Some(execution),
             ..Default::default()
         };
-        self.send(encode_response(self.id, response::Result::Event(event))).await?;
+        self.send(encode_response(self.id, response::Result::Event(event)))
+            .await?;
         self.note_sent(revision, terminal)
     }
 
@@ -239,7 +250,10 @@ impl Stream {
     }
 
     fn terminal_end(&self) -> Stop {
-        Stop::End(EndReason::Terminal, "the execution reached a terminal phase".into())
+        Stop::End(
+            EndReason::Terminal,
+            "the execution reached a terminal phase".into(),
+        )
     }
 
     fn deleted_end(&self) -> Stop {
@@ -252,7 +266,8 @@ impl Stream {
             self.last_sent = change.revision;
             return Err(self.deleted_end());
         }
-        self.send(encode_event_frame(self.id, change.update_event_bytes())).await?;
+        self.send(encode_event_frame(self.id, change.update_event_bytes()))
+            .await?;
         self.note_sent(change.revision, change.is_terminal())
     }
 
@@ -271,13 +286,17 @@ impl Stream {
     }
 
     fn not_found(&self) -> Stop {
-        Stop::Failed(Status::not_found(format!("execution {} not found", self.execution_id)))
+        Stop::Failed(Status::not_found(format!(
+            "execution {} not found",
+            self.execution_id
+        )))
     }
 
     /// A stream without from_revision starts with the current state.
     async fn snapshot(&mut self) -> Result<(), Stop> {
         let stored = self.current().await?.ok_or_else(|| self.not_found())?;
-        self.send_state(EventType::EventSnapshot, stored.execution, stored.revision).await
+        self.send_state(EventType::EventSnapshot, stored.execution, stored.revision)
+            .await
     }
 
     /// Sends every change after `last_sent` from the history, a page at a
@@ -330,7 +349,8 @@ impl Stream {
                 Err(self.deleted_end())
             }
             (_, Some(execution)) => {
-                self.send_state(EventType::EventUpdate, execution, row.revision).await
+                self.send_state(EventType::EventUpdate, execution, row.revision)
+                    .await
             }
             (_, None) => Err(Stop::Failed(Status::internal(format!(
                 "history row {} has no state",
@@ -344,7 +364,9 @@ impl Stream {
     async fn resync(&mut self, initial: bool) -> Result<(), Stop> {
         match self.current().await? {
             Some(stored) if stored.revision > self.last_sent => {
-                self.send_state(EventType::EventResync, stored.execution, stored.revision).await
+                self.conn.shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                self.send_state(EventType::EventResync, stored.execution, stored.revision)
+                    .await
             }
             Some(stored) if is_terminal(&stored.execution) => Err(self.terminal_end()),
             Some(_) => Ok(()),

@@ -32,7 +32,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::Shared;
+use super::{peer, Shared};
 use crate::protocol::{decode_request, encode_response, DecodeError, Status};
 
 /// How long a refused connection gets to receive its error before it is
@@ -109,20 +109,81 @@ impl Conn {
     }
 }
 
-/// Decrements the open-connection count however the connection ends.
-struct OpenGuard(Arc<Shared>);
+/// Decrements the open-connection counts however the connection ends.
+struct OpenGuard {
+    shared: Arc<Shared>,
+    uid: Option<u32>,
+}
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.stats.connections_open.fetch_sub(1, Ordering::AcqRel);
+        if let Some(uid) = self.uid {
+            self.shared.stats.leave_uid(uid);
+        }
+        if self
+            .shared
+            .stats
+            .connections_open
+            .fetch_sub(1, Ordering::AcqRel)
+            == 1
+        {
+            self.shared.stats.mark_idle_now();
+        }
     }
 }
 
 /// Serves one accepted connection until the peer leaves or the daemon stops.
+/// The caller has counted it in `connections_open`.
 pub async fn serve(id: u64, stream: UnixStream, shared: Arc<Shared>) {
-    let guard = OpenGuard(shared.clone());
-    let span = tracing::info_span!("conn", id);
+    let mut guard = OpenGuard {
+        shared: shared.clone(),
+        uid: None,
+    };
+    let cred = match peer::peer_cred(&stream) {
+        Ok(cred) => cred,
+        Err(err) => {
+            tracing::warn!(id, %err, "cannot read the peer's credentials; closing");
+            return;
+        }
+    };
+    let span = tracing::info_span!("conn", id, uid = cred.uid, pid = cred.pid);
     async move {
+        if !shared.policy.admits(cred).await {
+            shared
+                .stats
+                .rejected_permission
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("connection refused: uid {} is not admitted", cred.uid);
+            let status = Status::new(
+                crate::protocol::Code::PermissionDenied,
+                format!(
+                    "uid {} may not use this daemon (admitted: {})",
+                    cred.uid,
+                    shared.policy.describe()
+                ),
+            );
+            return reject(stream, status).await;
+        }
+        if !shared
+            .stats
+            .enter_uid(cred.uid, shared.limits.max_connections_per_uid)
+        {
+            shared
+                .stats
+                .rejected_per_uid
+                .fetch_add(1, Ordering::Relaxed);
+            let limit = shared.limits.max_connections_per_uid;
+            tracing::warn!(
+                limit,
+                "connection refused: too many connections from this uid"
+            );
+            let status = Status::resource_exhausted(format!(
+                "uid {} already has {limit} connections (the per-uid limit)",
+                cred.uid
+            ));
+            return reject(stream, status).await;
+        }
+        guard.uid = Some(cred.uid);
         tracing::debug!("connected");
         let (rd, wr) = stream.into_split();
         let (out, out_rx) = mpsc::channel(shared.limits.connection_queue.max(1));
@@ -136,8 +197,7 @@ pub async fn serve(id: u64, stream: UnixStream, shared: Arc<Shared>) {
             shared,
         };
         let writer = tokio::spawn(
-            write_loop(wr, out_rx, conn.shared.limits.max_frame_length, conn.gone.clone())
-                .in_current_span(),
+            write_loop(wr, out_rx, conn.shared.clone(), conn.gone.clone()).in_current_span(),
         );
         read_loop(&conn, rd).await;
         if !conn.shared.shutdown.is_cancelled() {
@@ -163,6 +223,8 @@ async fn read_loop(conn: &Conn, rd: tokio::net::unix::OwnedReadHalf) {
         let next = tokio::select! {
             biased;
             _ = conn.shared.shutdown.cancelled() => return,
+            // The writer gave up on this peer (slow consumer or dead socket).
+            _ = conn.gone.cancelled() => return,
             // Waits for the next whole frame; fails on an oversized length
             // prefix, a frame cut off by EOF, or a socket error.
             next = frames.next() => next,
@@ -215,32 +277,55 @@ async fn read_loop(conn: &Conn, rd: tokio::net::unix::OwnedReadHalf) {
 
 /// Sends `Response { id: 0, error }`; the caller then closes the connection.
 async fn connection_error(conn: &Conn, status: Status) {
-    let _ = conn.send(encode_response(0, response::Result::Error(status.to_proto()))).await;
+    let _ = conn
+        .send(encode_response(
+            0,
+            response::Result::Error(status.to_proto()),
+        ))
+        .await;
 }
 
 async fn write_loop(
     wr: OwnedWriteHalf,
     mut queue: mpsc::Receiver<Bytes>,
-    max_frame_length: usize,
+    shared: Arc<Shared>,
     gone: CancellationToken,
 ) {
-    let mut frames = FramedWrite::new(wr, frame::codec(max_frame_length));
+    let mut frames = FramedWrite::new(wr, frame::codec(shared.limits.max_frame_length));
     // Waits for the next frame; None once every sender is gone (the reader
     // and every stream of this connection have finished).
     while let Some(body) = queue.recv().await {
-        let mut result = frames.feed(body).await;
-        while result.is_ok() {
-            match queue.try_recv() {
-                Ok(body) => result = frames.feed(body).await,
-                Err(_) => break,
+        // Writes this frame and every frame already queued behind it, in as
+        // few syscalls as the socket allows; waits while the peer's receive
+        // buffer is full.
+        let write = async {
+            frames.feed(body).await?;
+            while let Ok(body) = queue.try_recv() {
+                frames.feed(body).await?;
             }
-        }
-        // Writes everything fed so far in as few syscalls as the socket
-        // allows; waits while the peer's receive buffer is full.
-        if let Err(err) = match result {
-            Ok(()) => SinkExt::<Bytes>::flush(&mut frames).await,
-            Err(err) => Err(err),
-        } {
+            SinkExt::<Bytes>::flush(&mut frames).await
+        };
+        let written = match shared.limits.slow_consumer_timeout {
+            None => write.await,
+            // A peer that takes nothing for this long is disconnected.
+            Some(limit) => match tokio::time::timeout(limit, write).await {
+                Ok(written) => written,
+                Err(_) => {
+                    shared
+                        .stats
+                        .slow_consumer_disconnects
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        timeout_s = limit.as_secs_f64(),
+                        "disconnecting a slow consumer: its socket took too little for the \
+                         timeout while frames waited (it can reconnect and resume)"
+                    );
+                    gone.cancel();
+                    return;
+                }
+            },
+        };
+        if let Err(err) = written {
             tracing::debug!(%err, "write failed; the peer is gone");
             gone.cancel();
             return;
@@ -248,12 +333,8 @@ async fn write_loop(
     }
 }
 
-/// Tells a connection beyond `--max-connections` why it is refused, then
-/// closes it.
-pub async fn reject(stream: UnixStream, limit: usize) {
-    let status = Status::resource_exhausted(format!(
-        "too many connections (limit {limit}); try again later"
-    ));
+/// Tells a refused connection why (a connection error, id 0), then closes it.
+pub async fn reject(stream: UnixStream, status: Status) {
     let body = encode_response(0, response::Result::Error(status.to_proto()));
     let mut frames = FramedWrite::new(stream, frame::codec(frame::DEFAULT_MAX_FRAME_LENGTH));
     // A peer that never reads cannot hold this task for long.

@@ -14,28 +14,43 @@ use std::path::Path;
 use nix::sys::stat::{umask, Mode};
 
 /// A bound listener and the identity of the file it created, so shutdown
-/// removes the socket file only if it is still ours.
+/// removes the socket file only if it is still ours. `inode` is None for a
+/// socket passed by a service manager, which owns (and keeps) the file.
 pub struct Bound {
     pub listener: UnixListener,
-    inode: u64,
+    inode: Option<u64>,
 }
 
 impl Bound {
+    /// A listener a service manager passed us.
+    pub fn activated(listener: UnixListener) -> Self {
+        Self {
+            listener,
+            inode: None,
+        }
+    }
+
     /// Removes the socket file if it is the one this process bound.
     pub fn remove_file(&self, path: &Path) {
+        let Some(inode) = self.inode else { return };
         if let Ok(meta) = std::fs::symlink_metadata(path) {
-            if meta.ino() == self.inode {
+            if meta.ino() == inode {
                 let _ = std::fs::remove_file(path);
             }
         }
     }
 }
 
-/// Binds `path`, replacing a stale socket file.
-pub fn bind(path: &Path) -> Result<Bound, String> {
+/// Binds `path`, replacing a stale socket file. The file is created with
+/// mode 0600 and only then given `group` and `mode`, so at no moment is it
+/// more open than its final mode.
+pub fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<Bound, String> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
-            return Err(format!("{} exists and is not a socket; refusing to replace it", path.display()))
+            return Err(format!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            ))
         }
         Ok(_) => match UnixStream::connect(path) {
             Ok(_) => {
@@ -51,7 +66,10 @@ pub fn bind(path: &Path) -> Result<Bound, String> {
             }
             Err(err) if err.kind() == ErrorKind::NotFound => {}
             Err(err) => {
-                return Err(format!("cannot check existing socket {}: {err}", path.display()))
+                return Err(format!(
+                    "cannot check existing socket {}: {err}",
+                    path.display()
+                ))
             }
         },
         Err(err) if err.kind() == ErrorKind::NotFound => {}
@@ -69,6 +87,15 @@ pub fn bind(path: &Path) -> Result<Bound, String> {
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("cannot make {} non-blocking: {e}", path.display()))?;
-    let inode = std::fs::symlink_metadata(path).map(|m| m.ino()).unwrap_or(0);
+    if let Some(gid) = group {
+        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(|e| format!("cannot give {} group {gid}: {e}", path.display()))?;
+    }
+    if mode != 0o600 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
+    }
+    let inode = std::fs::symlink_metadata(path).map(|m| m.ino()).ok();
     Ok(Bound { listener, inode })
 }

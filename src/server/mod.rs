@@ -11,10 +11,12 @@
 
 pub mod connection;
 pub mod listener;
+pub mod peer;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
@@ -34,8 +36,11 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 pub struct Limits {
     pub max_frame_length: usize,
     pub max_connections: usize,
+    pub max_connections_per_uid: usize,
     pub max_subscriptions_per_connection: usize,
     pub connection_queue: usize,
+    /// None: never disconnect a slow consumer.
+    pub slow_consumer_timeout: Option<Duration>,
 }
 
 /// Counters for `stigmer status`.
@@ -45,10 +50,59 @@ pub struct ServerStats {
     pub connections_open: AtomicUsize,
     /// Connections accepted since start.
     pub connections_total: AtomicU64,
-    /// Connections refused at the limit.
-    pub connections_rejected: AtomicU64,
+    /// Connections refused at `--max-connections`.
+    pub rejected_max_connections: AtomicU64,
+    /// Connections refused at `--max-connections-per-uid`.
+    pub rejected_per_uid: AtomicU64,
+    /// Connections refused by the access policy.
+    pub rejected_permission: AtomicU64,
+    /// Connections closed because their peer stopped reading.
+    pub slow_consumer_disconnects: AtomicU64,
     /// Subscriptions open now.
     pub subscriptions_open: AtomicUsize,
+    /// RESYNC events sent (history no longer reached back).
+    pub resyncs: AtomicU64,
+    /// Connections open now, per uid (for `--max-connections-per-uid`).
+    pub per_uid: Mutex<HashMap<u32, usize>>,
+    /// When the last connection closed, or start-up (for `--idle-exit`).
+    pub idle_since: Mutex<Option<Instant>>,
+}
+
+impl ServerStats {
+    /// Counts a connection of `uid` in, unless that uid is at `limit`.
+    pub fn enter_uid(&self, uid: u32, limit: usize) -> bool {
+        let mut per_uid = self.per_uid.lock().unwrap_or_else(|p| p.into_inner());
+        let count = per_uid.entry(uid).or_insert(0);
+        if *count >= limit {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// Counts a connection of `uid` out.
+    pub fn leave_uid(&self, uid: u32) {
+        let mut per_uid = self.per_uid.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = per_uid.get_mut(&uid) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                per_uid.remove(&uid);
+            }
+        }
+    }
+
+    /// Seconds since the daemon last had no connection, if it has none now.
+    pub fn idle_for(&self) -> Option<Duration> {
+        if self.connections_open.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = *self.idle_since.lock().unwrap_or_else(|p| p.into_inner());
+        since.map(|t| t.elapsed())
+    }
+
+    pub(crate) fn mark_idle_now(&self) {
+        *self.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
 }
 
 /// What every connection shares.
@@ -63,6 +117,15 @@ pub struct Shared {
     pub broker: Arc<Broker>,
     /// Limits.
     pub limits: Limits,
+    /// Who may connect.
+    pub policy: peer::AccessPolicy,
+    /// When the daemon started (for `status`).
+    pub started: Instant,
+    /// Where it listens and stores (for `status`).
+    pub socket: std::path::PathBuf,
+    pub database: std::path::PathBuf,
+    /// `normal` or `full`.
+    pub durability: &'static str,
     /// Cancelled when the daemon begins shutting down.
     pub shutdown: CancellationToken,
     /// Counters.
@@ -84,16 +147,26 @@ pub async fn run(listener: UnixListener, shared: Arc<Shared>, tracker: TaskTrack
             Ok((stream, _addr)) => {
                 let id = next_id;
                 next_id += 1;
-                shared.stats.connections_total.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .stats
+                    .connections_total
+                    .fetch_add(1, Ordering::Relaxed);
                 let open = shared.stats.connections_open.fetch_add(1, Ordering::AcqRel);
                 if open >= shared.limits.max_connections {
                     shared.stats.connections_open.fetch_sub(1, Ordering::AcqRel);
-                    shared.stats.connections_rejected.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .stats
+                        .rejected_max_connections
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         limit = shared.limits.max_connections,
                         "connection refused: too many connections"
                     );
-                    tracker.spawn(connection::reject(stream, shared.limits.max_connections));
+                    let status = crate::protocol::Status::resource_exhausted(format!(
+                        "too many connections (limit {}); try again later",
+                        shared.limits.max_connections
+                    ));
+                    tracker.spawn(connection::reject(stream, status));
                     continue;
                 }
                 tracker.spawn(connection::serve(id, stream, shared.clone()));
