@@ -175,6 +175,12 @@ impl Daemon {
         let db_path = args.db_path();
         let groups = peer::resolve_groups(&args.allow_groups)?;
         let lock = store::lock_database(&db_path)?;
+        // Bound before anything that leaves files behind, so a bad address
+        // fails start-up cleanly.
+        let metrics_listener = match args.metrics_listen {
+            Some(addr) => Some(server::metrics_http::bind(addr).await?),
+            None => None,
+        };
         let broker = Arc::new(Broker::new(args.subscriber_queue));
         let broadcast = Broadcast::new(broker.clone());
         let store = store::open(
@@ -207,6 +213,7 @@ impl Daemon {
             writer: store.writer,
             reader: store.reader,
             revisions: store.revisions.clone(),
+            writer_stats: store.stats.clone(),
             broker,
             limits: Limits {
                 max_frame_length: args.max_frame_length,
@@ -230,6 +237,10 @@ impl Daemon {
         });
         shared.stats.mark_idle_now();
         let tracker = TaskTracker::new();
+        if let Some(http) = metrics_listener {
+            tracing::info!(addr = ?http.local_addr().ok(), "serving Prometheus metrics at /metrics");
+            tracker.spawn(server::metrics_http::serve(http, shared.clone()));
+        }
         let accept = tokio::spawn(server::run(listener, shared.clone(), tracker.clone()));
         tracing::info!(
             socket = %socket.display(),

@@ -16,6 +16,7 @@
 //! - [`broker`]: fans each committed change out to subscribers' bounded
 //!   queues, in commit order, never blocking the writer.
 //! - [`service`]: socket activation (systemd, launchd) and sd_notify.
+//! - [`metrics`]: latency histograms and the Prometheus exposition.
 //! - [`daemon`]: wires it all together and runs until a signal.
 //! - [`cli`]: the `stigmer` command line, built on the `stigmer-client` crate.
 
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
+pub mod metrics;
 pub mod pipeline;
 pub mod protocol;
 pub mod server;

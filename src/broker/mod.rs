@@ -93,15 +93,25 @@ impl Broker {
             notify: Notify::new(),
         });
         let key: Arc<str> = Arc::from(execution_id);
-        lock(&self.topics).entry(key.clone()).or_default().push(slot.clone());
-        Subscriber { broker: self.clone(), execution_id: key, slot }
+        lock(&self.topics)
+            .entry(key.clone())
+            .or_default()
+            .push(slot.clone());
+        Subscriber {
+            broker: self.clone(),
+            execution_id: key,
+            slot,
+        }
     }
 
     /// Queues a committed change for every subscriber of its execution.
     /// Never blocks on a subscriber.
     pub fn publish(&self, change: &Arc<Change>) {
+        change.mark_published();
         let topics = lock(&self.topics);
-        let Some(slots) = topics.get(&change.execution_id) else { return };
+        let Some(slots) = topics.get(&change.execution_id) else {
+            return;
+        };
         for slot in slots {
             {
                 let mut state = lock(&slot.state);
@@ -123,12 +133,18 @@ impl Broker {
 
     /// Subscribers of one execution.
     pub fn subscriber_count(&self, execution_id: &str) -> usize {
-        lock(&self.topics).get(execution_id).map(Vec::len).unwrap_or(0)
+        lock(&self.topics)
+            .get(execution_id)
+            .map(Vec::len)
+            .unwrap_or(0)
     }
 
     /// Subscribers per execution, for `stigmer status`.
     pub fn topics(&self) -> Vec<(String, usize)> {
-        lock(&self.topics).iter().map(|(k, v)| (k.to_string(), v.len())).collect()
+        lock(&self.topics)
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.len()))
+            .collect()
     }
 
     /// All subscribers.
@@ -188,7 +204,12 @@ mod tests {
     use crate::store::ChangeKind;
 
     fn change(rev: u64) -> Arc<Change> {
-        Arc::new(Change::new(rev, Arc::from("aex-1"), ChangeKind::StatusUpdated, None))
+        Arc::new(Change::new(
+            rev,
+            Arc::from("aex-1"),
+            ChangeKind::StatusUpdated,
+            None,
+        ))
     }
 
     #[tokio::test]
@@ -199,7 +220,10 @@ mod tests {
         broker.publish(&change(2));
         let mut out = Vec::new();
         assert_eq!(sub.recv(&mut out).await, Received::InOrder);
-        assert_eq!(out.iter().map(|c| c.revision).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            out.iter().map(|c| c.revision).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         out.clear();
         for rev in 3..10 {
             broker.publish(&change(rev));

@@ -12,6 +12,7 @@ mod delete;
 mod get;
 mod list;
 mod ping;
+pub mod status;
 mod subscribe;
 mod update_status;
 
@@ -51,7 +52,7 @@ pub async fn dispatch(
     let Some(command) = request.command else {
         let status = Status::unimplemented(
             "unknown or missing command; protocol 1 has ping, create, update_status, get, \
-             list, delete, subscribe and cancel",
+             list, delete, subscribe, cancel and status",
         );
         conn.reply_result(permit, id, Err(status));
         return Ok(());
@@ -65,6 +66,7 @@ pub async fn dispatch(
         Command::Delete(delete) => delete::apply(conn, permit, id, delete.value).await,
         Command::Subscribe(sub) => subscribe::apply(conn, permit, id, sub),
         Command::Cancel(cancel) => cancel::apply(conn, permit, id, cancel.subscription_id),
+        Command::Status(req) => status::apply(conn, permit, id, req.prometheus),
     }
     Ok(())
 }
@@ -88,10 +90,14 @@ async fn submit_write(
         // Waits for the commit of the batch holding this job.
         let result = match receiver.await {
             Ok(result) => result.map(reply),
-            Err(_) => Err(Status::unavailable("the writer stopped before this request committed")),
+            Err(_) => Err(Status::unavailable(
+                "the writer stopped before this request committed",
+            )),
         };
         let result = result.unwrap_or_else(|status| response::Result::Error(status.to_proto()));
-        let _ = conn.send(crate::protocol::encode_response(id, result)).await;
+        let _ = conn
+            .send(crate::protocol::encode_response(id, result))
+            .await;
         drop(permit);
     });
 }

@@ -268,6 +268,9 @@ impl Stream {
         }
         self.send(encode_event_frame(self.id, change.update_event_bytes()))
             .await?;
+        if let Some(latency) = change.since_published() {
+            self.conn.shared.stats.broadcast_latency.observe(latency);
+        }
         self.note_sent(change.revision, change.is_terminal())
     }
 
@@ -364,7 +367,11 @@ impl Stream {
     async fn resync(&mut self, initial: bool) -> Result<(), Stop> {
         match self.current().await? {
             Some(stored) if stored.revision > self.last_sent => {
-                self.conn.shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                self.conn
+                    .shared
+                    .stats
+                    .resyncs
+                    .fetch_add(1, Ordering::Relaxed);
                 self.send_state(EventType::EventResync, stored.execution, stored.revision)
                     .await
             }

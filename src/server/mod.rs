@@ -11,6 +11,7 @@
 
 pub mod connection;
 pub mod listener;
+pub mod metrics_http;
 pub mod peer;
 
 use std::collections::HashMap;
@@ -62,6 +63,9 @@ pub struct ServerStats {
     pub subscriptions_open: AtomicUsize,
     /// RESYNC events sent (history no longer reached back).
     pub resyncs: AtomicU64,
+    /// From publication (just after COMMIT) to the event frame queued on
+    /// the subscriber's connection.
+    pub broadcast_latency: crate::metrics::Histogram,
     /// Connections open now, per uid (for `--max-connections-per-uid`).
     pub per_uid: Mutex<HashMap<u32, usize>>,
     /// When the last connection closed, or start-up (for `--idle-exit`).
@@ -113,6 +117,8 @@ pub struct Shared {
     pub reader: Reader,
     /// Committed revision counters.
     pub revisions: Arc<Revisions>,
+    /// The writer's counters and commit latency.
+    pub writer_stats: Arc<crate::store::WriterStats>,
     /// Fans committed changes out to subscribers.
     pub broker: Arc<Broker>,
     /// Limits.

@@ -66,6 +66,9 @@ pub struct Change {
     /// The `Event { UPDATE }` for this change, encoded on first use and then
     /// shared by every subscriber (see `protocol::encode_event_frame`).
     event: OnceLock<Bytes>,
+    /// When the broker received it (just after COMMIT), for the broadcast
+    /// latency histogram.
+    published_at: OnceLock<std::time::Instant>,
 }
 
 impl Change {
@@ -76,7 +79,24 @@ impl Change {
         kind: ChangeKind,
         execution: Option<Arc<AgentExecution>>,
     ) -> Self {
-        Self { revision, execution_id, kind, execution, event: OnceLock::new() }
+        Self {
+            revision,
+            execution_id,
+            kind,
+            execution,
+            event: OnceLock::new(),
+            published_at: OnceLock::new(),
+        }
+    }
+
+    /// Records the moment of publication (the first call wins).
+    pub fn mark_published(&self) {
+        let _ = self.published_at.set(std::time::Instant::now());
+    }
+
+    /// Time since publication, if published.
+    pub fn since_published(&self) -> Option<std::time::Duration> {
+        self.published_at.get().map(|t| t.elapsed())
     }
 
     /// True when the change left the execution in a terminal phase.
@@ -112,7 +132,11 @@ pub fn is_terminal_phase(phase: i32) -> bool {
 
 /// True when the execution is in a terminal phase.
 pub fn is_terminal(execution: &AgentExecution) -> bool {
-    execution.status.as_ref().map(|s| is_terminal_phase(s.phase)).unwrap_or(false)
+    execution
+        .status
+        .as_ref()
+        .map(|s| is_terminal_phase(s.phase))
+        .unwrap_or(false)
 }
 
 /// Revisions the daemon has committed, shared by the writer (which advances
@@ -175,15 +199,16 @@ pub fn lock_database(path: &Path) -> Result<DbLock, String> {
         .mode(0o600)
         .open(&lock_path)
         .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
-    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, errno)| match errno {
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| match errno {
             nix::errno::Errno::EWOULDBLOCK => format!(
                 "database {} is in use by another stigmer daemon (lock {})",
                 path.display(),
                 lock_path.display()
             ),
             other => format!("cannot lock {}: {other}", lock_path.display()),
-        })?;
+        },
+    )?;
     Ok(DbLock { _lock: lock })
 }
 
@@ -253,5 +278,11 @@ pub fn open(
         on_commit,
     )
     .map_err(|e| format!("cannot start the writer thread: {e}"))?;
-    Ok(Store { writer, reader: Reader::new(path.clone()), revisions, stats, thread })
+    Ok(Store {
+        writer,
+        reader: Reader::new(path.clone()),
+        revisions,
+        stats,
+        thread,
+    })
 }

@@ -59,6 +59,8 @@ pub struct WriterStats {
     pub refused: AtomicU64,
     /// Total time spent in committed transactions, in nanoseconds.
     pub commit_nanos: AtomicU64,
+    /// Time from BEGIN to COMMIT done, per transaction.
+    pub commit_latency: crate::metrics::Histogram,
 }
 
 /// The handle async code uses to submit jobs. Dropping every handle stops the
@@ -184,6 +186,7 @@ impl WriterThread {
                 self.stats
                     .commit_nanos
                     .fetch_add(elapsed, Ordering::Relaxed);
+                self.stats.commit_latency.observe(started.elapsed());
                 // Broadcast first, in revision order, then acknowledge: both
                 // strictly after COMMIT.
                 for result in results.iter().flatten() {
