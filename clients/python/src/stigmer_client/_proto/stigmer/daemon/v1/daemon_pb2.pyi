@@ -77,7 +77,7 @@ END_REASON_SHUTDOWN: EndReason
 END_REASON_SLOW_CONSUMER: EndReason
 
 class Request(_message.Message):
-    __slots__ = ("protocol_version", "id", "ping", "create", "update_status", "get", "list", "delete", "subscribe", "cancel")
+    __slots__ = ("protocol_version", "id", "ping", "create", "update_status", "get", "list", "delete", "subscribe", "cancel", "status")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,7 @@ class Request(_message.Message):
     DELETE_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     id: int
     ping: PingRequest
@@ -98,10 +99,11 @@ class Request(_message.Message):
     delete: _metadata_pb2.ApiResourceId
     subscribe: SubscribeRequest
     cancel: CancelSubscriptionRequest
-    def __init__(self, protocol_version: _Optional[int] = ..., id: _Optional[int] = ..., ping: _Optional[_Union[PingRequest, _Mapping]] = ..., create: _Optional[_Union[_api_pb2.AgentExecution, _Mapping]] = ..., update_status: _Optional[_Union[_io_pb2.AgentExecutionUpdateStatusInput, _Mapping]] = ..., get: _Optional[_Union[_io_pb2.AgentExecutionId, _Mapping]] = ..., list: _Optional[_Union[ListExecutionsRequest, _Mapping]] = ..., delete: _Optional[_Union[_metadata_pb2.ApiResourceId, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelSubscriptionRequest, _Mapping]] = ...) -> None: ...
+    status: StatusRequest
+    def __init__(self, protocol_version: _Optional[int] = ..., id: _Optional[int] = ..., ping: _Optional[_Union[PingRequest, _Mapping]] = ..., create: _Optional[_Union[_api_pb2.AgentExecution, _Mapping]] = ..., update_status: _Optional[_Union[_io_pb2.AgentExecutionUpdateStatusInput, _Mapping]] = ..., get: _Optional[_Union[_io_pb2.AgentExecutionId, _Mapping]] = ..., list: _Optional[_Union[ListExecutionsRequest, _Mapping]] = ..., delete: _Optional[_Union[_metadata_pb2.ApiResourceId, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelSubscriptionRequest, _Mapping]] = ..., status: _Optional[_Union[StatusRequest, _Mapping]] = ...) -> None: ...
 
 class Response(_message.Message):
-    __slots__ = ("id", "error", "pong", "execution", "list", "deleted", "event", "cancelled")
+    __slots__ = ("id", "error", "pong", "execution", "list", "deleted", "event", "cancelled", "status")
     ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     PONG_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +112,7 @@ class Response(_message.Message):
     DELETED_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     id: int
     error: Error
     pong: PingResponse
@@ -118,7 +121,8 @@ class Response(_message.Message):
     deleted: DeleteExecutionResponse
     event: Event
     cancelled: CancelSubscriptionResponse
-    def __init__(self, id: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., pong: _Optional[_Union[PingResponse, _Mapping]] = ..., execution: _Optional[_Union[ExecutionReply, _Mapping]] = ..., list: _Optional[_Union[ListExecutionsResponse, _Mapping]] = ..., deleted: _Optional[_Union[DeleteExecutionResponse, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., cancelled: _Optional[_Union[CancelSubscriptionResponse, _Mapping]] = ...) -> None: ...
+    status: DaemonStatus
+    def __init__(self, id: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., pong: _Optional[_Union[PingResponse, _Mapping]] = ..., execution: _Optional[_Union[ExecutionReply, _Mapping]] = ..., list: _Optional[_Union[ListExecutionsResponse, _Mapping]] = ..., deleted: _Optional[_Union[DeleteExecutionResponse, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., cancelled: _Optional[_Union[CancelSubscriptionResponse, _Mapping]] = ..., status: _Optional[_Union[DaemonStatus, _Mapping]] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message")
@@ -211,3 +215,71 @@ class Event(_message.Message):
     reason: EndReason
     message: str
     def __init__(self, type: _Optional[_Union[EventType, str]] = ..., revision: _Optional[int] = ..., execution_id: _Optional[str] = ..., execution: _Optional[_Union[_api_pb2.AgentExecution, _Mapping]] = ..., reason: _Optional[_Union[EndReason, str]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ("prometheus",)
+    PROMETHEUS_FIELD_NUMBER: _ClassVar[int]
+    prometheus: bool
+    def __init__(self, prometheus: bool = ...) -> None: ...
+
+class DaemonStatus(_message.Message):
+    __slots__ = ("daemon_version", "protocol_version", "uptime_seconds", "socket", "database", "durability", "revision", "connections", "subscriptions", "subscriptions_by_execution", "committed_changes", "commit_batches", "commit_latency_p50_us", "commit_latency_p99_us", "broadcast_latency_p50_us", "broadcast_latency_p99_us", "resyncs", "subscriber_overflows", "slow_consumer_disconnects", "rejected_connections", "refused_writes", "prometheus")
+    class SubscriptionsByExecutionEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class RejectedConnectionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    DAEMON_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SOCKET_FIELD_NUMBER: _ClassVar[int]
+    DATABASE_FIELD_NUMBER: _ClassVar[int]
+    DURABILITY_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTIONS_BY_EXECUTION_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_LATENCY_P50_US_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_LATENCY_P99_US_FIELD_NUMBER: _ClassVar[int]
+    BROADCAST_LATENCY_P50_US_FIELD_NUMBER: _ClassVar[int]
+    BROADCAST_LATENCY_P99_US_FIELD_NUMBER: _ClassVar[int]
+    RESYNCS_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_OVERFLOWS_FIELD_NUMBER: _ClassVar[int]
+    SLOW_CONSUMER_DISCONNECTS_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_WRITES_FIELD_NUMBER: _ClassVar[int]
+    PROMETHEUS_FIELD_NUMBER: _ClassVar[int]
+    daemon_version: str
+    protocol_version: int
+    uptime_seconds: float
+    socket: str
+    database: str
+    durability: str
+    revision: int
+    connections: int
+    subscriptions: int
+    subscriptions_by_execution: _containers.ScalarMap[str, int]
+    committed_changes: int
+    commit_batches: int
+    commit_latency_p50_us: float
+    commit_latency_p99_us: float
+    broadcast_latency_p50_us: float
+    broadcast_latency_p99_us: float
+    resyncs: int
+    subscriber_overflows: int
+    slow_consumer_disconnects: int
+    rejected_connections: _containers.ScalarMap[str, int]
+    refused_writes: int
+    prometheus: str
+    def __init__(self, daemon_version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., socket: _Optional[str] = ..., database: _Optional[str] = ..., durability: _Optional[str] = ..., revision: _Optional[int] = ..., connections: _Optional[int] = ..., subscriptions: _Optional[int] = ..., subscriptions_by_execution: _Optional[_Mapping[str, int]] = ..., committed_changes: _Optional[int] = ..., commit_batches: _Optional[int] = ..., commit_latency_p50_us: _Optional[float] = ..., commit_latency_p99_us: _Optional[float] = ..., broadcast_latency_p50_us: _Optional[float] = ..., broadcast_latency_p99_us: _Optional[float] = ..., resyncs: _Optional[int] = ..., subscriber_overflows: _Optional[int] = ..., slow_consumer_disconnects: _Optional[int] = ..., rejected_connections: _Optional[_Mapping[str, int]] = ..., refused_writes: _Optional[int] = ..., prometheus: _Optional[str] = ...) -> None: ...
