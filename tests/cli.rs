@@ -85,9 +85,16 @@ impl Daemon {
     }
 
     fn create(&self, agent: &str) -> String {
-        self.ok(&["executions", "create", "--agent", agent, "--message", "hello"])
-            .trim()
-            .to_string()
+        self.ok(&[
+            "executions",
+            "create",
+            "--agent",
+            agent,
+            "--message",
+            "hello",
+        ])
+        .trim()
+        .to_string()
     }
 }
 
@@ -176,8 +183,16 @@ fn create_get_update_list_delete_with_json() {
     let d = Daemon::start();
 
     let created = d.json(&[
-        "executions", "create", "--agent", "agent-1", "--session", "s-1", "--message",
-        "Summarise", "-o", "json",
+        "executions",
+        "create",
+        "--agent",
+        "agent-1",
+        "--session",
+        "s-1",
+        "--message",
+        "Summarise",
+        "-o",
+        "json",
     ]);
     let id = created["metadata"]["id"].as_str().expect("id").to_string();
     assert!(id.starts_with("aex-"), "{id}");
@@ -187,11 +202,23 @@ fn create_get_update_list_delete_with_json() {
 
     // Text mode prints only the new id.
     let id2 = d.create("agent-2");
-    assert!(id2.starts_with("aex-") && !id2.contains(char::is_whitespace), "{id2:?}");
+    assert!(
+        id2.starts_with("aex-") && !id2.contains(char::is_whitespace),
+        "{id2:?}"
+    );
 
     let updated = d.json(&[
-        "executions", "update", &id, "--phase", "in-progress", "--message", "human:Hi there",
-        "--message", "ai:Hello: how can I help?", "-o", "json",
+        "executions",
+        "update",
+        &id,
+        "--phase",
+        "in-progress",
+        "--message",
+        "human:Hi there",
+        "--message",
+        "ai:Hello: how can I help?",
+        "-o",
+        "json",
     ]);
     assert_eq!(updated["status"]["phase"], "EXECUTION_IN_PROGRESS");
     let messages = updated["status"]["messages"].as_array().expect("messages");
@@ -221,7 +248,15 @@ fn create_get_update_list_delete_with_json() {
     let none = d.json(&["executions", "list", "--session", "nobody", "-o", "json"]);
     assert_eq!(none, Value::Array(vec![]));
 
-    d.ok(&["executions", "update", &id, "--error", "boom", "--phase", "failed"]);
+    d.ok(&[
+        "executions",
+        "update",
+        &id,
+        "--error",
+        "boom",
+        "--phase",
+        "failed",
+    ]);
     let failed = d.json(&["executions", "get", &id, "-o", "json"]);
     assert_eq!(failed["status"]["phase"], "EXECUTION_FAILED");
     assert_eq!(failed["status"]["error"], "boom");
@@ -262,13 +297,25 @@ fn errors_and_usage() {
 
     // No daemon on the socket: a connection error, status 1.
     let out = Command::new(BIN)
-        .args(["--socket", "/nonexistent/stigmer.sock", "executions", "get", "x"])
+        .args([
+            "--socket",
+            "/nonexistent/stigmer.sock",
+            "executions",
+            "get",
+            "x",
+        ])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
     let out = Command::new(BIN)
-        .args(["--socket", "/nonexistent/stigmer.sock", "executions", "subscribe", "x"])
+        .args([
+            "--socket",
+            "/nonexistent/stigmer.sock",
+            "executions",
+            "subscribe",
+            "x",
+        ])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
@@ -284,7 +331,15 @@ fn subscribe_json_lines_and_exit_completed() {
     assert_eq!(snap["execution"]["metadata"]["id"], id.as_str());
     let first = snap["revision"].as_u64().expect("revision");
 
-    d.ok(&["executions", "update", &id, "--phase", "in-progress", "--message", "ai:Hel"]);
+    d.ok(&[
+        "executions",
+        "update",
+        &id,
+        "--phase",
+        "in-progress",
+        "--message",
+        "ai:Hel",
+    ]);
     d.ok(&["executions", "update", &id, "--message", "ai:Hello"]);
     d.ok(&["executions", "update", &id, "--phase", "completed"]);
     let (rest, code, stderr) = w.finish();
@@ -292,8 +347,14 @@ fn subscribe_json_lines_and_exit_completed() {
     let kinds: Vec<&str> = rest.iter().filter_map(|e| e["type"].as_str()).collect();
     assert_eq!(kinds, vec!["update", "update", "update", "end"]);
     let revs: Vec<u64> = rest.iter().filter_map(|e| e["revision"].as_u64()).collect();
-    assert!(revs[0] > first && revs[0] < revs[1] && revs[1] < revs[2], "{revs:?}");
-    assert_eq!(rest[1]["execution"]["status"]["messages"][0]["content"], "Hello");
+    assert!(
+        revs[0] > first && revs[0] < revs[1] && revs[1] < revs[2],
+        "{revs:?}"
+    );
+    assert_eq!(
+        rest[1]["execution"]["status"]["messages"][0]["content"],
+        "Hello"
+    );
     let end = &rest[3];
     assert_eq!(end["reason"], "terminal");
     assert_eq!(end["revision"].as_u64(), Some(revs[2]));
@@ -310,13 +371,24 @@ fn subscribe_exit_codes() {
         d.ok(&["executions", "update", &id, "--phase", phase]);
         let (rest, status, stderr) = w.finish();
         assert_eq!(status, Some(code), "{phase}: {stderr}");
-        assert_eq!(rest.last().map(|e| e["reason"].clone()), Some("terminal".into()));
+        assert_eq!(
+            rest.last().map(|e| e["reason"].clone()),
+            Some("terminal".into())
+        );
     }
 
     // Already terminal: snapshot, end, and the phase's status at once; with
     // --from-revision at the last revision: just the end.
     let id = d.create("a");
-    let done = d.json(&["executions", "update", &id, "--phase", "failed", "-o", "json"]);
+    let done = d.json(&[
+        "executions",
+        "update",
+        &id,
+        "--phase",
+        "failed",
+        "-o",
+        "json",
+    ]);
     assert_eq!(done["status"]["phase"], "EXECUTION_FAILED");
     let out = d.run(&["executions", "subscribe", &id, "-o", "json"]);
     assert_eq!(out.status.code(), Some(3));
@@ -328,8 +400,21 @@ fn subscribe_exit_codes() {
     assert_eq!(lines[0]["type"], "snapshot");
     assert_eq!(lines[1]["type"], "end");
     let last = lines[0]["revision"].as_u64().expect("revision").to_string();
-    let out = d.run(&["executions", "subscribe", &id, "--from-revision", &last, "-o", "json"]);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = d.run(&[
+        "executions",
+        "subscribe",
+        &id,
+        "--from-revision",
+        &last,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Unknown execution: error, status 1.
     let out = d.run(&["executions", "subscribe", "aex-01jf8zq3k4m5n6p7q8r9s0t1v2"]);
@@ -355,7 +440,15 @@ fn subscribe_text_transcript() {
             break;
         }
     }
-    d.ok(&["executions", "update", &id, "--phase", "in-progress", "--message", "ai:Hel"]);
+    d.ok(&[
+        "executions",
+        "update",
+        &id,
+        "--phase",
+        "in-progress",
+        "--message",
+        "ai:Hel",
+    ]);
     d.ok(&["executions", "update", &id, "--message", "ai:Hello world"]);
     d.ok(&["executions", "update", &id, "--phase", "cancelled"]);
     let rest: Vec<String> = lines.map(|l| l.expect("line")).collect();

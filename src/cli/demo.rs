@@ -131,7 +131,11 @@ fn weather_call(status: ToolCallStatus, started_at: &str) -> ToolCall {
         id: "call-weather-1".into(),
         name: "get_weather".into(),
         args: Some(Struct { fields }),
-        result: if done { TOOL_RESULT.into() } else { String::new() },
+        result: if done {
+            TOOL_RESULT.into()
+        } else {
+            String::new()
+        },
         status: status as i32,
         started_at: started_at.to_string(),
         completed_at: if done { now() } else { String::new() },
@@ -246,10 +250,8 @@ impl PrivateDaemon {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "stigmer-demo-{}-{nanos:x}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("stigmer-demo-{}-{nanos:x}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let socket = dir.join("s.sock");
         let log = std::fs::File::create(dir.join("daemon.log"))?;

@@ -157,10 +157,9 @@ async fn dispatch(socket: &Path, cmd: ExecutionsCommand) -> Result<ExitCode, Cli
             let revision = client.delete(&id).await?;
             match output.output {
                 Output::Text => writeln!(out, "deleted {id} at revision {revision}")?,
-                Output::Json => print_json(
-                    &mut out,
-                    &json!({"executionId": id, "revision": revision}),
-                )?,
+                Output::Json => {
+                    print_json(&mut out, &json!({"executionId": id, "revision": revision}))?
+                }
             }
         }
         ExecutionsCommand::Subscribe {
@@ -222,7 +221,9 @@ pub async fn watch(
         }
     }
     transcript.finish()?;
-    Err(CliError::Other("the stream ended without an END event".into()))
+    Err(CliError::Other(
+        "the stream ended without an END event".into(),
+    ))
 }
 
 async fn end_status(

@@ -111,10 +111,7 @@ fn args_text(tc: &ToolCall) -> String {
 }
 
 fn one_line(s: &str, max: usize) -> String {
-    let flat: String = s
-        .chars()
-        .map(|c| if c == '\n' { ' ' } else { c })
-        .collect();
+    let flat: String = s.chars().map(|c| if c == '\n' { ' ' } else { c }).collect();
     if flat.chars().count() > max {
         let cut: String = flat.chars().take(max).collect();
         format!("{cut}…")
@@ -343,7 +340,12 @@ impl<W: Write> Transcript<W> {
                 }
                 Some(before) if before.content != msg.content || before.r#type != msg.r#type => {
                     self.close_line()?;
-                    write!(self.out, "{} (edited): {}", message_label(msg.r#type), msg.content)?;
+                    write!(
+                        self.out,
+                        "{} (edited): {}",
+                        message_label(msg.r#type),
+                        msg.content
+                    )?;
                     self.open_message = Some(i);
                 }
                 Some(_) => {}
@@ -352,10 +354,23 @@ impl<W: Write> Transcript<W> {
 
         let old_tools: std::collections::HashMap<&str, &ToolCall> = all_tool_calls(&old)
             .into_iter()
-            .map(|t| (if t.id.is_empty() { t.name.as_str() } else { t.id.as_str() }, t))
+            .map(|t| {
+                (
+                    if t.id.is_empty() {
+                        t.name.as_str()
+                    } else {
+                        t.id.as_str()
+                    },
+                    t,
+                )
+            })
             .collect();
         for tc in all_tool_calls(&new) {
-            let key = if tc.id.is_empty() { tc.name.as_str() } else { tc.id.as_str() };
+            let key = if tc.id.is_empty() {
+                tc.name.as_str()
+            } else {
+                tc.id.as_str()
+            };
             let changed = match old_tools.get(key) {
                 None => true,
                 Some(before) => before.status != tc.status || before.error != tc.error,
@@ -483,8 +498,14 @@ mod tests {
             t.finish().unwrap();
         }
         let text = String::from_utf8(buf).unwrap();
-        assert!(text.contains("ai: Hello world\n[phase] completed\n"), "{text}");
-        assert!(text.contains("[phase] pending\n[phase] in-progress\n"), "{text}");
+        assert!(
+            text.contains("ai: Hello world\n[phase] completed\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[phase] pending\n[phase] in-progress\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -497,6 +518,9 @@ mod tests {
         .unwrap();
         assert_eq!(v, r#"{"type":"end","revision":7,"reason":"terminal"}"#);
         let parsed: Value = serde_json::from_str(&v).unwrap();
-        assert_eq!(parsed, json!({"type": "end", "revision": 7, "reason": "terminal"}));
+        assert_eq!(
+            parsed,
+            json!({"type": "end", "revision": 7, "reason": "terminal"})
+        );
     }
 }

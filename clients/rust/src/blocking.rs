@@ -82,7 +82,8 @@ impl Client {
         execution_id: impl Into<String>,
         status: AgentExecutionStatus,
     ) -> Result<(AgentExecution, u64)> {
-        self.rt.block_on(self.inner.update_status(execution_id, status))
+        self.rt
+            .block_on(self.inner.update_status(execution_id, status))
     }
 
     /// See [`crate::Client::get`].

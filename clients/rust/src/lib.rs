@@ -84,8 +84,8 @@ mod subscription;
 pub use client::{is_not_found, Client, ListFilter, NewExecution, Page};
 pub use config::{Config, Reconnect};
 pub use error::{Error, Result};
-pub use subscription::{end_reason_name, Event, Subscription};
 /// The protocol's messages (re-exported `stigmer-proto`).
 pub use stigmer_proto as proto;
 /// The protocol's status codes, for matching on [`Error::code`].
 pub use stigmer_proto::daemon::Code;
+pub use subscription::{end_reason_name, Event, Subscription};

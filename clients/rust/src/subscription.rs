@@ -171,6 +171,8 @@ struct State {
 }
 
 /// What one event from the daemon means for the consumer.
+// Short-lived, returned once per event.
+#[allow(clippy::large_enum_variant)]
 enum Step {
     Yield(Event),
     Skip,
@@ -336,9 +338,10 @@ impl State {
     /// The stream broke (connection lost, daemon shutting down): schedule a
     /// reconnection with backoff.
     fn broke(&mut self, why: Error) {
-        let long_lived = self.active.as_ref().is_some_and(|a| {
-            a.opened_at.elapsed() >= self.client.config().reconnect.max_backoff
-        });
+        let long_lived = self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.opened_at.elapsed() >= self.client.config().reconnect.max_backoff);
         if long_lived {
             self.attempt = 0;
             self.broken_since = None;

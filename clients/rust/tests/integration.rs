@@ -22,7 +22,10 @@ use stigmer_client::{
 };
 
 fn id_of(e: &AgentExecution) -> String {
-    e.metadata.as_ref().map(|m| m.id.clone()).unwrap_or_default()
+    e.metadata
+        .as_ref()
+        .map(|m| m.id.clone())
+        .unwrap_or_default()
 }
 
 fn phase_of(e: &AgentExecution) -> ExecutionPhase {
@@ -130,7 +133,10 @@ async fn multiplexed_concurrent_calls() {
         let id = id.clone();
         async move {
             client
-                .update_status(id, says(&format!("step {i}"), ExecutionPhase::ExecutionInProgress))
+                .update_status(
+                    id,
+                    says(&format!("step {i}"), ExecutionPhase::ExecutionInProgress),
+                )
                 .await
                 .expect("update")
         }
@@ -193,7 +199,10 @@ async fn subscribe_sees_every_revision_once_in_order() {
     assert!(events[1..events.len() - 1]
         .iter()
         .all(|e| matches!(e, Event::Update { .. })));
-    let final_state = events[events.len() - 2].execution().cloned().unwrap_or_default();
+    let final_state = events[events.len() - 2]
+        .execution()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(phase_of(&final_state), ExecutionPhase::ExecutionCompleted);
     assert_eq!(last_message(&final_state), text);
     // The stream is over.
@@ -208,7 +217,10 @@ async fn subscribe_from_revision_replays_only_later_changes() {
     let mut revs = Vec::new();
     for i in 0..5 {
         let (_, r) = client
-            .update_status(&id, says(&format!("m{i}"), ExecutionPhase::ExecutionInProgress))
+            .update_status(
+                &id,
+                says(&format!("m{i}"), ExecutionPhase::ExecutionInProgress),
+            )
             .await
             .expect("update");
         revs.push(r);
@@ -219,7 +231,10 @@ async fn subscribe_from_revision_replays_only_later_changes() {
         .expect("complete");
     revs.push(r);
 
-    let mut sub = client.subscribe(&id, Some(revs[1])).await.expect("subscribe");
+    let mut sub = client
+        .subscribe(&id, Some(revs[1]))
+        .await
+        .expect("subscribe");
     let events = collect_until_end(&mut sub).await;
     assert_ordered_unique(&events, EndReason::Terminal);
     let seen: Vec<u64> = events
@@ -243,7 +258,10 @@ async fn resume_across_daemon_restart() {
     let mut expected = Vec::new();
     for i in 0..5 {
         let (_, r) = client
-            .update_status(&id, says(&format!("before {i}"), ExecutionPhase::ExecutionInProgress))
+            .update_status(
+                &id,
+                says(&format!("before {i}"), ExecutionPhase::ExecutionInProgress),
+            )
             .await
             .expect("update before restart");
         expected.push(r);
@@ -264,7 +282,10 @@ async fn resume_across_daemon_restart() {
     let mut after = Vec::new();
     for i in 0..5 {
         let (_, r) = client
-            .update_status(&id, says(&format!("after {i}"), ExecutionPhase::ExecutionInProgress))
+            .update_status(
+                &id,
+                says(&format!("after {i}"), ExecutionPhase::ExecutionInProgress),
+            )
             .await
             .expect("update after restart");
         after.push(r);
@@ -314,7 +335,9 @@ async fn resume_while_waiting_for_events() {
     .await
     .expect("restart");
 
-    let writer = Client::connect(&socket).await.expect("connect after restart");
+    let writer = Client::connect(&socket)
+        .await
+        .expect("connect after restart");
     let (_, r1) = writer
         .update_status(&id, says("x", ExecutionPhase::ExecutionInProgress))
         .await
@@ -353,7 +376,10 @@ async fn slow_consumer_overflow_resubscribes_without_loss() {
     let mut committed = vec![created];
     for i in 0..30 {
         let (_, r) = client
-            .update_status(&id, says(&format!("{i}"), ExecutionPhase::ExecutionInProgress))
+            .update_status(
+                &id,
+                says(&format!("{i}"), ExecutionPhase::ExecutionInProgress),
+            )
             .await
             .expect("update");
         committed.push(r);
@@ -437,7 +463,11 @@ async fn typed_errors() {
         .subscribe(&id, Some(u64::MAX / 2))
         .await
         .expect("subscribe");
-    let err = sub.next().await.expect("an item").expect_err("OUT_OF_RANGE");
+    let err = sub
+        .next()
+        .await
+        .expect("an item")
+        .expect_err("OUT_OF_RANGE");
     assert_eq!(err.code(), Some(Code::OutOfRange), "{err}");
 
     let err = client.cancel(987_654).await.expect_err("cancel unknown");
@@ -490,7 +520,10 @@ async fn list_pages_and_filters() {
         })
         .await
         .expect("by phase");
-    assert_eq!(in_progress.iter().map(id_of).collect::<Vec<_>>(), vec![ids[3].clone()]);
+    assert_eq!(
+        in_progress.iter().map(id_of).collect::<Vec<_>>(),
+        vec![ids[3].clone()]
+    );
 }
 
 #[tokio::test]
@@ -553,7 +586,10 @@ fn blocking_api() {
         .filter(|e| e.execution().is_some())
         .map(Event::revision)
         .collect();
-    assert!(revs.ends_with(&[r1, r2]) || revs.ends_with(&[r2]), "{revs:?}");
+    assert!(
+        revs.ends_with(&[r1, r2]) || revs.ends_with(&[r2]),
+        "{revs:?}"
+    );
 
     let (got, rev) = client.get(&id).expect("get");
     assert_eq!(rev, r2);

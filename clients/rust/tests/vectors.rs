@@ -477,7 +477,9 @@ fn all_vectors() -> Vec<Vector> {
                 5,
                 Reply::Error(Error {
                     code: Code::FailedPrecondition as i32,
-                    message: format!("execution {EXEC_ID} is EXECUTION_COMPLETED; its phase is final"),
+                    message: format!(
+                        "execution {EXEC_ID} is EXECUTION_COMPLETED; its phase is final"
+                    ),
                 }),
             ),
         ),
@@ -554,7 +556,11 @@ fn all_vectors() -> Vec<Vector> {
             "End: the execution reached a terminal phase (its update, revision 3, came first).",
             resp(
                 10,
-                end(3, EndReason::Terminal, "execution reached EXECUTION_COMPLETED"),
+                end(
+                    3,
+                    EndReason::Terminal,
+                    "execution reached EXECUTION_COMPLETED",
+                ),
             ),
         ),
         v(

@@ -126,7 +126,11 @@ impl Daemon {
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
         let status = child.wait().expect("wait for the daemon");
-        assert!(status.success(), "daemon exited with {status}:\n{}", self.log());
+        assert!(
+            status.success(),
+            "daemon exited with {status}:\n{}",
+            self.log()
+        );
     }
 }
 
