@@ -48,11 +48,17 @@ async fn ping_create_get_update_and_terminal_finality() {
     }
     let (id, rev1) = c.create("agent-1").await;
     assert!(id.starts_with("aex-") && id.len() == 30, "{id}");
-    let (got, rev) = expect_execution(c.call(Cmd::Get(AgentExecutionId { value: id.clone() })).await);
+    let (got, rev) = expect_execution(
+        c.call(Cmd::Get(AgentExecutionId { value: id.clone() }))
+            .await,
+    );
     assert_eq!(rev, rev1);
     assert_eq!(got.api_version, "agentic.stigmer.ai/v1");
     assert_eq!(got.kind, "AgentExecution");
-    assert_eq!(got.status.as_ref().map(|s| s.phase), Some(ExecutionPhase::ExecutionPending as i32));
+    assert_eq!(
+        got.status.as_ref().map(|s| s.phase),
+        Some(ExecutionPhase::ExecutionPending as i32)
+    );
 
     let (e, rev2) = expect_execution(c.update(&id, ai_status("hi")).await);
     assert!(rev2 > rev1);
@@ -65,7 +71,10 @@ async fn ping_create_get_update_and_terminal_finality() {
     assert_eq!(status.messages[0].content, "hi");
     assert!(!status.completed_at.is_empty(), "completed_at stamped");
     // Terminal is final.
-    let msg = expect_error(&c.update(&id, ai_status("late")).await, Code::FailedPrecondition);
+    let msg = expect_error(
+        &c.update(&id, ai_status("late")).await,
+        Code::FailedPrecondition,
+    );
     assert!(msg.contains("EXECUTION_COMPLETED"), "{msg}");
     // Subscribing to a finished execution: its state, then END at once.
     let sub = c.subscribe(&id, None).await;
@@ -74,7 +83,13 @@ async fn ping_create_get_update_and_terminal_finality() {
     assert_eq!(events[0].r#type, SNAPSHOT);
     assert_eq!(events[1].reason, EndReason::Terminal as i32);
     // Unknown ids.
-    expect_error(&c.call(Cmd::Get(AgentExecutionId { value: "aex-nope".into() })).await, Code::NotFound);
+    expect_error(
+        &c.call(Cmd::Get(AgentExecutionId {
+            value: "aex-nope".into(),
+        }))
+        .await,
+        Code::NotFound,
+    );
     let sub = c.subscribe("aex-nope", None).await;
     expect_error(&c.recv(sub).await, Code::NotFound);
     expect_error(&c.update("aex-nope", ai_status("x")).await, Code::NotFound);
@@ -109,7 +124,8 @@ async fn many_writers_many_subscribers_every_revision_once_in_order() {
                 let mut c = Raw::connect(&socket).await;
                 let mut revs = Vec::new();
                 for n in 0..25 {
-                    let (_, rev) = expect_execution(c.update(&id, ai_status(&format!("w{w} n{n}"))).await);
+                    let (_, rev) =
+                        expect_execution(c.update(&id, ai_status(&format!("w{w} n{n}"))).await);
                     revs.push(rev);
                 }
                 (id, revs)
@@ -131,11 +147,25 @@ async fn many_writers_many_subscribers_every_revision_once_in_order() {
     for (id, mut c, s, snap_rev) in subs {
         let events = c.events_until_end(s).await;
         assert_ordered(&events);
-        let got: Vec<u64> = events.iter().filter(|e| e.r#type == UPDATE).map(|e| e.revision).collect();
-        let mut want: Vec<u64> = committed[&id].iter().copied().filter(|r| *r > snap_rev).collect();
+        let got: Vec<u64> = events
+            .iter()
+            .filter(|e| e.r#type == UPDATE)
+            .map(|e| e.revision)
+            .collect();
+        let mut want: Vec<u64> = committed[&id]
+            .iter()
+            .copied()
+            .filter(|r| *r > snap_rev)
+            .collect();
         want.sort_unstable();
-        assert_eq!(got, want, "subscriber of {id} saw every revision once, in order");
-        assert_eq!(events.last().map(|e| e.reason), Some(EndReason::Terminal as i32));
+        assert_eq!(
+            got, want,
+            "subscriber of {id} saw every revision once, in order"
+        );
+        assert_eq!(
+            events.last().map(|e| e.reason),
+            Some(EndReason::Terminal as i32)
+        );
         assert_eq!(events.last().map(|e| e.revision), Some(final_rev[&id]));
     }
 }
@@ -171,9 +201,16 @@ async fn subscribe_racing_with_updates_has_no_gap() {
         let first = &events[0];
         assert!(first.r#type == SNAPSHOT || first.r#type == END, "{first:?}");
         let start = first.revision;
-        let got: Vec<u64> = events[1..].iter().filter(|e| e.r#type == UPDATE).map(|e| e.revision).collect();
+        let got: Vec<u64> = events[1..]
+            .iter()
+            .filter(|e| e.r#type == UPDATE)
+            .map(|e| e.revision)
+            .collect();
         let want: Vec<u64> = revs.iter().copied().filter(|r| *r > start).collect();
-        assert_eq!(got, want, "no gap between the snapshot at {start} and the live stream");
+        assert_eq!(
+            got, want,
+            "no gap between the snapshot at {start} and the live stream"
+        );
     }
 }
 
@@ -199,7 +236,10 @@ async fn concurrent_writers_to_one_execution_lose_nothing() {
             let mut c = Raw::connect(&socket).await;
             for n in 0..200 {
                 let status = AgentExecutionStatus {
-                    tool_calls: vec![ToolCall { id: format!("b{n}"), ..Default::default() }],
+                    tool_calls: vec![ToolCall {
+                        id: format!("b{n}"),
+                        ..Default::default()
+                    }],
                     ..Default::default()
                 };
                 expect_execution(c.update(&id, status).await);
@@ -208,7 +248,11 @@ async fn concurrent_writers_to_one_execution_lose_nothing() {
     };
     a.await.expect("a");
     b.await.expect("b");
-    let (e, _) = expect_execution(setup.call(Cmd::Get(AgentExecutionId { value: id.clone() })).await);
+    let (e, _) = expect_execution(
+        setup
+            .call(Cmd::Get(AgentExecutionId { value: id.clone() }))
+            .await,
+    );
     let status = e.status.expect("status");
     assert_eq!(status.messages[0].content, "a199");
     assert_eq!(status.tool_calls[0].id, "b199");
@@ -216,7 +260,8 @@ async fn concurrent_writers_to_one_execution_lose_nothing() {
     let sub = setup.subscribe(&id, Some(0)).await;
     let mut n = 0;
     loop {
-        let ev = tokio::time::timeout(std::time::Duration::from_millis(2000), setup.recv(sub)).await;
+        let ev =
+            tokio::time::timeout(std::time::Duration::from_millis(2000), setup.recv(sub)).await;
         match ev {
             Ok(r) => match r.result {
                 Some(response::Result::Event(e)) if e.r#type == UPDATE => n += 1,
@@ -260,8 +305,16 @@ async fn slow_subscriber_does_not_slow_writers_and_catches_up() {
     assert_ordered(&events);
     assert_eq!(events[0].r#type, SNAPSHOT);
     assert!(events.iter().all(|e| e.r#type != RESYNC));
-    let got: Vec<u64> = events.iter().filter(|e| e.r#type == UPDATE).map(|e| e.revision).collect();
-    let want: Vec<u64> = revs.iter().copied().filter(|r| *r > events[0].revision).collect();
+    let got: Vec<u64> = events
+        .iter()
+        .filter(|e| e.r#type == UPDATE)
+        .map(|e| e.revision)
+        .collect();
+    let want: Vec<u64> = revs
+        .iter()
+        .copied()
+        .filter(|r| *r > events[0].revision)
+        .collect();
     assert_eq!(got, want);
 }
 
@@ -346,14 +399,29 @@ async fn delete_ends_streams_and_resume_learns_of_it() {
     let (id, created) = c.create("deleted").await;
     let s = c.subscribe(&id, None).await;
     assert_eq!(c.event(s).await.r#type, SNAPSHOT);
-    let rev = match c.call(Cmd::Delete(ApiResourceId { value: id.clone() })).await.result {
+    let rev = match c
+        .call(Cmd::Delete(ApiResourceId { value: id.clone() }))
+        .await
+        .result
+    {
         Some(response::Result::Deleted(d)) => d.revision,
         other => panic!("{other:?}"),
     };
     let end = c.event(s).await;
-    assert_eq!((end.r#type, end.reason, end.revision), (END, EndReason::Deleted as i32, rev));
-    expect_error(&c.call(Cmd::Get(AgentExecutionId { value: id.clone() })).await, Code::NotFound);
-    expect_error(&c.call(Cmd::Delete(ApiResourceId { value: id.clone() })).await, Code::NotFound);
+    assert_eq!(
+        (end.r#type, end.reason, end.revision),
+        (END, EndReason::Deleted as i32, rev)
+    );
+    expect_error(
+        &c.call(Cmd::Get(AgentExecutionId { value: id.clone() }))
+            .await,
+        Code::NotFound,
+    );
+    expect_error(
+        &c.call(Cmd::Delete(ApiResourceId { value: id.clone() }))
+            .await,
+        Code::NotFound,
+    );
     let s2 = c.subscribe(&id, Some(created)).await;
     let end = c.event(s2).await;
     assert_eq!((end.r#type, end.reason), (END, EndReason::Deleted as i32));
@@ -372,7 +440,10 @@ async fn cancel_and_subscription_ids() {
     c.send(s, Cmd::Ping(PingRequest {})).await;
     c.send(
         s,
-        Cmd::Subscribe(stigmer_proto::daemon::SubscribeRequest { execution_id: id.clone(), from_revision: None }),
+        Cmd::Subscribe(stigmer_proto::daemon::SubscribeRequest {
+            execution_id: id.clone(),
+            from_revision: None,
+        }),
     )
     .await;
     let mut saw_reuse_error = false;
@@ -391,11 +462,22 @@ async fn cancel_and_subscription_ids() {
     assert_eq!(c.event(s3).await.r#type, SNAPSHOT);
     expect_error(&c.recv(s4).await, Code::ResourceExhausted);
     // Cancel ends the stream with CANCELLED and frees a slot.
-    let cancel = c.call(Cmd::Cancel(CancelSubscriptionRequest { subscription_id: s })).await;
-    assert!(matches!(cancel.result, Some(response::Result::Cancelled(_))), "{cancel:?}");
+    let cancel = c
+        .call(Cmd::Cancel(CancelSubscriptionRequest {
+            subscription_id: s,
+        }))
+        .await;
+    assert!(
+        matches!(cancel.result, Some(response::Result::Cancelled(_))),
+        "{cancel:?}"
+    );
     let end = c.event(s).await;
     assert_eq!((end.r#type, end.reason), (END, EndReason::Cancelled as i32));
-    let again = c.call(Cmd::Cancel(CancelSubscriptionRequest { subscription_id: s })).await;
+    let again = c
+        .call(Cmd::Cancel(CancelSubscriptionRequest {
+            subscription_id: s,
+        }))
+        .await;
     expect_error(&again, Code::NotFound);
     let s5 = c.subscribe(&id, None).await;
     assert_eq!(c.event(s5).await.r#type, SNAPSHOT);
@@ -408,7 +490,9 @@ async fn list_filters_and_paginates() {
     let mut in_s1 = Vec::new();
     for i in 0..25 {
         let session = if i % 2 == 0 { "s1" } else { "s2" };
-        let resp = c.call(Cmd::Create(new_execution("lister", Some(session)))).await;
+        let resp = c
+            .call(Cmd::Create(new_execution("lister", Some(session))))
+            .await;
         let id = expect_execution(resp).0.metadata.expect("m").id;
         if session == "s1" {
             in_s1.push(id);
@@ -418,7 +502,12 @@ async fn list_filters_and_paginates() {
     let mut seen = Vec::new();
     let mut token = String::new();
     loop {
-        let req = ListExecutionsRequest { page_size: 5, page_token: token.clone(), session_id: "s1".into(), ..Default::default() };
+        let req = ListExecutionsRequest {
+            page_size: 5,
+            page_token: token.clone(),
+            session_id: "s1".into(),
+            ..Default::default()
+        };
         let page = match c.call(Cmd::List(req)).await.result {
             Some(response::Result::List(l)) => l,
             other => panic!("{other:?}"),
@@ -431,14 +520,23 @@ async fn list_filters_and_paginates() {
         token = page.next_page_token;
     }
     assert_eq!(seen, in_s1, "every execution of s1 once, in creation order");
-    let req = ListExecutionsRequest { phase: ExecutionPhase::ExecutionCompleted as i32, ..Default::default() };
+    let req = ListExecutionsRequest {
+        phase: ExecutionPhase::ExecutionCompleted as i32,
+        ..Default::default()
+    };
     match c.call(Cmd::List(req)).await.result {
         Some(response::Result::List(l)) => assert_eq!(l.entries.len(), 1),
         other => panic!("{other:?}"),
     }
-    let bad = ListExecutionsRequest { page_size: 5000, ..Default::default() };
+    let bad = ListExecutionsRequest {
+        page_size: 5000,
+        ..Default::default()
+    };
     expect_error(&c.call(Cmd::List(bad)).await, Code::InvalidArgument);
-    let bad = ListExecutionsRequest { page_token: "not-a-token".into(), ..Default::default() };
+    let bad = ListExecutionsRequest {
+        page_token: "not-a-token".into(),
+        ..Default::default()
+    };
     expect_error(&c.call(Cmd::List(bad)).await, Code::InvalidArgument);
 }
 
@@ -447,31 +545,65 @@ async fn bad_requests_get_their_code_and_the_connection_stays() {
     let d = Daemon::start(&[]);
     let mut c = d.connect().await;
     // Wrong protocol version.
-    c.send_bytes(Request { protocol_version: 2, id: 7, command: Some(Cmd::Ping(PingRequest {})) }.encode_to_vec()).await;
+    c.send_bytes(
+        Request {
+            protocol_version: 2,
+            id: 7,
+            command: Some(Cmd::Ping(PingRequest {})),
+        }
+        .encode_to_vec(),
+    )
+    .await;
     expect_error(&c.recv(7).await, Code::FailedPrecondition);
     // No command (or one this daemon does not know: field 99).
-    c.send_bytes(vec![0x08, 0x01, 0x10, 0x08, 0x9a, 0x06, 0x00]).await;
+    c.send_bytes(vec![0x08, 0x01, 0x10, 0x08, 0x9a, 0x06, 0x00])
+        .await;
     expect_error(&c.recv(8).await, Code::Unimplemented);
     // Invalid UTF-8 inside a command.
-    c.send_bytes(vec![0x08, 0x01, 0x10, 0x09, 0x5a, 0x05, 0x22, 0x03, 0x1a, 0x01, 0xff]).await;
+    c.send_bytes(vec![
+        0x08, 0x01, 0x10, 0x09, 0x5a, 0x05, 0x22, 0x03, 0x1a, 0x01, 0xff,
+    ])
+    .await;
     expect_error(&c.recv(9).await, Code::InvalidArgument);
     // Missing required fields and unknown enum values.
-    let r = c.call(Cmd::Create(stigmer_proto::agentexecution::AgentExecution::default())).await;
+    let r = c
+        .call(Cmd::Create(
+            stigmer_proto::agentexecution::AgentExecution::default(),
+        ))
+        .await;
     expect_error(&r, Code::InvalidArgument);
     let (id, _) = c.create("bad").await;
-    let r = c.update(&id, AgentExecutionStatus { phase: 77, ..Default::default() }).await;
+    let r = c
+        .update(
+            &id,
+            AgentExecutionStatus {
+                phase: 77,
+                ..Default::default()
+            },
+        )
+        .await;
     expect_error(&r, Code::InvalidArgument);
     let r = c.call(Cmd::UpdateStatus(Default::default())).await;
     expect_error(&r, Code::InvalidArgument);
     // Cancel of an unknown stream.
-    let r = c.call(Cmd::Cancel(CancelSubscriptionRequest { subscription_id: 999 })).await;
+    let r = c
+        .call(Cmd::Cancel(CancelSubscriptionRequest {
+            subscription_id: 999,
+        }))
+        .await;
     expect_error(&r, Code::NotFound);
     // Duplicate id on create.
     let mut dup = new_execution("dup", None);
-    dup.metadata = Some(stigmer_proto::apiresource::ApiResourceMetadata { id: id.clone(), ..Default::default() });
+    dup.metadata = Some(stigmer_proto::apiresource::ApiResourceMetadata {
+        id: id.clone(),
+        ..Default::default()
+    });
     expect_error(&c.call(Cmd::Create(dup)).await, Code::AlreadyExists);
     // Still usable.
-    assert!(matches!(c.call(Cmd::Ping(PingRequest {})).await.result, Some(response::Result::Pong(_))));
+    assert!(matches!(
+        c.call(Cmd::Ping(PingRequest {})).await.result,
+        Some(response::Result::Pong(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -481,7 +613,11 @@ async fn connection_errors_answer_then_close_without_affecting_others() {
     // A length prefix over the limit: RESOURCE_EXHAUSTED with id 0, closed.
     let mut c = d.connect().await;
     use tokio::io::AsyncWriteExt;
-    c.framed.get_mut().write_all(&[0x00, 0x10, 0x00, 0x00]).await.expect("write");
+    c.framed
+        .get_mut()
+        .write_all(&[0x00, 0x10, 0x00, 0x00])
+        .await
+        .expect("write");
     let r = c.recv_any().await.expect("an error frame");
     assert_eq!(r.id, 0);
     expect_error(&r, Code::ResourceExhausted);
@@ -495,7 +631,15 @@ async fn connection_errors_answer_then_close_without_affecting_others() {
     assert!(c.closed().await);
     // Request id 0.
     let mut c = d.connect().await;
-    c.send_bytes(Request { protocol_version: 1, id: 0, command: Some(Cmd::Ping(PingRequest {})) }.encode_to_vec()).await;
+    c.send_bytes(
+        Request {
+            protocol_version: 1,
+            id: 0,
+            command: Some(Cmd::Ping(PingRequest {})),
+        }
+        .encode_to_vec(),
+    )
+    .await;
     expect_error(&c.recv_any().await.expect("error"), Code::InvalidArgument);
     assert!(c.closed().await);
     // An update whose state would not fit a frame is refused, not stored.
@@ -504,11 +648,18 @@ async fn connection_errors_answer_then_close_without_affecting_others() {
     expect_error(&r, Code::ResourceExhausted);
     // A frame cut off by EOF just ends that connection.
     let mut c = d.connect().await;
-    c.framed.get_mut().write_all(&[0x00, 0x00, 0x00, 0x10, 0x08]).await.expect("write");
+    c.framed
+        .get_mut()
+        .write_all(&[0x00, 0x00, 0x00, 0x10, 0x08])
+        .await
+        .expect("write");
     c.framed.get_mut().shutdown().await.expect("shutdown");
     assert!(c.closed().await);
     // Nobody else noticed.
-    assert!(matches!(other.call(Cmd::Ping(PingRequest {})).await.result, Some(response::Result::Pong(_))));
+    assert!(matches!(
+        other.call(Cmd::Ping(PingRequest {})).await.result,
+        Some(response::Result::Pong(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -516,8 +667,14 @@ async fn connection_limit() {
     let d = Daemon::start(&["--max-connections", "2"]);
     let mut a = d.connect().await;
     let mut b = d.connect().await;
-    assert!(matches!(a.call(Cmd::Ping(PingRequest {})).await.result, Some(response::Result::Pong(_))));
-    assert!(matches!(b.call(Cmd::Ping(PingRequest {})).await.result, Some(response::Result::Pong(_))));
+    assert!(matches!(
+        a.call(Cmd::Ping(PingRequest {})).await.result,
+        Some(response::Result::Pong(_))
+    ));
+    assert!(matches!(
+        b.call(Cmd::Ping(PingRequest {})).await.result,
+        Some(response::Result::Pong(_))
+    ));
     let mut c = d.connect().await;
     let r = c.recv_any().await.expect("an error frame");
     expect_error(&r, Code::ResourceExhausted);
@@ -528,9 +685,14 @@ async fn connection_limit() {
     loop {
         let mut d2 = d.connect().await;
         let id = d2.next_id();
-        let ping = Request { protocol_version: 1, id, command: Some(Cmd::Ping(PingRequest {})) };
+        let ping = Request {
+            protocol_version: 1,
+            id,
+            command: Some(Cmd::Ping(PingRequest {})),
+        };
         // A refused connection may already be closed: a failed send is a retry.
-        let sent = futures::SinkExt::send(&mut d2.framed, bytes::Bytes::from(ping.encode_to_vec())).await;
+        let sent =
+            futures::SinkExt::send(&mut d2.framed, bytes::Bytes::from(ping.encode_to_vec())).await;
         match d2.recv_any().await {
             Some(r) if r.id == id && sent.is_ok() => break,
             Some(r) if r.id == id => break,
@@ -541,13 +703,17 @@ async fn connection_limit() {
             }
         }
     }
-    assert!(matches!(a.call(Cmd::Ping(PingRequest {})).await.result, Some(response::Result::Pong(_))));
+    assert!(matches!(
+        a.call(Cmd::Ping(PingRequest {})).await.result,
+        Some(response::Result::Pong(_))
+    ));
 }
 
 #[test]
 fn files_are_private_and_one_daemon_per_database_and_socket() {
     let d = Daemon::start(&[]);
-    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode(&d.db), 0o600, "database readable by its owner only");
     assert_eq!(mode(&d.socket), 0o600, "socket usable by its owner only");
     // A second daemon on the same database refuses to start.

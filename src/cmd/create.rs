@@ -6,9 +6,21 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::pipeline::create;
 use crate::server::connection::Conn;
 
-pub async fn apply(conn: &Conn, permit: OwnedSemaphorePermit, id: u64, mut execution: AgentExecution) {
+pub async fn apply(
+    conn: &Conn,
+    permit: OwnedSemaphorePermit,
+    id: u64,
+    mut execution: AgentExecution,
+) {
     if let Err(status) = create::BEFORE_QUEUE.run(&mut execution) {
         return conn.reply_result(permit, id, Err(status));
     }
-    super::submit_write(conn, permit, id, create::job(execution), super::execution_reply).await;
+    super::submit_write(
+        conn,
+        permit,
+        id,
+        create::job(execution),
+        super::execution_reply,
+    )
+    .await;
 }

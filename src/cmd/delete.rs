@@ -11,7 +11,9 @@ pub async fn apply(conn: &Conn, permit: OwnedSemaphorePermit, id: u64, mut execu
         return conn.reply_result(permit, id, Err(status));
     }
     super::submit_write(conn, permit, id, delete::job(execution_id), |change| {
-        response::Result::Deleted(DeleteExecutionResponse { revision: change.revision })
+        response::Result::Deleted(DeleteExecutionResponse {
+            revision: change.revision,
+        })
     })
     .await;
 }

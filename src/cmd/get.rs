@@ -22,7 +22,8 @@ pub fn apply(conn: &Conn, permit: OwnedSemaphorePermit, id: u64, execution_id: S
             .run(move |c| reader::get(c, &lookup))
             .await
             .and_then(|stored| {
-                stored.ok_or_else(|| Status::not_found(format!("execution {execution_id} not found")))
+                stored
+                    .ok_or_else(|| Status::not_found(format!("execution {execution_id} not found")))
             })
             .map(|stored| {
                 response::Result::Execution(ExecutionReply {

@@ -32,18 +32,33 @@ pub fn apply(conn: &Conn, permit: OwnedSemaphorePermit, id: u64, req: ListExecut
     let conn = conn.clone();
     tokio::spawn(async move {
         let limit = query.limit;
-        let q = ListQuery { limit: limit + 1, ..query.clone() };
+        let q = ListQuery {
+            limit: limit + 1,
+            ..query.clone()
+        };
         // Waits for a read connection and the query.
-        let result = conn.shared.reader.run(move |c| reader::list(c, &q)).await.map(|mut entries| {
-            let next_page_token = if entries.len() > limit {
-                entries.truncate(limit);
-                let last = entries.last().and_then(|e| e.metadata.as_ref()).map(|m| m.id.as_str());
-                last.map(|last| make_token(&query, last)).unwrap_or_default()
-            } else {
-                String::new()
-            };
-            response::Result::List(ListExecutionsResponse { entries, next_page_token })
-        });
+        let result = conn
+            .shared
+            .reader
+            .run(move |c| reader::list(c, &q))
+            .await
+            .map(|mut entries| {
+                let next_page_token = if entries.len() > limit {
+                    entries.truncate(limit);
+                    let last = entries
+                        .last()
+                        .and_then(|e| e.metadata.as_ref())
+                        .map(|m| m.id.as_str());
+                    last.map(|last| make_token(&query, last))
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                response::Result::List(ListExecutionsResponse {
+                    entries,
+                    next_page_token,
+                })
+            });
         conn.reply_result(permit, id, result);
     });
 }
@@ -67,7 +82,12 @@ fn parse(req: &ListExecutionsRequest) -> Result<ListQuery, Status> {
         }
     };
     let session_id = (!req.session_id.is_empty()).then(|| req.session_id.clone());
-    let mut query = ListQuery { phase, session_id, after_id: None, limit: page_size as usize };
+    let mut query = ListQuery {
+        phase,
+        session_id,
+        after_id: None,
+        limit: page_size as usize,
+    };
     if !req.page_token.is_empty() {
         query.after_id = Some(read_token(&req.page_token, &query)?);
     }
@@ -75,7 +95,11 @@ fn parse(req: &ListExecutionsRequest) -> Result<ListQuery, Status> {
 }
 
 fn filters(q: &ListQuery) -> String {
-    format!("{}{SEP}{}", q.phase.unwrap_or(0), q.session_id.as_deref().unwrap_or(""))
+    format!(
+        "{}{SEP}{}",
+        q.phase.unwrap_or(0),
+        q.session_id.as_deref().unwrap_or("")
+    )
 }
 
 fn make_token(q: &ListQuery, last_id: &str) -> String {
@@ -105,16 +129,35 @@ mod tests {
 
     #[test]
     fn token_round_trip_and_filter_binding() {
-        let req = ListExecutionsRequest { session_id: "s1".into(), ..Default::default() };
+        let req = ListExecutionsRequest {
+            session_id: "s1".into(),
+            ..Default::default()
+        };
         let q = parse(&req).unwrap();
         let token = make_token(&q, "aex-01jdx3k5m8q9r2s3t4v5w6x7y8");
-        let next = ListExecutionsRequest { page_token: token.clone(), ..req.clone() };
-        assert_eq!(parse(&next).unwrap().after_id.as_deref(), Some("aex-01jdx3k5m8q9r2s3t4v5w6x7y8"));
-        let other = ListExecutionsRequest { session_id: "s2".into(), page_token: token, ..req };
+        let next = ListExecutionsRequest {
+            page_token: token.clone(),
+            ..req.clone()
+        };
+        assert_eq!(
+            parse(&next).unwrap().after_id.as_deref(),
+            Some("aex-01jdx3k5m8q9r2s3t4v5w6x7y8")
+        );
+        let other = ListExecutionsRequest {
+            session_id: "s2".into(),
+            page_token: token,
+            ..req
+        };
         assert!(parse(&other).is_err());
-        let junk = ListExecutionsRequest { page_token: "!!".into(), ..Default::default() };
+        let junk = ListExecutionsRequest {
+            page_token: "!!".into(),
+            ..Default::default()
+        };
         assert!(parse(&junk).is_err());
-        let big = ListExecutionsRequest { page_size: 1001, ..Default::default() };
+        let big = ListExecutionsRequest {
+            page_size: 1001,
+            ..Default::default()
+        };
         assert!(parse(&big).is_err());
     }
 }

@@ -23,12 +23,16 @@ pub const API_VERSION: &str = "agentic.stigmer.ai/v1";
 pub const KIND: &str = "AgentExecution";
 
 /// The steps that run before the request is queued.
-pub static BEFORE_QUEUE: Pipeline<dyn Step<AgentExecution>> =
-    Pipeline { name: "create", steps: &[&Validate] };
+pub static BEFORE_QUEUE: Pipeline<dyn Step<AgentExecution>> = Pipeline {
+    name: "create",
+    steps: &[&Validate],
+};
 
 /// The steps that run inside the writer's transaction.
-pub static IN_TRANSACTION: Pipeline<dyn for<'t, 'c> Step<CreateCtx<'t, 'c>>> =
-    Pipeline { name: "create", steps: &[&Build, &Persist] };
+pub static IN_TRANSACTION: Pipeline<dyn for<'t, 'c> Step<CreateCtx<'t, 'c>>> = Pipeline {
+    name: "create",
+    steps: &[&Build, &Persist],
+};
 
 /// What the in-transaction steps share.
 pub struct CreateCtx<'t, 'c> {
@@ -45,9 +49,15 @@ pub struct CreateCtx<'t, 'c> {
 /// The writer-thread half as one job.
 pub fn job(execution: AgentExecution) -> crate::store::writer::Job {
     Box::new(move |txn| {
-        let mut ctx = CreateCtx { txn, execution, now: SystemTime::now(), change: None };
+        let mut ctx = CreateCtx {
+            txn,
+            execution,
+            now: SystemTime::now(),
+            change: None,
+        };
         IN_TRANSACTION.run(&mut ctx)?;
-        ctx.change.ok_or_else(|| Status::internal("create pipeline made no change"))
+        ctx.change
+            .ok_or_else(|| Status::internal("create pipeline made no change"))
     })
 }
 
@@ -132,15 +142,29 @@ impl Step<CreateCtx<'_, '_>> for Persist {
         "persist"
     }
     fn run(&self, ctx: &mut CreateCtx<'_, '_>) -> Result<(), Status> {
-        let id = ctx.execution.metadata.as_ref().map(|m| m.id.clone()).unwrap_or_default();
+        let id = ctx
+            .execution
+            .metadata
+            .as_ref()
+            .map(|m| m.id.clone())
+            .unwrap_or_default();
         if ctx.txn.exists(&id)? {
-            return Err(Status::already_exists(format!("execution {id} already exists")));
+            return Err(Status::already_exists(format!(
+                "execution {id} already exists"
+            )));
         }
+        ctx.txn.check_size(&ctx.execution)?;
         let execution = Arc::new(std::mem::take(&mut ctx.execution));
         let revision = ctx.txn.allocate_revision();
         ctx.txn.put(&id, &execution, revision)?;
-        ctx.txn.append_history(revision, &id, ChangeKind::Created, Some(&execution))?;
-        ctx.change = Some(Change::new(revision, Arc::from(id), ChangeKind::Created, Some(execution)));
+        ctx.txn
+            .append_history(revision, &id, ChangeKind::Created, Some(&execution))?;
+        ctx.change = Some(Change::new(
+            revision,
+            Arc::from(id),
+            ChangeKind::Created,
+            Some(execution),
+        ));
         Ok(())
     }
 }

@@ -16,12 +16,16 @@ use crate::protocol::Status;
 use crate::store::{Change, ChangeKind, Txn};
 
 /// The steps that run before the request is queued.
-pub static BEFORE_QUEUE: Pipeline<dyn Step<String>> =
-    Pipeline { name: "delete", steps: &[&Validate] };
+pub static BEFORE_QUEUE: Pipeline<dyn Step<String>> = Pipeline {
+    name: "delete",
+    steps: &[&Validate],
+};
 
 /// The steps that run inside the writer's transaction.
-pub static IN_TRANSACTION: Pipeline<dyn for<'t, 'c> Step<DeleteCtx<'t, 'c>>> =
-    Pipeline { name: "delete", steps: &[&Load, &Persist] };
+pub static IN_TRANSACTION: Pipeline<dyn for<'t, 'c> Step<DeleteCtx<'t, 'c>>> = Pipeline {
+    name: "delete",
+    steps: &[&Load, &Persist],
+};
 
 /// What the in-transaction steps share.
 pub struct DeleteCtx<'t, 'c> {
@@ -36,9 +40,14 @@ pub struct DeleteCtx<'t, 'c> {
 /// The writer-thread half as one job.
 pub fn job(id: String) -> crate::store::writer::Job {
     Box::new(move |txn| {
-        let mut ctx = DeleteCtx { txn, id, change: None };
+        let mut ctx = DeleteCtx {
+            txn,
+            id,
+            change: None,
+        };
         IN_TRANSACTION.run(&mut ctx)?;
-        ctx.change.ok_or_else(|| Status::internal("delete pipeline made no change"))
+        ctx.change
+            .ok_or_else(|| Status::internal("delete pipeline made no change"))
     })
 }
 
@@ -80,9 +89,14 @@ impl Step<DeleteCtx<'_, '_>> for Persist {
     fn run(&self, ctx: &mut DeleteCtx<'_, '_>) -> Result<(), Status> {
         let revision = ctx.txn.allocate_revision();
         ctx.txn.remove(&ctx.id)?;
-        ctx.txn.append_history(revision, &ctx.id, ChangeKind::Deleted, None)?;
-        ctx.change =
-            Some(Change::new(revision, Arc::from(ctx.id.as_str()), ChangeKind::Deleted, None));
+        ctx.txn
+            .append_history(revision, &ctx.id, ChangeKind::Deleted, None)?;
+        ctx.change = Some(Change::new(
+            revision,
+            Arc::from(ctx.id.as_str()),
+            ChangeKind::Deleted,
+            None,
+        ));
         Ok(())
     }
 }

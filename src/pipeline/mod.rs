@@ -83,5 +83,8 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// A protobuf Timestamp.
 pub fn timestamp(t: SystemTime) -> stigmer_proto::wkt::Timestamp {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    stigmer_proto::wkt::Timestamp { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+    stigmer_proto::wkt::Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
 }

@@ -25,12 +25,16 @@ use crate::protocol::Status;
 use crate::store::{is_terminal_phase, Change, ChangeKind, Txn};
 
 /// The steps that run before the request is queued.
-pub static BEFORE_QUEUE: Pipeline<dyn Step<AgentExecutionUpdateStatusInput>> =
-    Pipeline { name: "update_status", steps: &[&Validate] };
+pub static BEFORE_QUEUE: Pipeline<dyn Step<AgentExecutionUpdateStatusInput>> = Pipeline {
+    name: "update_status",
+    steps: &[&Validate],
+};
 
 /// The steps that run inside the writer's transaction.
-pub static IN_TRANSACTION: Pipeline<dyn for<'t, 'c> Step<UpdateCtx<'t, 'c>>> =
-    Pipeline { name: "update_status", steps: &[&Load, &Build, &Persist] };
+pub static IN_TRANSACTION: Pipeline<dyn for<'t, 'c> Step<UpdateCtx<'t, 'c>>> = Pipeline {
+    name: "update_status",
+    steps: &[&Load, &Build, &Persist],
+};
 
 /// What the in-transaction steps share.
 pub struct UpdateCtx<'t, 'c> {
@@ -49,10 +53,16 @@ pub struct UpdateCtx<'t, 'c> {
 /// The writer-thread half as one job: load, build, persist.
 pub fn job(input: AgentExecutionUpdateStatusInput) -> crate::store::writer::Job {
     Box::new(move |txn| {
-        let mut ctx =
-            UpdateCtx { txn, input, now: SystemTime::now(), execution: None, change: None };
+        let mut ctx = UpdateCtx {
+            txn,
+            input,
+            now: SystemTime::now(),
+            execution: None,
+            change: None,
+        };
         IN_TRANSACTION.run(&mut ctx)?;
-        ctx.change.ok_or_else(|| Status::internal("update_status pipeline made no change"))
+        ctx.change
+            .ok_or_else(|| Status::internal("update_status pipeline made no change"))
     })
 }
 
@@ -85,7 +95,12 @@ impl Step<UpdateCtx<'_, '_>> for Load {
             .txn
             .load(id)?
             .ok_or_else(|| Status::not_found(format!("execution {id} not found")))?;
-        let phase = stored.execution.status.as_ref().map(|s| s.phase).unwrap_or(0);
+        let phase = stored
+            .execution
+            .status
+            .as_ref()
+            .map(|s| s.phase)
+            .unwrap_or(0);
         if is_terminal_phase(phase) {
             let name = ExecutionPhase::try_from(phase)
                 .map(|p| p.as_str_name())
@@ -162,7 +177,9 @@ pub fn stamp(status: &mut AgentExecutionStatus, now: SystemTime) {
         status.completed_at = rfc3339(now);
     }
     let audit = status.audit.get_or_insert_with(ApiResourceAudit::default);
-    let info = audit.status_audit.get_or_insert_with(ApiResourceAuditInfo::default);
+    let info = audit
+        .status_audit
+        .get_or_insert_with(ApiResourceAuditInfo::default);
     if info.created_at.is_none() {
         info.created_at = Some(timestamp(now));
     }
@@ -184,11 +201,17 @@ impl Step<UpdateCtx<'_, '_>> for Persist {
             .map(Arc::new)
             .ok_or_else(|| Status::internal("persist ran before build"))?;
         let id = ctx.input.execution_id.as_str();
+        ctx.txn.check_size(&execution)?;
         let revision = ctx.txn.allocate_revision();
         ctx.txn.put(id, &execution, revision)?;
-        ctx.txn.append_history(revision, id, ChangeKind::StatusUpdated, Some(&execution))?;
-        ctx.change =
-            Some(Change::new(revision, Arc::from(id), ChangeKind::StatusUpdated, Some(execution)));
+        ctx.txn
+            .append_history(revision, id, ChangeKind::StatusUpdated, Some(&execution))?;
+        ctx.change = Some(Change::new(
+            revision,
+            Arc::from(id),
+            ChangeKind::StatusUpdated,
+            Some(execution),
+        ));
         Ok(())
     }
 }
@@ -233,7 +256,10 @@ mod tests {
         assert_eq!(s.completed_at, s.started_at);
         let later = t + std::time::Duration::from_secs(5);
         stamp(&mut s, later);
-        assert_eq!(s.completed_at, "2023-11-14T22:13:20.000000Z", "never overwritten");
+        assert_eq!(
+            s.completed_at, "2023-11-14T22:13:20.000000Z",
+            "never overwritten"
+        );
         let audit = s.audit.and_then(|a| a.status_audit).map(|i| i.event);
         assert_eq!(audit.as_deref(), Some("status_updated"));
     }
@@ -246,17 +272,22 @@ mod tests {
             "[a-z]{0,3}",
             "[a-z]{0,3}",
         )
-            .prop_map(|(messages, phase, calls, error, started)| AgentExecutionStatus {
-                messages: messages.iter().map(|m| msg(m)).collect(),
-                phase,
-                tool_calls: calls
-                    .into_iter()
-                    .map(|id| ToolCall { id, ..Default::default() })
-                    .collect(),
-                error,
-                started_at: started,
-                ..Default::default()
-            })
+            .prop_map(
+                |(messages, phase, calls, error, started)| AgentExecutionStatus {
+                    messages: messages.iter().map(|m| msg(m)).collect(),
+                    phase,
+                    tool_calls: calls
+                        .into_iter()
+                        .map(|id| ToolCall {
+                            id,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    error,
+                    started_at: started,
+                    ..Default::default()
+                },
+            )
     }
 
     proptest! {

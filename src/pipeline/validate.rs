@@ -18,7 +18,10 @@ pub fn execution_id_form(id: &str) -> Result<(), Status> {
     let ok = id
         .strip_prefix("aex-")
         .filter(|u| u.len() == ULID_LEN)
-        .map(|u| u.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()))
+        .map(|u| {
+            u.bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        })
         .unwrap_or(false)
         && ulid::Ulid::from_string(&id[4..]).is_ok();
     if ok {
@@ -61,7 +64,10 @@ pub fn status(status: &AgentExecutionStatus) -> Result<(), Status> {
     }
     tool_calls("status.tool_calls", &status.tool_calls)?;
     for (i, s) in status.sub_agent_executions.iter().enumerate() {
-        known::<SubAgentStatus>(&format!("status.sub_agent_executions[{i}].status"), s.status)?;
+        known::<SubAgentStatus>(
+            &format!("status.sub_agent_executions[{i}].status"),
+            s.status,
+        )?;
     }
     for (key, todo) in &status.todos {
         known::<TodoStatus>(&format!("status.todos[{key:?}].status"), todo.status)?;
@@ -85,7 +91,13 @@ mod tests {
 
     #[test]
     fn unknown_enum_refused() {
-        let s = AgentExecutionStatus { phase: 42, ..Default::default() };
-        assert_eq!(status(&s).unwrap_err().code, crate::protocol::Code::InvalidArgument);
+        let s = AgentExecutionStatus {
+            phase: 42,
+            ..Default::default()
+        };
+        assert_eq!(
+            status(&s).unwrap_err().code,
+            crate::protocol::Code::InvalidArgument
+        );
     }
 }

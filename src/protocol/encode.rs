@@ -52,7 +52,10 @@ pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
 
 /// Encodes a whole `Response` body.
 pub fn encode_response(id: u64, result: response::Result) -> Bytes {
-    let resp = Response { id, result: Some(result) };
+    let resp = Response {
+        id,
+        result: Some(result),
+    };
     Bytes::from(resp.encode_to_vec())
 }
 
@@ -94,11 +97,16 @@ mod tests {
     #[test]
     fn undecodable_command_keeps_the_id() {
         // version 1, id 9, then create { spec { message: "\xff" } }: invalid UTF-8.
-        let body = [0x08, 0x01, 0x10, 0x09, 0x5a, 0x05, 0x22, 0x03, 0x1a, 0x01, 0xff];
+        let body = [
+            0x08, 0x01, 0x10, 0x09, 0x5a, 0x05, 0x22, 0x03, 0x1a, 0x01, 0xff,
+        ];
         match decode_request(&body) {
             Err(DecodeError::Request { id, .. }) => assert_eq!(id, 9),
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(decode_request(&[0xff, 0xff]), Err(DecodeError::Connection(_))));
+        assert!(matches!(
+            decode_request(&[0xff, 0xff]),
+            Err(DecodeError::Connection(_))
+        ));
     }
 }

@@ -29,7 +29,10 @@ macro_rules! constructors {
 impl Status {
     /// A status with any code.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     constructors! {
@@ -46,7 +49,10 @@ impl Status {
 
     /// The wire form.
     pub fn to_proto(&self) -> stigmer_proto::daemon::Error {
-        stigmer_proto::daemon::Error { code: self.code as i32, message: self.message.clone() }
+        stigmer_proto::daemon::Error {
+            code: self.code as i32,
+            message: self.message.clone(),
+        }
     }
 }
 
@@ -65,9 +71,7 @@ impl From<rusqlite::Error> for Status {
         use rusqlite::ErrorCode;
         match err.sqlite_error_code() {
             Some(ErrorCode::DiskFull) => Self::unavailable(format!("database disk is full: {err}")),
-            Some(ErrorCode::ReadOnly) => {
-                Self::unavailable(format!("database is read-only: {err}"))
-            }
+            Some(ErrorCode::ReadOnly) => Self::unavailable(format!("database is read-only: {err}")),
             Some(ErrorCode::CannotOpen) | Some(ErrorCode::SystemIoFailure) => {
                 Self::unavailable(format!("database I/O failed: {err}"))
             }

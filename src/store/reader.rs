@@ -53,7 +53,12 @@ pub struct ListQuery {
 impl Reader {
     /// A pool for the database at `path` (which must already exist).
     pub fn new(path: PathBuf) -> Self {
-        Self { inner: Arc::new(ReaderInner { path, idle: Mutex::new(Vec::new()) }) }
+        Self {
+            inner: Arc::new(ReaderInner {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+        }
     }
 
     /// Runs `f` on a read connection on the blocking pool.
@@ -112,10 +117,14 @@ fn open_read(path: &std::path::Path) -> Result<Connection, Status> {
 /// The latest state of one execution.
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Stored>, Status> {
     let mut stmt = conn.prepare_cached("SELECT data, revision FROM executions WHERE id = ?1")?;
-    let row: Option<(Vec<u8>, i64)> =
-        stmt.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+    let row: Option<(Vec<u8>, i64)> = stmt
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
     row.map(|(data, rev)| {
-        Ok(Stored { execution: AgentExecution::decode(data.as_slice())?, revision: rev as u64 })
+        Ok(Stored {
+            execution: AgentExecution::decode(data.as_slice())?,
+            revision: rev as u64,
+        })
     })
     .transpose()
 }
@@ -156,7 +165,11 @@ pub fn history(
          WHERE execution_id = ?1 AND revision > ?2 ORDER BY revision LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![id, after as i64, limit as i64], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<Vec<u8>>>(2)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Option<Vec<u8>>>(2)?,
+        ))
     })?;
     let mut out = Vec::new();
     let mut bytes = 0usize;
@@ -166,8 +179,14 @@ pub fn history(
         }
         let (revision, kind, data) = row?;
         bytes += data.as_ref().map(Vec::len).unwrap_or(0);
-        let execution = data.map(|d| AgentExecution::decode(d.as_slice())).transpose()?;
-        out.push(HistoryRow { revision: revision as u64, kind: ChangeKind::from_i64(kind)?, execution });
+        let execution = data
+            .map(|d| AgentExecution::decode(d.as_slice()))
+            .transpose()?;
+        out.push(HistoryRow {
+            revision: revision as u64,
+            kind: ChangeKind::from_i64(kind)?,
+            execution,
+        });
     }
     Ok(out)
 }

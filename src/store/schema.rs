@@ -47,11 +47,15 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index as i64 + 1;
-        let tx = conn.transaction().map_err(|e| format!("migration {version}: {e}"))?;
-        tx.execute_batch(sql).map_err(|e| format!("migration {version}: {e}"))?;
+        let tx = conn
+            .transaction()
+            .map_err(|e| format!("migration {version}: {e}"))?;
+        tx.execute_batch(sql)
+            .map_err(|e| format!("migration {version}: {e}"))?;
         tx.pragma_update(None, "user_version", version)
             .map_err(|e| format!("migration {version}: {e}"))?;
-        tx.commit().map_err(|e| format!("migration {version}: {e}"))?;
+        tx.commit()
+            .map_err(|e| format!("migration {version}: {e}"))?;
     }
     Ok(())
 }

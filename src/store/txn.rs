@@ -28,8 +28,16 @@ pub struct Stored {
 }
 
 impl<'c> Txn<'c> {
-    pub(crate) fn new(conn: &'c Connection, next_revision: u64, max_execution_bytes: usize) -> Self {
-        Self { conn, next_revision, max_execution_bytes }
+    pub(crate) fn new(
+        conn: &'c Connection,
+        next_revision: u64,
+        max_execution_bytes: usize,
+    ) -> Self {
+        Self {
+            conn,
+            next_revision,
+            max_execution_bytes,
+        }
     }
 
     /// Refuses a state too large to be sent back in one frame (as a reply or
@@ -60,10 +68,12 @@ impl<'c> Txn<'c> {
 
     /// The stored execution, if any.
     pub fn load(&self, id: &str) -> Result<Option<Stored>, Status> {
-        let mut stmt =
-            self.conn.prepare_cached("SELECT data, revision FROM executions WHERE id = ?1")?;
-        let row: Option<(Vec<u8>, i64)> =
-            stmt.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT data, revision FROM executions WHERE id = ?1")?;
+        let row: Option<(Vec<u8>, i64)> = stmt
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
         match row {
             None => Ok(None),
             Some((data, revision)) => Ok(Some(Stored {
@@ -75,13 +85,19 @@ impl<'c> Txn<'c> {
 
     /// True when an execution with this id exists.
     pub fn exists(&self, id: &str) -> Result<bool, Status> {
-        let mut stmt = self.conn.prepare_cached("SELECT 1 FROM executions WHERE id = ?1")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM executions WHERE id = ?1")?;
         Ok(stmt.exists([id])?)
     }
 
     /// Inserts or replaces the latest state of an execution.
     pub fn put(&self, id: &str, execution: &AgentExecution, revision: u64) -> Result<(), Status> {
-        let session = execution.spec.as_ref().map(|s| s.session_id.as_str()).unwrap_or("");
+        let session = execution
+            .spec
+            .as_ref()
+            .map(|s| s.session_id.as_str())
+            .unwrap_or("");
         let phase = execution.status.as_ref().map(|s| s.phase).unwrap_or(0);
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO executions(id, session_id, phase, revision, data)
@@ -90,13 +106,21 @@ impl<'c> Txn<'c> {
                 session_id = excluded.session_id, phase = excluded.phase,
                 revision = excluded.revision, data = excluded.data",
         )?;
-        stmt.execute(params![id, session, phase, revision as i64, execution.encode_to_vec()])?;
+        stmt.execute(params![
+            id,
+            session,
+            phase,
+            revision as i64,
+            execution.encode_to_vec()
+        ])?;
         Ok(())
     }
 
     /// Removes an execution's latest state.
     pub fn remove(&self, id: &str) -> Result<(), Status> {
-        let mut stmt = self.conn.prepare_cached("DELETE FROM executions WHERE id = ?1")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("DELETE FROM executions WHERE id = ?1")?;
         stmt.execute([id])?;
         Ok(())
     }

@@ -180,7 +180,11 @@ impl Raw {
     }
 
     pub async fn send(&mut self, id: u64, command: Cmd) {
-        let req = Request { protocol_version: 1, id, command: Some(command) };
+        let req = Request {
+            protocol_version: 1,
+            id,
+            command: Some(command),
+        };
         self.send_bytes(req.encode_to_vec()).await;
     }
 
@@ -310,7 +314,10 @@ pub fn ai_status(text: &str) -> AgentExecutionStatus {
 }
 
 pub fn phase(p: ExecutionPhase) -> AgentExecutionStatus {
-    AgentExecutionStatus { phase: p as i32, ..Default::default() }
+    AgentExecutionStatus {
+        phase: p as i32,
+        ..Default::default()
+    }
 }
 
 pub fn expect_execution(resp: Response) -> (AgentExecution, u64) {
