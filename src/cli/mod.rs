@@ -6,6 +6,7 @@
 mod demo;
 mod executions;
 mod render;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,14 @@ pub enum Command {
     /// Show a simulated agent streaming into a live transcript (starts a
     /// temporary daemon when none answers on the socket).
     Demo,
+    /// Show the daemon's version, paths, load, counters and latencies.
+    Status {
+        /// Print the Prometheus text exposition instead.
+        #[arg(long)]
+        prometheus: bool,
+        #[command(flatten)]
+        output: OutputArg,
+    },
 }
 
 /// `stigmer executions ...`.
@@ -194,6 +203,9 @@ pub fn main() -> ExitCode {
         Command::Daemon(args) => crate::daemon::run(socket, args),
         Command::Executions(cmd) => with_runtime(|| executions::run(socket, cmd)),
         Command::Demo => with_runtime(|| demo::run(socket)),
+        Command::Status { prometheus, output } => {
+            with_runtime(|| status::run(socket, prometheus, output.output))
+        }
     }
 }
 

@@ -30,7 +30,7 @@ use crate::protocol::Status;
 
 pub use reader::Reader;
 pub use txn::Txn;
-pub use writer::{Writer, WriterStats};
+pub use writer::{OnCommit, Writer, WriterStats};
 
 /// What kind of change a revision recorded (stored in `history.kind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,7 +243,7 @@ pub struct Store {
 /// order (the broker's publish).
 pub fn open(
     config: &StoreConfig,
-    on_commit: Box<dyn Fn(&Arc<Change>) + Send>,
+    on_commit: OnCommit,
 ) -> Result<Store, String> {
     let path = &config.path;
     let mut conn = rusqlite::Connection::open(path)

@@ -30,6 +30,10 @@ use crate::protocol::Status;
 /// commit give ~90% of the 1000-row rate).
 pub const MAX_BATCH: usize = 256;
 
+/// Receives every committed change, in revision order, right after COMMIT
+/// (the broker's publish, through `pipeline::Broadcast`).
+pub type OnCommit = Box<dyn Fn(&Arc<Change>) + Send>;
+
 /// A write job: runs inside the open transaction, returns the change it made.
 pub type Job = Box<dyn FnOnce(&mut Txn<'_>) -> Result<Change, Status> + Send>;
 
@@ -84,7 +88,7 @@ impl Writer {
         config: WriterConfig,
         revisions: Arc<Revisions>,
         stats: Arc<WriterStats>,
-        on_commit: Box<dyn Fn(&Arc<Change>) + Send>,
+        on_commit: OnCommit,
     ) -> std::io::Result<(Writer, JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let handle = std::thread::Builder::new()
@@ -133,7 +137,7 @@ struct WriterThread {
     config: WriterConfig,
     revisions: Arc<Revisions>,
     stats: Arc<WriterStats>,
-    on_commit: Box<dyn Fn(&Arc<Change>) + Send>,
+    on_commit: OnCommit,
 }
 
 impl WriterThread {

@@ -71,6 +71,11 @@ impl Client {
         self.rt.block_on(self.inner.ping())
     }
 
+    /// See [`crate::Client::status`].
+    pub fn status(&self, prometheus: bool) -> Result<crate::proto::daemon::DaemonStatus> {
+        self.rt.block_on(self.inner.status(prometheus))
+    }
+
     /// See [`crate::Client::create`].
     pub fn create(&self, execution: impl Into<AgentExecution>) -> Result<(AgentExecution, u64)> {
         self.rt.block_on(self.inner.create(execution))

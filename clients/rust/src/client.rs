@@ -13,8 +13,8 @@ use crate::proto::agentexecution::{
 };
 use crate::proto::apiresource::{ApiResourceId, ApiResourceMetadata};
 use crate::proto::daemon::{
-    request::Command, response::Result as Reply, CancelSubscriptionRequest, Code,
-    ListExecutionsRequest, PingRequest, PingResponse, SubscribeRequest,
+    request::Command, response::Result as Reply, CancelSubscriptionRequest, Code, DaemonStatus,
+    ListExecutionsRequest, PingRequest, PingResponse, StatusRequest, SubscribeRequest,
 };
 use crate::subscription::Subscription;
 use crate::{paths, Config, Error, Result};
@@ -217,6 +217,20 @@ impl Client {
         match self.call(Command::Ping(PingRequest {})).await? {
             Reply::Pong(p) => Ok(p),
             other => Err(unexpected("pong", &other)),
+        }
+    }
+
+    /// The daemon's status: version, uptime, paths, load, counters and
+    /// latencies (docs/PROTOCOL.md, "status"). With `prometheus`, the reply
+    /// also carries the Prometheus text exposition.
+    pub async fn status(&self, prometheus: bool) -> Result<DaemonStatus> {
+        // Waits for the status reply.
+        match self
+            .call(Command::Status(StatusRequest { prometheus }))
+            .await?
+        {
+            Reply::Status(s) => Ok(s),
+            other => Err(unexpected("status", &other)),
         }
     }
 

@@ -1,0 +1,101 @@
+//! `stigmer status`: what the daemon is and how it is doing, as text for
+//! people, canonical JSON for programs, or the Prometheus exposition.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use stigmer_client::proto::daemon::DaemonStatus;
+
+use super::executions::{connect, CliError};
+use super::{Output, EXIT_ERROR};
+
+/// Runs `stigmer status`.
+pub async fn run(socket: PathBuf, prometheus: bool, output: Output) -> ExitCode {
+    match show(socket, prometheus, output).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+async fn show(socket: PathBuf, prometheus: bool, output: Output) -> Result<(), CliError> {
+    let client = connect(&socket).await?;
+    // Waits for the daemon's status reply.
+    let status = client.status(prometheus).await?;
+    let mut out = std::io::stdout().lock();
+    if prometheus {
+        out.write_all(status.prometheus.as_bytes())?;
+        return Ok(());
+    }
+    match output {
+        Output::Json => {
+            let text = serde_json::to_string_pretty(&status)?;
+            writeln!(out, "{text}")?;
+        }
+        Output::Text => out.write_all(text(&status).as_bytes())?,
+    }
+    Ok(())
+}
+
+/// The human-readable form.
+fn text(s: &DaemonStatus) -> String {
+    let mut t = String::new();
+    let mut line = |k: &str, v: String| t.push_str(&format!("{k:<26} {v}\n"));
+    line(
+        "version",
+        format!("{} (protocol {})", s.daemon_version, s.protocol_version),
+    );
+    line("uptime", format!("{:.0} s", s.uptime_seconds));
+    line("socket", s.socket.clone());
+    line(
+        "database",
+        format!("{} (durability {})", s.database, s.durability),
+    );
+    line("revision", s.revision.to_string());
+    line("connections", s.connections.to_string());
+    line("subscriptions", s.subscriptions.to_string());
+    line(
+        "committed",
+        format!(
+            "{} changes in {} transactions",
+            s.committed_changes, s.commit_batches
+        ),
+    );
+    line(
+        "commit latency",
+        format!(
+            "p50 {:.0} µs, p99 {:.0} µs",
+            s.commit_latency_p50_us, s.commit_latency_p99_us
+        ),
+    );
+    line(
+        "broadcast latency",
+        format!(
+            "p50 {:.0} µs, p99 {:.0} µs",
+            s.broadcast_latency_p50_us, s.broadcast_latency_p99_us
+        ),
+    );
+    line("subscriber overflows", s.subscriber_overflows.to_string());
+    line("resyncs", s.resyncs.to_string());
+    line(
+        "slow-consumer disconnects",
+        s.slow_consumer_disconnects.to_string(),
+    );
+    line("refused writes", s.refused_writes.to_string());
+    let rejected: Vec<String> = s
+        .rejected_connections
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    line("rejected connections", rejected.join(", "));
+    if !s.subscriptions_by_execution.is_empty() {
+        t.push_str("subscriptions by execution:\n");
+        for (id, n) in &s.subscriptions_by_execution {
+            t.push_str(&format!("  {id}  {n}\n"));
+        }
+    }
+    t
+}
