@@ -102,9 +102,12 @@ fn init_tracing(level: Option<&str>) {
     .unwrap_or_else(|| EnvFilter::new("info"));
     // Under systemd, journald stamps each line; do not print a second time.
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    // Colours only for a person at a terminal, never in files or journald.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     if under_journald {
         let _ = builder.without_time().with_ansi(false).try_init();
     } else {
