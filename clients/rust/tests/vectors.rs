@@ -22,9 +22,9 @@ use stigmer_client::proto::apiresource::{
 };
 use stigmer_client::proto::daemon::{
     request::Command, response::Result as Reply, CancelSubscriptionRequest,
-    CancelSubscriptionResponse, Code, DeleteExecutionResponse, EndReason, Error, Event, EventType,
-    ExecutionReply, ListExecutionsRequest, ListExecutionsResponse, PingRequest, PingResponse,
-    Request, Response, SubscribeRequest,
+    CancelSubscriptionResponse, Code, DaemonStatus, DeleteExecutionResponse, EndReason, Error,
+    Event, EventType, ExecutionReply, ListExecutionsRequest, ListExecutionsResponse, PingRequest,
+    PingResponse, Request, Response, StatusRequest, SubscribeRequest,
 };
 use stigmer_client::proto::wkt::{value::Kind, Struct, Timestamp, Value};
 use stigmer_client::proto::Message;
@@ -394,7 +394,45 @@ fn all_vectors() -> Vec<Vector> {
                 }),
             ),
         ),
+        v(
+            "request_status",
+            "Status with the Prometheus exposition.",
+            req(19, Command::Status(StatusRequest { prometheus: true })),
+        ),
         // ---- replies ----
+        v(
+            "response_status",
+            "DaemonStatus (one entry per map, so every encoder orders it alike).",
+            resp(
+                19,
+                Reply::Status(DaemonStatus {
+                    daemon_version: "0.1.0".into(),
+                    protocol_version: 1,
+                    uptime_seconds: 12.5,
+                    socket: "/run/stigmer.sock".into(),
+                    database: "/var/lib/stigmer/stigmer.db".into(),
+                    durability: "normal".into(),
+                    revision: 42,
+                    connections: 3,
+                    subscriptions: 2,
+                    subscriptions_by_execution: [("aex-01jdx3k5m8q9r2s3t4v5w6x7y8".to_string(), 2)]
+                        .into_iter()
+                        .collect(),
+                    committed_changes: 40,
+                    commit_batches: 31,
+                    commit_latency_p50_us: 21.5,
+                    commit_latency_p99_us: 90.0,
+                    broadcast_latency_p50_us: 7.25,
+                    broadcast_latency_p99_us: 30.0,
+                    resyncs: 1,
+                    subscriber_overflows: 2,
+                    slow_consumer_disconnects: 0,
+                    rejected_connections: [("permission".to_string(), 1)].into_iter().collect(),
+                    refused_writes: 4,
+                    prometheus: "stigmer_revision 42\n".into(),
+                }),
+            ),
+        ),
         v(
             "response_pong",
             "Pong: protocol 1, daemon 0.1.0, last revision 42, 4 MiB frames.",
@@ -715,8 +753,8 @@ fn vectors_cover_every_command_reply_and_event() {
             }
         }
     }
-    assert_eq!(commands.len(), 8, "every Request command");
-    assert_eq!(replies.len(), 7, "every Response result");
+    assert_eq!(commands.len(), 9, "every Request command");
+    assert_eq!(replies.len(), 8, "every Response result");
     assert_eq!(events.len(), 4, "every event type");
     assert_eq!(reasons.len(), 5, "every end reason");
 }
