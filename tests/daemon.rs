@@ -436,8 +436,10 @@ async fn cancel_and_subscription_ids() {
     let (id, _) = c.create("cancel").await;
     let s = c.subscribe(&id, None).await;
     assert_eq!(c.event(s).await.r#type, SNAPSHOT);
-    // Reusing a live stream's id is refused; the stream is unaffected.
+    // Reusing a live stream's id is refused, for any command; the stream
+    // is unaffected.
     c.send(s, Cmd::Ping(PingRequest {})).await;
+    expect_error(&c.recv(s).await, Code::InvalidArgument);
     c.send(
         s,
         Cmd::Subscribe(stigmer_proto::daemon::SubscribeRequest {

@@ -49,6 +49,14 @@ pub async fn dispatch(
         conn.reply_result(permit, id, Err(status));
         return Ok(());
     }
+    if conn.subscriptions().contains_key(&id) {
+        let status = Status::invalid_argument(format!(
+            "request id {id} is already used by an open subscription on this connection; \
+             ids must not be reused until the stream ends"
+        ));
+        conn.reply_result(permit, id, Err(status));
+        return Ok(());
+    }
     let Some(command) = request.command else {
         let status = Status::unimplemented(
             "unknown or missing command; protocol 1 has ping, create, update_status, get, \
