@@ -19,14 +19,23 @@ pub mod ai {
     pub mod stigmer {
         pub mod commons {
             pub mod apiresource {
-                include!(concat!(env!("OUT_DIR"), "/ai.stigmer.commons.apiresource.rs"));
-                include!(concat!(env!("OUT_DIR"), "/ai.stigmer.commons.apiresource.serde.rs"));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/ai.stigmer.commons.apiresource.rs"
+                ));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/ai.stigmer.commons.apiresource.serde.rs"
+                ));
             }
         }
         pub mod agentic {
             pub mod executioncontext {
                 pub mod v1 {
-                    include!(concat!(env!("OUT_DIR"), "/ai.stigmer.agentic.executioncontext.v1.rs"));
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/ai.stigmer.agentic.executioncontext.v1.rs"
+                    ));
                     include!(concat!(
                         env!("OUT_DIR"),
                         "/ai.stigmer.agentic.executioncontext.v1.serde.rs"
@@ -35,7 +44,10 @@ pub mod ai {
             }
             pub mod agentexecution {
                 pub mod v1 {
-                    include!(concat!(env!("OUT_DIR"), "/ai.stigmer.agentic.agentexecution.v1.rs"));
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/ai.stigmer.agentic.agentexecution.v1.rs"
+                    ));
                     include!(concat!(
                         env!("OUT_DIR"),
                         "/ai.stigmer.agentic.agentexecution.v1.serde.rs"

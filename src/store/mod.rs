@@ -241,10 +241,7 @@ pub struct Store {
 /// Opens (creating if needed) and migrates the database, then starts the
 /// writer thread. `on_commit` receives every committed change in revision
 /// order (the broker's publish).
-pub fn open(
-    config: &StoreConfig,
-    on_commit: OnCommit,
-) -> Result<Store, String> {
+pub fn open(config: &StoreConfig, on_commit: OnCommit) -> Result<Store, String> {
     let path = &config.path;
     let mut conn = rusqlite::Connection::open(path)
         .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
