@@ -602,10 +602,7 @@ async fn bad_requests_get_their_code_and_the_connection_stays() {
     });
     expect_error(&c.call(Cmd::Create(dup)).await, Code::AlreadyExists);
     // Still usable.
-    assert!(matches!(
-        c.call(Cmd::Ping(PingRequest {})).await.result,
-        Some(response::Result::Pong(_))
-    ));
+    c.expect_pong().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -620,17 +617,11 @@ async fn connection_errors_answer_then_close_without_affecting_others() {
         .write_all(&[0x00, 0x10, 0x00, 0x00])
         .await
         .expect("write");
-    let r = c.recv_any().await.expect("an error frame");
-    assert_eq!(r.id, 0);
-    expect_error(&r, Code::ResourceExhausted);
-    assert!(c.closed().await);
+    c.expect_refused(Code::ResourceExhausted).await;
     // Garbage that is not a Request: INVALID_ARGUMENT with id 0, closed.
     let mut c = d.connect().await;
     c.send_bytes(vec![0xff, 0xff, 0xff]).await;
-    let r = c.recv_any().await.expect("an error frame");
-    assert_eq!(r.id, 0);
-    expect_error(&r, Code::InvalidArgument);
-    assert!(c.closed().await);
+    c.expect_refused(Code::InvalidArgument).await;
     // Request id 0.
     let mut c = d.connect().await;
     c.send_bytes(
@@ -658,10 +649,7 @@ async fn connection_errors_answer_then_close_without_affecting_others() {
     c.framed.get_mut().shutdown().await.expect("shutdown");
     assert!(c.closed().await);
     // Nobody else noticed.
-    assert!(matches!(
-        other.call(Cmd::Ping(PingRequest {})).await.result,
-        Some(response::Result::Pong(_))
-    ));
+    other.expect_pong().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -669,18 +657,10 @@ async fn connection_limit() {
     let d = Daemon::start(&["--max-connections", "2"]);
     let mut a = d.connect().await;
     let mut b = d.connect().await;
-    assert!(matches!(
-        a.call(Cmd::Ping(PingRequest {})).await.result,
-        Some(response::Result::Pong(_))
-    ));
-    assert!(matches!(
-        b.call(Cmd::Ping(PingRequest {})).await.result,
-        Some(response::Result::Pong(_))
-    ));
+    a.expect_pong().await;
+    b.expect_pong().await;
     let mut c = d.connect().await;
-    let r = c.recv_any().await.expect("an error frame");
-    expect_error(&r, Code::ResourceExhausted);
-    assert!(c.closed().await);
+    c.expect_refused(Code::ResourceExhausted).await;
     drop(b);
     // The freed slot is reusable (the daemon notices the close asynchronously).
     let mut tries = 0;
@@ -705,10 +685,7 @@ async fn connection_limit() {
             }
         }
     }
-    assert!(matches!(
-        a.call(Cmd::Ping(PingRequest {})).await.result,
-        Some(response::Result::Pong(_))
-    ));
+    a.expect_pong().await;
 }
 
 #[test]

@@ -259,19 +259,11 @@ async fn per_uid_connection_limit() {
     let d = Daemon::start(&["--max-connections-per-uid", "2"]);
     let mut a = d.connect().await;
     let mut b = d.connect().await;
-    assert!(matches!(
-        a.call(Cmd::Ping(PingRequest {})).await.result,
-        Some(response::Result::Pong(_))
-    ));
-    assert!(matches!(
-        b.call(Cmd::Ping(PingRequest {})).await.result,
-        Some(response::Result::Pong(_))
-    ));
+    a.expect_pong().await;
+    b.expect_pong().await;
     let mut c = d.connect().await;
-    let r = c.recv_any().await.expect("an error frame");
-    let msg = expect_error(&r, Code::ResourceExhausted);
+    let msg = c.expect_refused(Code::ResourceExhausted).await;
     assert!(msg.contains("per-uid limit"), "{msg}");
-    assert!(c.closed().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

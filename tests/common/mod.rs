@@ -239,6 +239,30 @@ impl Raw {
         )
     }
 
+    /// Pings and asserts the pong: the connection is alive and usable.
+    pub async fn expect_pong(&mut self) {
+        let reply = self
+            .call(Cmd::Ping(stigmer_proto::daemon::PingRequest {}))
+            .await;
+        assert!(
+            matches!(reply.result, Some(response::Result::Pong(_))),
+            "expected a pong, got {reply:?}"
+        );
+    }
+
+    /// Asserts the daemon refused this connection with `code` (an error
+    /// frame with id 0, then close); returns the message.
+    pub async fn expect_refused(&mut self, code: Code) -> String {
+        let reply = self.recv_any().await.expect("an error frame");
+        assert_eq!(reply.id, 0, "a connection error has id 0");
+        let message = expect_error(&reply, code);
+        assert!(
+            self.closed().await,
+            "the daemon closes a refused connection"
+        );
+        message
+    }
+
     pub async fn create(&mut self, agent: &str) -> (String, u64) {
         let resp = self.call(Cmd::Create(new_execution(agent, None))).await;
         let reply = expect_execution(resp);
