@@ -1,1 +1,457 @@
-fn main() {}
+//! `stigmer-bench`: the end-to-end benchmark of issue 5, run by
+//! `scripts/bench`. It sets the stigmer daemon beside Redis (over a Unix
+//! socket) in the same run, alternating the two in every scenario and
+//! every round so both see the same machine noise, and reports the median of
+//! the rounds.
+//!
+//! It starts (and stops) its own daemons; the Redis server is started by
+//! `scripts/bench` and given here as `--redis-socket`. Results go to
+//! `--out` (JSON) and stdout (a Markdown table).
+
+mod procs;
+mod redis;
+mod scenarios;
+mod stig;
+mod wire;
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use prost::Message;
+use serde_json::{json, Value};
+
+use scenarios::{Idle, Latency, Rate};
+
+/// Settings, from the command line (all have defaults but the paths).
+struct Args {
+    stigmer: PathBuf,
+    redis_socket: PathBuf,
+    dir: PathBuf,
+    out: PathBuf,
+    rounds: usize,
+    latency_updates: usize,
+    window: Duration,
+    writers: usize,
+    subscribers: usize,
+    idle: usize,
+    status_bytes: usize,
+}
+
+const USAGE: &str = "usage: stigmer-bench --stigmer BIN --redis-socket PATH --dir TMPDIR \
+[--out bench-results.json] [--rounds 3] [--latency-updates 10000] [--seconds 5] \
+[--writers 32] [--subscribers 1000] [--idle 10000] [--status-bytes 1024]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        stigmer: PathBuf::new(),
+        redis_socket: PathBuf::new(),
+        dir: PathBuf::new(),
+        out: PathBuf::from("bench-results.json"),
+        rounds: 3,
+        latency_updates: 10_000,
+        window: Duration::from_secs(5),
+        writers: 32,
+        subscribers: 1000,
+        idle: 10_000,
+        status_bytes: 1024,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let num = |v: String| v.parse::<usize>().map_err(|e| format!("{v}: {e}"));
+        match flag.as_str() {
+            "--stigmer" => args.stigmer = value()?.into(),
+            "--redis-socket" => args.redis_socket = value()?.into(),
+            "--dir" => args.dir = value()?.into(),
+            "--out" => args.out = value()?.into(),
+            "--rounds" => args.rounds = num(value()?)?.max(1),
+            "--latency-updates" => args.latency_updates = num(value()?)?.max(1),
+            "--seconds" => {
+                let v = value()?;
+                let secs: f64 = v.parse().map_err(|e| format!("{v}: {e}"))?;
+                args.window = Duration::from_secs_f64(secs.max(0.1));
+            }
+            "--writers" => args.writers = num(value()?)?.max(1),
+            "--subscribers" => args.subscribers = num(value()?)?.max(1),
+            "--idle" => args.idle = num(value()?)?.max(1),
+            "--status-bytes" => args.status_bytes = num(value()?)?.max(16),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    if args.stigmer.as_os_str().is_empty()
+        || args.redis_socket.as_os_str().is_empty()
+        || args.dir.as_os_str().is_empty()
+    {
+        return Err(USAGE.into());
+    }
+    Ok(args)
+}
+
+/// One round's measurements.
+#[derive(Default)]
+struct Round {
+    lat_stigmer: Latency,
+    lat_pubsub: Latency,
+    lat_stream: Latency,
+    tp_stigmer: Rate,
+    tp_redis: Rate,
+    fan_stigmer: Rate,
+    fan_redis: Rate,
+    idle_stigmer: Idle,
+    idle_redis: Idle,
+    full: Rate,
+    full_single: Rate,
+}
+
+/// Warm-up before each measured window (connections made, caches filled).
+const WARMUP: Duration = Duration::from_millis(700);
+/// Latency warm-up iterations (not recorded).
+const LATENCY_WARMUP: usize = 500;
+/// Executions the idle subscribers are spread over.
+const IDLE_EXECUTIONS: usize = 100;
+
+fn say(msg: impl AsRef<str>) {
+    eprintln!("[bench] {}", msg.as_ref());
+}
+
+fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<Round> {
+    let stigmer_first = r % 2 == 0;
+    let status = stig::status_of_size(args.status_bytes);
+    let payload = status.encode_to_vec();
+    let redis_pid = scenarios::redis_pid(&args.redis_socket)?;
+    let rs = args.redis_socket.as_path();
+    let mut round = Round::default();
+
+    // Scenarios 1-3 share one daemon (normal durability).
+    let daemon = procs::Daemon::start(&args.stigmer, &args.dir, &format!("r{r}-normal"), "normal")?;
+    let ds = daemon.socket.as_path();
+    let (warm, n) = (LATENCY_WARMUP, args.latency_updates);
+
+    say(format!("round {r}: latency"));
+    let mut lat = |which: u8| -> io::Result<()> {
+        match which {
+            0 => round.lat_stigmer = scenarios::latency_stigmer(ds, &status, warm, n)?,
+            1 => round.lat_pubsub = scenarios::latency_redis_pubsub(rs, &payload, warm, n)?,
+            _ => round.lat_stream = scenarios::latency_redis_stream(rs, &payload, warm, n)?,
+        }
+        Ok(())
+    };
+    let order: [u8; 3] = if stigmer_first { [0, 1, 2] } else { [1, 2, 0] };
+    for which in order {
+        lat(which)?;
+    }
+
+    say(format!("round {r}: throughput ({} writers)", args.writers));
+    let (w, win) = (args.writers, args.window);
+    for stigmer in [stigmer_first, !stigmer_first] {
+        if stigmer {
+            round.tp_stigmer = rt.block_on(scenarios::throughput_stigmer(
+                ds,
+                daemon.pid(),
+                &status,
+                w,
+                WARMUP,
+                win,
+            ))?;
+        } else {
+            round.tp_redis = rt.block_on(scenarios::throughput_redis(
+                rs, redis_pid, &payload, w, WARMUP, win,
+            ))?;
+        }
+    }
+
+    say(format!(
+        "round {r}: fan-out ({} subscribers)",
+        args.subscribers
+    ));
+    let s = args.subscribers;
+    for stigmer in [stigmer_first, !stigmer_first] {
+        if stigmer {
+            round.fan_stigmer = rt.block_on(scenarios::fanout_stigmer(
+                ds,
+                daemon.pid(),
+                &status,
+                s,
+                WARMUP,
+                win,
+            ))?;
+        } else {
+            round.fan_redis = rt.block_on(scenarios::fanout_redis(
+                rs, redis_pid, &payload, s, WARMUP, win,
+            ))?;
+        }
+    }
+    drop(daemon);
+
+    say(format!("round {r}: idle ({} subscriptions)", args.idle));
+    for stigmer in [stigmer_first, !stigmer_first] {
+        if stigmer {
+            let daemon =
+                procs::Daemon::start(&args.stigmer, &args.dir, &format!("r{r}-idle"), "normal")?;
+            round.idle_stigmer = rt.block_on(scenarios::idle_stigmer(
+                &daemon.socket,
+                daemon.pid(),
+                args.idle,
+                IDLE_EXECUTIONS,
+            ))?;
+        } else {
+            round.idle_redis = rt.block_on(scenarios::idle_redis(
+                rs,
+                redis_pid,
+                args.idle,
+                IDLE_EXECUTIONS,
+            ))?;
+        }
+    }
+
+    say(format!("round {r}: durability full"));
+    let daemon = procs::Daemon::start(&args.stigmer, &args.dir, &format!("r{r}-full"), "full")?;
+    for single in [stigmer_first, !stigmer_first] {
+        if single {
+            round.full_single = rt.block_on(scenarios::single_writer_stigmer(
+                &daemon.socket,
+                daemon.pid(),
+                &status,
+                WARMUP,
+                win,
+            ))?;
+        } else {
+            round.full = rt.block_on(scenarios::throughput_stigmer(
+                &daemon.socket,
+                daemon.pid(),
+                &status,
+                w,
+                WARMUP,
+                win,
+            ))?;
+        }
+    }
+    drop(daemon);
+    Ok(round)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn med<T>(rounds: &[Round], f: impl Fn(&Round) -> T) -> f64
+where
+    T: Into<f64>,
+{
+    median(rounds.iter().map(|r| f(r).into()).collect())
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn latency_json(rounds: &[Round], f: impl Fn(&Round) -> Latency) -> Value {
+    json!({
+        "p50_us": round1(med(rounds, |r| f(r).p50_us)),
+        "p99_us": round1(med(rounds, |r| f(r).p99_us)),
+        "mean_us": round1(med(rounds, |r| f(r).mean_us)),
+        "samples_per_round": f(&rounds[0]).samples,
+    })
+}
+
+fn rate_json(rounds: &[Round], f: impl Fn(&Round) -> Rate) -> Value {
+    json!({
+        "per_s": med(rounds, |r| f(r).per_s).round(),
+        "server_cpu_us_per_op": round1(med(rounds, |r| f(r).server_cpu_us)),
+        "per_round": rounds.iter().map(|r| f(r).per_s.round()).collect::<Vec<_>>(),
+        "ops_per_round": rounds.iter().map(|r| f(r).ops).collect::<Vec<_>>(),
+    })
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    json!({
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": cpu,
+        "kernel": kernel,
+        "loadavg_at_end": load,
+    })
+}
+
+fn results(args: &Args, rounds: &[Round]) -> Value {
+    let tp_committed: u64 = rounds.iter().map(|r| r.tp_stigmer.committed).sum();
+    let tp_acked: u64 = rounds.iter().map(|r| r.tp_stigmer.acked).sum();
+    json!({
+        "latency": {
+            "stigmer": latency_json(rounds, |r| r.lat_stigmer),
+            "redis_pubsub": latency_json(rounds, |r| r.lat_pubsub),
+            "redis_stream": latency_json(rounds, |r| r.lat_stream),
+            "status_bytes": args.status_bytes,
+        },
+        "throughput": {
+            "writers": args.writers,
+            "stigmer": rate_json(rounds, |r| r.tp_stigmer),
+            "redis_stream": rate_json(rounds, |r| r.tp_redis),
+            "stigmer_acked": tp_acked,
+            "stigmer_committed": tp_committed,
+        },
+        "fanout": {
+            "subscribers": args.subscribers,
+            "stigmer": rate_json(rounds, |r| r.fan_stigmer),
+            "redis_pubsub": rate_json(rounds, |r| r.fan_redis),
+        },
+        "idle": {
+            "subscriptions": args.idle,
+            "rss_bytes": med(rounds, |r| r.idle_stigmer.rss_bytes as f64) as u64,
+            "rss_before_bytes": med(rounds, |r| r.idle_stigmer.rss_before_bytes as f64) as u64,
+            "redis_rss_bytes": med(rounds, |r| r.idle_redis.rss_bytes as f64) as u64,
+            "redis_rss_before_bytes": med(rounds, |r| r.idle_redis.rss_before_bytes as f64) as u64,
+        },
+        "durability_full": {
+            "writers": args.writers,
+            "per_s": med(rounds, |r| r.full.per_s).round(),
+            "single_writer_per_s": med(rounds, |r| r.full_single.per_s).round(),
+            "per_round": rounds.iter().map(|r| r.full.per_s.round()).collect::<Vec<_>>(),
+            "single_writer_per_round": rounds.iter().map(|r| r.full_single.per_s.round()).collect::<Vec<_>>(),
+            "server_cpu_us_per_op": round1(med(rounds, |r| r.full.server_cpu_us)),
+        },
+        "rounds": rounds.len(),
+        "window_s": args.window.as_secs_f64(),
+        "machine": machine(),
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+    })
+}
+
+fn table(v: &Value) -> String {
+    let f = |p: &str| v.pointer(p).and_then(Value::as_f64).unwrap_or(0.0);
+    let check = |ok: bool| if ok { "yes" } else { "**no**" };
+    let mut out = String::new();
+    out.push_str("| scenario | stigmer | Redis | ratio | target | met |\n");
+    out.push_str("|---|---:|---:|---:|---|---|\n");
+    let (p50, p50r, p50s) = (
+        f("/latency/stigmer/p50_us"),
+        f("/latency/redis_pubsub/p50_us"),
+        f("/latency/redis_stream/p50_us"),
+    );
+    out.push_str(&format!(
+        "| latency p50 (µs) | {p50:.0} | pub/sub {p50r:.0}, stream {p50s:.0} | {:.2}x pub/sub | ≤ 1.5x pub/sub and < stream | {} |\n",
+        p50 / p50r,
+        check(p50 <= 1.5 * p50r && p50 < p50s)
+    ));
+    let (p99, p99r, p99s) = (
+        f("/latency/stigmer/p99_us"),
+        f("/latency/redis_pubsub/p99_us"),
+        f("/latency/redis_stream/p99_us"),
+    );
+    out.push_str(&format!(
+        "| latency p99 (µs) | {p99:.0} | pub/sub {p99r:.0}, stream {p99s:.0} | {:.2}x pub/sub | ≤ 2x pub/sub | {} |\n",
+        p99 / p99r,
+        check(p99 <= 2.0 * p99r)
+    ));
+    let (tp, tpr) = (
+        f("/throughput/stigmer/per_s"),
+        f("/throughput/redis_stream/per_s"),
+    );
+    out.push_str(&format!(
+        "| throughput, 32 writers (updates/s) | {tp:.0} | XADD {tpr:.0} | {:.2}x | ≥ 0.5x | {} |\n",
+        tp / tpr,
+        check(tp >= 0.5 * tpr)
+    ));
+    let (fan, fanr) = (f("/fanout/stigmer/per_s"), f("/fanout/redis_pubsub/per_s"));
+    out.push_str(&format!(
+        "| fan-out, 1,000 subscribers (deliveries/s) | {fan:.0} | PUBLISH {fanr:.0} | {:.2}x | ≥ 0.8x | {} |\n",
+        fan / fanr,
+        check(fan >= 0.8 * fanr)
+    ));
+    let (rss, rssr) = (f("/idle/rss_bytes"), f("/idle/redis_rss_bytes"));
+    let mib = 1024.0 * 1024.0;
+    out.push_str(&format!(
+        "| idle, 10,000 subscriptions (RSS MiB) | {:.1} | {:.1} | {:.2}x | < 150 MiB | {} |\n",
+        rss / mib,
+        rssr / mib,
+        rss / rssr,
+        check(rss < 150.0 * mib)
+    ));
+    let (full, single) = (
+        f("/durability_full/per_s"),
+        f("/durability_full/single_writer_per_s"),
+    );
+    out.push_str(&format!(
+        "| durability full, 32 writers (updates/s) | {full:.0} | single writer {single:.0} | {:.1}x | ≥ 5x single | {} |\n",
+        full / single,
+        check(full >= 5.0 * single)
+    ));
+    out
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let nofile = procs::raise_fd_limit();
+    if (nofile as usize) < args.idle.max(args.subscribers) + 64 {
+        eprintln!(
+            "stigmer-bench: the open-files limit is {nofile}; {} connections need more",
+            args.idle.max(args.subscribers)
+        );
+        return ExitCode::FAILURE;
+    }
+    // One client thread for every scenario and both systems, so the client
+    // side costs the same whichever server it drives.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stigmer-bench: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut rounds = Vec::with_capacity(args.rounds);
+    for r in 0..args.rounds {
+        match run_round(&args, r, &rt) {
+            Ok(round) => rounds.push(round),
+            Err(e) => {
+                eprintln!("stigmer-bench: round {r} failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let v = results(&args, &rounds);
+    let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+    if let Err(e) = std::fs::write(&args.out, text + "\n") {
+        eprintln!("stigmer-bench: cannot write {}: {e}", args.out.display());
+        return ExitCode::FAILURE;
+    }
+    println!("{}", table(&v));
+    println!(
+        "median of {} rounds; {}; written to {}",
+        rounds.len(),
+        v["machine"],
+        args.out.display()
+    );
+    ExitCode::SUCCESS
+}

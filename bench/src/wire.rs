@@ -1,0 +1,106 @@
+//! Minimal buffered connections over Unix sockets, shared by the stigmer and
+//! Redis clients so that both systems are driven by the same client code:
+//! one read buffer, one parser per protocol, one `write_all` per request.
+//!
+//! The clients are hand-rolled on purpose: the benchmark measures the
+//! servers, so the client side is kept as cheap as possible and identical in
+//! shape for both (no client library's own tasks or channels in the path).
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream as StdStream;
+use std::path::Path;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+/// A protocol's incremental parser: takes one whole message off the front of
+/// `buf`, or returns `None` when more bytes are needed.
+pub trait Parse {
+    type Out;
+    fn parse(buf: &mut BytesMut) -> io::Result<Option<Self::Out>>;
+}
+
+/// Bytes read per `read` call at most (and the buffer's growth step).
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A blocking connection (the latency scenarios run one thread, so the
+/// client adds no scheduler hop of its own).
+pub struct SyncConn {
+    stream: StdStream,
+    buf: BytesMut,
+    scratch: Box<[u8]>,
+}
+
+impl SyncConn {
+    pub fn connect(path: &Path) -> io::Result<Self> {
+        Ok(Self {
+            stream: StdStream::connect(path)?,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
+        })
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    pub fn recv<P: Parse>(&mut self) -> io::Result<P::Out> {
+        loop {
+            if let Some(out) = P::parse(&mut self.buf)? {
+                return Ok(out);
+            }
+            let n = self.stream.read(&mut self.scratch)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "server closed the connection",
+                ));
+            }
+            self.buf.extend_from_slice(&self.scratch[..n]);
+        }
+    }
+}
+
+/// An async connection (throughput, fan-out and idle scenarios run many
+/// connections on one current-thread runtime).
+pub struct AsyncConn {
+    stream: UnixStream,
+    buf: BytesMut,
+}
+
+impl AsyncConn {
+    pub async fn connect(path: &Path) -> io::Result<Self> {
+        Ok(Self {
+            stream: UnixStream::connect(path).await?,
+            // Small: 10,000 of these are open at once in the idle scenario.
+            buf: BytesMut::new(),
+        })
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    pub async fn recv<P: Parse>(&mut self) -> io::Result<P::Out> {
+        loop {
+            if let Some(out) = P::parse(&mut self.buf)? {
+                return Ok(out);
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            let n = self.stream.read_buf(&mut self.buf).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "server closed the connection",
+                ));
+            }
+        }
+    }
+}
+
+pub fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
