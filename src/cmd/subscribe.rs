@@ -332,14 +332,49 @@ impl Stream {
             }
         }
         if initial && !self.sent_any {
-            // Nothing after from_revision: the execution must exist, and a
-            // terminal one ends the stream at once.
-            let stored = self.current().await?.ok_or_else(|| self.not_found())?;
-            if is_terminal(&stored.execution) {
-                return Err(self.terminal_end());
+            // Nothing after from_revision in the history as read. A change
+            // committed since then is in the queue (registered first), and
+            // the live loop sends it, terminal state and delete included.
+            // Otherwise the execution must exist, and a terminal one ends
+            // the stream at once.
+            match self.current().await? {
+                Some(stored) if stored.revision > self.last_sent => {}
+                Some(stored) if is_terminal(&stored.execution) => {
+                    return Err(self.terminal_end());
+                }
+                Some(_) => {}
+                None => {
+                    let id = self.execution_id.clone();
+                    let deleted = self.read(move |c| reader::deleted_revision(c, &id)).await?;
+                    if deleted.is_none_or(|d| d <= self.last_sent) {
+                        return Err(self.not_found());
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// A resync found the execution gone. When its delete is still in the
+    /// history and newer than `last_sent`, the stream ends with
+    /// END_REASON_DELETED at the delete's revision (docs/PROTOCOL.md: a
+    /// resume on an execution deleted after R ends DELETED, even when the
+    /// history before the delete was pruned); otherwise NOT_FOUND for a
+    /// stream that has not started, END_REASON_DELETED for one that has.
+    async fn gone(&mut self, initial: bool) -> Stop {
+        let id = self.execution_id.clone();
+        let deleted = match self.read(move |c| reader::deleted_revision(c, &id)).await {
+            Ok(deleted) => deleted,
+            Err(stop) => return stop,
+        };
+        match deleted {
+            Some(revision) if revision > self.last_sent => {
+                self.last_sent = revision;
+                self.deleted_end()
+            }
+            _ if initial => self.not_found(),
+            _ => self.deleted_end(),
+        }
     }
 
     async fn send_history(&mut self, row: HistoryRow) -> Result<(), Stop> {
@@ -377,8 +412,7 @@ impl Stream {
             }
             Some(stored) if is_terminal(&stored.execution) => Err(self.terminal_end()),
             Some(_) => Ok(()),
-            None if initial => Err(self.not_found()),
-            None => Err(self.deleted_end()),
+            None => Err(self.gone(initial).await),
         }
     }
 }

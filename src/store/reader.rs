@@ -191,6 +191,17 @@ pub fn history(
     Ok(out)
 }
 
+/// The revision at which execution `id` was deleted, while that history
+/// row is kept (None: not deleted, or its delete was pruned).
+pub fn deleted_revision(conn: &Connection, id: &str) -> Result<Option<u64>, Status> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT MAX(revision) FROM history WHERE execution_id = ?1 AND kind = ?2",
+    )?;
+    let revision: Option<i64> =
+        stmt.query_row(params![id, ChangeKind::Deleted as i64], |r| r.get(0))?;
+    Ok(revision.map(|r| r as u64))
+}
+
 /// The compaction floor as committed (history at or below it may be gone).
 pub fn compacted_revision(conn: &Connection) -> Result<u64, Status> {
     let v: i64 = conn.query_row(

@@ -1,0 +1,628 @@
+//! The torture suite: the stream guarantees of docs/PROTOCOL.md checked
+//! under load, slow and stalling readers, disconnects and resumes, streams
+//! from past revisions, executions cancelled and deleted mid-stream, and
+//! SIGKILL of the daemon at random moments. See docs/RELIABILITY.md.
+//!
+//! The CI form runs by default (a few minutes on two cores). Long runs set
+//! `TORTURE_*` variables (see `torture_support::Config::from_env`) and
+//! `--nocapture` to see the figures, e.g.
+//!
+//! ```text
+//! TORTURE_UPDATES=200000 TORTURE_KILLS=500 TORTURE_SUBSCRIBERS=48 \
+//!   cargo test --release --test torture -- --nocapture --test-threads 1
+//! ```
+
+mod common;
+mod torture_support;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use torture_support::*;
+
+/// History retention far beyond any run: every revision stays replayable.
+const ALL_HISTORY: &str = "1000000000";
+
+struct Scenario {
+    name: &'static str,
+    args: Vec<&'static str>,
+    config: Config,
+    crash: bool,
+    /// The final replay from revision 0 is complete (retention not reached).
+    replayable: bool,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_guarantees_under_load() {
+    run(Scenario {
+        name: "load",
+        args: vec![
+            "--history-retention",
+            ALL_HISTORY,
+            "--subscriber-queue",
+            "8",
+        ],
+        config: Config::from_env(1500, 0),
+        crash: false,
+        replayable: true,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_guarantees_with_resync_beyond_retention() {
+    let mut config = Config::from_env(1200, 0);
+    config.allow_resync = true;
+    run(Scenario {
+        name: "resync",
+        args: vec![
+            "--history-retention",
+            "32",
+            "--subscriber-queue",
+            "2",
+            "--connection-queue",
+            "4",
+        ],
+        config,
+        crash: false,
+        replayable: false,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_durability_normal() {
+    run(Scenario {
+        name: "sigkill-normal",
+        args: vec!["--history-retention", ALL_HISTORY, "--durability", "normal"],
+        config: Config::from_env(300, 20),
+        crash: true,
+        replayable: true,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_durability_full() {
+    run(Scenario {
+        name: "sigkill-full",
+        args: vec!["--history-retention", ALL_HISTORY, "--durability", "full"],
+        config: Config::from_env(150, 5),
+        crash: true,
+        replayable: true,
+    })
+    .await;
+}
+
+async fn run(scenario: Scenario) {
+    let cfg = scenario.config.clone();
+    let started = Instant::now();
+    eprintln!(
+        "torture {}: seed {} (TORTURE_SEED={} replays its choices), {cfg:?}",
+        scenario.name, cfg.seed, cfg.seed
+    );
+    let daemon = common::Daemon::start(&scenario.args);
+    let db = daemon.db.clone();
+    let shared = Shared::new(daemon.socket.clone());
+    let mut rng = Rng::new(cfg.seed);
+
+    let every = (cfg.updates / (cfg.executions as u64 * 3)).max(5);
+    let ender = tokio::spawn(ender(shared.clone(), cfg.executions, every, rng.fork()));
+    let writers: Vec<_> = (0..cfg.writers)
+        .map(|w| tokio::spawn(writer(shared.clone(), w, rng.fork())))
+        .collect();
+    let subscribers: Vec<_> = (0..cfg.subscribers)
+        .map(|s| tokio::spawn(subscriber(shared.clone(), s, rng.fork(), cfg.max_stall)))
+        .collect();
+
+    let mut violations = Vec::new();
+    let mut daemon = if scenario.crash {
+        let (daemon, kill_violations) =
+            killer(shared.clone(), daemon, db.clone(), cfg.kills, rng.fork()).await;
+        violations.extend(kill_violations);
+        daemon
+    } else {
+        daemon
+    };
+    // The workload runs until enough writes were acknowledged.
+    let mut acked = shared.acked.subscribe();
+    let _ = acked.wait_for(|n| *n >= cfg.updates).await;
+    shared.stop_writing.store(true, Ordering::Release);
+    shared.acked.send_modify(|_| {});
+    for w in writers {
+        w.await.expect("writer");
+    }
+    ender.await.expect("ender");
+    // Every execution ever created ends, so every stream must end.
+    let ids = shared.record.lock().expect("record").unconfirmed.clone();
+    shared.record.lock().expect("record").live = ids.clone();
+    finish_all(&shared).await;
+    shared.done.store(true, Ordering::Release);
+    let mut logs = Vec::new();
+    for s in subscribers {
+        logs.push(s.await.expect("subscriber"));
+    }
+
+    // The committed history: the acknowledgements, and the daemon's replay.
+    let record = std::mem::take(&mut *shared.record.lock().expect("record"));
+    let history = if scenario.replayable {
+        let (replayed, replay_violations) = replay(&daemon.socket, &ids).await;
+        violations.extend(replay_violations);
+        violations.extend(check_history(&record, &replayed, !scenario.crash));
+        replayed
+    } else {
+        let mut out = check_history(&record, &history_from_acks(&record), true);
+        violations.append(&mut out);
+        history_from_acks(&record)
+    };
+    let mut counts = Checked::default();
+    violations.extend(check_subscribers(
+        &logs,
+        &history,
+        cfg.allow_resync,
+        &mut counts,
+    ));
+    violations.extend(check_current_states(&daemon.socket, &history).await);
+    if scenario.crash {
+        daemon.kill();
+        violations.extend(check_files(&db, record.max_seen));
+    }
+
+    let figures = format!(
+        "torture {}: seed {}, {} writers, {} subscribers, {} executions, {} acknowledged writes \
+         (last revision {}), {} subscribe segments ({} resumes), {} events checked, {} RESYNC, \
+         {} END, {} SIGKILLs survived, {} violations, {:.1}s",
+        scenario.name,
+        cfg.seed,
+        cfg.writers,
+        cfg.subscribers,
+        ids.len(),
+        record.acks.len(),
+        record.max_seen,
+        counts.segments,
+        counts.resumed,
+        counts.events,
+        counts.resyncs,
+        counts.ends,
+        if scenario.crash { cfg.kills } else { 0 },
+        violations.len(),
+        started.elapsed().as_secs_f64()
+    );
+    eprintln!("{figures}");
+    if !violations.is_empty() {
+        for v in violations.iter().take(5) {
+            eprintln!("{v}");
+        }
+        panic!(
+            "{} violations (first shown above); {figures}",
+            violations.len()
+        );
+    }
+    // A stream-less, quiet sanity check that the workload did something.
+    assert!(counts.events > 0 && record.acks.len() as u64 >= cfg.updates);
+}
+
+/// SIGKILLs the daemon `kills` times at random moments under load; after
+/// each, checks the files it left (integrity, no revision lost) and
+/// restarts it.
+async fn killer(
+    shared: Arc<Shared>,
+    mut daemon: common::Daemon,
+    db: std::path::PathBuf,
+    kills: u64,
+    mut rng: Rng,
+) -> (common::Daemon, Vec<Violation>) {
+    let mut violations = Vec::new();
+    let mut acked = shared.acked.subscribe();
+    for _ in 0..kills {
+        // A random number of acknowledged writes (0: at once after a
+        // restart), then sometimes a few more milliseconds, so kills land
+        // inside batches, between them, and during start-up catch-ups.
+        let target = *acked.borrow() + rng.below(60);
+        let _ = acked.wait_for(|n| *n >= target).await;
+        if rng.percent(50) {
+            tokio::time::sleep(Duration::from_millis(rng.below(15))).await;
+        }
+        daemon = tokio::task::spawn_blocking(move || {
+            daemon.kill();
+            daemon
+        })
+        .await
+        .expect("kill");
+        shared.crashes_seen.fetch_add(1, Ordering::Relaxed);
+        // Everything acknowledged or delivered so far came from the dead
+        // daemon and was committed.
+        let max_seen = shared.record.lock().expect("record").max_seen;
+        let dbc = db.clone();
+        let found = tokio::task::spawn_blocking(move || check_files(&dbc, max_seen))
+            .await
+            .expect("check");
+        violations.extend(found);
+        daemon = tokio::task::spawn_blocking(move || {
+            daemon.restart();
+            daemon
+        })
+        .await
+        .expect("restart");
+        // Revisions never go back.
+        let mut wire = Wire::connect(&daemon.socket).await.expect("connect");
+        let pong = wire
+            .call(stigmer_proto::daemon::request::Command::Ping(
+                stigmer_proto::daemon::PingRequest {},
+            ))
+            .await
+            .expect("ping");
+        if let Some(stigmer_proto::daemon::response::Result::Pong(p)) = pong.result {
+            if p.revision < max_seen {
+                violations.push(Violation {
+                    what: format!(
+                        "after restart the daemon's revision is {} but {max_seen} was acknowledged or delivered",
+                        p.revision
+                    ),
+                    trace: vec![],
+                });
+            }
+        }
+        shared.generation.send_modify(|g| *g += 1);
+    }
+    (daemon, violations)
+}
+
+/// The database a crash left: `PRAGMA integrity_check` is ok and the last
+/// revision is at least `max_seen`.
+fn check_files(db: &std::path::Path, max_seen: u64) -> Vec<Violation> {
+    use rusqlite::{Connection, OpenFlags};
+    let mut out = Vec::new();
+    let conn = match Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY) {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![Violation {
+                what: format!("cannot open the database after the crash: {e}"),
+                trace: vec![],
+            }]
+        }
+    };
+    let integrity: Result<String, _> = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0));
+    match integrity {
+        Ok(s) if s == "ok" => {}
+        other => out.push(Violation {
+            what: format!("integrity_check after the crash: {other:?}"),
+            trace: vec![],
+        }),
+    }
+    let last: Result<i64, _> = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'last_revision'",
+        [],
+        |r| r.get(0),
+    );
+    match last {
+        Ok(last) if last as u64 >= max_seen => {}
+        other => out.push(Violation {
+            what: format!(
+                "after the crash the database's last revision is {other:?}, but {max_seen} was acknowledged or delivered"
+            ),
+            trace: vec![],
+        }),
+    }
+    out
+}
+
+/// `get` of every execution answers its last committed state.
+async fn check_current_states(socket: &std::path::Path, history: &History) -> Vec<Violation> {
+    use stigmer_proto::agentexecution::AgentExecutionId;
+    use stigmer_proto::daemon::{request::Command as Cmd, response, Code};
+    let mut out = Vec::new();
+    let mut wire = Wire::connect(socket).await.expect("connect");
+    for (id, entries) in history {
+        let resp = wire
+            .call(Cmd::Get(AgentExecutionId { value: id.clone() }))
+            .await
+            .expect("get");
+        let (last_rev, last) = entries.last().expect("non-empty");
+        let ok = match (&resp.result, last) {
+            (Some(response::Result::Execution(r)), Entry::State(s)) => {
+                r.revision == *last_rev && State::of(r.execution.as_ref().expect("e")) == *s
+            }
+            (Some(response::Result::Error(e)), Entry::Deleted) => e.code == Code::NotFound as i32,
+            _ => false,
+        };
+        if !ok {
+            out.push(Violation {
+                what: format!("get {id} does not answer its last committed change"),
+                trace: vec![
+                    format!("committed rev {last_rev}: {last:?}"),
+                    format!("got {resp:?}"),
+                ],
+            });
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// The checker checks: each broken guarantee is caught.
+
+fn st(hash: u64, terminal: bool) -> Entry {
+    Entry::State(State {
+        hash,
+        terminal,
+        summary: format!("s{hash}"),
+    })
+}
+
+fn ev(kind: i32, revision: u64, state: Option<(u64, bool)>, reason: i32) -> Ev {
+    Ev {
+        kind,
+        revision,
+        state: state.map(|(hash, terminal)| State {
+            hash,
+            terminal,
+            summary: format!("s{hash}"),
+        }),
+        reason,
+    }
+}
+
+fn seg(from: Option<u64>, events: Vec<Ev>) -> Segment {
+    Segment {
+        execution: "aex-x".into(),
+        from,
+        events,
+        outcome: Outcome::Ended,
+        cancelled: false,
+        resumed: false,
+    }
+}
+
+fn check(h: &[(u64, Entry)], s: &Segment) -> Result<(), String> {
+    let mut cursor = s.from;
+    check_segment(h, s, &mut cursor, false).map_err(|v| v.to_string())
+}
+
+#[test]
+fn checker_accepts_a_correct_stream_and_catches_each_broken_guarantee() {
+    use stigmer_proto::daemon::EndReason;
+    let terminal = EndReason::Terminal as i32;
+    let h = vec![(3, st(1, false)), (7, st(2, false)), (9, st(3, true))];
+    // Correct: snapshot, updates, terminal, END.
+    let good = seg(
+        None,
+        vec![
+            ev(SNAPSHOT, 3, Some((1, false)), 0),
+            ev(UPDATE, 7, Some((2, false)), 0),
+            ev(UPDATE, 9, Some((3, true)), 0),
+            ev(END, 9, None, terminal),
+        ],
+    );
+    check(&h, &good).expect("a correct stream passes");
+    // Resume from 3 starts exactly at 7.
+    let resumed = seg(
+        Some(3),
+        vec![
+            ev(UPDATE, 7, Some((2, false)), 0),
+            ev(UPDATE, 9, Some((3, true)), 0),
+            ev(END, 9, None, terminal),
+        ],
+    );
+    check(&h, &resumed).expect("a correct resume passes");
+    let cases: Vec<(&str, Segment)> = vec![
+        (
+            "gap",
+            seg(
+                None,
+                vec![
+                    ev(SNAPSHOT, 3, Some((1, false)), 0),
+                    ev(UPDATE, 9, Some((3, true)), 0),
+                ],
+            ),
+        ),
+        (
+            "not after",
+            seg(
+                None,
+                vec![
+                    ev(SNAPSHOT, 7, Some((2, false)), 0),
+                    ev(UPDATE, 7, Some((2, false)), 0),
+                ],
+            ),
+        ),
+        (
+            "not the committed one",
+            seg(
+                None,
+                vec![
+                    ev(SNAPSHOT, 3, Some((1, false)), 0),
+                    ev(UPDATE, 7, Some((99, false)), 0),
+                ],
+            ),
+        ),
+        (
+            "gap",
+            seg(
+                Some(3),
+                vec![
+                    ev(UPDATE, 9, Some((3, true)), 0),
+                    ev(END, 9, None, terminal),
+                ],
+            ),
+        ),
+        (
+            "before the terminal state",
+            seg(
+                None,
+                vec![
+                    ev(SNAPSHOT, 7, Some((2, false)), 0),
+                    ev(END, 7, None, terminal),
+                ],
+            ),
+        ),
+        (
+            "after the terminal state",
+            seg(
+                Some(7),
+                vec![
+                    ev(UPDATE, 9, Some((3, true)), 0),
+                    ev(UPDATE, 10, Some((4, false)), 0),
+                ],
+            ),
+        ),
+        (
+            "RESYNC",
+            seg(Some(0), vec![ev(RESYNC, 7, Some((2, false)), 0)]),
+        ),
+    ];
+    for (want, s) in cases {
+        let err = check(&h, &s).expect_err(want);
+        assert!(err.contains(want), "{want}: {err}");
+        assert!(
+            err.contains("committed rev"),
+            "the trace shows the history: {err}"
+        );
+    }
+    // A resume that does not start from the last revision delivered.
+    let log = SubLog {
+        subscriber: 0,
+        mode: Mode::Disconnector,
+        segments: vec![
+            seg(None, vec![ev(SNAPSHOT, 3, Some((1, false)), 0)]),
+            Segment {
+                resumed: true,
+                ..seg(Some(7), vec![ev(UPDATE, 9, Some((3, true)), 0)])
+            },
+        ],
+    };
+    let mut h2 = History::new();
+    h2.insert("aex-x".into(), h.clone());
+    let v = check_subscribers(&[log], &h2, false, &mut Checked::default());
+    assert!(v.iter().any(|v| v.what.contains("resumed from")), "{v:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Regressions found by the torture runs.
+
+/// Found by `watch_guarantees_with_resync_beyond_retention`: a resume from
+/// before a delete, once the history before the delete was pruned, answered
+/// NOT_FOUND instead of END_REASON_DELETED at the delete's revision (and a
+/// stream that had to resync onto a deleted execution ended DELETED at its
+/// old revision instead of the delete's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_on_a_deleted_execution_beyond_retention_ends_deleted() {
+    use stigmer_proto::apiresource::ApiResourceId;
+    use stigmer_proto::daemon::{request::Command as Cmd, response, Code, EndReason};
+    let d = common::Daemon::start(&["--history-retention", "4"]);
+    let mut c = d.connect().await;
+    let (x, _) = c.create("x").await;
+    for n in 0..3 {
+        common::expect_execution(c.update(&x, common::ai_status(&format!("{n}"))).await);
+    }
+    let (y, _) = c.create("y").await;
+    let deleted = match c
+        .call(Cmd::Delete(ApiResourceId { value: x.clone() }))
+        .await
+        .result
+    {
+        Some(response::Result::Deleted(d)) => d.revision,
+        other => panic!("{other:?}"),
+    };
+    // One more write prunes x's creation but keeps its delete.
+    common::expect_execution(c.update(&y, common::ai_status("y")).await);
+    let s = c.subscribe(&x, Some(0)).await;
+    let end = c.event(s).await;
+    assert_eq!(
+        (end.r#type, end.reason, end.revision),
+        (END, EndReason::Deleted as i32, deleted)
+    );
+    // Once the delete itself is pruned the daemon has no trace of x.
+    for n in 0..10 {
+        common::expect_execution(c.update(&y, common::ai_status(&format!("{n}"))).await);
+    }
+    let s = c.subscribe(&x, Some(0)).await;
+    common::expect_error(&c.recv(s).await, Code::NotFound);
+}
+
+/// Found by `watch_guarantees_with_resync_beyond_retention`: a stream from
+/// revision R whose history read found nothing after R, racing with the
+/// commit of the execution's terminal update (or of an update and a
+/// delete), re-read the current state, saw it terminal (or gone) and ended
+/// with END_REASON_TERMINAL without the terminal update (or NOT_FOUND /
+/// END_REASON_DELETED without the update before the delete). Each
+/// iteration races a resume against those commits; the stream must deliver
+/// every change after R, then END.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_racing_with_the_final_commits_delivers_them_before_end() {
+    use stigmer_proto::agentexecution::ExecutionPhase;
+    use stigmer_proto::apiresource::ApiResourceId;
+    use stigmer_proto::daemon::{request::Command as Cmd, response, EndReason, SubscribeRequest};
+    let d = common::Daemon::start(&[]);
+    let mut writer = d.connect().await;
+    let mut reader = d.connect().await;
+    for n in 0..150u64 {
+        let (id, created) = writer.create("race").await;
+        let delete = n % 2 == 1;
+        // Both sides are sent before either reply is read.
+        let sub = reader.next_id();
+        reader
+            .send(
+                sub,
+                Cmd::Subscribe(SubscribeRequest {
+                    execution_id: id.clone(),
+                    from_revision: Some(created),
+                }),
+            )
+            .await;
+        let u = writer.next_id();
+        let last = if delete {
+            writer
+                .send(
+                    u,
+                    Cmd::UpdateStatus(
+                        stigmer_proto::agentexecution::AgentExecutionUpdateStatusInput {
+                            execution_id: id.clone(),
+                            status: Some(common::ai_status("last words")),
+                        },
+                    ),
+                )
+                .await;
+            let del = writer.next_id();
+            writer
+                .send(del, Cmd::Delete(ApiResourceId { value: id.clone() }))
+                .await;
+            common::expect_execution(writer.recv(u).await);
+            match writer.recv(del).await.result {
+                Some(response::Result::Deleted(d)) => d.revision,
+                other => panic!("{other:?}"),
+            }
+        } else {
+            writer
+                .send(
+                    u,
+                    Cmd::UpdateStatus(
+                        stigmer_proto::agentexecution::AgentExecutionUpdateStatusInput {
+                            execution_id: id.clone(),
+                            status: Some(common::phase(ExecutionPhase::ExecutionCompleted)),
+                        },
+                    ),
+                )
+                .await;
+            common::expect_execution(writer.recv(u).await).1
+        };
+        let events = reader.events_until_end(sub).await;
+        let end = events.last().expect("END");
+        if delete {
+            assert_eq!(events.len(), 2, "iteration {n}: {events:?}");
+            assert_eq!(events[0].r#type, UPDATE, "iteration {n}: {events:?}");
+            assert_eq!(
+                (end.reason, end.revision),
+                (EndReason::Deleted as i32, last)
+            );
+        } else {
+            assert_eq!(events.len(), 2, "iteration {n}: {events:?}");
+            assert_eq!(events[0].revision, last, "iteration {n}: {events:?}");
+            assert_eq!(
+                (end.reason, end.revision),
+                (EndReason::Terminal as i32, last)
+            );
+        }
+    }
+}
