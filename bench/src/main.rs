@@ -37,11 +37,15 @@ struct Args {
     subscribers: usize,
     idle: usize,
     status_bytes: usize,
+    /// Scenarios to run (all when empty): latency, throughput, fanout,
+    /// idle, full. For profiling one path; the table needs them all.
+    only: Vec<String>,
 }
 
 const USAGE: &str = "usage: stigmer-bench --stigmer BIN --redis-socket PATH --dir TMPDIR \
 [--out bench-results.json] [--rounds 3] [--latency-updates 10000] [--seconds 5] \
-[--writers 32] [--subscribers 1000] [--idle 10000] [--status-bytes 1024]";
+[--writers 32] [--subscribers 1000] [--idle 10000] [--status-bytes 1024] \
+[--only latency,throughput,fanout,idle,full]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -56,6 +60,7 @@ fn parse_args() -> Result<Args, String> {
         subscribers: 1000,
         idle: 10_000,
         status_bytes: 1024,
+        only: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -77,6 +82,7 @@ fn parse_args() -> Result<Args, String> {
             "--subscribers" => args.subscribers = num(value()?)?.max(1),
             "--idle" => args.idle = num(value()?)?.max(1),
             "--status-bytes" => args.status_bytes = num(value()?)?.max(16),
+            "--only" => args.only = value()?.split(',').map(str::to_string).collect(),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -117,6 +123,12 @@ fn say(msg: impl AsRef<str>) {
     eprintln!("[bench] {}", msg.as_ref());
 }
 
+impl Args {
+    fn wants(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
+}
+
 fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<Round> {
     let stigmer_first = r % 2 == 0;
     let status = stig::status_of_size(args.status_bytes);
@@ -130,106 +142,119 @@ fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<
     let ds = daemon.socket.as_path();
     let (warm, n) = (LATENCY_WARMUP, args.latency_updates);
 
-    say(format!("round {r}: latency"));
-    let mut lat = |which: u8| -> io::Result<()> {
-        match which {
-            0 => round.lat_stigmer = scenarios::latency_stigmer(ds, &status, warm, n)?,
-            1 => round.lat_pubsub = scenarios::latency_redis_pubsub(rs, &payload, warm, n)?,
-            _ => round.lat_stream = scenarios::latency_redis_stream(rs, &payload, warm, n)?,
+    if args.wants("latency") {
+        say(format!("round {r}: latency"));
+        let mut lat = |which: u8| -> io::Result<()> {
+            match which {
+                0 => round.lat_stigmer = scenarios::latency_stigmer(ds, &status, warm, n)?,
+                1 => round.lat_pubsub = scenarios::latency_redis_pubsub(rs, &payload, warm, n)?,
+                _ => round.lat_stream = scenarios::latency_redis_stream(rs, &payload, warm, n)?,
+            }
+            Ok(())
+        };
+        let order: [u8; 3] = if stigmer_first { [0, 1, 2] } else { [1, 2, 0] };
+        for which in order {
+            lat(which)?;
         }
-        Ok(())
-    };
-    let order: [u8; 3] = if stigmer_first { [0, 1, 2] } else { [1, 2, 0] };
-    for which in order {
-        lat(which)?;
     }
 
-    say(format!("round {r}: throughput ({} writers)", args.writers));
     let (w, win) = (args.writers, args.window);
-    for stigmer in [stigmer_first, !stigmer_first] {
-        if stigmer {
-            round.tp_stigmer = rt.block_on(scenarios::throughput_stigmer(
-                ds,
-                daemon.pid(),
-                &status,
-                w,
-                WARMUP,
-                win,
-            ))?;
-        } else {
-            round.tp_redis = rt.block_on(scenarios::throughput_redis(
-                rs, redis_pid, &payload, w, WARMUP, win,
-            ))?;
+    if args.wants("throughput") {
+        say(format!("round {r}: throughput ({} writers)", args.writers));
+        for stigmer in [stigmer_first, !stigmer_first] {
+            if stigmer {
+                round.tp_stigmer = rt.block_on(scenarios::throughput_stigmer(
+                    ds,
+                    daemon.pid(),
+                    &status,
+                    w,
+                    WARMUP,
+                    win,
+                ))?;
+            } else {
+                round.tp_redis = rt.block_on(scenarios::throughput_redis(
+                    rs, redis_pid, &payload, w, WARMUP, win,
+                ))?;
+            }
         }
     }
-
-    say(format!(
-        "round {r}: fan-out ({} subscribers)",
-        args.subscribers
-    ));
-    let s = args.subscribers;
-    for stigmer in [stigmer_first, !stigmer_first] {
-        if stigmer {
-            round.fan_stigmer = rt.block_on(scenarios::fanout_stigmer(
-                ds,
-                daemon.pid(),
-                &status,
-                s,
-                WARMUP,
-                win,
-            ))?;
-        } else {
-            round.fan_redis = rt.block_on(scenarios::fanout_redis(
-                rs, redis_pid, &payload, s, WARMUP, win,
-            ))?;
-        }
-    }
-    drop(daemon);
-
-    say(format!("round {r}: idle ({} subscriptions)", args.idle));
-    for stigmer in [stigmer_first, !stigmer_first] {
-        if stigmer {
-            let daemon =
-                procs::Daemon::start(&args.stigmer, &args.dir, &format!("r{r}-idle"), "normal")?;
-            round.idle_stigmer = rt.block_on(scenarios::idle_stigmer(
-                &daemon.socket,
-                daemon.pid(),
-                args.idle,
-                IDLE_EXECUTIONS,
-            ))?;
-        } else {
-            round.idle_redis = rt.block_on(scenarios::idle_redis(
-                rs,
-                redis_pid,
-                args.idle,
-                IDLE_EXECUTIONS,
-            ))?;
-        }
-    }
-
-    say(format!("round {r}: durability full"));
-    let daemon = procs::Daemon::start(&args.stigmer, &args.dir, &format!("r{r}-full"), "full")?;
-    for single in [stigmer_first, !stigmer_first] {
-        if single {
-            round.full_single = rt.block_on(scenarios::single_writer_stigmer(
-                &daemon.socket,
-                daemon.pid(),
-                &status,
-                WARMUP,
-                win,
-            ))?;
-        } else {
-            round.full = rt.block_on(scenarios::throughput_stigmer(
-                &daemon.socket,
-                daemon.pid(),
-                &status,
-                w,
-                WARMUP,
-                win,
-            ))?;
+    if args.wants("fanout") {
+        say(format!(
+            "round {r}: fan-out ({} subscribers)",
+            args.subscribers
+        ));
+        let s = args.subscribers;
+        for stigmer in [stigmer_first, !stigmer_first] {
+            if stigmer {
+                round.fan_stigmer = rt.block_on(scenarios::fanout_stigmer(
+                    ds,
+                    daemon.pid(),
+                    &status,
+                    s,
+                    WARMUP,
+                    win,
+                ))?;
+            } else {
+                round.fan_redis = rt.block_on(scenarios::fanout_redis(
+                    rs, redis_pid, &payload, s, WARMUP, win,
+                ))?;
+            }
         }
     }
     drop(daemon);
+
+    if args.wants("idle") {
+        say(format!("round {r}: idle ({} subscriptions)", args.idle));
+        for stigmer in [stigmer_first, !stigmer_first] {
+            if stigmer {
+                let daemon = procs::Daemon::start(
+                    &args.stigmer,
+                    &args.dir,
+                    &format!("r{r}-idle"),
+                    "normal",
+                )?;
+                round.idle_stigmer = rt.block_on(scenarios::idle_stigmer(
+                    &daemon.socket,
+                    daemon.pid(),
+                    args.idle,
+                    IDLE_EXECUTIONS,
+                ))?;
+            } else {
+                round.idle_redis = rt.block_on(scenarios::idle_redis(
+                    rs,
+                    redis_pid,
+                    args.idle,
+                    IDLE_EXECUTIONS,
+                ))?;
+            }
+        }
+    }
+
+    if args.wants("full") {
+        say(format!("round {r}: durability full"));
+        let daemon = procs::Daemon::start(&args.stigmer, &args.dir, &format!("r{r}-full"), "full")?;
+        for single in [stigmer_first, !stigmer_first] {
+            if single {
+                round.full_single = rt.block_on(scenarios::single_writer_stigmer(
+                    &daemon.socket,
+                    daemon.pid(),
+                    &status,
+                    WARMUP,
+                    win,
+                ))?;
+            } else {
+                round.full = rt.block_on(scenarios::throughput_stigmer(
+                    &daemon.socket,
+                    daemon.pid(),
+                    &status,
+                    w,
+                    WARMUP,
+                    win,
+                ))?;
+            }
+        }
+        drop(daemon);
+    }
     Ok(round)
 }
 
