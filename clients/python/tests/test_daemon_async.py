@@ -134,14 +134,16 @@ def test_async_updates_from_one_connection_commit_in_send_order(daemon: Daemon) 
 def test_async_resume_across_daemon_restart(daemon: Daemon) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        async with _client(daemon) as writer:
-            eid = (await writer.create("agent", "restart")).metadata.id
-            before = [
-                (await writer.update_status_reply(eid, status(f"a{i}"))).revision for i in range(3)
-            ]
         async with _client(daemon, reconnect=FAST) as watcher:
-            sub = watcher.subscribe(eid)
-            got = [await _next(sub) for _ in range(4)]
+            async with _client(daemon) as writer:
+                eid = (await writer.create("agent", "restart")).metadata.id
+                sub = watcher.subscribe(eid)
+                got = [await _next(sub)]  # the snapshot
+                before = [
+                    (await writer.update_status_reply(eid, status(f"a{i}"))).revision
+                    for i in range(3)
+                ]
+            got += [await _next(sub) for _ in range(3)]
             assert [e.revision for e in got[1:]] == before
             # The subscriber is waiting while the daemon stops and starts again.
             pending = asyncio.ensure_future(_next(sub))

@@ -190,12 +190,13 @@ def test_every_revision_once_in_order_under_concurrent_writers(daemon: Daemon) -
 
 
 def test_resume_across_daemon_restart(daemon: Daemon) -> None:
+    watcher = daemon.client(reconnect=FAST)
     with daemon.client() as writer:
         eid = writer.create("agent", "restart").metadata.id
+        sub = watcher.subscribe(eid)
+        got = [_next(sub)]  # the snapshot
         before = [writer.update_status_reply(eid, status(f"a{i}")).revision for i in range(5)]
-    watcher = daemon.client(reconnect=FAST)
-    sub = watcher.subscribe(eid)
-    got = [_next(sub) for _ in range(6)]  # snapshot + 5 updates
+    got += [_next(sub) for _ in range(5)]
     assert [e.revision for e in got[1:]] == before
     daemon.restart()  # SIGTERM: the stream ends SHUTDOWN / the connection drops
     with daemon.client() as writer:
@@ -316,7 +317,7 @@ def test_example_runner_and_watch(daemon: Daemon) -> None:
     # create, IN_PROGRESS, 5 flushes, COMPLETED; then the end.
     assert len(lines) == 1 + 1 + 5 + 1 + 1, lines
     assert "EXECUTION_COMPLETED" in lines[-2]
-    assert lines[-1].endswith("end (terminal)")
+    assert "end (terminal)" in lines[-1]
 
 
 def test_unread_subscription_overflows_without_loss(daemon: Daemon) -> None:

@@ -53,11 +53,12 @@ _Timeout = Optional[float]
 class _Inbox:
     """Events received for one stream, not yet taken by its reader."""
 
-    __slots__ = ("frames", "lost", "wake")
+    __slots__ = ("frames", "lost", "overflowed", "wake")
 
     def __init__(self) -> None:
         self.frames: Deque[daemon_pb2.Response] = collections.deque()
         self.lost: Optional[StigmerError] = None
+        self.overflowed = False
         self.wake = asyncio.Event()
 
 
@@ -401,13 +402,17 @@ class AsyncClient:
                 future.set_result(response)
             return
         inbox = conn.streams.get(response.id)
-        if inbox is None:
-            return  # nobody waits for it (timed out, cancelled): drop it
+        if inbox is None or inbox.overflowed:
+            return  # nobody waits for it (timed out, cancelled, overflowed): drop it
         if len(inbox.frames) >= self.stream_buffer:
-            # Too many unread events: drop them and the stream; the subscription
-            # resumes from the daemon's history when it is read again.
-            inbox.frames.clear()
-            self._cancel_stream(conn, response.id)
+            # The consumer fell behind: keep the buffered events, drop the rest
+            # and cancel the stream; once the consumer has read the buffer, the
+            # subscription resumes from the daemon's history. Nothing is lost,
+            # and every round delivers a full buffer, so it always progresses.
+            inbox.overflowed = True
+            request = _api.cancel_request(self._next_id, response.id)
+            self._next_id += 1
+            self._write_quietly(conn, request)
             inbox.wake.set()
             return
         inbox.frames.append(response)
@@ -501,8 +506,9 @@ class AsyncSubscription(AsyncIterator[Event]):
         self._conn, self._id, self._inbox = None, None, None
         if conn is None or stream_id is None:
             return
-        if conn.streams.get(stream_id) is not None:
-            if cancel:
+        inbox = conn.streams.get(stream_id)
+        if inbox is not None:
+            if cancel and not inbox.overflowed:
                 self._client._cancel_stream(conn, stream_id)
             else:
                 conn.streams.pop(stream_id, None)
@@ -527,7 +533,7 @@ class AsyncSubscription(AsyncIterator[Event]):
                 self._detach()
                 await self._retry_or_raise(error, deadline)
                 continue
-            elif conn.streams.get(self._id) is not inbox:
+            elif inbox.overflowed or conn.streams.get(self._id) is not inbox:
                 self._detach()  # overflowed: resume from the history
                 continue
             else:

@@ -454,14 +454,15 @@ class Client:
                 raise _ConnectionLost(error_from_proto(response.error))
             raise _ConnectionLost(UnavailableError("the stigmer daemon closed the connection"))
         inbox = self._inbox.get(response.id)
-        if inbox is None:
+        if inbox is None or inbox.overflowed:
             return  # a reply nobody waits for (timed out, cancelled stream): drop it
         if inbox.limit is not None and len(inbox.frames) >= inbox.limit:
-            # Too many unread events: drop them; the subscription resumes
-            # from the daemon's history when it is read again.
-            inbox.frames.clear()
+            # The reader fell behind: keep the buffered events, drop the rest
+            # and cancel the stream; once the buffer has been read, the
+            # subscription resumes from the daemon's history (no loss, and
+            # every round delivers a full buffer, so it always progresses).
             inbox.overflowed = True
-            self._cancel_stream(response.id)
+            self._send_quietly(_api.cancel_request(self._alloc_id(), response.id))
             return
         inbox.frames.append(response)
 
@@ -528,8 +529,12 @@ class Subscription(Iterator[Event]):
     def close(self) -> None:
         """Cancel the stream on the daemon (without waiting) and end the iteration."""
         with self._client._lock:
-            if self._id is not None and self._generation == self._client._generation:
-                self._client._cancel_stream(self._id)
+            inbox = self._client._inbox.get(self._id) if self._id is not None else None
+            if inbox is not None and self._generation == self._client._generation:
+                if inbox.overflowed:
+                    self._client._inbox.pop(self._id, None)  # type: ignore[arg-type]
+                else:
+                    self._client._cancel_stream(self._id)  # type: ignore[arg-type]
             self._id = None
             self._state.done = True
 
@@ -550,6 +555,7 @@ class Subscription(Iterator[Event]):
                 try:
                     response = client._wait(self._id, deadline)
                 except _Overflow:
+                    client._inbox.pop(self._id, None)
                     self._id = None
                     continue
                 except _ConnectionLost as lost:
