@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 from ._proto.ai.stigmer.agentic.agentexecution.v1 import api_pb2, enum_pb2, io_pb2, spec_pb2
 from ._proto.ai.stigmer.agentic.agentexecution.v1.status_pb2 import AgentExecutionStatus
@@ -10,7 +10,10 @@ from ._proto.ai.stigmer.commons.apiresource import metadata_pb2
 from ._proto.stigmer.daemon.v1 import daemon_pb2
 from .errors import InternalError, error_from_proto
 
-PhaseLike = Union[enum_pb2.ExecutionPhase, int, str]
+if TYPE_CHECKING:
+    # An ExecutionPhase value, its number or its name. (Only for annotations:
+    # at run time ExecutionPhase is not a type on every Python version.)
+    PhaseLike = Union[enum_pb2.ExecutionPhase, int, str]
 
 
 def phase_value(phase: Optional[PhaseLike]) -> int:
