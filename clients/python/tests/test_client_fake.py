@@ -320,3 +320,56 @@ def test_async_give_up(tmp_path: Path) -> None:
                 await sub.__anext__()
 
     asyncio.run(main())
+
+
+def _replaying(conn: FakeConn) -> None:
+    """A daemon whose execution has revisions 1..20 and is terminal: replays, then ends."""
+    while True:
+        request = conn.recv()
+        if request is None:
+            return
+        kind = request.WhichOneof("command")
+        if kind == "subscribe":
+            resuming = request.subscribe.HasField("from_revision")
+            start = request.subscribe.from_revision + 1 if resuming else 1
+            for revision in range(start, 21):
+                first = revision == start and not resuming
+                conn.event(request.id, SNAP if first else UPD, revision)
+            conn.event(request.id, END, 20, daemon_pb2.END_REASON_TERMINAL)
+        elif kind == "ping":
+            conn.pong(request.id)
+        elif kind == "cancel":
+            error = daemon_pb2.Response(id=request.id)
+            error.error.code = daemon_pb2.NOT_FOUND
+            error.error.message = "no open subscription"
+            conn.send(error)
+
+
+def test_sync_lagging_subscription_progresses_and_loses_nothing(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", [_replaying])
+    with Client(fake.path, stream_buffer=4) as client:
+        sub = client.subscribe("aex-1")
+        assert next(sub).type == "snapshot"
+        client.ping()  # reads the burst of events into the subscription's buffer
+        rest = list(sub)
+    fake.close()
+    assert [e.revision for e in rest] == [*range(2, 21), 20]
+    assert rest[-1].reason == "terminal"
+
+
+def test_async_lagging_subscription_progresses_and_loses_nothing(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", [_replaying])
+
+    async def main() -> List[Event]:
+        async with AsyncClient(fake.path, stream_buffer=4) as client:
+            sub = client.subscribe("aex-1")
+            events = []
+            async for event in sub:
+                events.append(event)
+                await asyncio.sleep(0.005)  # a slow consumer
+            return events
+
+    events = asyncio.run(main())
+    fake.close()
+    assert [e.revision for e in events] == [*range(1, 21), 20]
+    assert [e.type for e in events] == ["snapshot"] + ["update"] * 19 + ["end"]

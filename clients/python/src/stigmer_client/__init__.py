@@ -5,7 +5,7 @@ watchers; runners report progress through it. This package speaks its wire
 protocol (docs/PROTOCOL.md): length-delimited protobuf frames on a Unix socket.
 
 - :class:`Client` is the synchronous client; :class:`stigmer_client.aio.AsyncClient`
-  the asyncio one.
+  (also importable from here) the asyncio one.
 - The upstream data messages (:class:`AgentExecution`, :class:`AgentExecutionStatus`,
   :class:`AgentMessage`, :class:`ToolCall`, ...) and enums
   (:class:`ExecutionPhase`, :class:`MessageType`, ...) are re-exported here.
@@ -74,6 +74,7 @@ from ._proto.stigmer.daemon.v1.daemon_pb2 import (
     Response,
 )
 from ._stream import END, RESYNC, SNAPSHOT, UPDATE, Event, ReconnectPolicy
+from .aio import AsyncClient, AsyncSubscription
 from .client import DEFAULT_TIMEOUT, Client, Subscription
 from .errors import (
     AbortedError,
@@ -136,6 +137,8 @@ __all__ = [
     "AgentExecutionUpdateStatusInput",
     "AgentMessage",
     "AlreadyExistsError",
+    "AsyncClient",
+    "AsyncSubscription",
     "ApiResourceAudit",
     "ApiResourceAuditActor",
     "ApiResourceAuditInfo",
