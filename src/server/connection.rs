@@ -24,6 +24,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use stigmer_proto::daemon::response;
 use stigmer_proto::frame;
+use tokio::io::AsyncWriteExt;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc::error::TrySendError;
@@ -199,7 +200,7 @@ pub async fn serve(id: u64, stream: UnixStream, shared: Arc<Shared>) {
         let writer = tokio::spawn(
             write_loop(wr, out_rx, conn.shared.clone(), conn.gone.clone()).in_current_span(),
         );
-        read_loop(&conn, rd).await;
+        let linger = read_loop(&conn, rd).await;
         if !conn.shared.shutdown.is_cancelled() {
             conn.gone.cancel();
         }
@@ -210,6 +211,9 @@ pub async fn serve(id: u64, stream: UnixStream, shared: Arc<Shared>) {
         // Waits until every frame still queued (the streams' END events,
         // replies to writes that were in flight) is written, or the peer is gone.
         let _ = writer.await;
+        if let Some(rd) = linger {
+            drain_then_close(rd).await;
+        }
         tracing::debug!("disconnected");
         drop(guard);
     }
@@ -217,20 +221,26 @@ pub async fn serve(id: u64, stream: UnixStream, shared: Arc<Shared>) {
     .await
 }
 
-async fn read_loop(conn: &Conn, rd: tokio::net::unix::OwnedReadHalf) {
+/// Reads and dispatches requests until the peer leaves, the daemon stops or
+/// a connection error. After a connection error it returns the read half, so
+/// the caller can linger (see [`drain_then_close`]).
+async fn read_loop(
+    conn: &Conn,
+    rd: tokio::net::unix::OwnedReadHalf,
+) -> Option<tokio::net::unix::OwnedReadHalf> {
     let mut frames = FramedRead::new(rd, frame::codec(conn.shared.limits.max_frame_length));
     loop {
         let next = tokio::select! {
             biased;
-            _ = conn.shared.shutdown.cancelled() => return,
+            _ = conn.shared.shutdown.cancelled() => return None,
             // The writer gave up on this peer (slow consumer or dead socket).
-            _ = conn.gone.cancelled() => return,
+            _ = conn.gone.cancelled() => return None,
             // Waits for the next whole frame; fails on an oversized length
             // prefix, a frame cut off by EOF, or a socket error.
             next = frames.next() => next,
         };
         let body = match next {
-            None => return,
+            None => return None,
             Some(Ok(body)) => body,
             Some(Err(err)) if frame::is_frame_too_long(&err) => {
                 let status = Status::resource_exhausted(format!(
@@ -239,20 +249,20 @@ async fn read_loop(conn: &Conn, rd: tokio::net::unix::OwnedReadHalf) {
                 ));
                 tracing::warn!(%status, "connection error");
                 connection_error(conn, status).await;
-                return;
+                return Some(frames.into_inner());
             }
             Some(Err(err)) => {
                 tracing::debug!(%err, "read ended");
-                return;
+                return None;
             }
         };
         let permit = tokio::select! {
-            _ = conn.shared.shutdown.cancelled() => return,
+            _ = conn.shared.shutdown.cancelled() => return None,
             // Waits only while this peer has `--connection-queue` replies it
             // has not made room for: back-pressure on this peer alone.
             permit = conn.inflight.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
-                Err(_) => return,
+                Err(_) => return None,
             },
         };
         match decode_request(&body) {
@@ -260,7 +270,7 @@ async fn read_loop(conn: &Conn, rd: tokio::net::unix::OwnedReadHalf) {
                 if let Err(status) = crate::cmd::dispatch(conn, permit, request).await {
                     tracing::warn!(%status, "connection error");
                     connection_error(conn, status).await;
-                    return;
+                    return Some(frames.into_inner());
                 }
             }
             Err(DecodeError::Request { id, status }) => {
@@ -269,7 +279,7 @@ async fn read_loop(conn: &Conn, rd: tokio::net::unix::OwnedReadHalf) {
             Err(DecodeError::Connection(status)) => {
                 tracing::warn!(%status, "connection error");
                 connection_error(conn, status).await;
-                return;
+                return Some(frames.into_inner());
             }
         }
     }
@@ -338,5 +348,37 @@ pub async fn reject(stream: UnixStream, status: Status) {
     let body = encode_response(0, response::Result::Error(status.to_proto()));
     let mut frames = FramedWrite::new(stream, frame::codec(frame::DEFAULT_MAX_FRAME_LENGTH));
     // A peer that never reads cannot hold this task for long.
-    let _ = tokio::time::timeout(REJECT_WRITE_TIMEOUT, frames.send(body)).await;
+    let sent = tokio::time::timeout(REJECT_WRITE_TIMEOUT, frames.send(body)).await;
+    if matches!(sent, Ok(Ok(()))) {
+        let (rd, mut wr) = frames.into_inner().into_split();
+        // EOF after the error frame, then linger.
+        let _ = wr.shutdown().await;
+        drain_then_close(rd).await;
+    }
+}
+
+/// How long a closing connection may linger to drain its peer's input.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
+/// The most input read and thrown away while lingering.
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// A lingering close. Closing a Unix socket whose receive queue still holds
+/// the peer's unread requests resets the peer (ECONNRESET), which can make it
+/// lose the error frame just sent. So, with the write side already shut, read
+/// and discard what the peer sends until it closes, for at most
+/// [`LINGER_TIMEOUT`] and [`LINGER_BYTES`].
+async fn drain_then_close(mut rd: tokio::net::unix::OwnedReadHalf) {
+    use tokio::io::AsyncReadExt;
+    let drain = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut total = 0;
+        // Waits for the peer's next bytes or its close.
+        while let Ok(n) = rd.read(&mut buf).await {
+            total += n;
+            if n == 0 || total >= LINGER_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIMEOUT, drain).await;
 }

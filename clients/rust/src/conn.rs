@@ -117,14 +117,28 @@ impl Shared {
                 std::mem::take(&mut st.unsent),
             )
         };
+        // A connection error the daemon stated (id 0: PERMISSION_DENIED,
+        // too many connections, ...) is the answer for every call on this
+        // connection, sent or not: retrying elsewhere would only be refused
+        // again. Otherwise calls whose request never left may retry.
+        let daemon_refused = matches!(reason, Error::Status { .. });
         for (id, route) in routes {
-            if let Route::Unary(tx) = route {
-                let outcome = if unsent.contains(&id) {
-                    Outcome::NotDelivered
-                } else {
-                    Outcome::Reply(Err(reason.duplicate()))
-                };
-                let _ = tx.send(outcome);
+            match route {
+                Route::Unary(tx) => {
+                    let outcome = if unsent.contains(&id) && !daemon_refused {
+                        Outcome::NotDelivered
+                    } else {
+                        Outcome::Reply(Err(reason.duplicate()))
+                    };
+                    let _ = tx.send(outcome);
+                }
+                // A stream learns the stated reason (and, unless it is
+                // transient, ends with it); otherwise its channel just
+                // closes and the subscription resumes elsewhere.
+                Route::Stream(stream) if daemon_refused => {
+                    let _ = stream.tx.try_send(Err(reason.duplicate()));
+                }
+                Route::Stream(_) => {}
             }
         }
     }
@@ -132,11 +146,13 @@ impl Shared {
     /// The writer could not write these requests whole: their calls may
     /// retry elsewhere.
     fn not_delivered(&self, ids: &[u64]) {
+        // The reader settles these calls when it sees the connection end
+        // (a failed write means the daemon closed its side, so the reader
+        // reaches EOF next): first it reads any connection error the daemon
+        // sent, which then answers them instead of a retry.
         let mut st = self.lock();
-        for id in ids {
-            if let Some(Route::Unary(tx)) = st.routes.remove(id) {
-                let _ = tx.send(Outcome::NotDelivered);
-            }
+        if st.closed.is_none() {
+            st.unsent.extend(ids.iter().copied());
         }
     }
 }
