@@ -153,18 +153,22 @@ impl Step<CreateCtx<'_, '_>> for Persist {
                 "execution {id} already exists"
             )));
         }
-        ctx.txn.check_size(&ctx.execution)?;
+        // Encoded once for the row, the history and the broadcast.
+        let encoded = ctx.txn.encode(&ctx.execution)?;
         let execution = Arc::new(std::mem::take(&mut ctx.execution));
         let revision = ctx.txn.allocate_revision();
-        ctx.txn.put(&id, &execution, revision)?;
+        ctx.txn.put_encoded(&id, &execution, revision, &encoded)?;
         ctx.txn
-            .append_history(revision, &id, ChangeKind::Created, Some(&execution))?;
-        ctx.change = Some(Change::new(
-            revision,
-            Arc::from(id),
-            ChangeKind::Created,
-            Some(execution),
-        ));
+            .append_history_encoded(revision, &id, ChangeKind::Created, Some(&encoded))?;
+        ctx.change = Some(
+            Change::new(
+                revision,
+                Arc::from(id),
+                ChangeKind::Created,
+                Some(execution),
+            )
+            .with_encoded(encoded),
+        );
         Ok(())
     }
 }

@@ -46,6 +46,9 @@ pub struct UpdateCtx<'t, 'c> {
     pub now: SystemTime,
     /// Set by `load`: the stored execution, then (after `build`) the new one.
     pub execution: Option<AgentExecution>,
+    /// Set by `load`: the stored phase, so `persist` rewrites the phase
+    /// index only when the phase changed.
+    pub loaded_phase: i32,
     /// Set by `persist`: the change to commit and broadcast.
     pub change: Option<Change>,
 }
@@ -58,6 +61,7 @@ pub fn job(input: AgentExecutionUpdateStatusInput) -> crate::store::writer::Job 
             input,
             now: SystemTime::now(),
             execution: None,
+            loaded_phase: 0,
             change: None,
         };
         IN_TRANSACTION.run(&mut ctx)?;
@@ -109,6 +113,7 @@ impl Step<UpdateCtx<'_, '_>> for Load {
                 "execution {id} is {name}; its phase is final and it takes no more updates"
             )));
         }
+        ctx.loaded_phase = phase;
         ctx.execution = Some(stored.execution);
         Ok(())
     }
@@ -201,17 +206,32 @@ impl Step<UpdateCtx<'_, '_>> for Persist {
             .map(Arc::new)
             .ok_or_else(|| Status::internal("persist ran before build"))?;
         let id = ctx.input.execution_id.as_str();
-        ctx.txn.check_size(&execution)?;
+        // Encoded once: the same bytes go to the latest-state row, the
+        // history row and (via the change) every subscriber's event.
+        let encoded = ctx.txn.encode(&execution)?;
         let revision = ctx.txn.allocate_revision();
-        ctx.txn.put(id, &execution, revision)?;
+        let phase = execution.status.as_ref().map(|s| s.phase).unwrap_or(0);
+        let phase_changed = (phase != ctx.loaded_phase).then_some(phase);
+        if !ctx
+            .txn
+            .update_encoded(id, phase_changed, revision, &encoded)?
+        {
+            // `load` found the row in this same transaction.
+            return Err(Status::internal(format!(
+                "execution {id} vanished inside its transaction"
+            )));
+        }
         ctx.txn
-            .append_history(revision, id, ChangeKind::StatusUpdated, Some(&execution))?;
-        ctx.change = Some(Change::new(
-            revision,
-            Arc::from(id),
-            ChangeKind::StatusUpdated,
-            Some(execution),
-        ));
+            .append_history_encoded(revision, id, ChangeKind::StatusUpdated, Some(&encoded))?;
+        ctx.change = Some(
+            Change::new(
+                revision,
+                Arc::from(id),
+                ChangeKind::StatusUpdated,
+                Some(execution),
+            )
+            .with_encoded(encoded),
+        );
         Ok(())
     }
 }

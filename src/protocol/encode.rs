@@ -76,6 +76,72 @@ pub fn encode_event_frame(id: u64, event: &[u8]) -> Bytes {
     buf.freeze()
 }
 
+/// Field tags of `Event` (see daemon.proto) used by [`encode_update_event`].
+const EVENT_TYPE_TAG: u32 = 1;
+const EVENT_REVISION_TAG: u32 = 2;
+const EVENT_EXECUTION_ID_TAG: u32 = 3;
+const EVENT_EXECUTION_TAG: u32 = 4;
+
+/// The body of `Event { type: UPDATE, revision, execution_id, execution }`
+/// where `execution` is the state already encoded (the bytes the writer
+/// stored): the same bytes prost would produce, without encoding the
+/// execution a second time. Fields are written in tag order and defaults
+/// omitted, as prost does.
+pub fn encode_update_event(revision: u64, execution_id: &str, execution: &[u8]) -> Bytes {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    use stigmer_proto::daemon::EventType;
+    let mut buf = BytesMut::with_capacity(execution.len() + execution_id.len() + 32);
+    encode_key(EVENT_TYPE_TAG, WireType::Varint, &mut buf);
+    encode_varint(EventType::EventUpdate as u64, &mut buf);
+    if revision != 0 {
+        encode_key(EVENT_REVISION_TAG, WireType::Varint, &mut buf);
+        encode_varint(revision, &mut buf);
+    }
+    if !execution_id.is_empty() {
+        encode_key(EVENT_EXECUTION_ID_TAG, WireType::LengthDelimited, &mut buf);
+        encode_varint(execution_id.len() as u64, &mut buf);
+        buf.put_slice(execution_id.as_bytes());
+    }
+    encode_key(EVENT_EXECUTION_TAG, WireType::LengthDelimited, &mut buf);
+    encode_varint(execution.len() as u64, &mut buf);
+    buf.put_slice(execution);
+    buf.freeze()
+}
+
+/// Field tags of `Response.execution` (11) and `ExecutionReply` (see
+/// daemon.proto), used by [`encode_execution_reply`].
+const RESPONSE_EXECUTION_TAG: u32 = 11;
+const REPLY_EXECUTION_TAG: u32 = 1;
+const REPLY_REVISION_TAG: u32 = 2;
+
+/// The body of `Response { id, execution: ExecutionReply { execution,
+/// revision } }` from an already encoded execution: the reply to create and
+/// update_status without cloning and re-encoding the state the writer has
+/// just encoded (`Change::encoded`).
+pub fn encode_execution_reply(id: u64, revision: u64, execution: &[u8]) -> Bytes {
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+    let mut inner_len =
+        key_len(REPLY_EXECUTION_TAG) + encoded_len_varint(execution.len() as u64) + execution.len();
+    if revision != 0 {
+        inner_len += key_len(REPLY_REVISION_TAG) + encoded_len_varint(revision);
+    }
+    let mut buf = BytesMut::with_capacity(inner_len + 24);
+    if id != 0 {
+        encode_key(RESPONSE_ID_TAG, WireType::Varint, &mut buf);
+        encode_varint(id, &mut buf);
+    }
+    encode_key(RESPONSE_EXECUTION_TAG, WireType::LengthDelimited, &mut buf);
+    encode_varint(inner_len as u64, &mut buf);
+    encode_key(REPLY_EXECUTION_TAG, WireType::LengthDelimited, &mut buf);
+    encode_varint(execution.len() as u64, &mut buf);
+    buf.put_slice(execution);
+    if revision != 0 {
+        encode_key(REPLY_REVISION_TAG, WireType::Varint, &mut buf);
+        encode_varint(revision, &mut buf);
+    }
+    buf.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +158,64 @@ mod tests {
         let ours = encode_event_frame(7, &event.encode_to_vec());
         let theirs = encode_response(7, response::Result::Event(event));
         assert_eq!(ours, theirs);
+    }
+
+    fn sample_execution() -> stigmer_proto::agentexecution::AgentExecution {
+        use stigmer_proto::agentexecution::{
+            AgentExecution, AgentExecutionStatus, AgentMessage, ExecutionPhase,
+        };
+        AgentExecution {
+            kind: "AgentExecution".into(),
+            status: Some(AgentExecutionStatus {
+                phase: ExecutionPhase::ExecutionInProgress as i32,
+                messages: vec![AgentMessage {
+                    content: "x".repeat(300),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn update_event_matches_prost_encoding() {
+        for (revision, id, execution) in [
+            (42, "aex-x", sample_execution()),
+            (1, "", Default::default()),
+            (u64::MAX, "aex-y", sample_execution()),
+        ] {
+            let bytes = execution.encode_to_vec();
+            let theirs = Event {
+                r#type: EventType::EventUpdate as i32,
+                revision,
+                execution_id: id.into(),
+                execution: Some(execution),
+                ..Default::default()
+            }
+            .encode_to_vec();
+            assert_eq!(encode_update_event(revision, id, &bytes), theirs);
+        }
+    }
+
+    #[test]
+    fn execution_reply_matches_prost_encoding() {
+        use stigmer_proto::daemon::ExecutionReply;
+        for (id, revision, execution) in [
+            (7, 42, sample_execution()),
+            (1, 0, Default::default()),
+            (u64::MAX, 300, sample_execution()),
+        ] {
+            let bytes = execution.encode_to_vec();
+            let theirs = encode_response(
+                id,
+                response::Result::Execution(ExecutionReply {
+                    execution: Some(execution),
+                    revision,
+                }),
+            );
+            assert_eq!(encode_execution_reply(id, revision, &bytes), theirs);
+        }
     }
 
     #[test]

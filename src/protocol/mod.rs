@@ -5,5 +5,8 @@
 mod encode;
 mod status;
 
-pub use encode::{decode_request, encode_event_frame, encode_response, DecodeError};
+pub use encode::{
+    decode_request, encode_event_frame, encode_execution_reply, encode_response,
+    encode_update_event, DecodeError,
+};
 pub use status::{Code, Status};

@@ -63,6 +63,11 @@ pub struct Change {
     pub kind: ChangeKind,
     /// The whole execution after the change; `None` for a delete.
     pub execution: Option<Arc<AgentExecution>>,
+    /// The execution as the writer encoded and stored it (`None` for a
+    /// delete, or when the change was made without it). The broadcast event
+    /// and the writer's reply are built around these bytes instead of
+    /// encoding the execution again.
+    pub encoded: Option<Bytes>,
     /// The `Event { UPDATE }` for this change, encoded on first use and then
     /// shared by every subscriber (see `protocol::encode_event_frame`).
     event: OnceLock<Bytes>,
@@ -84,9 +89,17 @@ impl Change {
             execution_id,
             kind,
             execution,
+            encoded: None,
             event: OnceLock::new(),
             published_at: OnceLock::new(),
         }
+    }
+
+    /// A change whose execution is already encoded as `encoded` (the bytes
+    /// written to the store; see [`Txn::encode`]).
+    pub fn with_encoded(mut self, encoded: Bytes) -> Self {
+        self.encoded = Some(encoded);
+        self
     }
 
     /// Records the moment of publication (the first call wins).
@@ -107,6 +120,13 @@ impl Change {
     /// The encoded `Event` of type UPDATE carrying this change.
     pub fn update_event_bytes(&self) -> &Bytes {
         self.event.get_or_init(|| {
+            if let Some(encoded) = &self.encoded {
+                return crate::protocol::encode_update_event(
+                    self.revision,
+                    &self.execution_id,
+                    encoded,
+                );
+            }
             let event = Event {
                 r#type: EventType::EventUpdate as i32,
                 revision: self.revision,

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use prost::Message;
 use rusqlite::{params, Connection, OptionalExtension};
 use stigmer_proto::agentexecution::AgentExecution;
@@ -43,7 +44,10 @@ impl<'c> Txn<'c> {
     /// Refuses a state too large to be sent back in one frame (as a reply or
     /// an event), so that everything stored can be streamed.
     pub fn check_size(&self, execution: &AgentExecution) -> Result<(), Status> {
-        let len = execution.encoded_len();
+        self.check_len(execution.encoded_len())
+    }
+
+    fn check_len(&self, len: usize) -> Result<(), Status> {
         if len > self.max_execution_bytes {
             return Err(Status::resource_exhausted(format!(
                 "the execution would be {len} bytes, over the {} bytes that fit in a frame \
@@ -52,6 +56,17 @@ impl<'c> Txn<'c> {
             )));
         }
         Ok(())
+    }
+
+    /// Encodes a state once, refusing it as [`Txn::check_size`] does. The
+    /// bytes serve the latest-state row, the history row and the broadcast
+    /// event alike (each used to encode the same message again: three
+    /// length passes and two encodings per update, now one of each).
+    pub fn encode(&self, execution: &AgentExecution) -> Result<Bytes, Status> {
+        // Encoding first costs a wasted encoding only for a refused state.
+        let buf = execution.encode_to_vec();
+        self.check_len(buf.len())?;
+        Ok(Bytes::from(buf))
     }
 
     pub(crate) fn next_revision(&self) -> u64 {
@@ -93,6 +108,17 @@ impl<'c> Txn<'c> {
 
     /// Inserts or replaces the latest state of an execution.
     pub fn put(&self, id: &str, execution: &AgentExecution, revision: u64) -> Result<(), Status> {
+        self.put_encoded(id, execution, revision, &execution.encode_to_vec())
+    }
+
+    /// [`Txn::put`] with the state already encoded (by [`Txn::encode`]).
+    pub fn put_encoded(
+        &self,
+        id: &str,
+        execution: &AgentExecution,
+        revision: u64,
+        data: &[u8],
+    ) -> Result<(), Status> {
         let session = execution
             .spec
             .as_ref()
@@ -106,14 +132,38 @@ impl<'c> Txn<'c> {
                 session_id = excluded.session_id, phase = excluded.phase,
                 revision = excluded.revision, data = excluded.data",
         )?;
-        stmt.execute(params![
-            id,
-            session,
-            phase,
-            revision as i64,
-            execution.encode_to_vec()
-        ])?;
+        stmt.execute(params![id, session, phase, revision as i64, data])?;
         Ok(())
+    }
+
+    /// Replaces the latest state of an execution that exists (a status
+    /// update). `phase` is `Some` only when it changed: SQLite rewrites an
+    /// index only when one of its columns is assigned, so an update that
+    /// keeps the phase (most of them: a runner streaming progress) leaves
+    /// `executions_by_phase` alone, and `executions_by_session` is never
+    /// touched (a status update cannot change the session). The upsert of
+    /// [`Txn::put`] assigned every column and so rewrote both indexes.
+    /// Returns false when no row has this id.
+    pub fn update_encoded(
+        &self,
+        id: &str,
+        phase: Option<i32>,
+        revision: u64,
+        data: &[u8],
+    ) -> Result<bool, Status> {
+        let changed = match phase {
+            Some(phase) => self
+                .conn
+                .prepare_cached(
+                    "UPDATE executions SET phase = ?2, revision = ?3, data = ?4 WHERE id = ?1",
+                )?
+                .execute(params![id, phase, revision as i64, data])?,
+            None => self
+                .conn
+                .prepare_cached("UPDATE executions SET revision = ?2, data = ?3 WHERE id = ?1")?
+                .execute(params![id, revision as i64, data])?,
+        };
+        Ok(changed == 1)
     }
 
     /// Removes an execution's latest state.
@@ -133,10 +183,21 @@ impl<'c> Txn<'c> {
         kind: ChangeKind,
         execution: Option<&Arc<AgentExecution>>,
     ) -> Result<(), Status> {
+        let data = execution.map(|e| e.encode_to_vec());
+        self.append_history_encoded(revision, id, kind, data.as_deref())
+    }
+
+    /// [`Txn::append_history`] with the state already encoded.
+    pub fn append_history_encoded(
+        &self,
+        revision: u64,
+        id: &str,
+        kind: ChangeKind,
+        data: Option<&[u8]>,
+    ) -> Result<(), Status> {
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO history(revision, execution_id, kind, data) VALUES (?1, ?2, ?3, ?4)",
         )?;
-        let data = execution.map(|e| e.encode_to_vec());
         stmt.execute(params![revision as i64, id, kind as i64, data])?;
         Ok(())
     }
