@@ -16,6 +16,7 @@ from stigmer_client import (
     Client,
     DeadlineExceededError,
     Event,
+    PermissionDeniedError,
     ReconnectPolicy,
     ResourceExhaustedError,
     UnavailableError,
@@ -373,3 +374,68 @@ def test_async_lagging_subscription_progresses_and_loses_nothing(tmp_path: Path)
     fake.close()
     assert [e.revision for e in events] == [*range(1, 21), 20]
     assert [e.type for e in events] == ["snapshot"] + ["update"] * 19 + ["end"]
+
+
+def _stated_then_serve(code: int) -> List[object]:
+    """Connection 0 answers the subscribe with a connection error (id 0) of ``code``."""
+
+    def refuse(conn: FakeConn) -> None:
+        conn.recv_command("subscribe")
+        response = daemon_pb2.Response(id=0)
+        response.error.code = code  # type: ignore[assignment]
+        response.error.message = "stated"
+        conn.send(response)
+
+    def serve(conn: FakeConn) -> None:
+        request = conn.recv_command("subscribe")
+        conn.event(request.id, SNAP, 1)
+        conn.event(request.id, END, 1, daemon_pb2.END_REASON_DELETED)
+        conn.recv()
+
+    return [refuse, serve]
+
+
+def test_sync_stated_connection_error_ends_subscription(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", _stated_then_serve(daemon_pb2.PERMISSION_DENIED))  # type: ignore[arg-type]
+    with Client(fake.path, reconnect=FAST) as client:
+        sub = client.subscribe("aex-1")
+        with pytest.raises(PermissionDeniedError, match="stated"):
+            next(sub)
+        assert sub.closed
+    fake.close()
+    assert fake.accepted == 1
+
+
+def test_sync_stated_unavailable_is_retried(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", _stated_then_serve(daemon_pb2.UNAVAILABLE))  # type: ignore[arg-type]
+    with Client(fake.path, reconnect=FAST) as client:
+        events = list(client.subscribe("aex-1"))
+    fake.close()
+    assert [(e.type, e.revision) for e in events] == [("snapshot", 1), ("end", 1)]
+
+
+def test_async_stated_connection_error_ends_subscription(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", _stated_then_serve(daemon_pb2.RESOURCE_EXHAUSTED))  # type: ignore[arg-type]
+
+    async def main() -> None:
+        async with AsyncClient(fake.path, reconnect=FAST) as client:
+            sub = client.subscribe("aex-1")
+            with pytest.raises(ResourceExhaustedError, match="stated"):
+                await sub.__anext__()
+            assert sub.closed
+
+    asyncio.run(main())
+    fake.close()
+    assert fake.accepted == 1
+
+
+def test_async_stated_unavailable_is_retried(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", _stated_then_serve(daemon_pb2.UNAVAILABLE))  # type: ignore[arg-type]
+
+    async def main() -> List[Event]:
+        async with AsyncClient(fake.path, reconnect=FAST) as client:
+            return [e async for e in client.subscribe("aex-1")]
+
+    events = asyncio.run(main())
+    fake.close()
+    assert [(e.type, e.revision) for e in events] == [("snapshot", 1), ("end", 1)]

@@ -190,5 +190,11 @@ class ResumeState:
         return YIELD, converted
 
     def is_retryable(self, error: StigmerError) -> bool:
-        """Whether an error reply to the (re)subscribe should be retried after a backoff."""
+        """Whether a stream error is transient: retry after a backoff (as the Rust client).
+
+        Only ``UNAVAILABLE`` is: a dropped connection, a daemon that is shutting
+        down or cannot write right now. Any other error -- an error reply, or a
+        connection error the daemon stated (``RESOURCE_EXHAUSTED`` for too many
+        connections, ``PERMISSION_DENIED``, ...) -- ends the subscription with it.
+        """
         return self.reconnect and error.code == daemon_pb2.UNAVAILABLE

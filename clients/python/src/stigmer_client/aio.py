@@ -531,6 +531,12 @@ class AsyncSubscription(AsyncIterator[Event]):
             elif inbox.lost is not None:
                 error = inbox.lost
                 self._detach()
+                if not self._state.is_retryable(error):
+                    # A connection error the daemon stated (too many
+                    # connections, permission denied, ...) or a broken frame:
+                    # retrying would only be refused again.
+                    self._state.done = True
+                    raise error
                 await self._retry_or_raise(error, deadline)
                 continue
             elif inbox.overflowed or conn.streams.get(self._id) is not inbox:
@@ -556,6 +562,7 @@ class AsyncSubscription(AsyncIterator[Event]):
                 raise error
             if kind != "event":
                 continue
+            self._backoff.reset()  # any event proves the daemon is back
             action, event = self._state.process(response.event)
             if action == DROP:
                 continue
@@ -568,7 +575,6 @@ class AsyncSubscription(AsyncIterator[Event]):
                 continue
             if action == FINISH:
                 self._detach()
-            self._backoff.reset()
             return event
         return None
 

@@ -560,6 +560,12 @@ class Subscription(Iterator[Event]):
                     continue
                 except _ConnectionLost as lost:
                     self._id = None
+                    if not self._state.is_retryable(lost.error):
+                        # A connection error the daemon stated (too many
+                        # connections, permission denied, ...) or a broken
+                        # frame: retrying would only be refused again.
+                        self._state.done = True
+                        raise lost.error from None
                     self._retry_or_raise(lost.error, deadline)
                     continue
                 kind = response.WhichOneof("result")
@@ -574,6 +580,7 @@ class Subscription(Iterator[Event]):
                     raise error
                 if kind != "event":
                     continue
+                self._backoff.reset()  # any event proves the daemon is back
                 action, event = self._state.process(response.event)
                 if action == DROP:
                     continue
@@ -588,7 +595,6 @@ class Subscription(Iterator[Event]):
                 if action == FINISH:
                     client._inbox.pop(self._id, None)
                     self._id = None
-                self._backoff.reset()
                 return event
         return None
 
