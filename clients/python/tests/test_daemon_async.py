@@ -32,6 +32,7 @@ def test_async_crud_concurrent_on_one_connection(daemon: Daemon) -> None:
         async with _client(daemon) as client:
             pong = await client.ping()
             assert pong.protocol_version == 1
+            assert (await client.status()).protocol_version == 1
             created = await asyncio.gather(
                 *(client.create("agent", f"m{i}", "s") for i in range(50))
             )

@@ -31,6 +31,13 @@ def test_ping(daemon: Daemon) -> None:
     assert pong.protocol_version == 1
     assert pong.max_frame_length == 4 * 1024 * 1024
     assert pong.daemon_version
+    with daemon.client() as client:
+        client.create("agent", "m")
+        status = client.status(prometheus=True)
+    assert status.protocol_version == 1
+    assert status.committed_changes >= 1
+    assert status.revision >= 1
+    assert status.prometheus
 
 
 def test_create_get_list_delete(daemon: Daemon) -> None:

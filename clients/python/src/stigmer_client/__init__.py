@@ -65,6 +65,7 @@ from ._proto.ai.stigmer.commons.apiresource.metadata_pb2 import (
 from ._proto.stigmer.daemon.v1 import daemon_pb2
 from ._proto.stigmer.daemon.v1.daemon_pb2 import (
     Code,
+    DaemonStatus,
     EndReason,
     EventType,
     ExecutionReply,
@@ -148,6 +149,7 @@ __all__ = [
     "Client",
     "Code",
     "ComponentMetadata",
+    "DaemonStatus",
     "DataLossError",
     "DeadlineExceededError",
     "EndReason",

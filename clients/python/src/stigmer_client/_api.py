@@ -87,6 +87,11 @@ def ping_request() -> daemon_pb2.Request:
     return daemon_pb2.Request(ping=daemon_pb2.PingRequest())
 
 
+def status_request(prometheus: bool) -> daemon_pb2.Request:
+    """A ``status`` request."""
+    return daemon_pb2.Request(status=daemon_pb2.StatusRequest(prometheus=prometheus))
+
+
 def cancel_request(request_id: int, subscription_id: int) -> daemon_pb2.Request:
     """A ``cancel`` request for the stream opened by request ``subscription_id``."""
     request = daemon_pb2.Request(

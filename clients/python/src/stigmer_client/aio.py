@@ -172,6 +172,13 @@ class AsyncClient:
         """Ping the daemon (see :meth:`stigmer_client.Client.ping`)."""
         return (await self.call(_api.ping_request(), "pong", timeout=timeout)).pong
 
+    async def status(
+        self, *, prometheus: bool = False, timeout: _Timeout = None
+    ) -> daemon_pb2.DaemonStatus:
+        """The daemon's status (see :meth:`stigmer_client.Client.status`)."""
+        request = _api.status_request(prometheus)
+        return (await self.call(request, "status", timeout=timeout)).status
+
     async def create(
         self,
         agent_id: str,

@@ -172,6 +172,16 @@ class Client:
         """Ping the daemon: its protocol and daemon versions, last revision and frame limit."""
         return self.call(_api.ping_request(), "pong", timeout=timeout).pong
 
+    def status(
+        self, *, prometheus: bool = False, timeout: _Timeout = None
+    ) -> daemon_pb2.DaemonStatus:
+        """The daemon's status: identity, load and counters (``stigmer status``).
+
+        With ``prometheus=True`` the reply's ``prometheus`` field also holds the
+        Prometheus text exposition.
+        """
+        return self.call(_api.status_request(prometheus), "status", timeout=timeout).status
+
     def create(
         self,
         agent_id: str,
