@@ -1,2 +1,216 @@
-//! Criterion micro-benchmarks of the hot paths (placeholder; see docs/PERFORMANCE.md).
-fn main() {}
+//! Criterion micro-benchmarks of the per-update hot paths tuned for issue 5
+//! (see docs/PERFORMANCE.md): the frame codec, the merge the writer thread
+//! runs, the encodings of an update's event and reply, and the broker's
+//! fan-out. Each "before" variant is the code path as it was, kept here so
+//! the gain stays measurable.
+//!
+//!     CARGO_TARGET_DIR=target-bench cargo bench --bench hot_paths
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, Criterion};
+use prost::Message;
+use stigmer::broker::Broker;
+use stigmer::pipeline::update_status::{merge, stamp};
+use stigmer::protocol::{
+    decode_request, encode_event_frame, encode_execution_reply, encode_response,
+    encode_update_event,
+};
+use stigmer::store::{Change, ChangeKind};
+use stigmer_proto::agentexecution::{
+    AgentExecution, AgentExecutionSpec, AgentExecutionStatus, AgentExecutionUpdateStatusInput,
+    AgentMessage, ExecutionPhase, MessageType,
+};
+use stigmer_proto::apiresource::ApiResourceMetadata;
+use stigmer_proto::daemon::{request, response, Event, EventType, ExecutionReply, Request};
+use tokio_util::codec::{Decoder, Encoder};
+
+/// The benchmark's "1 KiB status": one AI message padded to ~1 KiB.
+fn status() -> AgentExecutionStatus {
+    AgentExecutionStatus {
+        phase: ExecutionPhase::ExecutionInProgress as i32,
+        messages: vec![AgentMessage {
+            r#type: MessageType::MessageAi as i32,
+            content: "x".repeat(1000),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn stored() -> AgentExecution {
+    let mut status = status();
+    stamp(&mut status, SystemTime::now());
+    AgentExecution {
+        api_version: "agentic.stigmer.ai/v1".into(),
+        kind: "AgentExecution".into(),
+        metadata: Some(ApiResourceMetadata {
+            id: "aex-01jbench0000000000000000000".into(),
+            ..Default::default()
+        }),
+        spec: Some(AgentExecutionSpec {
+            agent_id: "bench-agent".into(),
+            message: "benchmark".into(),
+            ..Default::default()
+        }),
+        status: Some(status),
+    }
+}
+
+fn update_frame() -> BytesMut {
+    let req = Request {
+        protocol_version: 1,
+        id: 42,
+        command: Some(request::Command::UpdateStatus(
+            AgentExecutionUpdateStatusInput {
+                execution_id: "aex-01jbench0000000000000000000".into(),
+                status: Some(status()),
+            },
+        )),
+    };
+    let mut codec = stigmer_proto::frame::codec(stigmer_proto::frame::DEFAULT_MAX_FRAME_LENGTH);
+    let mut buf = BytesMut::new();
+    codec
+        .encode(bytes::Bytes::from(req.encode_to_vec()), &mut buf)
+        .expect("encodes");
+    buf
+}
+
+fn frame_codec(c: &mut Criterion) {
+    let frame = update_frame();
+    let mut codec = stigmer_proto::frame::codec(stigmer_proto::frame::DEFAULT_MAX_FRAME_LENGTH);
+    c.bench_function("codec/decode update_status frame (1 KiB)", |b| {
+        b.iter(|| {
+            let mut buf = frame.clone();
+            let body = codec.decode(&mut buf).expect("ok").expect("whole frame");
+            black_box(decode_request(&body).is_ok())
+        })
+    });
+    let event = Bytes1k::event();
+    c.bench_function("codec/event frame for one subscriber", |b| {
+        b.iter(|| black_box(encode_event_frame(black_box(7), &event)))
+    });
+}
+
+struct Bytes1k;
+impl Bytes1k {
+    fn event() -> bytes::Bytes {
+        encode_update_event(
+            1234,
+            "aex-01jbench0000000000000000000",
+            &stored().encode_to_vec(),
+        )
+    }
+}
+
+/// The writer thread's CPU work per update, SQLite aside: decode the stored
+/// state, merge, stamp, and encode for the row, the history and the event.
+fn merge_path(c: &mut Criterion) {
+    let stored_bytes = stored().encode_to_vec();
+    let incoming = status();
+    let now = SystemTime::now();
+    c.bench_function("merge/decode+merge+stamp", |b| {
+        b.iter(|| {
+            let mut execution = AgentExecution::decode(stored_bytes.as_slice()).expect("decodes");
+            let status = execution.status.get_or_insert_with(Default::default);
+            merge(status, incoming.clone());
+            stamp(status, now);
+            black_box(execution)
+        })
+    });
+    let execution = stored();
+    c.bench_function(
+        "merge/encodings before (size check, row, history, event)",
+        |b| {
+            b.iter(|| {
+                black_box(execution.encoded_len());
+                black_box(execution.encode_to_vec());
+                black_box(execution.encode_to_vec());
+                let event = Event {
+                    r#type: EventType::EventUpdate as i32,
+                    revision: 1234,
+                    execution_id: "aex-01jbench0000000000000000000".into(),
+                    execution: Some(execution.clone()),
+                    ..Default::default()
+                };
+                black_box(event.encode_to_vec())
+            })
+        },
+    );
+    c.bench_function("merge/encodings after (once, event wraps the bytes)", |b| {
+        b.iter(|| {
+            let bytes = execution.encode_to_vec();
+            black_box(encode_update_event(
+                1234,
+                "aex-01jbench0000000000000000000",
+                &bytes,
+            ))
+        })
+    });
+    let encoded = execution.encode_to_vec();
+    c.bench_function("reply/clone+encode (cmd::execution_reply today)", |b| {
+        b.iter(|| {
+            black_box(encode_response(
+                42,
+                response::Result::Execution(ExecutionReply {
+                    execution: Some(execution.clone()),
+                    revision: 1234,
+                }),
+            ))
+        })
+    });
+    c.bench_function("reply/wrap encoded (encode_execution_reply)", |b| {
+        b.iter(|| black_box(encode_execution_reply(42, 1234, &encoded)))
+    });
+}
+
+/// Publishing one change to 1,000 subscribers of one execution (the
+/// writer-thread side of fan-out; the stream tasks drain the queues).
+fn broker_fanout(c: &mut Criterion) {
+    const SUBSCRIBERS: usize = 1000;
+    const DRAIN_EVERY: u64 = 64;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let broker = Arc::new(Broker::new(4096));
+    let subs: Vec<_> = (0..SUBSCRIBERS)
+        .map(|_| broker.subscribe("aex-1"))
+        .collect();
+    let execution = Arc::new(stored());
+    c.bench_function("broker/publish to 1000 subscribers", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut out = Vec::new();
+            for i in 0..iters {
+                let change = Arc::new(Change::new(
+                    i + 1,
+                    Arc::from("aex-1"),
+                    ChangeKind::StatusUpdated,
+                    Some(execution.clone()),
+                ));
+                let started = Instant::now();
+                broker.publish(&change);
+                total += started.elapsed();
+                if (i + 1) % DRAIN_EVERY == 0 || i + 1 == iters {
+                    for sub in &subs {
+                        rt.block_on(sub.recv(&mut out));
+                        out.clear();
+                    }
+                }
+            }
+            total
+        })
+    });
+}
+
+criterion_group! {
+    name = hot_paths;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = frame_codec, merge_path, broker_fanout
+}
+criterion_main!(hot_paths);

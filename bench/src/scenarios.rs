@@ -542,11 +542,23 @@ pub async fn idle_stigmer(
     // Let the daemon settle (allocator, lazily started tasks).
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss = procs::rss_bytes(pid)?;
+    // For profiling: keep the connections open this many more seconds.
+    if let Some(hold) = std::env::var("STIGMER_BENCH_IDLE_HOLD")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        say_hold(pid, hold);
+        tokio::time::sleep(Duration::from_secs(hold.min(600))).await;
+    }
     drop(held);
     Ok(Idle {
         rss_bytes: rss,
         rss_before_bytes: rss_before,
     })
+}
+
+fn say_hold(pid: u32, secs: u64) {
+    eprintln!("[bench] holding 10,000 idle connections to pid {pid} for {secs} s");
 }
 
 /// Scenario 4 for Redis (for comparison only): `n` SUBSCRIBE connections.
