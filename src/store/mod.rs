@@ -184,6 +184,9 @@ impl Revisions {
     }
 }
 
+/// The writer connection's page cache, in KiB (see `open`).
+const WRITER_CACHE_KIB: u32 = 16 * 1024;
+
 /// Everything needed to open the store.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
@@ -278,6 +281,12 @@ pub fn open(config: &StoreConfig, on_commit: OnCommit) -> Result<Store, String> 
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(|e| format!("cannot configure database: {e}"))?;
     conn.set_prepared_statement_cache_capacity(32);
+    // The writer's page cache: SQLite's default (2 MB, ~500 pages) is
+    // smaller than one checkpoint interval of history pages plus the hot
+    // executions, and the profile of 32 writers showed the writer re-reading
+    // pages with pread (~4% of its time). 16 MiB is only used under load.
+    conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))
+        .map_err(|e| format!("cannot configure database: {e}"))?;
     schema::migrate(&mut conn)?;
     let (last, compacted) = writer::load_revisions(&conn).map_err(|e| e.to_string())?;
     let revisions = Arc::new(Revisions::default());
