@@ -18,8 +18,9 @@ use crate::stig::{self, Frame};
 use crate::wire::{invalid, AsyncConn, SyncConn};
 
 /// Redis streams are capped like the daemon's history (--history-retention
-/// 100,000), so both keep a bounded log.
-const STREAM_MAXLEN: &[u8] = b"100000";
+/// 100,000 revisions for the whole daemon), so both keep a bounded log of
+/// about the same size: one stream gets all of it, `n` streams a share each.
+const HISTORY_RETENTION: usize = 100_000;
 
 /// The request id of every subscription (one per connection).
 const SUB_ID: u64 = 1;
@@ -116,13 +117,14 @@ pub fn latency_redis_pubsub(
     Ok(latency_of(samples))
 }
 
-fn xadd(key: &[u8], payload: &[u8]) -> Vec<u8> {
+fn xadd(key: &[u8], payload: &[u8], streams: usize) -> Vec<u8> {
+    let maxlen = (HISTORY_RETENTION / streams.max(1)).to_string();
     redis::command(&[
         b"XADD",
         key,
         b"MAXLEN",
         b"~",
-        STREAM_MAXLEN,
+        maxlen.as_bytes(),
         b"*",
         b"status",
         payload,
@@ -169,7 +171,7 @@ pub fn latency_redis_stream(
     let mut reader = SyncConn::connect(socket)?;
     writer.send(&redis::command(&[b"DEL", b"lat"]))?;
     writer.recv::<Resp>()?.ok()?;
-    let add = xadd(b"lat", payload);
+    let add = xadd(b"lat", payload, 1);
     reader.send(&xread(b"lat", b"0-0"))?;
     let mut samples = Vec::with_capacity(n);
     for i in 0..warmup + n {
@@ -309,7 +311,7 @@ pub async fn throughput_redis(
     let mut set = JoinSet::new();
     for w in 0..writers {
         let mut conn = AsyncConn::connect(socket).await?;
-        let add = xadd(format!("tp{w}").as_bytes(), payload);
+        let add = xadd(format!("tp{w}").as_bytes(), payload, writers);
         let (counter, stop) = (counter.clone(), stop.clone());
         set.spawn(async move {
             while !stop.load(Ordering::Relaxed) {
@@ -324,6 +326,13 @@ pub async fn throughput_redis(
     stop.store(true, Ordering::Relaxed);
     join_all(set).await?;
     rate.acked = counter.load(Ordering::Relaxed);
+    // Free the streams, so later scenarios and rounds meet the same server.
+    let mut conn = AsyncConn::connect(socket).await?;
+    for w in 0..writers {
+        conn.send(&redis::command(&[b"DEL", format!("tp{w}").as_bytes()]))
+            .await?;
+        conn.recv::<Resp>().await?.ok()?;
+    }
     Ok(rate)
 }
 
