@@ -235,6 +235,7 @@ impl Daemon {
                 Durability::Normal => "normal",
                 Durability::Full => "full",
             },
+            runtime: tokio::runtime::Handle::current(),
             shutdown: CancellationToken::new(),
             stats: ServerStats::default(),
         });

@@ -10,10 +10,13 @@ pub async fn apply(conn: &Conn, permit: OwnedSemaphorePermit, id: u64, mut execu
     if let Err(status) = delete::BEFORE_QUEUE.run(&mut execution_id) {
         return conn.reply_result(permit, id, Err(status));
     }
-    super::submit_write(conn, permit, id, delete::job(execution_id), |change| {
-        response::Result::Deleted(DeleteExecutionResponse {
-            revision: change.revision,
-        })
+    super::submit_write(conn, permit, id, delete::job(execution_id), |id, change| {
+        crate::protocol::encode_response(
+            id,
+            response::Result::Deleted(DeleteExecutionResponse {
+                revision: change.revision,
+            }),
+        )
     })
     .await;
 }

@@ -16,7 +16,7 @@ pub mod status;
 mod subscribe;
 mod update_status;
 
-use std::sync::Arc;
+use bytes::Bytes;
 
 use stigmer_proto::daemon::request::Command;
 use stigmer_proto::daemon::{response, ExecutionReply, Request};
@@ -79,41 +79,43 @@ pub async fn dispatch(
     Ok(())
 }
 
-/// Queues a write job in arrival order, then answers from a task once it has
-/// committed (or was refused). Shared by create, update_status and delete.
+/// Queues a write job in arrival order. Its reply is queued on the
+/// connection by the writer thread itself right after COMMIT (or the
+/// refusal), with no task in between. Shared by create, update_status and
+/// delete.
 async fn submit_write(
     conn: &Conn,
     permit: OwnedSemaphorePermit,
     id: u64,
     job: Job,
-    reply: fn(Arc<Change>) -> response::Result,
+    reply: fn(u64, &Change) -> Bytes,
 ) {
-    // Waits only while the writer queue is full (back-pressure from the disk).
-    let receiver = match conn.shared.writer.submit(job).await {
-        Ok(receiver) => receiver,
-        Err(status) => return conn.reply_result(permit, id, Err(status)),
-    };
-    let conn = conn.clone();
-    tokio::spawn(async move {
-        // Waits for the commit of the batch holding this job.
-        let result = match receiver.await {
-            Ok(result) => result.map(reply),
-            Err(_) => Err(Status::unavailable(
-                "the writer stopped before this request committed",
-            )),
+    let answer = conn.clone();
+    let done: crate::store::writer::Done = Box::new(move |result| {
+        let body = match result {
+            Ok(change) => reply(id, &change),
+            Err(status) => {
+                crate::protocol::encode_response(id, response::Result::Error(status.to_proto()))
+            }
         };
-        let result = result.unwrap_or_else(|status| response::Result::Error(status.to_proto()));
-        let _ = conn
-            .send(crate::protocol::encode_response(id, result))
-            .await;
-        drop(permit);
+        // Never waits: a full queue hands the frame to a small task.
+        answer.reply(permit, body);
     });
+    // Waits only while the writer queue is full (back-pressure from the disk).
+    conn.shared.writer.submit(job, done).await;
 }
 
-/// The reply to create and update_status: the execution as committed.
-fn execution_reply(change: Arc<Change>) -> response::Result {
-    response::Result::Execution(ExecutionReply {
-        execution: change.execution.as_deref().cloned(),
-        revision: change.revision,
-    })
+/// The reply to create and update_status: the execution as committed, from
+/// the bytes the writer already encoded when it has them.
+fn execution_reply(id: u64, change: &Change) -> Bytes {
+    match &change.encoded {
+        Some(encoded) => crate::protocol::encode_execution_reply(id, change.revision, encoded),
+        None => crate::protocol::encode_response(
+            id,
+            response::Result::Execution(ExecutionReply {
+                execution: change.execution.as_deref().cloned(),
+                revision: change.revision,
+            }),
+        ),
+    }
 }

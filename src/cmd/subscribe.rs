@@ -164,10 +164,13 @@ impl Stream {
 
     async fn stream(&mut self, from: Option<u64>) -> Result<Infallible, Stop> {
         match from {
-            None => self.snapshot().await?,
+            // Boxed, like the catch-ups below: these state machines are
+            // large and only live briefly; inlined, every idle stream task
+            // would carry them (~6 KiB each).
+            None => Box::pin(self.snapshot()).await?,
             Some(revision) => {
                 self.last_sent = revision;
-                self.catch_up(true).await?;
+                Box::pin(self.catch_up(true)).await?;
             }
         }
         let mut batch: Vec<Arc<Change>> = Vec::new();
@@ -179,7 +182,7 @@ impl Stream {
             };
             if received == Received::Overflowed {
                 // Rule 2: what the queue dropped is in the history.
-                self.catch_up(false).await?;
+                Box::pin(self.catch_up(false)).await?;
             }
             for change in std::mem::take(&mut batch) {
                 if change.revision > self.last_sent {

@@ -70,7 +70,8 @@ impl Conn {
         self.subscriptions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a reply from the reader loop without waiting. When the queue
+    /// Queues a reply without waiting (from the reader loop, or from the
+    /// writer thread right after a commit). When the queue
     /// is full, a small task waits for room instead (holding `permit`, so the
     /// number of such tasks per connection is bounded).
     pub fn reply(&self, permit: OwnedSemaphorePermit, body: Bytes) {
@@ -78,7 +79,9 @@ impl Conn {
             Ok(()) => drop(permit),
             Err(TrySendError::Full(body)) => {
                 let out = self.out.clone();
-                tokio::spawn(async move {
+                // Through the runtime's handle: this also runs on the writer
+                // thread, which is outside the runtime.
+                self.shared.runtime.spawn(async move {
                     // Waits for queue room; fails only if the connection ended.
                     let _ = out.send(body).await;
                     drop(permit);
@@ -228,7 +231,13 @@ async fn read_loop(
     conn: &Conn,
     rd: tokio::net::unix::OwnedReadHalf,
 ) -> Option<tokio::net::unix::OwnedReadHalf> {
-    let mut frames = FramedRead::new(rd, frame::codec(conn.shared.limits.max_frame_length));
+    // Starts small: most connections are idle watchers holding one
+    // subscription, and the buffer grows to the largest frame actually read.
+    let mut frames = FramedRead::with_capacity(
+        rd,
+        frame::codec(conn.shared.limits.max_frame_length),
+        READ_BUFFER_INITIAL,
+    );
     loop {
         let next = tokio::select! {
             biased;
@@ -267,7 +276,11 @@ async fn read_loop(
         };
         match decode_request(&body) {
             Ok(request) => {
-                if let Err(status) = crate::cmd::dispatch(conn, permit, request).await {
+                // Boxed: the dispatch state machine (every command's future)
+                // would otherwise be inlined into this connection's future
+                // and held for its whole life (~7 KiB per idle connection).
+                let dispatched = Box::pin(crate::cmd::dispatch(conn, permit, request)).await;
+                if let Err(status) = dispatched {
                     tracing::warn!(%status, "connection error");
                     connection_error(conn, status).await;
                     return Some(frames.into_inner());
@@ -301,7 +314,11 @@ async fn write_loop(
     shared: Arc<Shared>,
     gone: CancellationToken,
 ) {
-    let mut frames = FramedWrite::new(wr, frame::codec(shared.limits.max_frame_length));
+    // No buffer until there is something to write; flush once 64 KiB are
+    // buffered even while more frames wait.
+    let mut frames =
+        FramedWrite::with_capacity(wr, frame::codec(shared.limits.max_frame_length), 0);
+    frames.set_backpressure_boundary(WRITE_BACKPRESSURE_BOUNDARY);
     // Waits for the next frame; None once every sender is gone (the reader
     // and every stream of this connection have finished).
     while let Some(body) = queue.recv().await {
@@ -315,24 +332,29 @@ async fn write_loop(
             }
             SinkExt::<Bytes>::flush(&mut frames).await
         };
-        let written = match shared.limits.slow_consumer_timeout {
-            None => write.await,
-            // A peer that takes nothing for this long is disconnected.
-            Some(limit) => match tokio::time::timeout(limit, write).await {
-                Ok(written) => written,
-                Err(_) => {
-                    shared
-                        .stats
-                        .slow_consumer_disconnects
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        timeout_s = limit.as_secs_f64(),
-                        "disconnecting a slow consumer: its socket took too little for the \
-                         timeout while frames waited (it can reconnect and resume)"
-                    );
-                    gone.cancel();
-                    return;
-                }
+        let mut write = std::pin::pin!(write);
+        // Usually the socket takes everything at once: no timer needed.
+        let written = match futures::poll!(&mut write) {
+            std::task::Poll::Ready(written) => written,
+            std::task::Poll::Pending => match shared.limits.slow_consumer_timeout {
+                None => write.await,
+                // A peer that takes nothing for this long is disconnected.
+                Some(limit) => match tokio::time::timeout(limit, write).await {
+                    Ok(written) => written,
+                    Err(_) => {
+                        shared
+                            .stats
+                            .slow_consumer_disconnects
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            timeout_s = limit.as_secs_f64(),
+                            "disconnecting a slow consumer: its socket took too little for \
+                             the timeout while frames waited (it can reconnect and resume)"
+                        );
+                        gone.cancel();
+                        return;
+                    }
+                },
             },
         };
         if let Err(err) = written {
@@ -356,6 +378,15 @@ pub async fn reject(stream: UnixStream, status: Status) {
         drain_then_close(rd).await;
     }
 }
+
+/// Initial read buffer of a connection, in bytes: enough for the small
+/// requests of watchers; grows on demand up to the largest frame read.
+const READ_BUFFER_INITIAL: usize = 512;
+
+/// Bytes buffered by a connection's writer before it writes even though more
+/// frames are queued: large enough for one syscall to carry many events,
+/// small enough not to hold a burst in memory.
+const WRITE_BACKPRESSURE_BOUNDARY: usize = 64 * 1024;
 
 /// How long a closing connection may linger to drain its peer's input.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(1);

@@ -132,6 +132,8 @@ pub struct Shared {
     pub database: std::path::PathBuf,
     /// `normal` or `full`.
     pub durability: &'static str,
+    /// The async runtime, for spawning from outside it (the writer thread).
+    pub runtime: tokio::runtime::Handle,
     /// Cancelled when the daemon begins shutting down.
     pub shutdown: CancellationToken,
     /// Counters.

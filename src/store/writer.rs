@@ -27,7 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{Change, Revisions, Txn};
 use crate::protocol::Status;
@@ -64,9 +64,15 @@ pub type Job = Box<dyn FnOnce(&mut Txn<'_>) -> Result<Change, Status> + Send>;
 /// What a caller gets back: the committed change, or why nothing was written.
 pub type JobResult = Result<Arc<Change>, Status>;
 
+/// Receives a job's outcome on the writer thread: after COMMIT (and after the
+/// change was broadcast), or at once when refused. It must not block: the
+/// caller's reply goes straight into its connection's queue from here, which
+/// saves a task wake-up per write.
+pub type Done = Box<dyn FnOnce(JobResult) + Send>;
+
 struct Request {
     job: Job,
-    reply: oneshot::Sender<JobResult>,
+    done: Done,
 }
 
 /// What the writer thread reads from its queue.
@@ -131,20 +137,18 @@ impl Writer {
         Ok((Writer { queue: tx }, handle))
     }
 
-    /// Queues a job. Returns the receiver of its result.
+    /// Queues a job; `done` receives its outcome on the writer thread.
     ///
-    /// Callers submit in the order requests arrived and then await the
-    /// receiver elsewhere, so one connection's writes commit in order while
-    /// its reader goes on reading.
-    pub async fn submit(&self, job: Job) -> Result<oneshot::Receiver<JobResult>, Status> {
-        let (reply, rx) = oneshot::channel();
+    /// Callers submit in the order requests arrived, so one connection's
+    /// writes commit in order while its reader goes on reading.
+    pub async fn submit(&self, job: Job, done: Done) {
         // Waits only while the queue is full: back-pressure from the disk,
         // never a drop. Fails only once the writer has stopped (shutdown).
-        self.queue
-            .send(Msg::Job(Request { job, reply }))
-            .await
-            .map_err(|_| Status::unavailable("the daemon is shutting down"))?;
-        Ok(rx)
+        if let Err(mpsc::error::SendError(Msg::Job(request))) =
+            self.queue.send(Msg::Job(Request { job, done })).await
+        {
+            (request.done)(Err(Status::unavailable("the daemon is shutting down")));
+        }
     }
 
     /// Asks the thread to commit everything queued so far and stop. Jobs
@@ -221,8 +225,8 @@ impl WriterThread {
     fn commit_batch(&mut self, batch: &mut Vec<Request>) {
         let started = Instant::now();
         let first_revision = self.revisions.last() + 1;
-        let (jobs, replies): (Vec<Job>, Vec<oneshot::Sender<JobResult>>) =
-            batch.drain(..).map(|r| (r.job, r.reply)).unzip();
+        let (jobs, replies): (Vec<Job>, Vec<Done>) =
+            batch.drain(..).map(|r| (r.job, r.done)).unzip();
         let outcome = self.run_transaction(jobs, first_revision);
         match outcome {
             Ok((results, last, compacted)) => {
@@ -245,7 +249,7 @@ impl WriterThread {
                     };
                     // The caller may have gone (connection closed): its change
                     // is committed all the same.
-                    let _ = reply.send(result);
+                    reply(result);
                 }
             }
             Err(status) => {
@@ -254,7 +258,7 @@ impl WriterThread {
                     .refused
                     .fetch_add(replies.len() as u64, Ordering::Relaxed);
                 for reply in replies {
-                    let _ = reply.send(Err(status.clone()));
+                    reply(Err(status.clone()));
                 }
             }
         }
