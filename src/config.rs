@@ -47,6 +47,10 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_UID: usize = 256;
 /// swapped-out UI, short enough that a dead peer does not pin its buffers.
 pub const DEFAULT_SLOW_CONSUMER_TIMEOUT_SECS: u64 = 30;
 
+/// Default `--worker-threads`: 0, one per CPU (tokio's default); see
+/// docs/PERFORMANCE.md for measurements of other values.
+pub const DEFAULT_WORKER_THREADS: usize = 0;
+
 /// How the database syncs commits (`PRAGMA synchronous`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Durability {
@@ -129,6 +133,11 @@ pub struct DaemonArgs {
     /// 127.0.0.1:9464). Non-loopback addresses are refused.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Async worker threads (0: one per CPU). SQLite has its own writer
+    /// thread besides these.
+    #[arg(long, default_value_t = DEFAULT_WORKER_THREADS)]
+    pub worker_threads: usize,
 
     /// Log filter (tracing's syntax, e.g. `info`, `stigmer=debug`); RUST_LOG
     /// is used when this is not given.

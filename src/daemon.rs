@@ -52,11 +52,11 @@ pub fn run(socket: PathBuf, args: DaemonArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("stigmer-worker")
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if args.worker_threads > 0 {
+        builder.worker_threads(args.worker_threads);
+    }
+    let runtime = match builder.enable_all().thread_name("stigmer-worker").build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("stigmer daemon: cannot start the async runtime: {err}");

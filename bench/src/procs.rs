@@ -40,6 +40,12 @@ impl Daemon {
             .args(["--max-connections", "12000"])
             .args(["--max-connections-per-uid", "12000"])
             .args(["--log-level", "warn"])
+            // Extra daemon flags for experiments, e.g. "--worker-threads 1".
+            .args(
+                std::env::var("STIGMER_BENCH_DAEMON_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
             .stdin(Stdio::null())
             .spawn()?;
         // Recorded so that scripts/bench's trap can stop it if we die first.
