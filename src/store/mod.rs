@@ -261,16 +261,16 @@ pub struct Store {
     pub thread: std::thread::JoinHandle<()>,
 }
 
-/// Opens (creating if needed) and migrates the database, then starts the
-/// writer thread. `on_commit` receives every committed change in revision
-/// order (the broker's publish).
-pub fn open(config: &StoreConfig, on_commit: OnCommit) -> Result<Store, String> {
-    let path = &config.path;
-    let mut conn = rusqlite::Connection::open(path)
+/// Opens the writer's connection with its pragmas: WAL, the durability's
+/// `synchronous`, a busy timeout, and a larger page cache. Used at start-up
+/// and by the writer to reopen after the database was read-only.
+pub fn open_write_connection(
+    path: &Path,
+    durability: Durability,
+) -> Result<rusqlite::Connection, String> {
+    let conn = rusqlite::Connection::open(path)
         .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
-    restrict_permissions(path)
-        .map_err(|e| format!("cannot set permissions of {}: {e}", path.display()))?;
-    let synchronous = match config.durability {
+    let synchronous = match durability {
         Durability::Normal => "NORMAL",
         Durability::Full => "FULL",
     };
@@ -287,6 +287,17 @@ pub fn open(config: &StoreConfig, on_commit: OnCommit) -> Result<Store, String> 
     // pages with pread (~4% of its time). 16 MiB is only used under load.
     conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))
         .map_err(|e| format!("cannot configure database: {e}"))?;
+    Ok(conn)
+}
+
+/// Opens (creating if needed) and migrates the database, then starts the
+/// writer thread. `on_commit` receives every committed change in revision
+/// order (the broker's publish).
+pub fn open(config: &StoreConfig, on_commit: OnCommit) -> Result<Store, String> {
+    let path = &config.path;
+    let mut conn = open_write_connection(path, config.durability)?;
+    restrict_permissions(path)
+        .map_err(|e| format!("cannot set permissions of {}: {e}", path.display()))?;
     schema::migrate(&mut conn)?;
     let (last, compacted) = writer::load_revisions(&conn).map_err(|e| e.to_string())?;
     let revisions = Arc::new(Revisions::default());
@@ -298,6 +309,8 @@ pub fn open(config: &StoreConfig, on_commit: OnCommit) -> Result<Store, String> 
             queue: config.writer_queue,
             history_retention: config.history_retention,
             max_execution_bytes: config.max_execution_bytes,
+            path: path.clone(),
+            durability: config.durability,
         },
         revisions.clone(),
         stats.clone(),

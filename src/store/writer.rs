@@ -109,6 +109,9 @@ pub struct WriterConfig {
     pub queue: usize,
     pub history_retention: u64,
     pub max_execution_bytes: usize,
+    /// To reopen the connection after the database was read-only.
+    pub path: std::path::PathBuf,
+    pub durability: crate::config::Durability,
 }
 
 impl Writer {
@@ -126,6 +129,7 @@ impl Writer {
             .spawn(move || {
                 WriterThread {
                     conn,
+                    reopen: false,
                     rx,
                     config,
                     revisions,
@@ -161,6 +165,10 @@ impl Writer {
 
 struct WriterThread {
     conn: Connection,
+    /// Set when a batch failed because the database was read-only: SQLite
+    /// keeps a connection opened on a read-only file read-only, so writes
+    /// can only resume on a new connection once the file is writable again.
+    reopen: bool,
     rx: mpsc::Receiver<Msg>,
     config: WriterConfig,
     revisions: Arc<Revisions>,
@@ -223,6 +231,9 @@ impl WriterThread {
     }
 
     fn commit_batch(&mut self, batch: &mut Vec<Request>) {
+        if self.reopen {
+            self.try_reopen();
+        }
         let started = Instant::now();
         let first_revision = self.revisions.last() + 1;
         let (jobs, replies): (Vec<Job>, Vec<Done>) =
@@ -253,6 +264,7 @@ impl WriterThread {
                 }
             }
             Err(status) => {
+                self.reopen |= status.message.starts_with(crate::protocol::READ_ONLY);
                 tracing::error!(%status, jobs = replies.len(), "write transaction failed; nothing from it was committed");
                 self.stats
                     .refused
@@ -261,6 +273,21 @@ impl WriterThread {
                     reply(Err(status.clone()));
                 }
             }
+        }
+    }
+
+    /// Replaces the connection after a read-only failure; keeps the old one
+    /// (and tries again before the next batch) while the file is still not
+    /// writable.
+    fn try_reopen(&mut self) {
+        match super::open_write_connection(&self.config.path, self.config.durability) {
+            Ok(conn) if !conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) => {
+                tracing::info!("database writable again: reopened the write connection");
+                self.conn = conn;
+                self.reopen = false;
+            }
+            Ok(_) => tracing::debug!("database still read-only"),
+            Err(err) => tracing::debug!(%err, "cannot reopen the database yet"),
         }
     }
 
