@@ -28,8 +28,9 @@ use crate::store::{self, DbLock, Revisions, StoreConfig};
 
 /// How long shutdown waits for connections to write their streams' END
 /// events and in-flight replies. A peer that does not read could hold its
-/// connection forever; one second is ample for everyone else.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// connection forever; 800 ms is ample for everyone else and keeps the whole
+/// shutdown (grace, writer drain, WAL checkpoint) within one second.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
 
 /// Bytes of envelope around an execution in the largest frame that carries
 /// one (Response id, Event type, revision, execution id and field headers,
