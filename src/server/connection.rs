@@ -325,42 +325,52 @@ async fn write_loop(
         // Writes this frame and every frame already queued behind it, in as
         // few syscalls as the socket allows; waits while the peer's receive
         // buffer is full.
-        let write = async {
-            frames.feed(body).await?;
-            while let Ok(body) = queue.try_recv() {
+        // Scoped, so the write's borrow of `frames` ends with it.
+        let written = {
+            let write = async {
                 frames.feed(body).await?;
-            }
-            SinkExt::<Bytes>::flush(&mut frames).await
-        };
-        let mut write = std::pin::pin!(write);
-        // Usually the socket takes everything at once: no timer needed.
-        let written = match futures::poll!(&mut write) {
-            std::task::Poll::Ready(written) => written,
-            std::task::Poll::Pending => match shared.limits.slow_consumer_timeout {
-                None => write.await,
-                // A peer that takes nothing for this long is disconnected.
-                Some(limit) => match tokio::time::timeout(limit, write).await {
-                    Ok(written) => written,
-                    Err(_) => {
-                        shared
-                            .stats
-                            .slow_consumer_disconnects
-                            .fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
-                            timeout_s = limit.as_secs_f64(),
-                            "disconnecting a slow consumer: its socket took too little for \
-                             the timeout while frames waited (it can reconnect and resume)"
-                        );
-                        gone.cancel();
-                        return;
-                    }
+                while let Ok(body) = queue.try_recv() {
+                    frames.feed(body).await?;
+                }
+                SinkExt::<Bytes>::flush(&mut frames).await
+            };
+            let mut write = std::pin::pin!(write);
+            // Usually the socket takes everything at once: no timer needed.
+            match futures::poll!(&mut write) {
+                std::task::Poll::Ready(written) => written,
+                std::task::Poll::Pending => match shared.limits.slow_consumer_timeout {
+                    None => write.await,
+                    // A peer that takes nothing for this long is disconnected.
+                    Some(limit) => match tokio::time::timeout(limit, write).await {
+                        Ok(written) => written,
+                        Err(_) => {
+                            shared
+                                .stats
+                                .slow_consumer_disconnects
+                                .fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(
+                                timeout_s = limit.as_secs_f64(),
+                                "disconnecting a slow consumer: its socket took too little for \
+                                 the timeout while frames waited (it can reconnect and resume)"
+                            );
+                            gone.cancel();
+                            return;
+                        }
+                    },
                 },
-            },
+            }
         };
         if let Err(err) = written {
             tracing::debug!(%err, "write failed; the peer is gone");
             gone.cancel();
             return;
+        }
+        // Nothing left to write: give the buffer back rather than keep it
+        // for an idle connection. (It also leaves no drained buffer whose
+        // only pointer sits one past its end, which LeakSanitizer would
+        // report as a leak.)
+        if frames.write_buffer().is_empty() {
+            *frames.write_buffer_mut() = bytes::BytesMut::new();
         }
     }
 }
