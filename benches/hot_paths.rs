@@ -19,7 +19,7 @@ use stigmer::protocol::{
     decode_request, encode_event_frame, encode_execution_reply, encode_response,
     encode_update_event,
 };
-use stigmer::store::{Change, ChangeKind};
+use stigmer::store::{Change, State};
 use stigmer_proto::agentexecution::{
     AgentExecution, AgentExecutionSpec, AgentExecutionStatus, AgentExecutionUpdateStatusInput,
     AgentMessage, ExecutionPhase, MessageType,
@@ -180,6 +180,7 @@ fn broker_fanout(c: &mut Criterion) {
         .map(|_| broker.subscribe("aex-1"))
         .collect();
     let execution = Arc::new(stored());
+    let encoded = bytes::Bytes::from(execution.encode_to_vec());
     c.bench_function("broker/publish to 1000 subscribers", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -188,8 +189,10 @@ fn broker_fanout(c: &mut Criterion) {
                 let change = Arc::new(Change::new(
                     i + 1,
                     Arc::from("aex-1"),
-                    ChangeKind::StatusUpdated,
-                    Some(execution.clone()),
+                    State {
+                        execution: execution.clone(),
+                        encoded: encoded.clone(),
+                    },
                 ));
                 let started = Instant::now();
                 broker.publish(&change);

@@ -131,6 +131,17 @@ async fn wait_for_stop_signal() -> Result<(), String> {
     Ok(())
 }
 
+/// The STATUS= line systemd shows: load and the last revision.
+fn status_line(shared: &Shared) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    format!(
+        "serving {} connections, {} subscriptions; revision {}",
+        shared.stats.connections_open.load(Relaxed),
+        shared.stats.subscriptions_open.load(Relaxed),
+        shared.revisions.last()
+    )
+}
+
 /// Resolves when the daemon has had no connection for `idle` (never when
 /// `idle` is None).
 async fn wait_idle(daemon: &Daemon, idle: Option<Duration>) {
@@ -283,13 +294,7 @@ impl Daemon {
 
     /// One line for systemd's STATUS=.
     pub fn status_line(&self) -> String {
-        use std::sync::atomic::Ordering::Relaxed;
-        format!(
-            "serving {} connections, {} subscriptions; revision {}",
-            self.shared.stats.connections_open.load(Relaxed),
-            self.shared.stats.subscriptions_open.load(Relaxed),
-            self.revisions.last()
-        )
+        status_line(&self.shared)
     }
 
     /// Keeps systemd informed: STATUS= every few seconds and WATCHDOG=1 at
@@ -309,13 +314,7 @@ impl Daemon {
                 if watchdog.is_some() {
                     notifier.watchdog();
                 }
-                use std::sync::atomic::Ordering::Relaxed;
-                notifier.status(&format!(
-                    "serving {} connections, {} subscriptions; revision {}",
-                    shared.stats.connections_open.load(Relaxed),
-                    shared.stats.subscriptions_open.load(Relaxed),
-                    shared.revisions.last()
-                ));
+                notifier.status(&status_line(&shared));
             }
         })
     }

@@ -201,15 +201,9 @@ impl Drop for Subscriber {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ChangeKind;
 
     fn change(rev: u64) -> Arc<Change> {
-        Arc::new(Change::new(
-            rev,
-            Arc::from("aex-1"),
-            ChangeKind::StatusUpdated,
-            None,
-        ))
+        Arc::new(Change::deleted(rev, Arc::from("aex-1")))
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ mod update_status;
 use bytes::Bytes;
 
 use stigmer_proto::daemon::request::Command;
-use stigmer_proto::daemon::{response, ExecutionReply, Request};
+use stigmer_proto::daemon::{response, Request};
 use stigmer_proto::frame::PROTOCOL_VERSION;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -105,17 +105,16 @@ async fn submit_write(
     conn.shared.writer.submit(job, done).await;
 }
 
-/// The reply to create and update_status: the execution as committed, from
-/// the bytes the writer already encoded when it has them.
+/// The reply to create and update_status: the execution as committed,
+/// wrapping the bytes the writer encoded.
 fn execution_reply(id: u64, change: &Change) -> Bytes {
-    match &change.encoded {
-        Some(encoded) => crate::protocol::encode_execution_reply(id, change.revision, encoded),
+    match &change.state {
+        Some(state) => crate::protocol::encode_execution_reply(id, change.revision, &state.encoded),
         None => crate::protocol::encode_response(
             id,
-            response::Result::Execution(ExecutionReply {
-                execution: change.execution.as_deref().cloned(),
-                revision: change.revision,
-            }),
+            response::Result::Error(
+                Status::internal("a create or update committed no state").to_proto(),
+            ),
         ),
     }
 }

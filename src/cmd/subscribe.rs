@@ -62,12 +62,9 @@ fn open(conn: &Conn, id: u64, req: SubscribeRequest) -> Result<(), Status> {
         }
     }
     let token = {
+        // `cmd::dispatch` already refused an id of an open stream, and only
+        // this connection's reader (this call) adds entries.
         let mut subs = conn.subscriptions();
-        if subs.contains_key(&id) {
-            return Err(Status::invalid_argument(format!(
-                "request id {id} is already used by an open subscription on this connection"
-            )));
-        }
         let limit = conn.shared.limits.max_subscriptions_per_connection;
         if subs.len() >= limit {
             return Err(Status::resource_exhausted(format!(
@@ -265,12 +262,11 @@ impl Stream {
 
     /// Sends one live change (its event bytes are shared by all streams).
     async fn send_change(&mut self, change: &Change) -> Result<(), Stop> {
-        if change.kind == ChangeKind::Deleted {
+        let Some(event) = change.update_event_bytes() else {
             self.last_sent = change.revision;
             return Err(self.deleted_end());
-        }
-        self.send(encode_event_frame(self.id, change.update_event_bytes()))
-            .await?;
+        };
+        self.send(encode_event_frame(self.id, event)).await?;
         if let Some(latency) = change.since_published() {
             self.conn.shared.stats.broadcast_latency.observe(latency);
         }

@@ -15,7 +15,7 @@ use stigmer_proto::apiresource::{ApiResourceAudit, ApiResourceAuditInfo, ApiReso
 
 use super::{timestamp, update_status, validate, Pipeline, Step};
 use crate::protocol::Status;
-use crate::store::{Change, ChangeKind, Txn};
+use crate::store::{Change, ChangeKind, State, Txn};
 
 /// `api_version` of every AgentExecution (upstream's constant).
 pub const API_VERSION: &str = "agentic.stigmer.ai/v1";
@@ -157,18 +157,14 @@ impl Step<CreateCtx<'_, '_>> for Persist {
         let encoded = ctx.txn.encode(&ctx.execution)?;
         let execution = Arc::new(std::mem::take(&mut ctx.execution));
         let revision = ctx.txn.allocate_revision();
-        ctx.txn.put_encoded(&id, &execution, revision, &encoded)?;
+        ctx.txn.insert(&id, &execution, revision, &encoded)?;
         ctx.txn
-            .append_history_encoded(revision, &id, ChangeKind::Created, Some(&encoded))?;
-        ctx.change = Some(
-            Change::new(
-                revision,
-                Arc::from(id),
-                ChangeKind::Created,
-                Some(execution),
-            )
-            .with_encoded(encoded),
-        );
+            .append_history(revision, &id, ChangeKind::Created, Some(&encoded))?;
+        ctx.change = Some(Change::new(
+            revision,
+            Arc::from(id),
+            State { execution, encoded },
+        ));
         Ok(())
     }
 }

@@ -91,12 +91,7 @@ impl Step<DeleteCtx<'_, '_>> for Persist {
         ctx.txn.remove(&ctx.id)?;
         ctx.txn
             .append_history(revision, &ctx.id, ChangeKind::Deleted, None)?;
-        ctx.change = Some(Change::new(
-            revision,
-            Arc::from(ctx.id.as_str()),
-            ChangeKind::Deleted,
-            None,
-        ));
+        ctx.change = Some(Change::deleted(revision, Arc::from(ctx.id.as_str())));
         Ok(())
     }
 }

@@ -22,7 +22,7 @@ use stigmer_proto::apiresource::{ApiResourceAudit, ApiResourceAuditInfo};
 
 use super::{rfc3339, timestamp, validate, Pipeline, Step};
 use crate::protocol::Status;
-use crate::store::{is_terminal_phase, Change, ChangeKind, Txn};
+use crate::store::{is_terminal_phase, Change, ChangeKind, State, Txn};
 
 /// The steps that run before the request is queued.
 pub static BEFORE_QUEUE: Pipeline<dyn Step<AgentExecutionUpdateStatusInput>> = Pipeline {
@@ -222,16 +222,12 @@ impl Step<UpdateCtx<'_, '_>> for Persist {
             )));
         }
         ctx.txn
-            .append_history_encoded(revision, id, ChangeKind::StatusUpdated, Some(&encoded))?;
-        ctx.change = Some(
-            Change::new(
-                revision,
-                Arc::from(id),
-                ChangeKind::StatusUpdated,
-                Some(execution),
-            )
-            .with_encoded(encoded),
-        );
+            .append_history(revision, id, ChangeKind::StatusUpdated, Some(&encoded))?;
+        ctx.change = Some(Change::new(
+            revision,
+            Arc::from(id),
+            State { execution, encoded },
+        ));
         Ok(())
     }
 }

@@ -9,4 +9,4 @@ pub use encode::{
     decode_request, encode_event_frame, encode_execution_reply, encode_response,
     encode_update_event, DecodeError,
 };
-pub use status::{Code, Status, READ_ONLY};
+pub use status::{Code, Status};

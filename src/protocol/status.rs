@@ -64,10 +64,6 @@ impl fmt::Display for Status {
 
 impl std::error::Error for Status {}
 
-/// How a read-only database failure's message begins (the writer reopens its
-/// connection after one).
-pub const READ_ONLY: &str = "database is read-only";
-
 impl From<rusqlite::Error> for Status {
     /// A storage failure. Disk full and read-only databases are UNAVAILABLE
     /// (retry once the operator fixes the disk); anything else is INTERNAL.
@@ -75,7 +71,7 @@ impl From<rusqlite::Error> for Status {
         use rusqlite::ErrorCode;
         match err.sqlite_error_code() {
             Some(ErrorCode::DiskFull) => Self::unavailable(format!("database disk is full: {err}")),
-            Some(ErrorCode::ReadOnly) => Self::unavailable(format!("{READ_ONLY}: {err}")),
+            Some(ErrorCode::ReadOnly) => Self::unavailable(format!("database is read-only: {err}")),
             Some(ErrorCode::CannotOpen) | Some(ErrorCode::SystemIoFailure) => {
                 Self::unavailable(format!("database I/O failed: {err}"))
             }

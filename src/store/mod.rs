@@ -21,9 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use prost::Message;
 use stigmer_proto::agentexecution::{AgentExecution, ExecutionPhase};
-use stigmer_proto::daemon::{Event, EventType};
 
 use crate::config::Durability;
 use crate::protocol::Status;
@@ -52,6 +50,15 @@ impl ChangeKind {
     }
 }
 
+/// The state a create or status update left: the message (for phase checks)
+/// and the bytes the writer encoded and stored, which replies and events
+/// wrap as they are instead of encoding the execution again.
+#[derive(Debug)]
+pub struct State {
+    pub execution: Arc<AgentExecution>,
+    pub encoded: Bytes,
+}
+
 /// One committed change: what the broker fans out and what history replays.
 #[derive(Debug)]
 pub struct Change {
@@ -59,16 +66,9 @@ pub struct Change {
     pub revision: u64,
     /// The execution it changed.
     pub execution_id: Arc<str>,
-    /// Create, status update or delete.
-    pub kind: ChangeKind,
-    /// The whole execution after the change; `None` for a delete.
-    pub execution: Option<Arc<AgentExecution>>,
-    /// The execution as the writer encoded and stored it (`None` for a
-    /// delete, or when the change was made without it). The broadcast event
-    /// and the writer's reply are built around these bytes instead of
-    /// encoding the execution again.
-    pub encoded: Option<Bytes>,
-    /// The `Event { UPDATE }` for this change, encoded on first use and then
+    /// The execution after the change; `None` for a delete.
+    pub state: Option<State>,
+    /// The `Event { UPDATE }` for this change, built on first use and then
     /// shared by every subscriber (see `protocol::encode_event_frame`).
     event: OnceLock<Bytes>,
     /// When the broker received it (just after COMMIT), for the broadcast
@@ -77,29 +77,24 @@ pub struct Change {
 }
 
 impl Change {
-    /// A change as committed.
-    pub fn new(
-        revision: u64,
-        execution_id: Arc<str>,
-        kind: ChangeKind,
-        execution: Option<Arc<AgentExecution>>,
-    ) -> Self {
+    /// A create or status update as committed.
+    pub fn new(revision: u64, execution_id: Arc<str>, state: State) -> Self {
+        Self::with_state(revision, execution_id, Some(state))
+    }
+
+    /// A delete as committed.
+    pub fn deleted(revision: u64, execution_id: Arc<str>) -> Self {
+        Self::with_state(revision, execution_id, None)
+    }
+
+    fn with_state(revision: u64, execution_id: Arc<str>, state: Option<State>) -> Self {
         Self {
             revision,
             execution_id,
-            kind,
-            execution,
-            encoded: None,
+            state,
             event: OnceLock::new(),
             published_at: OnceLock::new(),
         }
-    }
-
-    /// A change whose execution is already encoded as `encoded` (the bytes
-    /// written to the store; see [`Txn::encode`]).
-    pub fn with_encoded(mut self, encoded: Bytes) -> Self {
-        self.encoded = Some(encoded);
-        self
     }
 
     /// Records the moment of publication (the first call wins).
@@ -114,28 +109,18 @@ impl Change {
 
     /// True when the change left the execution in a terminal phase.
     pub fn is_terminal(&self) -> bool {
-        self.execution.as_deref().map(is_terminal).unwrap_or(false)
+        self.state
+            .as_ref()
+            .is_some_and(|s| is_terminal(&s.execution))
     }
 
-    /// The encoded `Event` of type UPDATE carrying this change.
-    pub fn update_event_bytes(&self) -> &Bytes {
-        self.event.get_or_init(|| {
-            if let Some(encoded) = &self.encoded {
-                return crate::protocol::encode_update_event(
-                    self.revision,
-                    &self.execution_id,
-                    encoded,
-                );
-            }
-            let event = Event {
-                r#type: EventType::EventUpdate as i32,
-                revision: self.revision,
-                execution_id: self.execution_id.to_string(),
-                execution: self.execution.as_deref().cloned(),
-                ..Default::default()
-            };
-            Bytes::from(event.encode_to_vec())
-        })
+    /// The encoded `Event` of type UPDATE carrying this change; `None` for a
+    /// delete, which streams end on instead.
+    pub fn update_event_bytes(&self) -> Option<&Bytes> {
+        let state = self.state.as_ref()?;
+        Some(self.event.get_or_init(|| {
+            crate::protocol::encode_update_event(self.revision, &self.execution_id, &state.encoded)
+        }))
     }
 }
 

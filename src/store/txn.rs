@@ -2,11 +2,9 @@
 //! thread's open transaction. Jobs never see SQL; they load, insert, update,
 //! delete and append history, and take revisions in commit order.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use prost::Message;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use stigmer_proto::agentexecution::AgentExecution;
 
 use super::ChangeKind;
@@ -41,31 +39,21 @@ impl<'c> Txn<'c> {
         }
     }
 
-    /// Refuses a state too large to be sent back in one frame (as a reply or
-    /// an event), so that everything stored can be streamed.
-    pub fn check_size(&self, execution: &AgentExecution) -> Result<(), Status> {
-        self.check_len(execution.encoded_len())
-    }
-
-    fn check_len(&self, len: usize) -> Result<(), Status> {
-        if len > self.max_execution_bytes {
-            return Err(Status::resource_exhausted(format!(
-                "the execution would be {len} bytes, over the {} bytes that fit in a frame \
-                 (--max-frame-length less the envelope)",
-                self.max_execution_bytes
-            )));
-        }
-        Ok(())
-    }
-
-    /// Encodes a state once, refusing it as [`Txn::check_size`] does. The
-    /// bytes serve the latest-state row, the history row and the broadcast
-    /// event alike (each used to encode the same message again: three
-    /// length passes and two encodings per update, now one of each).
+    /// Encodes a state once, refusing one too large to be sent back in one
+    /// frame (as a reply or an event), so that everything stored can be
+    /// streamed. The bytes serve the latest-state row, the history row and
+    /// the broadcast event alike.
     pub fn encode(&self, execution: &AgentExecution) -> Result<Bytes, Status> {
         // Encoding first costs a wasted encoding only for a refused state.
         let buf = execution.encode_to_vec();
-        self.check_len(buf.len())?;
+        if buf.len() > self.max_execution_bytes {
+            return Err(Status::resource_exhausted(format!(
+                "the execution would be {} bytes, over the {} bytes that fit in a frame \
+                 (--max-frame-length less the envelope)",
+                buf.len(),
+                self.max_execution_bytes
+            )));
+        }
         Ok(Bytes::from(buf))
     }
 
@@ -81,21 +69,10 @@ impl<'c> Txn<'c> {
         rev
     }
 
-    /// The stored execution, if any.
+    /// The stored execution, if any (the same query as a read, on the
+    /// writer's connection, inside its transaction).
     pub fn load(&self, id: &str) -> Result<Option<Stored>, Status> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT data, revision FROM executions WHERE id = ?1")?;
-        let row: Option<(Vec<u8>, i64)> = stmt
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        match row {
-            None => Ok(None),
-            Some((data, revision)) => Ok(Some(Stored {
-                execution: AgentExecution::decode(data.as_slice())?,
-                revision: revision as u64,
-            })),
-        }
+        super::reader::get(self.conn, id)
     }
 
     /// True when an execution with this id exists.
@@ -106,13 +83,9 @@ impl<'c> Txn<'c> {
         Ok(stmt.exists([id])?)
     }
 
-    /// Inserts or replaces the latest state of an execution.
-    pub fn put(&self, id: &str, execution: &AgentExecution, revision: u64) -> Result<(), Status> {
-        self.put_encoded(id, execution, revision, &execution.encode_to_vec())
-    }
-
-    /// [`Txn::put`] with the state already encoded (by [`Txn::encode`]).
-    pub fn put_encoded(
+    /// Inserts the latest state of a new execution, already encoded (by
+    /// [`Txn::encode`]).
+    pub fn insert(
         &self,
         id: &str,
         execution: &AgentExecution,
@@ -127,10 +100,7 @@ impl<'c> Txn<'c> {
         let phase = execution.status.as_ref().map(|s| s.phase).unwrap_or(0);
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO executions(id, session_id, phase, revision, data)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(id) DO UPDATE SET
-                session_id = excluded.session_id, phase = excluded.phase,
-                revision = excluded.revision, data = excluded.data",
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         stmt.execute(params![id, session, phase, revision as i64, data])?;
         Ok(())
@@ -141,8 +111,8 @@ impl<'c> Txn<'c> {
     /// index only when one of its columns is assigned, so an update that
     /// keeps the phase (most of them: a runner streaming progress) leaves
     /// `executions_by_phase` alone, and `executions_by_session` is never
-    /// touched (a status update cannot change the session). The upsert of
-    /// [`Txn::put`] assigned every column and so rewrote both indexes.
+    /// touched (a status update cannot change the session). Assigning every
+    /// column would rewrite both indexes on every update.
     /// Returns false when no row has this id.
     pub fn update_encoded(
         &self,
@@ -175,20 +145,9 @@ impl<'c> Txn<'c> {
         Ok(())
     }
 
-    /// Records a change in the history, for streams that resume.
+    /// Records a change in the history, for streams that resume: the state
+    /// after it, already encoded (`None` for a delete).
     pub fn append_history(
-        &self,
-        revision: u64,
-        id: &str,
-        kind: ChangeKind,
-        execution: Option<&Arc<AgentExecution>>,
-    ) -> Result<(), Status> {
-        let data = execution.map(|e| e.encode_to_vec());
-        self.append_history_encoded(revision, id, kind, data.as_deref())
-    }
-
-    /// [`Txn::append_history`] with the state already encoded.
-    pub fn append_history_encoded(
         &self,
         revision: u64,
         id: &str,

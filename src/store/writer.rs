@@ -91,8 +91,6 @@ pub struct WriterStats {
     pub changes: AtomicU64,
     /// Jobs refused (logical errors and failed commits).
     pub refused: AtomicU64,
-    /// Total time spent in committed transactions, in nanoseconds.
-    pub commit_nanos: AtomicU64,
     /// Time from BEGIN to COMMIT done, per transaction.
     pub commit_latency: crate::metrics::Histogram,
 }
@@ -242,11 +240,7 @@ impl WriterThread {
         match outcome {
             Ok((results, last, compacted)) => {
                 self.revisions.set(last, compacted);
-                let elapsed = started.elapsed().as_nanos() as u64;
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .commit_nanos
-                    .fetch_add(elapsed, Ordering::Relaxed);
                 self.stats.commit_latency.observe(started.elapsed());
                 // Broadcast first, in revision order, then acknowledge: both
                 // strictly after COMMIT.
@@ -264,7 +258,9 @@ impl WriterThread {
                 }
             }
             Err(status) => {
-                self.reopen |= status.message.starts_with(crate::protocol::READ_ONLY);
+                // The connection knows whether SQLite had to open the file
+                // read-only; only then can a new connection help.
+                self.reopen |= self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false);
                 tracing::error!(%status, jobs = replies.len(), "write transaction failed; nothing from it was committed");
                 self.stats
                     .refused
