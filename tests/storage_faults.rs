@@ -294,42 +294,19 @@ fn executable_by_others(bin: &Path) -> bool {
 
 /// The daemon as another user (for whom file modes are binding).
 fn spawn_daemon_as(socket: &Path, db: &Path, uid: u32, gid: u32) -> std::process::Child {
-    use std::io::{BufRead, BufReader};
     use std::os::unix::process::CommandExt;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stigmer"))
-        .arg("--socket")
-        .arg(socket)
-        .arg("daemon")
-        .arg("--db")
-        .arg(db)
-        .env("RUST_LOG", "info")
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("STIGMER_SOCKET")
-        .env("HOME", socket.parent().expect("dir"))
-        .uid(uid)
-        .gid(gid)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                let ready = line.contains("listening");
-                seen.push(line);
-                if ready {
-                    break;
-                }
-            }
-            _ => panic!("daemon did not start; its output:\n{}", seen.join("\n")),
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    // The socket is the daemon user's (0600); root connects regardless.
+    let home = socket.parent().expect("dir").to_path_buf();
+    // The daemon logs to a pipe the harness drains; the socket is the
+    // daemon user's (0600), and root connects regardless.
+    let (child, log) = spawn_daemon_with(socket, db, &[], |command| {
+        command
+            .env_remove("STIGMER_SOCKET")
+            .env("HOME", home)
+            .uid(uid)
+            .gid(gid);
+    });
+    // Keep draining its log for as long as it runs.
+    std::thread::spawn(move || for _ in log.iter() {});
     child
 }
 

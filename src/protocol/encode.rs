@@ -59,6 +59,27 @@ pub fn encode_response(id: u64, result: response::Result) -> Bytes {
     Bytes::from(resp.encode_to_vec())
 }
 
+/// Writes a varint field (key, then value).
+fn put_varint(buf: &mut BytesMut, tag: u32, value: u64) {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    encode_key(tag, WireType::Varint, buf);
+    encode_varint(value, buf);
+}
+
+/// Writes the key and length of a length-delimited field; its `len` bytes
+/// follow.
+fn put_len(buf: &mut BytesMut, tag: u32, len: usize) {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(len as u64, buf);
+}
+
+/// Writes a length-delimited field whose bytes are already encoded.
+fn put_bytes(buf: &mut BytesMut, tag: u32, bytes: &[u8]) {
+    put_len(buf, tag, bytes.len());
+    buf.put_slice(bytes);
+}
+
 /// Field tags of `Response` used by [`encode_event_frame`] (see
 /// daemon.proto): `id = 1` (varint) and `event = 16` (length-delimited).
 const RESPONSE_ID_TAG: u32 = 1;
@@ -66,13 +87,9 @@ const RESPONSE_EVENT_TAG: u32 = 16;
 
 /// The body of `Response { id, event }` where `event` is already encoded.
 pub fn encode_event_frame(id: u64, event: &[u8]) -> Bytes {
-    use prost::encoding::{encode_key, encode_varint, WireType};
     let mut buf = BytesMut::with_capacity(event.len() + 24);
-    encode_key(RESPONSE_ID_TAG, WireType::Varint, &mut buf);
-    encode_varint(id, &mut buf);
-    encode_key(RESPONSE_EVENT_TAG, WireType::LengthDelimited, &mut buf);
-    encode_varint(event.len() as u64, &mut buf);
-    buf.put_slice(event);
+    put_varint(&mut buf, RESPONSE_ID_TAG, id);
+    put_bytes(&mut buf, RESPONSE_EVENT_TAG, event);
     buf.freeze()
 }
 
@@ -88,23 +105,16 @@ const EVENT_EXECUTION_TAG: u32 = 4;
 /// execution a second time. Fields are written in tag order and defaults
 /// omitted, as prost does.
 pub fn encode_update_event(revision: u64, execution_id: &str, execution: &[u8]) -> Bytes {
-    use prost::encoding::{encode_key, encode_varint, WireType};
     use stigmer_proto::daemon::EventType;
     let mut buf = BytesMut::with_capacity(execution.len() + execution_id.len() + 32);
-    encode_key(EVENT_TYPE_TAG, WireType::Varint, &mut buf);
-    encode_varint(EventType::EventUpdate as u64, &mut buf);
+    put_varint(&mut buf, EVENT_TYPE_TAG, EventType::EventUpdate as u64);
     if revision != 0 {
-        encode_key(EVENT_REVISION_TAG, WireType::Varint, &mut buf);
-        encode_varint(revision, &mut buf);
+        put_varint(&mut buf, EVENT_REVISION_TAG, revision);
     }
     if !execution_id.is_empty() {
-        encode_key(EVENT_EXECUTION_ID_TAG, WireType::LengthDelimited, &mut buf);
-        encode_varint(execution_id.len() as u64, &mut buf);
-        buf.put_slice(execution_id.as_bytes());
+        put_bytes(&mut buf, EVENT_EXECUTION_ID_TAG, execution_id.as_bytes());
     }
-    encode_key(EVENT_EXECUTION_TAG, WireType::LengthDelimited, &mut buf);
-    encode_varint(execution.len() as u64, &mut buf);
-    buf.put_slice(execution);
+    put_bytes(&mut buf, EVENT_EXECUTION_TAG, execution);
     buf.freeze()
 }
 
@@ -117,9 +127,9 @@ const REPLY_REVISION_TAG: u32 = 2;
 /// The body of `Response { id, execution: ExecutionReply { execution,
 /// revision } }` from an already encoded execution: the reply to create and
 /// update_status without cloning and re-encoding the state the writer has
-/// just encoded (`Change::encoded`).
+/// just encoded (`store::State::encoded`).
 pub fn encode_execution_reply(id: u64, revision: u64, execution: &[u8]) -> Bytes {
-    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+    use prost::encoding::{encoded_len_varint, key_len};
     let mut inner_len =
         key_len(REPLY_EXECUTION_TAG) + encoded_len_varint(execution.len() as u64) + execution.len();
     if revision != 0 {
@@ -127,17 +137,12 @@ pub fn encode_execution_reply(id: u64, revision: u64, execution: &[u8]) -> Bytes
     }
     let mut buf = BytesMut::with_capacity(inner_len + 24);
     if id != 0 {
-        encode_key(RESPONSE_ID_TAG, WireType::Varint, &mut buf);
-        encode_varint(id, &mut buf);
+        put_varint(&mut buf, RESPONSE_ID_TAG, id);
     }
-    encode_key(RESPONSE_EXECUTION_TAG, WireType::LengthDelimited, &mut buf);
-    encode_varint(inner_len as u64, &mut buf);
-    encode_key(REPLY_EXECUTION_TAG, WireType::LengthDelimited, &mut buf);
-    encode_varint(execution.len() as u64, &mut buf);
-    buf.put_slice(execution);
+    put_len(&mut buf, RESPONSE_EXECUTION_TAG, inner_len);
+    put_bytes(&mut buf, REPLY_EXECUTION_TAG, execution);
     if revision != 0 {
-        encode_key(REPLY_REVISION_TAG, WireType::Varint, &mut buf);
-        encode_varint(revision, &mut buf);
+        put_varint(&mut buf, REPLY_REVISION_TAG, revision);
     }
     buf.freeze()
 }

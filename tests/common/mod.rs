@@ -109,7 +109,19 @@ fn signal(child: &Child, sig: nix::sys::signal::Signal) {
 /// Spawns the daemon and waits for its "listening" log line (an event, not
 /// a sleep). Panics with the daemon's output if it exits first.
 pub fn spawn_daemon(socket: &Path, db: &Path, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stigmer"))
+    spawn_daemon_with(socket, db, args, |_| {})
+}
+
+/// [`spawn_daemon`], with `adjust` changing the command first (another
+/// user, environment variables, ...).
+pub fn spawn_daemon_with(
+    socket: &Path,
+    db: &Path,
+    args: &[&str],
+    adjust: impl FnOnce(&mut Command),
+) -> (Child, mpsc::Receiver<String>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stigmer"));
+    command
         .arg("--socket")
         .arg(socket)
         .arg("daemon")
@@ -120,9 +132,9 @@ pub fn spawn_daemon(socket: &Path, db: &Path, args: &[&str]) -> (Child, mpsc::Re
         .env_remove("JOURNAL_STREAM")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn stigmer daemon");
+        .stderr(Stdio::piped());
+    adjust(&mut command);
+    let mut child = command.spawn().expect("spawn stigmer daemon");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
