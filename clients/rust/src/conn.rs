@@ -241,20 +241,8 @@ impl Conn {
     /// fast path, so calls queue their frames in the order they are first
     /// polled, whatever the executor does later.
     pub(crate) async fn call(&self, command: Command) -> Result<Reply, CallError> {
-        let id = take_id(&self.next_id);
-        let frame = encode(id, command, self.max_frame_length)?;
         let (tx, rx) = oneshot::channel();
-        // Registered before the frame is queued, so the reply cannot arrive
-        // before anyone waits for it.
-        let frame = match self.register(id, Route::Unary(tx), frame) {
-            Ok(frame) => frame,
-            Err(frame) => return Err(not_sent(frame)),
-        };
-        let Frame { bytes, command } = frame;
-        if !self.queue(Outgoing { id, bytes }).await {
-            self.forget(id);
-            return Err(CallError::NotSent(NotSent(command)));
-        }
+        let (_, command) = self.start(command, Route::Unary(tx)).await?;
         // Waits for the reader to route the reply, or for the connection to
         // fail (then: retry if the frame never went out, else Closed).
         match rx.await {
@@ -283,14 +271,24 @@ impl Conn {
     /// if the connection dies, the channel closes (whether or not the
     /// request went out) and the subscription resubscribes.
     pub(crate) async fn open_stream(&self, command: Command) -> Result<StreamHandle, CallError> {
-        let id = take_id(&self.next_id);
-        let frame = encode(id, command, self.max_frame_length)?;
         let (tx, rx) = mpsc::channel(self.stream_queue);
         let overflowed = Arc::new(AtomicBool::new(false));
         let route = Route::Stream(StreamRoute {
             tx,
             overflowed: overflowed.clone(),
         });
+        let (id, _) = self.start(command, route).await?;
+        Ok(StreamHandle { id, rx, overflowed })
+    }
+
+    /// The start of every call and stream: a new id, the encoded frame, the
+    /// route registered BEFORE the frame is queued (so no reply can arrive
+    /// before anyone waits for it), then the frame queued. Returns the id and
+    /// the command back (a call retries it elsewhere if it is never
+    /// delivered).
+    async fn start(&self, command: Command, route: Route) -> Result<(u64, Command), CallError> {
+        let id = take_id(&self.next_id);
+        let frame = encode(id, command, self.max_frame_length)?;
         let frame = match self.register(id, route, frame) {
             Ok(frame) => frame,
             Err(frame) => return Err(not_sent(frame)),
@@ -301,7 +299,7 @@ impl Conn {
             self.forget(id);
             return Err(CallError::NotSent(NotSent(command)));
         }
-        Ok(StreamHandle { id, rx, overflowed })
+        Ok((id, command))
     }
 
     /// Stops routing replies for `id` (later frames for it are ignored).
