@@ -1,64 +1,34 @@
 //! The `stigmer executions ...` commands against a real daemon: each command
 //! with `-o json`, error reporting, and `subscribe`'s exit statuses.
 //!
-//! Waits are on events (a ping answered, a process exiting, a line printed),
-//! never on the clock.
+//! Waits are on events (the daemon's "listening" line, a process exiting, a
+//! line printed), never on the clock.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-use prost::Message;
 use serde_json::Value;
-use stigmer_proto::daemon::{request, response, PingRequest, Request, Response};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stigmer");
-/// A failure guard, not a timing assertion.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The daemon under test (the shared harness: temporary socket and
+/// database, ready once it logs "listening"), with CLI helpers.
 struct Daemon {
-    child: Child,
-    dir: tempfile::TempDir,
-    socket: PathBuf,
+    inner: common::Daemon,
 }
 
 impl Daemon {
     fn start() -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let socket = dir.path().join("s.sock");
-        let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log");
-        let child = Command::new(BIN)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("daemon")
-            .arg("--db")
-            .arg(dir.path().join("db.sqlite"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn daemon");
-        let mut d = Daemon { child, dir, socket };
-        let deadline = Instant::now() + START_TIMEOUT;
-        while raw_ping(&d.socket).is_err() {
-            if let Ok(Some(status)) = d.child.try_wait() {
-                panic!("daemon exited ({status}): {}", d.log());
-            }
-            assert!(Instant::now() < deadline, "daemon not ready: {}", d.log());
-            std::thread::sleep(Duration::from_millis(20));
+        Daemon {
+            inner: common::Daemon::start(&[]),
         }
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
     }
 
     fn cmd(&self) -> Command {
         let mut c = Command::new(BIN);
-        c.arg("--socket").arg(&self.socket);
+        c.arg("--socket").arg(&self.inner.socket);
         c
     }
 
@@ -95,37 +65,6 @@ impl Daemon {
         ])
         .trim()
         .to_string()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn raw_ping(socket: &Path) -> std::io::Result<()> {
-    let mut s = UnixStream::connect(socket)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let body = Request {
-        protocol_version: 1,
-        id: 1,
-        command: Some(request::Command::Ping(PingRequest {})),
-    }
-    .encode_to_vec();
-    s.write_all(&(body.len() as u32).to_be_bytes())?;
-    s.write_all(&body)?;
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len)?;
-    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut buf)?;
-    match Response::decode(&buf[..]) {
-        Ok(Response {
-            result: Some(response::Result::Pong(_)),
-            ..
-        }) => Ok(()),
-        other => Err(std::io::Error::other(format!("not a pong: {other:?}"))),
     }
 }
 
