@@ -65,6 +65,10 @@ pub fn run(socket: PathBuf, args: DaemonArgs) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        // Signal handlers go in before READY=1: a SIGTERM that arrives just
+        // after the service manager hears READY must shut down gracefully,
+        // not kill the process with the default action.
+        let mut stop_signals = StopSignals::install()?;
         let notifier = Notifier::from_env();
         let idle_exit = (activation.is_activated() && args.idle_exit > 0)
             .then(|| Duration::from_secs(args.idle_exit));
@@ -72,7 +76,7 @@ pub fn run(socket: PathBuf, args: DaemonArgs) -> ExitCode {
         notifier.ready(&daemon.status_line());
         let background = daemon.spawn_service_tasks(notifier.clone());
         tokio::select! {
-            stop = wait_for_stop_signal() => stop?,
+            _ = stop_signals.wait() => {}
             _ = wait_idle(&daemon, idle_exit) => {
                 tracing::info!("idle: exiting until the socket unit starts the daemon again");
             }
@@ -116,19 +120,32 @@ fn init_tracing(level: Option<&str>) {
     }
 }
 
-/// Waits for SIGTERM or SIGINT.
-async fn wait_for_stop_signal() -> Result<(), String> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut sigterm =
-        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
-    let mut sigint =
-        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
-    // Waits for a stop signal.
-    tokio::select! {
-        _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = sigint.recv() => tracing::info!("SIGINT: shutting down"),
+/// SIGTERM and SIGINT handlers, installed before READY=1 so that no stop
+/// request can take the default action (immediate death) once the service
+/// manager believes the daemon is up.
+struct StopSignals {
+    sigterm: tokio::signal::unix::Signal,
+    sigint: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self, String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            sigterm: signal(SignalKind::terminate())
+                .map_err(|e| format!("cannot handle SIGTERM: {e}"))?,
+            sigint: signal(SignalKind::interrupt())
+                .map_err(|e| format!("cannot handle SIGINT: {e}"))?,
+        })
     }
-    Ok(())
+
+    /// Waits for a stop signal (signals received since `install` count).
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = self.sigint.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    }
 }
 
 /// The STATUS= line systemd shows: load and the last revision.

@@ -132,56 +132,85 @@ fn metrics_endpoint_on_loopback_only() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("only loopback"));
 }
 
+/// A daemon started with NOTIFY_SOCKET (and a 200 ms watchdog) pointing at a
+/// datagram socket the test reads.
+struct Notified {
+    _tmp: tempfile::TempDir,
+    notify: UnixDatagram,
+    child: std::process::Child,
+}
+
+impl Notified {
+    fn start() -> Self {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let notify_path = tmp.path().join("notify");
+        let notify = UnixDatagram::bind(&notify_path).expect("bind notify");
+        // A failure guard: a healthy daemon notifies within milliseconds.
+        notify
+            .set_read_timeout(Some(STEP_TIMEOUT))
+            .expect("timeout");
+        let child = Command::new(bin())
+            .arg("--socket")
+            .arg(tmp.path().join("s.sock"))
+            .args(["daemon", "--db"])
+            .arg(tmp.path().join("db"))
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("WATCHDOG_USEC", "200000")
+            .env_remove("WATCHDOG_PID")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        Self {
+            _tmp: tmp,
+            notify,
+            child,
+        }
+    }
+
+    fn recv(&self) -> String {
+        let mut buf = [0u8; 4096];
+        let n = self.notify.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    fn recv_until(&self, what: &str) -> bool {
+        (0..10).any(|_| self.recv().contains(what))
+    }
+
+    fn sigterm(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("kill");
+    }
+}
+
 #[test]
 fn ready_status_watchdog_and_stopping_on_notify_socket() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let notify_path = tmp.path().join("notify");
-    let notify = UnixDatagram::bind(&notify_path).expect("bind notify");
-    // A failure guard: a healthy daemon notifies within milliseconds.
-    notify
-        .set_read_timeout(Some(STEP_TIMEOUT))
-        .expect("timeout");
-    let mut child = Command::new(bin())
-        .arg("--socket")
-        .arg(tmp.path().join("s.sock"))
-        .args(["daemon", "--db"])
-        .arg(tmp.path().join("db"))
-        .env("NOTIFY_SOCKET", &notify_path)
-        .env("WATCHDOG_USEC", "200000")
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let recv = || {
-        let mut buf = [0u8; 4096];
-        let n = notify.recv(&mut buf).expect("a notification");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    };
-    let first = recv();
+    let mut d = Notified::start();
+    let first = d.recv();
     assert!(first.starts_with("READY=1"), "{first}");
     assert!(first.contains("STATUS=serving"), "{first}");
     // The watchdog is fed at half of WATCHDOG_USEC.
-    let mut saw_watchdog = false;
-    for _ in 0..10 {
-        if recv().contains("WATCHDOG=1") {
-            saw_watchdog = true;
-            break;
-        }
+    assert!(d.recv_until("WATCHDOG=1"));
+    d.sigterm();
+    assert!(d.recv_until("STOPPING=1"));
+    assert_eq!(d.child.wait().expect("wait").code(), Some(0));
+}
+
+/// Regression (a CI failure): the SIGTERM handler used to be installed after
+/// READY=1, so a stop request arriving right after READY killed the daemon
+/// with the default action instead of shutting it down gracefully.
+#[test]
+fn sigterm_right_after_ready_shuts_down_gracefully() {
+    for _ in 0..5 {
+        let mut d = Notified::start();
+        assert!(d.recv().starts_with("READY=1"));
+        d.sigterm();
+        assert!(d.recv_until("STOPPING=1"));
+        assert_eq!(d.child.wait().expect("wait").code(), Some(0));
     }
-    assert!(saw_watchdog);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("kill");
-    let mut saw_stopping = false;
-    for _ in 0..10 {
-        if recv().contains("STOPPING=1") {
-            saw_stopping = true;
-            break;
-        }
-    }
-    assert!(saw_stopping);
-    assert_eq!(child.wait().expect("wait").code(), Some(0));
 }
 
 #[test]
