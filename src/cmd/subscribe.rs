@@ -266,10 +266,12 @@ impl Stream {
             self.last_sent = change.revision;
             return Err(self.deleted_end());
         };
-        self.send(encode_event_frame(self.id, event)).await?;
+        // Observed as the event is handed to the connection (which may
+        // write it at once, before this task runs again).
         if let Some(latency) = change.since_published() {
             self.conn.shared.stats.broadcast_latency.observe(latency);
         }
+        self.send(encode_event_frame(self.id, event)).await?;
         self.note_sent(change.revision, change.is_terminal())
     }
 

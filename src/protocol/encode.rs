@@ -60,7 +60,7 @@ pub fn encode_response(id: u64, result: response::Result) -> Bytes {
 }
 
 /// Writes a varint field (key, then value).
-fn put_varint(buf: &mut BytesMut, tag: u32, value: u64) {
+fn put_varint(buf: &mut impl BufMut, tag: u32, value: u64) {
     use prost::encoding::{encode_key, encode_varint, WireType};
     encode_key(tag, WireType::Varint, buf);
     encode_varint(value, buf);
@@ -68,7 +68,7 @@ fn put_varint(buf: &mut BytesMut, tag: u32, value: u64) {
 
 /// Writes the key and length of a length-delimited field; its `len` bytes
 /// follow.
-fn put_len(buf: &mut BytesMut, tag: u32, len: usize) {
+fn put_len(buf: &mut impl BufMut, tag: u32, len: usize) {
     use prost::encoding::{encode_key, encode_varint, WireType};
     encode_key(tag, WireType::LengthDelimited, buf);
     encode_varint(len as u64, buf);
@@ -87,10 +87,22 @@ const RESPONSE_EVENT_TAG: u32 = 16;
 
 /// The body of `Response { id, event }` where `event` is already encoded.
 pub fn encode_event_frame(id: u64, event: &[u8]) -> Bytes {
-    let mut buf = BytesMut::with_capacity(event.len() + 24);
-    put_varint(&mut buf, RESPONSE_ID_TAG, id);
-    put_bytes(&mut buf, RESPONSE_EVENT_TAG, event);
+    let mut buf = BytesMut::with_capacity(event.len() + EVENT_HEAD_MAX);
+    put_event_head(&mut buf, id, event.len());
+    buf.put_slice(event);
     buf.freeze()
+}
+
+/// The longest head [`put_event_head`] writes: the id's key and a 10-byte
+/// varint, the event's 2-byte key and a 5-byte length.
+pub const EVENT_HEAD_MAX: usize = 1 + 10 + 2 + 5;
+
+/// Writes the head of `Response { id, event }`, the `event_len` bytes of the
+/// encoded event to follow: lets a frame carry an event shared by every
+/// subscriber without copying it (`server::outbox::Frame::event`).
+pub fn put_event_head(buf: &mut impl BufMut, id: u64, event_len: usize) {
+    put_varint(buf, RESPONSE_ID_TAG, id);
+    put_len(buf, RESPONSE_EVENT_TAG, event_len);
 }
 
 /// Field tags of `Event` (see daemon.proto) used by [`encode_update_event`].

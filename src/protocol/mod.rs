@@ -7,6 +7,6 @@ mod status;
 
 pub use encode::{
     decode_request, encode_event_frame, encode_execution_reply, encode_response,
-    encode_update_event, DecodeError,
+    encode_update_event, put_event_head, DecodeError, EVENT_HEAD_MAX,
 };
 pub use status::{Code, Status};

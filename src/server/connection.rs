@@ -1,17 +1,20 @@
 //! One client connection.
 //!
-//! Two halves joined by a bounded queue of encoded frames:
+//! A reader loop and an outbox:
 //!
 //! - the **reader loop** (this task) decodes each frame and dispatches it
 //!   (`cmd::dispatch`). It never waits for the socket to be writable: replies
-//!   are queued without blocking, and anything that must wait (a commit, a
-//!   read, a stream) runs in its own task. Requests are dispatched in arrival
-//!   order, which is what makes one connection's writes commit in order.
-//! - the **writer task** drains the queue to the socket, batching every frame
-//!   already queued into one flush.
+//!   go into the outbox without blocking, and anything that must wait (a
+//!   commit, a read, a stream) runs elsewhere. Requests are dispatched in
+//!   arrival order, which is what makes one connection's writes commit in
+//!   order.
+//! - the **outbox** ([`super::outbox`]) takes frames from any thread (this
+//!   task, the writer thread's acknowledgements, the broker's live events,
+//!   stream tasks) and writes them on that thread when nothing is queued
+//!   ahead; its flusher task writes the rest when the peer reads slowly.
 //!
 //! At most `--connection-queue` requests of one connection may be waiting
-//! for their reply to be queued; beyond that the reader stops reading that
+//! for their reply to be written; beyond that the reader stops reading that
 //! connection (back-pressure on a peer that does not read its replies). Only
 //! that peer is slowed.
 
@@ -25,14 +28,13 @@ use futures::{SinkExt, StreamExt};
 use stigmer_proto::daemon::response;
 use stigmer_proto::frame;
 use tokio::io::AsyncWriteExt;
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::outbox::{Flushed, Frame, Outbox};
 use super::{peer, Shared};
 use crate::protocol::{decode_request, encode_response, DecodeError, Status};
 
@@ -47,9 +49,9 @@ pub struct Conn {
     pub id: u64,
     /// What all connections share.
     pub shared: Arc<Shared>,
-    /// The outgoing frame queue (to the writer task).
-    out: mpsc::Sender<Bytes>,
-    /// Bounds requests waiting for their reply to be queued.
+    /// The outgoing frames; finished when the last `Conn` clone is dropped.
+    out: Arc<Producer>,
+    /// Bounds requests waiting for their reply to be written.
     inflight: Arc<Semaphore>,
     /// Open streams by request id: their cancel tokens.
     pub subscriptions: Arc<Mutex<HashMap<u64, CancellationToken>>>,
@@ -71,24 +73,11 @@ impl Conn {
     }
 
     /// Queues a reply without waiting (from the reader loop, or from the
-    /// writer thread right after a commit). When the queue
-    /// is full, a small task waits for room instead (holding `permit`, so the
-    /// number of such tasks per connection is bounded).
+    /// writer thread right after a commit), writing it at once when nothing
+    /// is queued ahead. The reply keeps `permit` until it is written.
     pub fn reply(&self, permit: OwnedSemaphorePermit, body: Bytes) {
-        match self.out.try_send(body) {
-            Ok(()) => drop(permit),
-            Err(TrySendError::Full(body)) => {
-                let out = self.out.clone();
-                // Through the runtime's handle: this also runs on the writer
-                // thread, which is outside the runtime.
-                self.shared.runtime.spawn(async move {
-                    // Waits for queue room; fails only if the connection ended.
-                    let _ = out.send(body).await;
-                    drop(permit);
-                });
-            }
-            Err(TrySendError::Closed(_)) => {}
-        }
+        // Fails only once the peer is gone: nobody would read the reply.
+        let _ = self.out.0.push(Frame::new(body).with_permit(permit));
     }
 
     /// Queues a reply or an error for request `id` (see [`Conn::reply`]).
@@ -105,11 +94,30 @@ impl Conn {
     /// Queues a frame from a task other than the reader, waiting for room.
     /// Fails once the peer is gone.
     pub async fn send(&self, body: Bytes) -> Result<(), Gone> {
-        tokio::select! {
-            // Waits while the peer is slow to read; only this task waits.
-            sent = self.out.send(body) => sent.map_err(|_| Gone),
-            _ = self.gone.cancelled() => Err(Gone),
-        }
+        self.send_frame(Frame::new(body)).await
+    }
+
+    /// [`Conn::send`] for a frame already built (an event around shared
+    /// bytes).
+    pub async fn send_frame(&self, frame: Frame) -> Result<(), Gone> {
+        // Waits while the peer is slow to read; only this task waits.
+        self.out.0.send(frame).await.map_err(|_| Gone)
+    }
+
+    /// The outbox, for the broker's direct delivery of live events.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.out.0
+    }
+}
+
+/// The producers' handle on the outbox: when the last `Conn` clone (the
+/// reader, a stream, a write waiting for its commit) is gone, the outbox
+/// is finished, so its flusher writes what is left and stops.
+struct Producer(Arc<Outbox>);
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.0.finish();
     }
 }
 
@@ -190,19 +198,17 @@ pub async fn serve(id: u64, stream: UnixStream, shared: Arc<Shared>) {
         guard.uid = Some(cred.uid);
         tracing::debug!("connected");
         let (rd, wr) = stream.into_split();
-        let (out, out_rx) = mpsc::channel(shared.limits.connection_queue.max(1));
+        let outbox = Arc::new(Outbox::new(wr, shared.limits.connection_queue));
         let conn = Conn {
             id,
             inflight: Arc::new(Semaphore::new(shared.limits.connection_queue.max(1))),
             closing: shared.shutdown.child_token(),
-            gone: CancellationToken::new(),
+            gone: outbox.gone.clone(),
             subscriptions: Arc::new(Mutex::new(HashMap::new())),
-            out,
+            out: Arc::new(Producer(outbox.clone())),
             shared,
         };
-        let writer = tokio::spawn(
-            write_loop(wr, out_rx, conn.shared.clone(), conn.gone.clone()).in_current_span(),
-        );
+        let writer = tokio::spawn(flush_loop(outbox, conn.shared.clone()).in_current_span());
         let linger = read_loop(&conn, rd).await;
         if !conn.shared.shutdown.is_cancelled() {
             conn.gone.cancel();
@@ -308,71 +314,26 @@ async fn connection_error(conn: &Conn, status: Status) {
         .await;
 }
 
-async fn write_loop(
-    wr: OwnedWriteHalf,
-    mut queue: mpsc::Receiver<Bytes>,
-    shared: Arc<Shared>,
-    gone: CancellationToken,
-) {
-    // No buffer until there is something to write; flush once 64 KiB are
-    // buffered even while more frames wait.
-    let mut frames =
-        FramedWrite::with_capacity(wr, frame::codec(shared.limits.max_frame_length), 0);
-    frames.set_backpressure_boundary(WRITE_BACKPRESSURE_BOUNDARY);
-    // Waits for the next frame; None once every sender is gone (the reader
-    // and every stream of this connection have finished).
-    while let Some(body) = queue.recv().await {
-        // Writes this frame and every frame already queued behind it, in as
-        // few syscalls as the socket allows; waits while the peer's receive
-        // buffer is full.
-        // Scoped, so the write's borrow of `frames` ends with it.
-        let written = {
-            let write = async {
-                frames.feed(body).await?;
-                while let Ok(body) = queue.try_recv() {
-                    frames.feed(body).await?;
-                }
-                SinkExt::<Bytes>::flush(&mut frames).await
-            };
-            let mut write = std::pin::pin!(write);
-            // Usually the socket takes everything at once: no timer needed.
-            match futures::poll!(&mut write) {
-                std::task::Poll::Ready(written) => written,
-                std::task::Poll::Pending => match shared.limits.slow_consumer_timeout {
-                    None => write.await,
-                    // A peer that takes nothing for this long is disconnected.
-                    Some(limit) => match tokio::time::timeout(limit, write).await {
-                        Ok(written) => written,
-                        Err(_) => {
-                            shared
-                                .stats
-                                .slow_consumer_disconnects
-                                .fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(
-                                timeout_s = limit.as_secs_f64(),
-                                "disconnecting a slow consumer: its socket took too little for \
-                                 the timeout while frames waited (it can reconnect and resume)"
-                            );
-                            gone.cancel();
-                            return;
-                        }
-                    },
-                },
-            }
-        };
-        if let Err(err) = written {
-            tracing::debug!(%err, "write failed; the peer is gone");
-            gone.cancel();
-            return;
-        }
-        // Nothing left to write: give the buffer back rather than keep it
-        // for an idle connection. (It also leaves no drained buffer whose
-        // only pointer sits one past its end, which LeakSanitizer would
-        // report as a leak.)
-        if frames.write_buffer().is_empty() {
-            *frames.write_buffer_mut() = bytes::BytesMut::new();
-        }
+/// Runs the outbox's flusher until the connection is finished and written,
+/// or the peer is gone; counts and logs a slow consumer.
+async fn flush_loop(outbox: Arc<Outbox>, shared: Arc<Shared>) {
+    let limit = shared.limits.slow_consumer_timeout;
+    // Waits while frames wait for a slow peer; ends once every producer is
+    // gone and everything is written, or the peer fails.
+    let flushed = outbox.flush(limit).await;
+    if flushed == Flushed::TooSlow {
+        shared
+            .stats
+            .slow_consumer_disconnects
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            timeout_s = limit.map(|l| l.as_secs_f64()).unwrap_or_default(),
+            "disconnecting a slow consumer: its socket took nothing for the timeout \
+             while frames waited (it can reconnect and resume)"
+        );
     }
+    // The peer reads EOF after the last frame.
+    outbox.shutdown();
 }
 
 /// Tells a refused connection why (a connection error, id 0), then closes it.
@@ -392,11 +353,6 @@ pub async fn reject(stream: UnixStream, status: Status) {
 /// Initial read buffer of a connection, in bytes: enough for the small
 /// requests of watchers; grows on demand up to the largest frame read.
 const READ_BUFFER_INITIAL: usize = 512;
-
-/// Bytes buffered by a connection's writer before it writes even though more
-/// frames are queued: large enough for one syscall to carry many events,
-/// small enough not to hold a burst in memory.
-const WRITE_BACKPRESSURE_BOUNDARY: usize = 64 * 1024;
 
 /// How long a closing connection may linger to drain its peer's input.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(1);

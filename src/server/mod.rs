@@ -3,8 +3,11 @@
 //! - [`listener`]: binds the socket path (replacing a stale file only when
 //!   nothing answers on it) with owner-only permissions.
 //! - [`connection`]: one connection = a reader loop that decodes and
-//!   dispatches requests, and a writer task that drains a bounded queue of
-//!   outgoing frames to the socket. The reader never waits on the writer.
+//!   dispatches requests, and an [`outbox`] of outgoing frames. The reader
+//!   never waits on the writer.
+//! - [`outbox`]: a bounded, ordered frame queue any thread appends to; a
+//!   frame with nothing queued ahead is written on the appending thread (no
+//!   task wake-up), the rest by a flusher task when the peer reads slowly.
 //!
 //! `run` takes the shutdown signal as a token (as mini-redis's
 //! `server::run` takes a future), so tests and the daemon drive it alike.
@@ -12,6 +15,7 @@
 pub mod connection;
 pub mod listener;
 pub mod metrics_http;
+pub mod outbox;
 pub mod peer;
 
 use std::collections::HashMap;
