@@ -11,6 +11,17 @@
 //! The writer thread is the only publisher, so changes enter every queue in
 //! commit order. A topic (one execution's subscriber list) is removed when
 //! its last subscriber leaves.
+//!
+//! **Direct delivery.** A stream that is caught up and waiting *arms* its
+//! subscriber with its connection's outbox. While armed, `publish` puts the
+//! event straight into that outbox (written to the socket on the
+//! publishing thread when nothing is queued ahead) and records the
+//! revision; the stream task is not woken at all. That removes a task
+//! wake-up and a hop per delivery from both the latency path and the
+//! fan-out. Anything else disarms and takes the queue path: a change the
+//! stream must act on (terminal, deleted), an outbox at its bound, a closed
+//! connection. Since the stream is armed only with nothing pending and the
+//! outbox is ordered, events still reach the socket in revision order.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,15 +29,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
+use crate::server::outbox::{Frame, Outbox, TrySend};
 use crate::store::Change;
 
 /// Counters for `stigmer status`.
 #[derive(Debug, Default)]
 pub struct BrokerStats {
-    /// Changes delivered into subscriber queues.
+    /// Changes delivered to subscribers (queued, or directly to their
+    /// connection).
     pub delivered: AtomicU64,
+    /// Of those, delivered directly to an armed stream's connection.
+    pub direct: AtomicU64,
     /// Times a subscriber queue overflowed (each followed by a catch-up).
     pub overflows: AtomicU64,
+    /// From publication (just after COMMIT) to the event frame handed to
+    /// the subscriber's connection.
+    pub broadcast_latency: crate::metrics::Histogram,
 }
 
 /// Routes committed changes to subscriber queues.
@@ -35,12 +53,18 @@ pub struct BrokerStats {
 /// queues or to add/remove a subscriber, never across an `.await`, so a
 /// blocking lock is cheaper than tokio's and cannot deadlock the runtime.
 pub struct Broker {
-    topics: Mutex<HashMap<Arc<str>, Vec<Arc<Slot>>>>,
+    /// Copy-on-write subscriber lists: `publish` clones one `Arc` and
+    /// releases the map before touching any subscriber, so a fan-out to many
+    /// subscribers never holds up a subscribe elsewhere.
+    topics: Mutex<HashMap<Arc<str>, Slots>>,
     queue_capacity: usize,
     next_id: AtomicU64,
     /// Counters.
     pub stats: BrokerStats,
 }
+
+/// One topic's subscribers, replaced (never mutated) on subscribe/leave.
+type Slots = Arc<Vec<Arc<Slot>>>;
 
 /// One subscriber's queue, shared between the broker and its stream task.
 struct Slot {
@@ -55,6 +79,17 @@ struct Slot {
 struct SlotState {
     queue: VecDeque<Arc<Change>>,
     overflowed: bool,
+    /// Set while the stream waits caught up: where to deliver directly.
+    armed: Option<Armed>,
+    /// The last revision delivered directly (the stream's `last_sent` once
+    /// it takes over again).
+    delivered: u64,
+}
+
+/// An armed stream's connection and request id.
+struct Armed {
+    outbox: Arc<Outbox>,
+    request_id: u64,
 }
 
 /// What [`Subscriber::recv`] found.
@@ -93,10 +128,13 @@ impl Broker {
             notify: Notify::new(),
         });
         let key: Arc<str> = Arc::from(execution_id);
-        lock(&self.topics)
-            .entry(key.clone())
-            .or_default()
-            .push(slot.clone());
+        let mut topics = lock(&self.topics);
+        let slots = topics.entry(key.clone()).or_default();
+        let mut next = Vec::with_capacity(slots.len() + 1);
+        next.extend(slots.iter().cloned());
+        next.push(slot.clone());
+        *slots = Arc::new(next);
+        drop(topics);
         Subscriber {
             broker: self.clone(),
             execution_id: key,
@@ -104,29 +142,57 @@ impl Broker {
         }
     }
 
-    /// Queues a committed change for every subscriber of its execution.
+    /// Delivers a committed change to every subscriber of its execution:
+    /// directly to an armed stream's connection, else into its queue.
     /// Never blocks on a subscriber.
     pub fn publish(&self, change: &Arc<Change>) {
         change.mark_published();
-        let topics = lock(&self.topics);
-        let Some(slots) = topics.get(&change.execution_id) else {
+        let Some(slots) = lock(&self.topics).get(&change.execution_id).cloned() else {
             return;
         };
-        for slot in slots {
-            {
-                let mut state = lock(&slot.state);
-                if state.queue.len() < self.queue_capacity {
-                    state.queue.push_back(change.clone());
-                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    if !state.overflowed {
-                        self.stats.overflows.fetch_add(1, Ordering::Relaxed);
+        // Only a plain update may bypass the stream task: a terminal one or
+        // a delete ends the stream, which the task must do itself.
+        let event = change
+            .update_event_bytes()
+            .filter(|_| !change.is_terminal());
+        for slot in slots.iter() {
+            let mut state = lock(&slot.state);
+            if state.armed.is_some() && change.revision <= state.delivered {
+                // Already covered: the stream read a state at least this new
+                // (a snapshot or history read can see a commit before its
+                // publication reaches here).
+                continue;
+            }
+            if let (Some(armed), Some(event)) = (state.armed.take(), event) {
+                let frame = Frame::event(armed.request_id, event.clone());
+                match armed.outbox.try_send(frame) {
+                    Ok(()) => {
+                        state.delivered = change.revision;
+                        state.armed = Some(armed);
+                        self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                        self.stats.direct.fetch_add(1, Ordering::Relaxed);
+                        if let Some(latency) = change.since_published() {
+                            self.stats.broadcast_latency.observe(latency);
+                        }
+                        continue;
                     }
-                    // Free the memory now; the subscriber re-reads history.
-                    state.queue.clear();
-                    state.overflowed = true;
+                    // At its bound or closed: the stream task takes over
+                    // (it waits for room, or finds the connection gone).
+                    Err(TrySend::Full(_) | TrySend::Closed) => {}
                 }
             }
+            if state.queue.len() < self.queue_capacity {
+                state.queue.push_back(change.clone());
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+            } else {
+                if !state.overflowed {
+                    self.stats.overflows.fetch_add(1, Ordering::Relaxed);
+                }
+                // Free the memory now; the subscriber re-reads history.
+                state.queue.clear();
+                state.overflowed = true;
+            }
+            drop(state);
             slot.notify.notify_one();
         }
     }
@@ -135,7 +201,7 @@ impl Broker {
     pub fn subscriber_count(&self, execution_id: &str) -> usize {
         lock(&self.topics)
             .get(execution_id)
-            .map(Vec::len)
+            .map(|slots| slots.len())
             .unwrap_or(0)
     }
 
@@ -149,15 +215,17 @@ impl Broker {
 
     /// All subscribers.
     pub fn total_subscribers(&self) -> usize {
-        lock(&self.topics).values().map(Vec::len).sum()
+        lock(&self.topics).values().map(|slots| slots.len()).sum()
     }
 
     fn unsubscribe(&self, execution_id: &Arc<str>, id: u64) {
         let mut topics = lock(&self.topics);
         if let Some(slots) = topics.get_mut(execution_id) {
-            slots.retain(|s| s.id != id);
-            if slots.is_empty() {
+            let next: Vec<Arc<Slot>> = slots.iter().filter(|s| s.id != id).cloned().collect();
+            if next.is_empty() {
                 topics.remove(execution_id);
+            } else {
+                *slots = Arc::new(next);
             }
         }
     }
@@ -171,13 +239,44 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// Waits until changes are queued (or the queue overflowed), then moves
-    /// them all into `out`.
-    pub async fn recv(&self, out: &mut Vec<Arc<Change>>) -> Received {
+    /// Arms direct delivery to `outbox` under `request_id`, with
+    /// `last_sent` the last revision the stream sent. Returns false (and
+    /// arms nothing) when changes are already pending: [`Subscriber::recv`]
+    /// then returns at once.
+    pub fn arm(&self, outbox: &Arc<Outbox>, request_id: u64, last_sent: u64) -> bool {
+        let mut state = lock(&self.slot.state);
+        if !state.queue.is_empty() || state.overflowed {
+            return false;
+        }
+        state.delivered = last_sent;
+        state.armed = Some(Armed {
+            outbox: outbox.clone(),
+            request_id,
+        });
+        true
+    }
+
+    /// Stops direct delivery; returns the last revision delivered directly
+    /// (or the `last_sent` given to `arm`). After this, nothing reaches the
+    /// connection for this stream but what the stream sends itself.
+    pub fn disarm(&self) -> u64 {
+        let mut state = lock(&self.slot.state);
+        state.armed = None;
+        state.delivered
+    }
+
+    /// Waits until changes are queued (or the queue overflowed), then
+    /// disarms and moves them all into `out`; `last_sent` advances past what
+    /// was delivered directly meanwhile.
+    pub async fn recv(&self, out: &mut Vec<Arc<Change>>, last_sent: &mut u64) -> Received {
         loop {
             {
                 let mut state = lock(&self.slot.state);
                 if !state.queue.is_empty() || state.overflowed {
+                    // `delivered` is at most what reached the connection:
+                    // the `last_sent` given to `arm`, or a direct delivery.
+                    state.armed = None;
+                    *last_sent = (*last_sent).max(state.delivered);
                     out.extend(state.queue.drain(..));
                     return if std::mem::take(&mut state.overflowed) {
                         Received::Overflowed
@@ -213,7 +312,8 @@ mod tests {
         broker.publish(&change(1));
         broker.publish(&change(2));
         let mut out = Vec::new();
-        assert_eq!(sub.recv(&mut out).await, Received::InOrder);
+        let mut last = 0;
+        assert_eq!(sub.recv(&mut out, &mut last).await, Received::InOrder);
         assert_eq!(
             out.iter().map(|c| c.revision).collect::<Vec<_>>(),
             vec![1, 2]
@@ -222,7 +322,7 @@ mod tests {
         for rev in 3..10 {
             broker.publish(&change(rev));
         }
-        assert_eq!(sub.recv(&mut out).await, Received::Overflowed);
+        assert_eq!(sub.recv(&mut out, &mut last).await, Received::Overflowed);
         assert!(out.len() <= 2, "queue stays bounded, got {}", out.len());
         assert_eq!(broker.stats.overflows.load(Ordering::Relaxed), 1);
     }

@@ -42,8 +42,8 @@ pub fn snapshot(shared: &Shared, with_prometheus: bool) -> DaemonStatus {
         commit_batches: writer.batches.load(Relaxed),
         commit_latency_p50_us: writer.commit_latency.quantile_us(0.5),
         commit_latency_p99_us: writer.commit_latency.quantile_us(0.99),
-        broadcast_latency_p50_us: stats.broadcast_latency.quantile_us(0.5),
-        broadcast_latency_p99_us: stats.broadcast_latency.quantile_us(0.99),
+        broadcast_latency_p50_us: shared.broker.stats.broadcast_latency.quantile_us(0.5),
+        broadcast_latency_p99_us: shared.broker.stats.broadcast_latency.quantile_us(0.99),
         resyncs: stats.resyncs.load(Relaxed),
         subscriber_overflows: shared.broker.stats.overflows.load(Relaxed),
         slow_consumer_disconnects: stats.slow_consumer_disconnects.load(Relaxed),
@@ -131,8 +131,8 @@ pub fn prometheus(shared: &Shared) -> String {
     )
     .histogram(
         "stigmer_broadcast_latency_seconds",
-        "Time from publication after COMMIT to the event queued for a subscriber.",
-        &stats.broadcast_latency,
+        "Time from publication after COMMIT to the event handed to a subscriber's connection.",
+        &shared.broker.stats.broadcast_latency,
     )
     .counter(
         "stigmer_deliveries_total",

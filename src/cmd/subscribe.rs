@@ -172,10 +172,19 @@ impl Stream {
         }
         let mut batch: Vec<Arc<Change>> = Vec::new();
         loop {
+            // Caught up: until something needs this task, the broker writes
+            // live events to the connection itself (no wake-up of this task).
+            self.subscriber
+                .arm(self.conn.outbox(), self.id, self.last_sent);
             let received = tokio::select! {
-                // Waits for the broker to queue the next committed change.
-                received = self.subscriber.recv(&mut batch) => received,
-                _ = self.token.cancelled() => return Err(self.interrupted()),
+                // Waits for the broker to queue a change this task must send
+                // (one it could not deliver directly, a terminal one, a delete).
+                received = self.subscriber.recv(&mut batch, &mut self.last_sent) => received,
+                _ = self.token.cancelled() => {
+                    // No direct delivery may follow the END sent below.
+                    self.last_sent = self.last_sent.max(self.subscriber.disarm());
+                    return Err(self.interrupted());
+                }
             };
             if received == Received::Overflowed {
                 // Rule 2: what the queue dropped is in the history.
@@ -269,7 +278,12 @@ impl Stream {
         // Observed as the event is handed to the connection (which may
         // write it at once, before this task runs again).
         if let Some(latency) = change.since_published() {
-            self.conn.shared.stats.broadcast_latency.observe(latency);
+            self.conn
+                .shared
+                .broker
+                .stats
+                .broadcast_latency
+                .observe(latency);
         }
         self.send(encode_event_frame(self.id, event)).await?;
         self.note_sent(change.revision, change.is_terminal())

@@ -67,9 +67,6 @@ pub struct ServerStats {
     pub subscriptions_open: AtomicUsize,
     /// RESYNC events sent (history no longer reached back).
     pub resyncs: AtomicU64,
-    /// From publication (just after COMMIT) to the event frame queued on
-    /// the subscriber's connection.
-    pub broadcast_latency: crate::metrics::Histogram,
     /// Connections open now, per uid (for `--max-connections-per-uid`).
     pub per_uid: Mutex<HashMap<u32, usize>>,
     /// When the last connection closed, or start-up (for `--idle-exit`).
