@@ -185,6 +185,7 @@ fn broker_fanout(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             let mut out = Vec::new();
+            let mut last_sent = 0;
             for i in 0..iters {
                 let change = Arc::new(Change::new(
                     i + 1,
@@ -199,7 +200,7 @@ fn broker_fanout(c: &mut Criterion) {
                 total += started.elapsed();
                 if (i + 1) % DRAIN_EVERY == 0 || i + 1 == iters {
                     for sub in &subs {
-                        rt.block_on(sub.recv(&mut out));
+                        rt.block_on(sub.recv(&mut out, &mut last_sent));
                         out.clear();
                     }
                 }
