@@ -327,6 +327,72 @@ mod tests {
         assert_eq!(broker.stats.overflows.load(Ordering::Relaxed), 1);
     }
 
+    fn update(rev: u64, phase: stigmer_proto::agentexecution::ExecutionPhase) -> Arc<Change> {
+        use prost::Message;
+        use stigmer_proto::agentexecution::{AgentExecution, AgentExecutionStatus};
+        let execution = AgentExecution {
+            status: Some(AgentExecutionStatus {
+                phase: phase as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let encoded = bytes::Bytes::from(execution.encode_to_vec());
+        Arc::new(Change::new(
+            rev,
+            Arc::from("aex-1"),
+            crate::store::State {
+                execution: Arc::new(execution),
+                encoded,
+            },
+        ))
+    }
+
+    /// Reads one frame off `peer` and returns the event's revision.
+    async fn event_revision(peer: &mut tokio::net::UnixStream) -> u64 {
+        use prost::Message;
+        use tokio::io::AsyncReadExt;
+        let len = peer.read_u32().await.unwrap() as usize;
+        let mut body = vec![0u8; len];
+        peer.read_exact(&mut body).await.unwrap();
+        let response = stigmer_proto::daemon::Response::decode(&body[..]).unwrap();
+        assert_eq!(response.id, 9);
+        match response.result {
+            Some(stigmer_proto::daemon::response::Result::Event(e)) => e.revision,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_armed_stream_gets_events_directly_until_something_needs_it() {
+        use stigmer_proto::agentexecution::ExecutionPhase;
+        let (a, mut peer) = tokio::net::UnixStream::pair().unwrap();
+        let (_rd, wr) = a.into_split();
+        let outbox = Arc::new(Outbox::new(wr, 8));
+        let broker = Arc::new(Broker::new(8));
+        let sub = broker.subscribe("aex-1");
+        // The stream sent revision 3 (say, its snapshot) and waits.
+        assert!(sub.arm(&outbox, 9, 3));
+        // Published late, already covered by the snapshot: skipped.
+        broker.publish(&update(2, ExecutionPhase::ExecutionInProgress));
+        // Written to the socket by the publisher; nothing queued.
+        broker.publish(&update(4, ExecutionPhase::ExecutionInProgress));
+        broker.publish(&update(5, ExecutionPhase::ExecutionInProgress));
+        assert_eq!(event_revision(&mut peer).await, 4);
+        assert_eq!(event_revision(&mut peer).await, 5);
+        assert_eq!(broker.stats.direct.load(Ordering::Relaxed), 2);
+        // A terminal change must end the stream: queued for the task.
+        broker.publish(&update(6, ExecutionPhase::ExecutionCompleted));
+        let (mut out, mut last_sent) = (Vec::new(), 3);
+        assert_eq!(sub.recv(&mut out, &mut last_sent).await, Received::InOrder);
+        assert_eq!(last_sent, 5, "direct deliveries count as sent");
+        assert_eq!(out.iter().map(|c| c.revision).collect::<Vec<_>>(), vec![6]);
+        // Disarmed now: later changes are queued, not written.
+        broker.publish(&update(7, ExecutionPhase::ExecutionInProgress));
+        assert_eq!(broker.stats.direct.load(Ordering::Relaxed), 2);
+        assert_eq!(sub.disarm(), 5);
+    }
+
     #[test]
     fn topic_removed_with_last_subscriber() {
         let broker = Arc::new(Broker::new(4));

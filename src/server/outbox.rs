@@ -375,6 +375,113 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::UnixStream;
+
+    /// An outbox on one end of a socket pair, and the peer's end.
+    fn pair(capacity: usize) -> (std::sync::Arc<Outbox>, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (_rd, wr) = a.into_split();
+        // The read half is not needed: dropping it does not close the socket.
+        (std::sync::Arc::new(Outbox::new(wr, capacity)), b)
+    }
+
+    /// Reads frames (length prefix + body) until `n` bodies are read.
+    async fn read_frames(peer: &mut UnixStream, n: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let len = peer.read_u32().await.unwrap() as usize;
+            let mut body = vec![0u8; len];
+            peer.read_exact(&mut body).await.unwrap();
+            out.push(body);
+        }
+        out
+    }
+
+    fn body(i: u32, len: usize) -> Bytes {
+        let mut v = i.to_be_bytes().to_vec();
+        v.resize(len, (i % 251) as u8);
+        Bytes::from(v)
+    }
+
+    #[tokio::test]
+    async fn frames_keep_their_order_across_direct_and_queued_writes() {
+        let (outbox, mut peer) = pair(1_000_000);
+        let flusher = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.flush(None).await }
+        });
+        // 64 KiB frames overflow the socket buffer quickly, so later frames
+        // queue behind partial writes the flusher completes.
+        let n = 200u32;
+        for i in 0..n {
+            outbox.push(Frame::new(body(i, 64 * 1024))).unwrap();
+        }
+        let frames = read_frames(&mut peer, n as usize).await;
+        for (i, frame) in frames.iter().enumerate() {
+            assert_eq!(frame[..], body(i as u32, 64 * 1024)[..], "frame {i}");
+        }
+        outbox.finish();
+        assert_eq!(flusher.await.unwrap(), Flushed::Done);
+    }
+
+    #[tokio::test]
+    async fn try_send_refuses_at_the_bound_and_send_waits_for_room() {
+        let capacity = 4;
+        let (outbox, mut peer) = pair(capacity);
+        let flusher = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.flush(None).await }
+        });
+        // Nobody reads: fill the socket, then the queue up to its bound.
+        let mut sent = 0u32;
+        while outbox.queued() < capacity {
+            assert!(outbox.try_send(Frame::new(body(sent, 64 * 1024))).is_ok());
+            sent += 1;
+        }
+        assert!(matches!(
+            outbox.try_send(Frame::new(body(sent, 16))),
+            Err(TrySend::Full(_))
+        ));
+        // `send` waits until the peer reads...
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.send(Frame::new(body(sent, 16))).await.is_ok() }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        // ...and gets in once it does, after every earlier frame.
+        let frames = read_frames(&mut peer, sent as usize + 1).await;
+        assert!(waiting.await.unwrap());
+        assert_eq!(frames.last().unwrap()[..], body(sent, 16)[..]);
+        outbox.finish();
+        assert_eq!(flusher.await.unwrap(), Flushed::Done);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_reads_nothing_is_cut_off_after_the_timeout() {
+        let (outbox, _peer) = pair(1024);
+        let flusher = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.flush(Some(Duration::from_millis(50))).await }
+        });
+        while outbox.queued() == 0 {
+            outbox.push(Frame::new(body(0, 64 * 1024))).unwrap();
+        }
+        assert_eq!(flusher.await.unwrap(), Flushed::TooSlow);
+        assert!(outbox.gone.is_cancelled());
+        assert!(outbox.push(Frame::new(body(1, 16))).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_closed_peer_closes_the_outbox() {
+        let (outbox, peer) = pair(16);
+        drop(peer);
+        // The first write finds the peer gone (EPIPE; Rust ignores SIGPIPE).
+        assert!(outbox.push(Frame::new(body(0, 16))).is_err());
+        assert!(outbox.gone.is_cancelled());
+        assert_eq!(outbox.flush(None).await, Flushed::Failed);
+    }
 
     #[test]
     fn event_frame_matches_the_encoder() {
