@@ -223,7 +223,7 @@ impl Daemon {
                 history_retention: args.history_retention,
                 max_execution_bytes: args.max_frame_length - ENVELOPE_ALLOWANCE,
             },
-            Box::new(move |change| broadcast.run(change)),
+            Box::new(move |changes| broadcast.run(changes)),
         )?;
         let bound = match activation {
             Activation::Systemd(listener) | Activation::Launchd(listener) => {

@@ -69,9 +69,9 @@ impl Broadcast {
         Self { broker }
     }
 
-    /// Publishes one committed change; never blocks.
-    pub fn run(&self, change: &Arc<Change>) {
-        self.broker.publish(change);
+    /// Publishes one transaction's committed changes; never blocks.
+    pub fn run(&self, changes: &[Arc<Change>]) {
+        self.broker.publish_all(changes);
     }
 }
 

@@ -153,6 +153,8 @@ struct State {
     closed: bool,
     /// No producer is left: flush what is queued, then stop.
     finished: bool,
+    /// Frames were deferred ([`Outbox::try_defer`]) and not yet flushed.
+    deferred: bool,
 }
 
 /// What one attempt to write the queue found.
@@ -202,6 +204,37 @@ impl Outbox {
         drop(state);
         self.flush.notify_one();
         Ok(())
+    }
+
+    /// Appends a frame without writing it, while fewer than `capacity` are
+    /// queued; the caller then calls [`Outbox::flush_deferred`] once after
+    /// all its appends, which writes them in one `writev`. Returns true for
+    /// the first deferral since the last flush (the caller must flush).
+    pub fn try_defer(&self, frame: Frame) -> Result<bool, TrySend> {
+        let mut state = self.lock();
+        if state.closed || state.finished {
+            return Err(TrySend::Closed);
+        }
+        if state.frames.len() >= self.capacity {
+            return Err(TrySend::Full(frame));
+        }
+        state.frames.push_back(frame);
+        Ok(!std::mem::replace(&mut state.deferred, true))
+    }
+
+    /// Writes what [`Outbox::try_defer`] appended (and anything queued
+    /// ahead); the flusher takes over if the socket does not take it all.
+    pub fn flush_deferred(&self) {
+        let mut state = self.lock();
+        state.deferred = false;
+        if state.closed {
+            return;
+        }
+        match self.write_locked(&mut state) {
+            Ok(Wrote::All) => {}
+            Ok(Wrote::Blocked) => self.flush.notify_one(),
+            Err(()) => self.close_locked(&mut state),
+        }
     }
 
     /// Appends a frame only while fewer than `capacity` are queued.

@@ -38,9 +38,11 @@ use crate::protocol::Status;
 /// commit give ~90% of the 1000-row rate).
 pub const MAX_BATCH: usize = 256;
 
-/// Receives every committed change, in revision order, right after COMMIT
-/// (the broker's publish, through `pipeline::Broadcast`).
-pub type OnCommit = Box<dyn Fn(&Arc<Change>) + Send>;
+/// Receives each transaction's committed changes, in revision order, right
+/// after COMMIT (the broker's publish, through `pipeline::Broadcast`). The
+/// whole batch at once, so that a subscriber gets all of its events in one
+/// write.
+pub type OnCommit = Box<dyn Fn(&[Arc<Change>]) + Send>;
 
 /// The checkpointer runs a checkpoint once this many revisions have been
 /// committed since the last one (a few MiB of WAL with 1 KiB states: large
@@ -265,9 +267,8 @@ impl WriterThread {
                 self.stats.commit_latency.observe(started.elapsed());
                 // Broadcast first, in revision order, then acknowledge: both
                 // strictly after COMMIT.
-                for result in results.iter().flatten() {
-                    (self.on_commit)(result);
-                }
+                let changes: Vec<Arc<Change>> = results.iter().flatten().cloned().collect();
+                (self.on_commit)(&changes);
                 for (reply, result) in replies.into_iter().zip(results) {
                     match &result {
                         Ok(_) => self.stats.changes.fetch_add(1, Ordering::Relaxed),
