@@ -298,21 +298,23 @@ impl Outbox {
             if state.frames.is_empty() {
                 break Ok(Wrote::All);
             }
-            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 * WRITE_FRAMES);
+            // On the stack: this runs once per delivery under fan-out.
+            let mut slices = [IoSlice::new(&[]); 2 * WRITE_FRAMES];
+            let mut used = 0;
             for (i, frame) in state.frames.iter().take(WRITE_FRAMES).enumerate() {
                 let offset = if i == 0 { state.offset } else { 0 };
                 for part in frame.slices(offset) {
                     if !part.is_empty() {
-                        slices.push(IoSlice::new(part));
+                        slices[used] = IoSlice::new(part);
+                        used += 1;
                     }
                 }
             }
             // Never blocks: the socket is non-blocking and tokio's readiness
             // says WouldBlock when it is full.
-            match self.socket.try_write_vectored(&slices) {
+            match self.socket.try_write_vectored(&slices[..used]) {
                 Ok(0) => break Err(()),
                 Ok(mut written) => {
-                    drop(slices);
                     while written > 0 {
                         let Some(first) = state.frames.front() else {
                             break;
