@@ -296,28 +296,48 @@ impl WriterThread {
         jobs: Vec<Job>,
         first_revision: u64,
     ) -> Result<(Vec<JobResult>, u64, u64), Status> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut txn = Txn::new(&tx, first_revision, self.config.max_execution_bytes);
-        let mut results = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            match job(&mut txn) {
-                Ok(change) => results.push(Ok(Arc::new(change))),
-                Err(status) if is_storage_failure(&status) => return Err(status),
-                Err(status) => results.push(Err(status)),
-            }
-        }
-        let last = txn.next_revision() - 1;
-        let mut compacted = self.revisions.compacted();
-        if last >= first_revision {
-            tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'last_revision'")?
-                .execute([last as i64])?;
-            compacted = prune(&tx, last, compacted, self.config.history_retention)?;
-        }
-        tx.commit()?;
-        Ok((results, last, compacted))
+        transact(
+            &mut self.conn,
+            jobs,
+            first_revision,
+            self.revisions.compacted(),
+            self.config.max_execution_bytes,
+            self.config.history_retention,
+        )
     }
+}
+
+/// One batch transaction (see `WriterThread::run_transaction`): the jobs,
+/// the revision counter and pruning, then COMMIT. Returns each job's result,
+/// the last revision and the compaction floor, as committed.
+#[allow(clippy::type_complexity)]
+fn transact(
+    conn: &mut Connection,
+    jobs: Vec<Job>,
+    first_revision: u64,
+    compacted: u64,
+    max_execution_bytes: usize,
+    history_retention: u64,
+) -> Result<(Vec<JobResult>, u64, u64), Status> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut txn = Txn::new(&tx, first_revision, max_execution_bytes, compacted);
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match job(&mut txn) {
+            Ok(change) => results.push(Ok(Arc::new(change))),
+            Err(status) if is_storage_failure(&status) => return Err(status),
+            Err(status) => results.push(Err(status)),
+        }
+    }
+    let last = txn.next_revision() - 1;
+    let mut compacted = compacted;
+    if last >= first_revision {
+        tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'last_revision'")?
+            .execute([last as i64])?;
+        compacted = prune(&tx, last, compacted, history_retention)?;
+    }
+    tx.commit()?;
+    Ok((results, last, compacted))
 }
 
 /// A thread that checkpoints the WAL beside the writer (see the module
@@ -412,6 +432,14 @@ fn is_storage_failure(status: &Status) -> bool {
 /// Deletes history older than the retention window, in slices of 1/16 of the
 /// window so that pruning costs one bounded DELETE every few thousand commits
 /// rather than one row per commit. Returns the new compaction floor.
+///
+/// A row that holds an execution's latest state (`executions.revision`
+/// points at it) is kept: it is that execution's only copy of its state.
+/// The check is a lookup by `executions`' primary key (the row's
+/// `execution_id`); an index on `executions.revision` would be rewritten by
+/// every status update. Only the slice above the old floor is scanned: a row
+/// kept below the floor is deleted by the write that stops pointing at it
+/// (`Txn::release`), so the rows below the floor are exactly the kept ones.
 fn prune(
     tx: &rusqlite::Transaction<'_>,
     last: u64,
@@ -424,8 +452,12 @@ fn prune(
         return Ok(compacted);
     }
     let floor = last - retention;
-    tx.prepare_cached("DELETE FROM history WHERE revision <= ?1")?
-        .execute([floor as i64])?;
+    tx.prepare_cached(
+        "DELETE FROM history WHERE revision > ?1 AND revision <= ?2
+           AND NOT EXISTS (SELECT 1 FROM executions e
+                           WHERE e.id = history.execution_id AND e.revision = history.revision)",
+    )?
+    .execute([compacted as i64, floor as i64])?;
     tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'compacted_revision'")?
         .execute([floor as i64])?;
     Ok(floor)
