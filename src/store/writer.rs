@@ -472,3 +472,178 @@ pub fn load_revisions(conn: &Connection) -> Result<(u64, u64), Status> {
     };
     Ok((get("last_revision")?, get("compacted_revision")?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{create, delete, update_status};
+    use crate::store::{reader, schema};
+    use stigmer_proto::agentexecution::{
+        AgentExecution, AgentExecutionSpec, AgentExecutionStatus, AgentExecutionUpdateStatusInput,
+        ExecutionPhase,
+    };
+    use stigmer_proto::apiresource::ApiResourceMetadata;
+
+    /// A migrated database and the counters the writer thread would keep.
+    struct Db {
+        conn: Connection,
+        last: u64,
+        compacted: u64,
+        retention: u64,
+    }
+
+    impl Db {
+        fn new(retention: u64) -> Db {
+            let mut conn = Connection::open_in_memory().expect("open");
+            schema::migrate(&mut conn).expect("migrate");
+            Db {
+                conn,
+                last: 0,
+                compacted: 0,
+                retention,
+            }
+        }
+
+        /// Commits one batch of jobs, as the writer thread does.
+        fn commit(&mut self, jobs: Vec<Job>) -> Vec<JobResult> {
+            let (results, last, compacted) = transact(
+                &mut self.conn,
+                jobs,
+                self.last + 1,
+                self.compacted,
+                1 << 20,
+                self.retention,
+            )
+            .expect("commit");
+            self.last = last;
+            self.compacted = compacted;
+            results
+        }
+
+        fn history_revisions(&self) -> Vec<u64> {
+            self.conn
+                .prepare("SELECT revision FROM history ORDER BY revision")
+                .and_then(|mut s| {
+                    s.query_map([], |r| r.get::<_, i64>(0))?
+                        .collect::<Result<Vec<i64>, _>>()
+                })
+                .expect("history")
+                .into_iter()
+                .map(|r| r as u64)
+                .collect()
+        }
+    }
+
+    fn new_execution(id: &str) -> Job {
+        create::job(AgentExecution {
+            metadata: Some(ApiResourceMetadata {
+                id: id.into(),
+                ..Default::default()
+            }),
+            spec: Some(AgentExecutionSpec {
+                agent_id: "agent".into(),
+                message: "go".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn progress(id: &str, note: &str) -> Job {
+        update_status::job(AgentExecutionUpdateStatusInput {
+            execution_id: id.into(),
+            status: Some(AgentExecutionStatus {
+                phase: ExecutionPhase::ExecutionInProgress as i32,
+                error: note.into(),
+                ..Default::default()
+            }),
+        })
+    }
+
+    fn note(db: &Db, id: &str) -> (String, u64) {
+        let stored = reader::get(&db.conn, id).expect("get").expect("exists");
+        let error = stored.execution.status.map(|s| s.error).unwrap_or_default();
+        (error, stored.revision)
+    }
+
+    /// Pruning never deletes the row an execution's latest state lives in;
+    /// a kept row below the floor goes once the execution moves on or is
+    /// deleted; above the floor the history stays complete for catch-up.
+    #[test]
+    fn pruning_keeps_latest_states() {
+        let mut db = Db::new(4);
+        db.commit(vec![new_execution("aex-idle"), new_execution("aex-busy")]);
+        db.commit(vec![progress("aex-idle", "idle once")]); // 3
+        for i in 0..20 {
+            db.commit(vec![progress("aex-busy", &format!("busy {i}"))]);
+        }
+        assert_eq!(db.last, 23);
+        assert_eq!(db.compacted, 19);
+        // Below the floor only aex-idle's latest state is left.
+        assert_eq!(note(&db, "aex-idle"), ("idle once".into(), 3));
+        assert_eq!(note(&db, "aex-busy"), ("busy 19".into(), 23));
+        assert_eq!(db.history_revisions(), [3, 20, 21, 22, 23]);
+        // Catch-up from the floor sees the complete history above it.
+        let rows =
+            reader::history(&db.conn, "aex-busy", db.compacted, 100, usize::MAX).expect("history");
+        let revisions: Vec<u64> = rows.iter().map(|r| r.revision).collect();
+        assert_eq!(revisions, [20, 21, 22, 23]);
+        assert!(
+            reader::history(&db.conn, "aex-idle", db.compacted, 100, usize::MAX)
+                .expect("history")
+                .is_empty()
+        );
+
+        // aex-idle moves on: its old row, below the floor, goes at once.
+        db.commit(vec![progress("aex-idle", "idle twice")]); // 24
+        assert_eq!(note(&db, "aex-idle"), ("idle twice".into(), 24));
+        assert_eq!(db.history_revisions(), [21, 22, 23, 24]);
+
+        // Two updates of one execution in one batch, then more pruning.
+        let results = db.commit(vec![progress("aex-idle", "a"), progress("aex-idle", "b")]);
+        assert!(results.iter().all(Result::is_ok));
+        for i in 0..6 {
+            db.commit(vec![progress("aex-busy", &format!("later {i}"))]);
+        }
+        assert_eq!((db.last, db.compacted), (32, 28));
+        assert_eq!(note(&db, "aex-idle"), ("b".into(), 26));
+        assert_eq!(db.history_revisions(), [26, 29, 30, 31, 32]);
+
+        // A delete of an execution whose state is below the floor removes
+        // that row; its delete stays until pruned like any change.
+        db.commit(vec![delete::job("aex-idle".into())]); // 33
+        assert!(reader::get(&db.conn, "aex-idle").expect("get").is_none());
+        assert_eq!(
+            reader::deleted_revision(&db.conn, "aex-idle").expect("deleted"),
+            Some(33)
+        );
+        assert_eq!(db.history_revisions(), [30, 31, 32, 33]);
+        let integrity: String = db
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("integrity");
+        assert_eq!(integrity, "ok");
+    }
+
+    /// A batch that fails rolls back every job's writes: the states read
+    /// afterwards are the committed ones.
+    #[test]
+    fn failed_batch_leaves_the_committed_states() {
+        let mut db = Db::new(100);
+        db.commit(vec![new_execution("aex-x")]);
+        db.commit(vec![progress("aex-x", "committed")]);
+        let failing: Job = Box::new(|_txn| Err(Status::unavailable("disk full")));
+        let outcome = transact(
+            &mut db.conn,
+            vec![progress("aex-x", "rolled back"), failing],
+            db.last + 1,
+            db.compacted,
+            1 << 20,
+            db.retention,
+        );
+        assert!(outcome.is_err());
+        assert_eq!(note(&db, "aex-x"), ("committed".into(), 2));
+        db.commit(vec![progress("aex-x", "next")]);
+        assert_eq!(note(&db, "aex-x"), ("next".into(), 3));
+    }
+}
