@@ -217,10 +217,14 @@ impl Step<UpdateCtx<'_, '_>> for Persist {
         let revision = ctx.txn.allocate_revision();
         let phase = execution.status.as_ref().map(|s| s.phase).unwrap_or(0);
         let phase_changed = (phase != ctx.loaded_phase).then_some(phase);
-        if !ctx
-            .txn
-            .update_encoded(id, phase_changed, ctx.loaded_revision, revision, &encoded)?
-        {
+        if !ctx.txn.update_encoded(
+            id,
+            &execution,
+            phase_changed,
+            ctx.loaded_revision,
+            revision,
+            &encoded,
+        )? {
             // `load` found the row at that revision in this same transaction.
             return Err(Status::internal(format!(
                 "execution {id} vanished or moved inside its transaction"

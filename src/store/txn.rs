@@ -12,6 +12,9 @@ use prost::Message;
 use rusqlite::{params, Connection, OptionalExtension};
 use stigmer_proto::agentexecution::AgentExecution;
 
+use std::sync::Arc;
+
+use super::cache::LatestCache;
 use super::ChangeKind;
 use crate::protocol::Status;
 
@@ -26,6 +29,10 @@ pub struct Txn<'c> {
     /// The compaction floor as of this transaction's start (pruning moves it
     /// only after the jobs ran), see [`Txn::release`].
     compacted: u64,
+    /// The latest states the writer wrote; changed here exactly where the
+    /// transaction changes them, and cleared by the writer when the
+    /// transaction fails.
+    cache: &'c mut LatestCache,
 }
 
 /// An execution as stored: the decoded message and its revision.
@@ -40,12 +47,14 @@ impl<'c> Txn<'c> {
         next_revision: u64,
         max_execution_bytes: usize,
         compacted: u64,
+        cache: &'c mut LatestCache,
     ) -> Self {
         Self {
             conn,
             next_revision,
             max_execution_bytes,
             compacted,
+            cache,
         }
     }
 
@@ -79,9 +88,16 @@ impl<'c> Txn<'c> {
         rev
     }
 
-    /// The stored execution, if any (the same query as a read, on the
-    /// writer's connection, inside its transaction).
-    pub fn load(&self, id: &str) -> Result<Option<Stored>, Status> {
+    /// The stored execution, if any: from the writer's cache when it holds
+    /// it (a clone), else the same query as a read, on the writer's
+    /// connection, inside its transaction.
+    pub fn load(&mut self, id: &str) -> Result<Option<Stored>, Status> {
+        if let Some((execution, revision)) = self.cache.get(id) {
+            return Ok(Some(Stored {
+                execution: AgentExecution::clone(&execution),
+                revision,
+            }));
+        }
         super::reader::get(self.conn, id)
     }
 
@@ -97,9 +113,9 @@ impl<'c> Txn<'c> {
     /// [`Txn::encode`]), as a history row of kind `Created`, and its
     /// `executions` row (id, session, phase) pointing at that row.
     pub fn insert(
-        &self,
+        &mut self,
         id: &str,
-        execution: &AgentExecution,
+        execution: &Arc<AgentExecution>,
         revision: u64,
         data: &[u8],
     ) -> Result<(), Status> {
@@ -114,13 +130,14 @@ impl<'c> Txn<'c> {
             "INSERT INTO executions(id, session_id, phase, revision) VALUES (?1, ?2, ?3, ?4)",
         )?;
         stmt.execute(params![id, session, phase, revision as i64])?;
+        self.cache.put(id, execution.clone(), revision, data.len());
         Ok(())
     }
 
     /// Records a status update of an execution whose latest state is at
-    /// `previous` (as loaded in this transaction): the new state, already
-    /// encoded, as a history row of kind `StatusUpdated`, and the
-    /// `executions` row moved to it.
+    /// `previous` (as loaded in this transaction): the new state `execution`,
+    /// already encoded as `data`, as a history row of kind `StatusUpdated`,
+    /// and the `executions` row moved to it.
     ///
     /// `phase` is `Some` only when it changed: SQLite rewrites an index only
     /// when one of its columns is assigned, so an update that keeps the phase
@@ -130,8 +147,9 @@ impl<'c> Txn<'c> {
     ///
     /// Returns false, writing nothing, when no row has this id at `previous`.
     pub fn update_encoded(
-        &self,
+        &mut self,
         id: &str,
+        execution: &Arc<AgentExecution>,
         phase: Option<i32>,
         previous: u64,
         revision: u64,
@@ -156,13 +174,14 @@ impl<'c> Txn<'c> {
         }
         self.release(previous)?;
         self.append_history(revision, id, ChangeKind::StatusUpdated, Some(data))?;
+        self.cache.put(id, execution.clone(), revision, data.len());
         Ok(true)
     }
 
     /// Removes an execution and records its deletion at `revision` (a
     /// history row without state). Returns false, writing nothing, when no
     /// row has this id.
-    pub fn remove(&self, id: &str, revision: u64) -> Result<bool, Status> {
+    pub fn remove(&mut self, id: &str, revision: u64) -> Result<bool, Status> {
         let previous: Option<i64> = self
             .conn
             .prepare_cached("DELETE FROM executions WHERE id = ?1 RETURNING revision")?
@@ -173,6 +192,7 @@ impl<'c> Txn<'c> {
         };
         self.release(previous as u64)?;
         self.append_history(revision, id, ChangeKind::Deleted, None)?;
+        self.cache.remove(id);
         Ok(true)
     }
 

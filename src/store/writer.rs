@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::mpsc;
 
+use super::cache::LatestCache;
 use super::{Change, Revisions, Txn};
 use crate::protocol::Status;
 
@@ -57,6 +58,11 @@ const CHECKPOINT_POLL: Duration = Duration::from_millis(50);
 /// the checkpointer fall behind (e.g. a reader pins old frames): 16384
 /// pages, 64 MiB of WAL, instead of SQLite's 1000.
 const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16384;
+
+/// The most bytes of latest states the writer keeps in its [`LatestCache`]
+/// (counted by encoded size): a few thousand 1 KiB executions, the ones
+/// being updated, for at most a few MiB of memory beside a 16 MiB page cache.
+const LATEST_CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// A write job: runs inside the open transaction, returns the change it made.
 pub type Job = Box<dyn FnOnce(&mut Txn<'_>) -> Result<Change, Status> + Send>;
@@ -127,6 +133,7 @@ impl Writer {
             .spawn(move || {
                 WriterThread {
                     conn,
+                    cache: LatestCache::new(LATEST_CACHE_BYTES),
                     reopen: false,
                     rx,
                     config,
@@ -163,6 +170,8 @@ impl Writer {
 
 struct WriterThread {
     conn: Connection,
+    /// Latest states written through `conn`, served to `Txn::load`.
+    cache: LatestCache,
     /// Set when a batch failed because the database was read-only: SQLite
     /// keeps a connection opened on a read-only file read-only, so writes
     /// can only resume on a new connection once the file is writable again.
@@ -298,6 +307,7 @@ impl WriterThread {
     ) -> Result<(Vec<JobResult>, u64, u64), Status> {
         transact(
             &mut self.conn,
+            &mut self.cache,
             jobs,
             first_revision,
             self.revisions.compacted(),
@@ -310,34 +320,45 @@ impl WriterThread {
 /// One batch transaction (see `WriterThread::run_transaction`): the jobs,
 /// the revision counter and pruning, then COMMIT. Returns each job's result,
 /// the last revision and the compaction floor, as committed.
+///
+/// When it fails, SQLite rolled back every job's writes, so `cache` (which
+/// the jobs changed as they wrote) is cleared: the next loads read the
+/// committed states from the database.
 #[allow(clippy::type_complexity)]
 fn transact(
     conn: &mut Connection,
+    cache: &mut LatestCache,
     jobs: Vec<Job>,
     first_revision: u64,
     compacted: u64,
     max_execution_bytes: usize,
     history_retention: u64,
 ) -> Result<(Vec<JobResult>, u64, u64), Status> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut txn = Txn::new(&tx, first_revision, max_execution_bytes, compacted);
-    let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        match job(&mut txn) {
-            Ok(change) => results.push(Ok(Arc::new(change))),
-            Err(status) if is_storage_failure(&status) => return Err(status),
-            Err(status) => results.push(Err(status)),
+    let outcome = (|| {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut txn = Txn::new(&tx, first_revision, max_execution_bytes, compacted, cache);
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match job(&mut txn) {
+                Ok(change) => results.push(Ok(Arc::new(change))),
+                Err(status) if is_storage_failure(&status) => return Err(status),
+                Err(status) => results.push(Err(status)),
+            }
         }
+        let last = txn.next_revision() - 1;
+        let mut compacted = compacted;
+        if last >= first_revision {
+            tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'last_revision'")?
+                .execute([last as i64])?;
+            compacted = prune(&tx, last, compacted, history_retention)?;
+        }
+        tx.commit()?;
+        Ok((results, last, compacted))
+    })();
+    if outcome.is_err() {
+        cache.clear();
     }
-    let last = txn.next_revision() - 1;
-    let mut compacted = compacted;
-    if last >= first_revision {
-        tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'last_revision'")?
-            .execute([last as i64])?;
-        compacted = prune(&tx, last, compacted, history_retention)?;
-    }
-    tx.commit()?;
-    Ok((results, last, compacted))
+    outcome
 }
 
 /// A thread that checkpoints the WAL beside the writer (see the module
@@ -487,6 +508,7 @@ mod tests {
     /// A migrated database and the counters the writer thread would keep.
     struct Db {
         conn: Connection,
+        cache: LatestCache,
         last: u64,
         compacted: u64,
         retention: u64,
@@ -498,6 +520,7 @@ mod tests {
             schema::migrate(&mut conn).expect("migrate");
             Db {
                 conn,
+                cache: LatestCache::new(LATEST_CACHE_BYTES),
                 last: 0,
                 compacted: 0,
                 retention,
@@ -508,6 +531,7 @@ mod tests {
         fn commit(&mut self, jobs: Vec<Job>) -> Vec<JobResult> {
             let (results, last, compacted) = transact(
                 &mut self.conn,
+                &mut self.cache,
                 jobs,
                 self.last + 1,
                 self.compacted,
@@ -625,8 +649,18 @@ mod tests {
         assert_eq!(integrity, "ok");
     }
 
-    /// A batch that fails rolls back every job's writes: the states read
-    /// afterwards are the committed ones.
+    /// A job that reports what `Txn::load` gives for `id` (and writes nothing).
+    fn peek(id: &'static str, seen: Arc<Mutex<Option<(String, u64)>>>) -> Job {
+        Box::new(move |txn| {
+            let stored = txn.load(id)?.expect("exists");
+            let error = stored.execution.status.map(|s| s.error).unwrap_or_default();
+            *seen.lock().expect("lock") = Some((error, stored.revision));
+            Err(Status::not_found("peek writes nothing"))
+        })
+    }
+
+    /// A batch that fails rolls back every job's writes, in SQLite and in
+    /// the writer's cache: what the next jobs load is the committed state.
     #[test]
     fn failed_batch_leaves_the_committed_states() {
         let mut db = Db::new(100);
@@ -635,6 +669,7 @@ mod tests {
         let failing: Job = Box::new(|_txn| Err(Status::unavailable("disk full")));
         let outcome = transact(
             &mut db.conn,
+            &mut db.cache,
             vec![progress("aex-x", "rolled back"), failing],
             db.last + 1,
             db.compacted,
@@ -643,7 +678,60 @@ mod tests {
         );
         assert!(outcome.is_err());
         assert_eq!(note(&db, "aex-x"), ("committed".into(), 2));
+        let seen = Arc::new(Mutex::new(None));
+        db.commit(vec![peek("aex-x", seen.clone())]);
+        assert_eq!(*seen.lock().expect("lock"), Some(("committed".into(), 2)));
         db.commit(vec![progress("aex-x", "next")]);
         assert_eq!(note(&db, "aex-x"), ("next".into(), 3));
+        // Within a batch, a job loads what the one before it wrote.
+        db.commit(vec![
+            progress("aex-x", "first"),
+            peek("aex-x", seen.clone()),
+        ]);
+        assert_eq!(*seen.lock().expect("lock"), Some(("first".into(), 4)));
+    }
+
+    /// With and without the cache, a mix of jobs leaves the same states.
+    #[test]
+    fn cache_changes_nothing_but_speed() {
+        let run = |budget: usize| {
+            let mut db = Db::new(8);
+            db.cache = LatestCache::new(budget);
+            let mut log = Vec::new();
+            for i in 0..40 {
+                let id = ["aex-a", "aex-b", "aex-c"][i % 3];
+                let jobs = match i % 7 {
+                    0 => vec![new_execution(id), progress(id, &format!("n{i}"))],
+                    5 => vec![delete::job(id.into())],
+                    _ => vec![
+                        progress(id, &format!("u{i}")),
+                        progress(id, &format!("v{i}")),
+                    ],
+                };
+                let results = db.commit(jobs);
+                let outcomes: Vec<String> = results
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(c) => format!("ok {}", c.revision),
+                        Err(s) => format!("{:?}", s.code),
+                    })
+                    .collect();
+                // The states as the database has them (the clock stamps differ
+                // between runs, so compared by note and revision).
+                let states: Vec<_> = ["aex-a", "aex-b", "aex-c"]
+                    .iter()
+                    .map(|id| {
+                        reader::get(&db.conn, id)
+                            .expect("get")
+                            .map(|s| (s.execution.status.map(|s| s.error), s.revision))
+                    })
+                    .collect();
+                log.push((outcomes, states));
+            }
+            log
+        };
+        assert_eq!(run(LATEST_CACHE_BYTES), run(0));
+        // A cache so small it keeps flipping generations.
+        assert_eq!(run(3000), run(0));
     }
 }
