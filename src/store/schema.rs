@@ -252,7 +252,7 @@ mod tests {
             },
         )
         .expect("list");
-        assert_eq!(s1, [kept_v1.clone()]);
+        assert_eq!(s1, std::slice::from_ref(&kept_v1));
 
         // The pruned latest state was re-inserted (below the floor, as an
         // update); the history above the floor is as it was.
