@@ -7,12 +7,12 @@
 //! migration 2). Insert, update and delete write the history row and the
 //! `executions` row together, so the pointer always has its row.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use prost::Message;
 use rusqlite::{params, Connection, OptionalExtension};
 use stigmer_proto::agentexecution::AgentExecution;
-
-use std::sync::Arc;
 
 use super::cache::LatestCache;
 use super::ChangeKind;
