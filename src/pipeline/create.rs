@@ -4,7 +4,7 @@
 //! |-------------|---------------------------------------|------|
 //! | `validate`  | the connection's task                 | spec.agent_id and spec.message present; id form; enum values |
 //! | `build`     | the writer thread, in the transaction | id (monotonic ULID), api_version, kind, PENDING, audit stamps |
-//! | `persist`   | the writer thread                     | ALREADY_EXISTS check; revision; latest state and history row |
+//! | `persist`   | the writer thread                     | ALREADY_EXISTS check; revision; the state (a history row) and the execution's row |
 //! | `broadcast` | the writer thread, after COMMIT       | [`super::Broadcast`] |
 
 use std::sync::{Arc, Mutex};
@@ -15,7 +15,7 @@ use stigmer_proto::apiresource::{ApiResourceAudit, ApiResourceAuditInfo, ApiReso
 
 use super::{timestamp, update_status, validate, Pipeline, Step};
 use crate::protocol::Status;
-use crate::store::{Change, ChangeKind, State, Txn};
+use crate::store::{Change, State, Txn};
 
 /// `api_version` of every AgentExecution (upstream's constant).
 pub const API_VERSION: &str = "agentic.stigmer.ai/v1";
@@ -153,13 +153,12 @@ impl Step<CreateCtx<'_, '_>> for Persist {
                 "execution {id} already exists"
             )));
         }
-        // Encoded once for the row, the history and the broadcast.
+        // Encoded once for the history row and the broadcast.
         let encoded = ctx.txn.encode(&ctx.execution)?;
         let execution = Arc::new(std::mem::take(&mut ctx.execution));
         let revision = ctx.txn.allocate_revision();
+        // The state as a history row, and the execution pointing at it.
         ctx.txn.insert(&id, &execution, revision, &encoded)?;
-        ctx.txn
-            .append_history(revision, &id, ChangeKind::Created, Some(&encoded))?;
         ctx.change = Some(Change::new(
             revision,
             Arc::from(id),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::{validate, Pipeline, Step};
 use crate::protocol::Status;
-use crate::store::{Change, ChangeKind, Txn};
+use crate::store::{Change, Txn};
 
 /// The steps that run before the request is queued.
 pub static BEFORE_QUEUE: Pipeline<dyn Step<String>> = Pipeline {
@@ -88,9 +88,13 @@ impl Step<DeleteCtx<'_, '_>> for Persist {
     }
     fn run(&self, ctx: &mut DeleteCtx<'_, '_>) -> Result<(), Status> {
         let revision = ctx.txn.allocate_revision();
-        ctx.txn.remove(&ctx.id)?;
-        ctx.txn
-            .append_history(revision, &ctx.id, ChangeKind::Deleted, None)?;
+        if !ctx.txn.remove(&ctx.id, revision)? {
+            // `load` found the row in this same transaction.
+            return Err(Status::internal(format!(
+                "execution {} vanished inside its transaction",
+                ctx.id
+            )));
+        }
         ctx.change = Some(Change::deleted(revision, Arc::from(ctx.id.as_str())));
         Ok(())
     }

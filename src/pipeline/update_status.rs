@@ -5,7 +5,7 @@
 //! | `validate`  | the connection's task, before queuing     | id present, status present, enum values known |
 //! | `load`      | the writer thread, in the transaction     | reads the stored execution; NOT_FOUND; FAILED_PRECONDITION once terminal |
 //! | `build`     | the writer thread                         | upstream's merge rules, then started_at / completed_at / status_audit stamps |
-//! | `persist`   | the writer thread                         | takes the next revision; writes the latest state and a history row |
+//! | `persist`   | the writer thread                         | takes the next revision; writes the state once (a history row) and points the execution at it |
 //! | *(commit)*  | the writer thread                         | group commit of the whole batch |
 //! | `broadcast` | the writer thread, after COMMIT           | [`super::Broadcast`]: hands the change to the broker |
 //!
@@ -22,7 +22,7 @@ use stigmer_proto::apiresource::{ApiResourceAudit, ApiResourceAuditInfo};
 
 use super::{rfc3339, timestamp, validate, Pipeline, Step};
 use crate::protocol::Status;
-use crate::store::{is_terminal_phase, Change, ChangeKind, State, Txn};
+use crate::store::{is_terminal_phase, Change, State, Txn};
 
 /// The steps that run before the request is queued.
 pub static BEFORE_QUEUE: Pipeline<dyn Step<AgentExecutionUpdateStatusInput>> = Pipeline {
@@ -49,6 +49,8 @@ pub struct UpdateCtx<'t, 'c> {
     /// Set by `load`: the stored phase, so `persist` rewrites the phase
     /// index only when the phase changed.
     pub loaded_phase: i32,
+    /// Set by `load`: the stored revision, which `persist` moves on from.
+    pub loaded_revision: u64,
     /// Set by `persist`: the change to commit and broadcast.
     pub change: Option<Change>,
 }
@@ -62,6 +64,7 @@ pub fn job(input: AgentExecutionUpdateStatusInput) -> crate::store::writer::Job 
             now: SystemTime::now(),
             execution: None,
             loaded_phase: 0,
+            loaded_revision: 0,
             change: None,
         };
         IN_TRANSACTION.run(&mut ctx)?;
@@ -114,6 +117,7 @@ impl Step<UpdateCtx<'_, '_>> for Load {
             )));
         }
         ctx.loaded_phase = phase;
+        ctx.loaded_revision = stored.revision;
         ctx.execution = Some(stored.execution);
         Ok(())
     }
@@ -192,7 +196,8 @@ pub fn stamp(status: &mut AgentExecutionStatus, now: SystemTime) {
     info.event = "status_updated".to_string();
 }
 
-/// Takes a revision and writes the new state and its history row.
+/// Takes a revision, writes the new state as its history row and points the
+/// execution at it.
 pub struct Persist;
 
 impl Step<UpdateCtx<'_, '_>> for Persist {
@@ -206,23 +211,25 @@ impl Step<UpdateCtx<'_, '_>> for Persist {
             .map(Arc::new)
             .ok_or_else(|| Status::internal("persist ran before build"))?;
         let id = ctx.input.execution_id.as_str();
-        // Encoded once: the same bytes go to the latest-state row, the
-        // history row and (via the change) every subscriber's event.
+        // Encoded once: the same bytes go to the history row (which is also
+        // the latest state) and (via the change) every subscriber's event.
         let encoded = ctx.txn.encode(&execution)?;
         let revision = ctx.txn.allocate_revision();
         let phase = execution.status.as_ref().map(|s| s.phase).unwrap_or(0);
         let phase_changed = (phase != ctx.loaded_phase).then_some(phase);
-        if !ctx
-            .txn
-            .update_encoded(id, phase_changed, revision, &encoded)?
-        {
-            // `load` found the row in this same transaction.
+        if !ctx.txn.update_encoded(
+            id,
+            &execution,
+            phase_changed,
+            ctx.loaded_revision,
+            revision,
+            &encoded,
+        )? {
+            // `load` found the row at that revision in this same transaction.
             return Err(Status::internal(format!(
-                "execution {id} vanished inside its transaction"
+                "execution {id} vanished or moved inside its transaction"
             )));
         }
-        ctx.txn
-            .append_history(revision, id, ChangeKind::StatusUpdated, Some(&encoded))?;
         ctx.change = Some(Change::new(
             revision,
             Arc::from(id),

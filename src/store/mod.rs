@@ -8,7 +8,9 @@
 //!   `spawn_blocking`, so async tasks never block on SQLite.
 //! - [`schema`]: tables and migrations (versioned with `user_version`).
 //! - [`txn`]: the typed operations a write job may perform.
+//! - [`cache`]: the writer thread's cache of the latest states it wrote.
 
+pub mod cache;
 pub mod reader;
 pub mod schema;
 pub mod txn;

@@ -114,44 +114,76 @@ fn open_read(path: &std::path::Path) -> Result<Connection, Status> {
     Ok(conn)
 }
 
-/// The latest state of one execution.
+/// The latest state of one execution: its `executions` row and the history
+/// row it points at (the state is stored only there).
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Stored>, Status> {
-    let mut stmt = conn.prepare_cached("SELECT data, revision FROM executions WHERE id = ?1")?;
-    let row: Option<(Vec<u8>, i64)> = stmt
+    // LEFT JOIN: a missing history row is a corrupt database (INTERNAL), not
+    // an execution that does not exist.
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.revision, h.data FROM executions e
+         LEFT JOIN history h ON h.revision = e.revision
+         WHERE e.id = ?1",
+    )?;
+    let row: Option<(i64, Option<Vec<u8>>)> = stmt
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    row.map(|(data, rev)| {
+    row.map(|(rev, data)| {
         Ok(Stored {
-            execution: AgentExecution::decode(data.as_slice())?,
+            execution: decode_latest(id, rev, data)?,
             revision: rev as u64,
         })
     })
     .transpose()
 }
 
+/// Decodes the state an `executions` row points at; its absence (no history
+/// row, or one without state) means the database was damaged.
+fn decode_latest(id: &str, revision: i64, data: Option<Vec<u8>>) -> Result<AgentExecution, Status> {
+    let data = data.ok_or_else(|| {
+        Status::internal(format!(
+            "execution {id}: the history row {revision} holding its state is missing"
+        ))
+    })?;
+    Ok(AgentExecution::decode(data.as_slice())?)
+}
+
 /// Executions matching `q`, ordered by id.
 pub fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<AgentExecution>, Status> {
+    // LEFT JOIN also keeps `executions` the outer loop (SQLite does not
+    // reorder it), so the filters and the order use its indexes and each
+    // state is one rowid lookup in `history`.
     let mut stmt = conn.prepare_cached(
-        "SELECT data FROM executions
-         WHERE (?1 IS NULL OR phase = ?1)
-           AND (?2 IS NULL OR session_id = ?2)
-           AND (?3 IS NULL OR id > ?3)
-         ORDER BY id LIMIT ?4",
+        "SELECT e.id, e.revision, h.data FROM executions e
+         LEFT JOIN history h ON h.revision = e.revision
+         WHERE (?1 IS NULL OR e.phase = ?1)
+           AND (?2 IS NULL OR e.session_id = ?2)
+           AND (?3 IS NULL OR e.id > ?3)
+         ORDER BY e.id LIMIT ?4",
     )?;
     let rows = stmt.query_map(
         params![q.phase, q.session_id, q.after_id, q.limit as i64],
-        |r| r.get::<_, Vec<u8>>(0),
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<Vec<u8>>>(2)?,
+            ))
+        },
     )?;
     let mut out = Vec::new();
     for row in rows {
-        out.push(AgentExecution::decode(row?.as_slice())?);
+        let (id, revision, data) = row?;
+        out.push(decode_latest(&id, revision, data)?);
     }
     Ok(out)
 }
 
 /// History rows of one execution after `after` (exclusive), in revision
-/// order: at most `limit` rows, and no more once `max_bytes` of state have
-/// been read (but always at least one row), so a catch-up holds a bounded
+/// order. Callers read only after a revision at or above the compaction
+/// floor: below it the history keeps only the rows holding latest states
+/// (see `Txn`), which are not a complete record. Returns at most `limit`
+/// rows, and no more once `max_bytes` of state have been read (but always
+/// at least one row), so a catch-up holds a bounded
 /// amount of memory whatever the size of the states.
 pub fn history(
     conn: &Connection,

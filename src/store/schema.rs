@@ -29,6 +29,18 @@ const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
      ) WITHOUT ROWID;
      INSERT INTO meta(key, value) VALUES ('last_revision', 0), ('compacted_revision', 0);",
+    // 2: each state is stored once, in `history`; `executions.revision`
+    // points at the row holding an execution's latest state (pruning keeps
+    // such rows, see `writer::prune`). Version 1 pruned history without
+    // regard to `executions`, so an execution not updated within the
+    // retention window has no history row for its latest state: it is
+    // re-inserted from `executions.data` (kind 2 = `ChangeKind::StatusUpdated`,
+    // checked by a test), below the compaction floor, where catch-up never
+    // reads. Then the duplicate copy goes.
+    "INSERT INTO history(revision, execution_id, kind, data)
+        SELECT e.revision, e.id, 2, e.data FROM executions e
+        WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.revision = e.revision);
+     ALTER TABLE executions DROP COLUMN data;",
 ];
 
 /// The schema version this build writes.
@@ -58,4 +70,219 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
             .map_err(|e| format!("migration {version}: {e}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::reader::{self, ListQuery};
+    use crate::store::ChangeKind;
+    use prost::Message;
+    use stigmer_proto::agentexecution::{
+        AgentExecution, AgentExecutionSpec, AgentExecutionStatus, ExecutionPhase,
+    };
+    use stigmer_proto::apiresource::ApiResourceMetadata;
+
+    /// Version 1's DDL as it shipped, written out here rather than taken
+    /// from `MIGRATIONS`, so the test keeps building a real v1 database.
+    const V1_DDL: &str = "CREATE TABLE executions (
+        id         TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        phase      INTEGER NOT NULL,
+        revision   INTEGER NOT NULL,
+        data       BLOB NOT NULL
+     );
+     CREATE INDEX executions_by_session ON executions(session_id, id);
+     CREATE INDEX executions_by_phase ON executions(phase, id);
+     CREATE TABLE history (
+        revision     INTEGER PRIMARY KEY,
+        execution_id TEXT NOT NULL,
+        kind         INTEGER NOT NULL,
+        data         BLOB
+     );
+     CREATE INDEX history_by_execution ON history(execution_id, revision);
+     CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     INSERT INTO meta(key, value) VALUES ('last_revision', 0), ('compacted_revision', 0);
+     PRAGMA user_version = 1;";
+
+    fn execution(id: &str, session: &str, phase: ExecutionPhase, note: &str) -> AgentExecution {
+        AgentExecution {
+            api_version: "agentic.stigmer.ai/v1".into(),
+            kind: "AgentExecution".into(),
+            metadata: Some(ApiResourceMetadata {
+                id: id.into(),
+                ..Default::default()
+            }),
+            spec: Some(AgentExecutionSpec {
+                session_id: session.into(),
+                agent_id: "agent".into(),
+                message: format!("do {note}"),
+                ..Default::default()
+            }),
+            status: Some(AgentExecutionStatus {
+                phase: phase as i32,
+                error: note.into(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn the_reinserted_kind_is_status_updated() {
+        // Migration 2 writes the kind as a literal.
+        assert_eq!(ChangeKind::StatusUpdated as i64, 2);
+    }
+
+    /// A version-1 database whose pruning removed the history row of an
+    /// execution's latest state migrates with every state readable, equal to
+    /// what version 1 stored, and the `data` column gone.
+    #[test]
+    fn version_1_database_migrates_with_every_state() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("v1.sqlite");
+        let mut conn = Connection::open(&path).expect("open");
+        conn.execute_batch(V1_DDL).expect("v1 schema");
+
+        use ExecutionPhase::*;
+        // (id, session, phase, its latest revision, state)
+        let pruned_v1 = execution("aex-a", "s1", ExecutionInProgress, "pruned latest");
+        let kept_v1 = execution("aex-b", "s1", ExecutionCompleted, "kept latest");
+        let created_v1 = execution("aex-d", "s2", ExecutionPending, "only created");
+        let latest = [(&pruned_v1, 2i64), (&kept_v1, 6), (&created_v1, 8)];
+        for (e, revision) in latest {
+            let meta = e
+                .metadata
+                .as_ref()
+                .map(|m| m.id.clone())
+                .unwrap_or_default();
+            let session = e
+                .spec
+                .as_ref()
+                .map(|s| s.session_id.clone())
+                .unwrap_or_default();
+            let phase = e.status.as_ref().map(|s| s.phase).unwrap_or(0);
+            conn.execute(
+                "INSERT INTO executions(id, session_id, phase, revision, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![meta, session, phase, revision, e.encode_to_vec()],
+            )
+            .expect("executions row");
+        }
+        // History after pruning at floor 3: aex-a's rows 1-2 and aex-b's
+        // creation (3) are gone; aex-c was created (5) and deleted (7).
+        let older_b = execution("aex-b", "s1", ExecutionInProgress, "older");
+        let c = execution("aex-c", "s2", ExecutionPending, "deleted later");
+        let history: [(i64, &str, ChangeKind, Option<Vec<u8>>); 5] = [
+            (
+                4,
+                "aex-b",
+                ChangeKind::StatusUpdated,
+                Some(older_b.encode_to_vec()),
+            ),
+            (5, "aex-c", ChangeKind::Created, Some(c.encode_to_vec())),
+            (
+                6,
+                "aex-b",
+                ChangeKind::StatusUpdated,
+                Some(kept_v1.encode_to_vec()),
+            ),
+            (7, "aex-c", ChangeKind::Deleted, None),
+            (
+                8,
+                "aex-d",
+                ChangeKind::Created,
+                Some(created_v1.encode_to_vec()),
+            ),
+        ];
+        for (revision, id, kind, data) in &history {
+            conn.execute(
+                "INSERT INTO history(revision, execution_id, kind, data) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![revision, id, *kind as i64, data],
+            )
+            .expect("history row");
+        }
+        conn.execute_batch(
+            "UPDATE meta SET value = 8 WHERE key = 'last_revision';
+             UPDATE meta SET value = 3 WHERE key = 'compacted_revision';",
+        )
+        .expect("meta");
+
+        migrate(&mut conn).expect("migrate");
+
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('executions')")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("columns");
+        assert_eq!(columns, ["id", "session_id", "phase", "revision"]);
+
+        // Every state reads back unchanged, at its revision.
+        for (e, revision) in latest {
+            let id = e.metadata.as_ref().map(|m| m.id.as_str()).unwrap_or("");
+            let stored = reader::get(&conn, id).expect("get").expect("exists");
+            assert_eq!(&stored.execution, e, "{id}");
+            assert_eq!(stored.revision, revision as u64, "{id}");
+        }
+        assert!(reader::get(&conn, "aex-c").expect("get").is_none());
+        let all = reader::list(
+            &conn,
+            &ListQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .expect("list");
+        assert_eq!(
+            all,
+            [pruned_v1.clone(), kept_v1.clone(), created_v1.clone()]
+        );
+        let s1 = reader::list(
+            &conn,
+            &ListQuery {
+                session_id: Some("s1".into()),
+                phase: Some(ExecutionCompleted as i32),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .expect("list");
+        assert_eq!(s1, std::slice::from_ref(&kept_v1));
+
+        // The pruned latest state was re-inserted (below the floor, as an
+        // update); the history above the floor is as it was.
+        let (kind, execution_id): (i64, String) = conn
+            .query_row(
+                "SELECT kind, execution_id FROM history WHERE revision = 2",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("re-inserted row");
+        assert_eq!(kind, ChangeKind::StatusUpdated as i64);
+        assert_eq!(execution_id, "aex-a");
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM history", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(rows, 6);
+        let b = reader::history(&conn, "aex-b", 3, 10, usize::MAX).expect("history");
+        let b: Vec<_> = b.into_iter().map(|r| (r.revision, r.execution)).collect();
+        assert_eq!(b, [(4, Some(older_b)), (6, Some(kept_v1))]);
+        assert_eq!(
+            reader::deleted_revision(&conn, "aex-c").expect("deleted"),
+            Some(7)
+        );
+        assert_eq!(reader::compacted_revision(&conn).expect("floor"), 3);
+
+        // A second open changes nothing.
+        migrate(&mut conn).expect("migrate again");
+        let integrity: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("integrity");
+        assert_eq!(integrity, "ok");
+    }
 }

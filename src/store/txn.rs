@@ -1,12 +1,20 @@
 //! `Txn`: the typed operations a write job performs inside the writer
-//! thread's open transaction. Jobs never see SQL; they load, insert, update,
-//! delete and append history, and take revisions in commit order.
+//! thread's open transaction. Jobs never see SQL; they load, insert, update
+//! and delete, and take revisions in commit order.
+//!
+//! Each state is written once: as a `history` row, which `executions.revision`
+//! points at while it is the execution's latest state (see `schema`,
+//! migration 2). Insert, update and delete write the history row and the
+//! `executions` row together, so the pointer always has its row.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use stigmer_proto::agentexecution::AgentExecution;
 
+use super::cache::LatestCache;
 use super::ChangeKind;
 use crate::protocol::Status;
 
@@ -18,6 +26,13 @@ pub struct Txn<'c> {
     next_revision: u64,
     /// The largest encoded execution that can still be sent in one frame.
     max_execution_bytes: usize,
+    /// The compaction floor as of this transaction's start (pruning moves it
+    /// only after the jobs ran), see [`Txn::release`].
+    compacted: u64,
+    /// The latest states the writer wrote; changed here exactly where the
+    /// transaction changes them, and cleared by the writer when the
+    /// transaction fails.
+    cache: &'c mut LatestCache,
 }
 
 /// An execution as stored: the decoded message and its revision.
@@ -31,17 +46,21 @@ impl<'c> Txn<'c> {
         conn: &'c Connection,
         next_revision: u64,
         max_execution_bytes: usize,
+        compacted: u64,
+        cache: &'c mut LatestCache,
     ) -> Self {
         Self {
             conn,
             next_revision,
             max_execution_bytes,
+            compacted,
+            cache,
         }
     }
 
     /// Encodes a state once, refusing one too large to be sent back in one
     /// frame (as a reply or an event), so that everything stored can be
-    /// streamed. The bytes serve the latest-state row, the history row and
+    /// streamed. The bytes serve the history row (the latest state) and
     /// the broadcast event alike.
     pub fn encode(&self, execution: &AgentExecution) -> Result<Bytes, Status> {
         // Encoding first costs a wasted encoding only for a refused state.
@@ -69,9 +88,16 @@ impl<'c> Txn<'c> {
         rev
     }
 
-    /// The stored execution, if any (the same query as a read, on the
-    /// writer's connection, inside its transaction).
-    pub fn load(&self, id: &str) -> Result<Option<Stored>, Status> {
+    /// The stored execution, if any: from the writer's cache when it holds
+    /// it (a clone), else the same query as a read, on the writer's
+    /// connection, inside its transaction.
+    pub fn load(&mut self, id: &str) -> Result<Option<Stored>, Status> {
+        if let Some((execution, revision)) = self.cache.get(id) {
+            return Ok(Some(Stored {
+                execution: AgentExecution::clone(&execution),
+                revision,
+            }));
+        }
         super::reader::get(self.conn, id)
     }
 
@@ -83,12 +109,13 @@ impl<'c> Txn<'c> {
         Ok(stmt.exists([id])?)
     }
 
-    /// Inserts the latest state of a new execution, already encoded (by
-    /// [`Txn::encode`]).
+    /// Inserts a new execution: its state, already encoded (by
+    /// [`Txn::encode`]), as a history row of kind `Created`, and its
+    /// `executions` row (id, session, phase) pointing at that row.
     pub fn insert(
-        &self,
+        &mut self,
         id: &str,
-        execution: &AgentExecution,
+        execution: &Arc<AgentExecution>,
         revision: u64,
         data: &[u8],
     ) -> Result<(), Status> {
@@ -98,26 +125,33 @@ impl<'c> Txn<'c> {
             .map(|s| s.session_id.as_str())
             .unwrap_or("");
         let phase = execution.status.as_ref().map(|s| s.phase).unwrap_or(0);
+        self.append_history(revision, id, ChangeKind::Created, Some(data))?;
         let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO executions(id, session_id, phase, revision, data)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO executions(id, session_id, phase, revision) VALUES (?1, ?2, ?3, ?4)",
         )?;
-        stmt.execute(params![id, session, phase, revision as i64, data])?;
+        stmt.execute(params![id, session, phase, revision as i64])?;
+        self.cache.put(id, execution.clone(), revision, data.len());
         Ok(())
     }
 
-    /// Replaces the latest state of an execution that exists (a status
-    /// update). `phase` is `Some` only when it changed: SQLite rewrites an
-    /// index only when one of its columns is assigned, so an update that
-    /// keeps the phase (most of them: a runner streaming progress) leaves
+    /// Records a status update of an execution whose latest state is at
+    /// `previous` (as loaded in this transaction): the new state `execution`,
+    /// already encoded as `data`, as a history row of kind `StatusUpdated`,
+    /// and the `executions` row moved to it.
+    ///
+    /// `phase` is `Some` only when it changed: SQLite rewrites an index only
+    /// when one of its columns is assigned, so an update that keeps the phase
+    /// (most of them: a runner streaming progress) leaves
     /// `executions_by_phase` alone, and `executions_by_session` is never
-    /// touched (a status update cannot change the session). Assigning every
-    /// column would rewrite both indexes on every update.
-    /// Returns false when no row has this id.
+    /// touched (a status update cannot change the session).
+    ///
+    /// Returns false, writing nothing, when no row has this id at `previous`.
     pub fn update_encoded(
-        &self,
+        &mut self,
         id: &str,
+        execution: &Arc<AgentExecution>,
         phase: Option<i32>,
+        previous: u64,
         revision: u64,
         data: &[u8],
     ) -> Result<bool, Status> {
@@ -125,29 +159,63 @@ impl<'c> Txn<'c> {
             Some(phase) => self
                 .conn
                 .prepare_cached(
-                    "UPDATE executions SET phase = ?2, revision = ?3, data = ?4 WHERE id = ?1",
+                    "UPDATE executions SET phase = ?3, revision = ?4 WHERE id = ?1 AND revision = ?2",
                 )?
-                .execute(params![id, phase, revision as i64, data])?,
+                .execute(params![id, previous as i64, phase, revision as i64])?,
             None => self
                 .conn
-                .prepare_cached("UPDATE executions SET revision = ?2, data = ?3 WHERE id = ?1")?
-                .execute(params![id, revision as i64, data])?,
+                .prepare_cached(
+                    "UPDATE executions SET revision = ?3 WHERE id = ?1 AND revision = ?2",
+                )?
+                .execute(params![id, previous as i64, revision as i64])?,
         };
-        Ok(changed == 1)
+        if changed != 1 {
+            return Ok(false);
+        }
+        self.release(previous)?;
+        self.append_history(revision, id, ChangeKind::StatusUpdated, Some(data))?;
+        self.cache.put(id, execution.clone(), revision, data.len());
+        Ok(true)
     }
 
-    /// Removes an execution's latest state.
-    pub fn remove(&self, id: &str) -> Result<(), Status> {
-        let mut stmt = self
+    /// Removes an execution and records its deletion at `revision` (a
+    /// history row without state). Returns false, writing nothing, when no
+    /// row has this id.
+    pub fn remove(&mut self, id: &str, revision: u64) -> Result<bool, Status> {
+        let previous: Option<i64> = self
             .conn
-            .prepare_cached("DELETE FROM executions WHERE id = ?1")?;
-        stmt.execute([id])?;
+            .prepare_cached("DELETE FROM executions WHERE id = ?1 RETURNING revision")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        let Some(previous) = previous else {
+            return Ok(false);
+        };
+        self.release(previous as u64)?;
+        self.append_history(revision, id, ChangeKind::Deleted, None)?;
+        self.cache.remove(id);
+        Ok(true)
+    }
+
+    /// The history row at `previous` no longer holds an execution's latest
+    /// state. Above the compaction floor it stays for streams that catch up
+    /// until pruning reaches it; at or below the floor no stream can read it
+    /// (catch-up reads only after a revision at or above the floor) and
+    /// pruning, which only looks above the floor, would never see it again,
+    /// so it goes now. This keeps the rows at or below the floor to those
+    /// some execution points at: at most one per execution.
+    fn release(&self, previous: u64) -> Result<(), Status> {
+        if previous <= self.compacted {
+            self.conn
+                .prepare_cached("DELETE FROM history WHERE revision = ?1")?
+                .execute([previous as i64])?;
+        }
         Ok(())
     }
 
-    /// Records a change in the history, for streams that resume: the state
-    /// after it, already encoded (`None` for a delete).
-    pub fn append_history(
+    /// Records a change in the history: the state after it, already encoded
+    /// (`None` for a delete). This row is both what streams catch up from
+    /// and, while `executions` points at it, the execution's latest state.
+    fn append_history(
         &self,
         revision: u64,
         id: &str,

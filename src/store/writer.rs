@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::mpsc;
 
+use super::cache::LatestCache;
 use super::{Change, Revisions, Txn};
 use crate::protocol::Status;
 
@@ -59,6 +60,11 @@ const CHECKPOINT_POLL: Duration = Duration::from_millis(50);
 /// the checkpointer fall behind (e.g. a reader pins old frames): 16384
 /// pages, 64 MiB of WAL, instead of SQLite's 1000.
 const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16384;
+
+/// The most bytes of latest states the writer keeps in its [`LatestCache`]
+/// (counted by encoded size): a few thousand 1 KiB executions, the ones
+/// being updated, for at most a few MiB of memory beside a 16 MiB page cache.
+const LATEST_CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// A write job: runs inside the open transaction, returns the change it made.
 pub type Job = Box<dyn FnOnce(&mut Txn<'_>) -> Result<Change, Status> + Send>;
@@ -142,6 +148,7 @@ impl Writer {
             .spawn(move || {
                 WriterThread {
                     conn,
+                    cache: LatestCache::new(LATEST_CACHE_BYTES),
                     reopen: false,
                     rx,
                     config,
@@ -181,6 +188,8 @@ impl Writer {
 
 struct WriterThread {
     conn: Connection,
+    /// Latest states written through `conn`, served to `Txn::load`.
+    cache: LatestCache,
     /// Set when a batch failed because the database was read-only: SQLite
     /// keeps a connection opened on a read-only file read-only, so writes
     /// can only resume on a new connection once the file is writable again.
@@ -318,10 +327,38 @@ impl WriterThread {
         jobs: Vec<Job>,
         first_revision: u64,
     ) -> Result<(Vec<JobResult>, u64, u64), Status> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut txn = Txn::new(&tx, first_revision, self.config.max_execution_bytes);
+        transact(
+            &mut self.conn,
+            &mut self.cache,
+            jobs,
+            first_revision,
+            self.revisions.compacted(),
+            self.config.max_execution_bytes,
+            self.config.history_retention,
+        )
+    }
+}
+
+/// One batch transaction (see `WriterThread::run_transaction`): the jobs,
+/// the revision counter and pruning, then COMMIT. Returns each job's result,
+/// the last revision and the compaction floor, as committed.
+///
+/// When it fails, SQLite rolled back every job's writes, so `cache` (which
+/// the jobs changed as they wrote) is cleared: the next loads read the
+/// committed states from the database.
+#[allow(clippy::type_complexity)]
+fn transact(
+    conn: &mut Connection,
+    cache: &mut LatestCache,
+    jobs: Vec<Job>,
+    first_revision: u64,
+    compacted: u64,
+    max_execution_bytes: usize,
+    history_retention: u64,
+) -> Result<(Vec<JobResult>, u64, u64), Status> {
+    let outcome = (|| {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut txn = Txn::new(&tx, first_revision, max_execution_bytes, compacted, cache);
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
             match job(&mut txn) {
@@ -331,15 +368,19 @@ impl WriterThread {
             }
         }
         let last = txn.next_revision() - 1;
-        let mut compacted = self.revisions.compacted();
+        let mut compacted = compacted;
         if last >= first_revision {
             tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'last_revision'")?
                 .execute([last as i64])?;
-            compacted = prune(&tx, last, compacted, self.config.history_retention)?;
+            compacted = prune(&tx, last, compacted, history_retention)?;
         }
         tx.commit()?;
         Ok((results, last, compacted))
+    })();
+    if outcome.is_err() {
+        cache.clear();
     }
+    outcome
 }
 
 /// A thread that checkpoints the WAL beside the writer (see the module
@@ -434,6 +475,14 @@ fn is_storage_failure(status: &Status) -> bool {
 /// Deletes history older than the retention window, in slices of 1/16 of the
 /// window so that pruning costs one bounded DELETE every few thousand commits
 /// rather than one row per commit. Returns the new compaction floor.
+///
+/// A row that holds an execution's latest state (`executions.revision`
+/// points at it) is kept: it is that execution's only copy of its state.
+/// The check is a lookup by `executions`' primary key (the row's
+/// `execution_id`); an index on `executions.revision` would be rewritten by
+/// every status update. Only the slice above the old floor is scanned: a row
+/// kept below the floor is deleted by the write that stops pointing at it
+/// (`Txn::release`), so the rows below the floor are exactly the kept ones.
 fn prune(
     tx: &rusqlite::Transaction<'_>,
     last: u64,
@@ -446,8 +495,12 @@ fn prune(
         return Ok(compacted);
     }
     let floor = last - retention;
-    tx.prepare_cached("DELETE FROM history WHERE revision <= ?1")?
-        .execute([floor as i64])?;
+    tx.prepare_cached(
+        "DELETE FROM history WHERE revision > ?1 AND revision <= ?2
+           AND NOT EXISTS (SELECT 1 FROM executions e
+                           WHERE e.id = history.execution_id AND e.revision = history.revision)",
+    )?
+    .execute([compacted as i64, floor as i64])?;
     tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'compacted_revision'")?
         .execute([floor as i64])?;
     Ok(floor)
@@ -461,4 +514,246 @@ pub fn load_revisions(conn: &Connection) -> Result<(u64, u64), Status> {
         Ok(v as u64)
     };
     Ok((get("last_revision")?, get("compacted_revision")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{create, delete, update_status};
+    use crate::store::{reader, schema};
+    use stigmer_proto::agentexecution::{
+        AgentExecution, AgentExecutionSpec, AgentExecutionStatus, AgentExecutionUpdateStatusInput,
+        ExecutionPhase,
+    };
+    use stigmer_proto::apiresource::ApiResourceMetadata;
+
+    /// A migrated database and the counters the writer thread would keep.
+    struct Db {
+        conn: Connection,
+        cache: LatestCache,
+        last: u64,
+        compacted: u64,
+        retention: u64,
+    }
+
+    impl Db {
+        fn new(retention: u64) -> Db {
+            let mut conn = Connection::open_in_memory().expect("open");
+            schema::migrate(&mut conn).expect("migrate");
+            Db {
+                conn,
+                cache: LatestCache::new(LATEST_CACHE_BYTES),
+                last: 0,
+                compacted: 0,
+                retention,
+            }
+        }
+
+        /// Commits one batch of jobs, as the writer thread does.
+        fn commit(&mut self, jobs: Vec<Job>) -> Vec<JobResult> {
+            let (results, last, compacted) = transact(
+                &mut self.conn,
+                &mut self.cache,
+                jobs,
+                self.last + 1,
+                self.compacted,
+                1 << 20,
+                self.retention,
+            )
+            .expect("commit");
+            self.last = last;
+            self.compacted = compacted;
+            results
+        }
+
+        fn history_revisions(&self) -> Vec<u64> {
+            self.conn
+                .prepare("SELECT revision FROM history ORDER BY revision")
+                .and_then(|mut s| {
+                    s.query_map([], |r| r.get::<_, i64>(0))?
+                        .collect::<Result<Vec<i64>, _>>()
+                })
+                .expect("history")
+                .into_iter()
+                .map(|r| r as u64)
+                .collect()
+        }
+    }
+
+    fn new_execution(id: &str) -> Job {
+        create::job(AgentExecution {
+            metadata: Some(ApiResourceMetadata {
+                id: id.into(),
+                ..Default::default()
+            }),
+            spec: Some(AgentExecutionSpec {
+                agent_id: "agent".into(),
+                message: "go".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn progress(id: &str, note: &str) -> Job {
+        update_status::job(AgentExecutionUpdateStatusInput {
+            execution_id: id.into(),
+            status: Some(AgentExecutionStatus {
+                phase: ExecutionPhase::ExecutionInProgress as i32,
+                error: note.into(),
+                ..Default::default()
+            }),
+        })
+    }
+
+    fn note(db: &Db, id: &str) -> (String, u64) {
+        let stored = reader::get(&db.conn, id).expect("get").expect("exists");
+        let error = stored.execution.status.map(|s| s.error).unwrap_or_default();
+        (error, stored.revision)
+    }
+
+    /// Pruning never deletes the row an execution's latest state lives in;
+    /// a kept row below the floor goes once the execution moves on or is
+    /// deleted; above the floor the history stays complete for catch-up.
+    #[test]
+    fn pruning_keeps_latest_states() {
+        let mut db = Db::new(4);
+        db.commit(vec![new_execution("aex-idle"), new_execution("aex-busy")]);
+        db.commit(vec![progress("aex-idle", "idle once")]); // 3
+        for i in 0..20 {
+            db.commit(vec![progress("aex-busy", &format!("busy {i}"))]);
+        }
+        assert_eq!(db.last, 23);
+        assert_eq!(db.compacted, 19);
+        // Below the floor only aex-idle's latest state is left.
+        assert_eq!(note(&db, "aex-idle"), ("idle once".into(), 3));
+        assert_eq!(note(&db, "aex-busy"), ("busy 19".into(), 23));
+        assert_eq!(db.history_revisions(), [3, 20, 21, 22, 23]);
+        // Catch-up from the floor sees the complete history above it.
+        let rows =
+            reader::history(&db.conn, "aex-busy", db.compacted, 100, usize::MAX).expect("history");
+        let revisions: Vec<u64> = rows.iter().map(|r| r.revision).collect();
+        assert_eq!(revisions, [20, 21, 22, 23]);
+        assert!(
+            reader::history(&db.conn, "aex-idle", db.compacted, 100, usize::MAX)
+                .expect("history")
+                .is_empty()
+        );
+
+        // aex-idle moves on: its old row, below the floor, goes at once.
+        db.commit(vec![progress("aex-idle", "idle twice")]); // 24
+        assert_eq!(note(&db, "aex-idle"), ("idle twice".into(), 24));
+        assert_eq!(db.history_revisions(), [21, 22, 23, 24]);
+
+        // Two updates of one execution in one batch, then more pruning.
+        let results = db.commit(vec![progress("aex-idle", "a"), progress("aex-idle", "b")]);
+        assert!(results.iter().all(Result::is_ok));
+        for i in 0..6 {
+            db.commit(vec![progress("aex-busy", &format!("later {i}"))]);
+        }
+        assert_eq!((db.last, db.compacted), (32, 28));
+        assert_eq!(note(&db, "aex-idle"), ("b".into(), 26));
+        assert_eq!(db.history_revisions(), [26, 29, 30, 31, 32]);
+
+        // A delete of an execution whose state is below the floor removes
+        // that row; its delete stays until pruned like any change.
+        db.commit(vec![delete::job("aex-idle".into())]); // 33
+        assert!(reader::get(&db.conn, "aex-idle").expect("get").is_none());
+        assert_eq!(
+            reader::deleted_revision(&db.conn, "aex-idle").expect("deleted"),
+            Some(33)
+        );
+        assert_eq!(db.history_revisions(), [30, 31, 32, 33]);
+        let integrity: String = db
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("integrity");
+        assert_eq!(integrity, "ok");
+    }
+
+    /// A job that reports what `Txn::load` gives for `id` (and writes nothing).
+    fn peek(id: &'static str, seen: Arc<Mutex<Option<(String, u64)>>>) -> Job {
+        Box::new(move |txn| {
+            let stored = txn.load(id)?.expect("exists");
+            let error = stored.execution.status.map(|s| s.error).unwrap_or_default();
+            *seen.lock().expect("lock") = Some((error, stored.revision));
+            Err(Status::not_found("peek writes nothing"))
+        })
+    }
+
+    /// A batch that fails rolls back every job's writes, in SQLite and in
+    /// the writer's cache: what the next jobs load is the committed state.
+    #[test]
+    fn failed_batch_leaves_the_committed_states() {
+        let mut db = Db::new(100);
+        db.commit(vec![new_execution("aex-x")]);
+        db.commit(vec![progress("aex-x", "committed")]);
+        let failing: Job = Box::new(|_txn| Err(Status::unavailable("disk full")));
+        let outcome = transact(
+            &mut db.conn,
+            &mut db.cache,
+            vec![progress("aex-x", "rolled back"), failing],
+            db.last + 1,
+            db.compacted,
+            1 << 20,
+            db.retention,
+        );
+        assert!(outcome.is_err());
+        assert_eq!(note(&db, "aex-x"), ("committed".into(), 2));
+        let seen = Arc::new(Mutex::new(None));
+        db.commit(vec![peek("aex-x", seen.clone())]);
+        assert_eq!(*seen.lock().expect("lock"), Some(("committed".into(), 2)));
+        db.commit(vec![progress("aex-x", "next")]);
+        assert_eq!(note(&db, "aex-x"), ("next".into(), 3));
+        // Within a batch, a job loads what the one before it wrote.
+        db.commit(vec![
+            progress("aex-x", "first"),
+            peek("aex-x", seen.clone()),
+        ]);
+        assert_eq!(*seen.lock().expect("lock"), Some(("first".into(), 4)));
+    }
+
+    /// With and without the cache, a mix of jobs leaves the same states.
+    #[test]
+    fn cache_changes_nothing_but_speed() {
+        let run = |budget: usize| {
+            let mut db = Db::new(8);
+            db.cache = LatestCache::new(budget);
+            let mut log = Vec::new();
+            for i in 0..40 {
+                let id = ["aex-a", "aex-b", "aex-c"][i % 3];
+                let jobs = match i % 7 {
+                    0 => vec![new_execution(id), progress(id, &format!("n{i}"))],
+                    5 => vec![delete::job(id.into())],
+                    _ => vec![
+                        progress(id, &format!("u{i}")),
+                        progress(id, &format!("v{i}")),
+                    ],
+                };
+                let results = db.commit(jobs);
+                let outcomes: Vec<String> = results
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(c) => format!("ok {}", c.revision),
+                        Err(s) => format!("{:?}", s.code),
+                    })
+                    .collect();
+                // The states as the database has them (the clock stamps differ
+                // between runs, so compared by note and revision).
+                let states: Vec<_> = ["aex-a", "aex-b", "aex-c"]
+                    .iter()
+                    .map(|id| {
+                        reader::get(&db.conn, id)
+                            .expect("get")
+                            .map(|s| (s.execution.status.map(|s| s.error), s.revision))
+                    })
+                    .collect();
+                log.push((outcomes, states));
+            }
+            log
+        };
+        assert_eq!(run(LATEST_CACHE_BYTES), run(0));
+        // A cache so small it keeps flipping generations.
+        assert_eq!(run(3000), run(0));
+    }
 }
