@@ -292,7 +292,9 @@ fn check_files(db: &std::path::Path, max_seen: u64) -> Vec<Violation> {
         }),
     }
     let last: Result<i64, _> = conn.query_row(
-        "SELECT value FROM meta WHERE key = 'last_revision'",
+        // As the daemon computes it at start-up (store::writer::load_revisions).
+        "SELECT MAX((SELECT value FROM meta WHERE key = 'last_revision'),
+                    COALESCE((SELECT MAX(revision) FROM history), 0))",
         [],
         |r| r.get(0),
     );

@@ -324,26 +324,43 @@ impl Stream {
         loop {
             let after = self.last_sent;
             let id = self.execution_id.clone();
-            let (compacted, rows) = self
+            let (compacted, chain) = self
                 .read(move |c| {
-                    // One read transaction, so the floor and the rows agree.
+                    // One read transaction, so the floor and the chain agree.
                     let tx = c.unchecked_transaction()?;
                     let compacted = reader::compacted_revision(&tx)?;
-                    let rows =
-                        reader::history(&tx, &id, after, HISTORY_PAGE_ROWS, HISTORY_PAGE_BYTES)?;
-                    Ok((compacted, rows))
+                    let chain = if after < compacted {
+                        Vec::new()
+                    } else {
+                        reader::chain(&tx, &id, after)?
+                    };
+                    Ok((compacted, chain))
                 })
                 .await?;
             if after < compacted {
                 return self.resync(initial).await;
             }
-            // A page may be cut short by its byte bound, so only an empty
-            // page means the history has nothing newer.
-            if rows.is_empty() {
+            // Only an empty chain means the history has nothing newer;
+            // changes committed meanwhile are found by the next walk.
+            if chain.is_empty() {
                 break;
             }
-            for row in rows {
-                self.send_history(row).await?;
+            // The chain is walked once; its rows are read a page at a time
+            // (bounded in rows and bytes).
+            let mut rest = chain.as_slice();
+            while !rest.is_empty() {
+                let page = rest[..rest.len().min(HISTORY_PAGE_ROWS)].to_vec();
+                let rows = self
+                    .read(move |c| reader::rows(c, &page, HISTORY_PAGE_BYTES))
+                    .await?;
+                // Empty: pruned since the walk; the next walk sees the floor.
+                if rows.is_empty() {
+                    break;
+                }
+                rest = &rest[rows.len()..];
+                for row in rows {
+                    self.send_history(row).await?;
+                }
             }
         }
         if initial && !self.sent_any {

@@ -192,30 +192,89 @@ pub fn history(
     limit: usize,
     max_bytes: usize,
 ) -> Result<Vec<HistoryRow>, Status> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT revision, kind, data FROM history
-         WHERE execution_id = ?1 AND revision > ?2 ORDER BY revision LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![id, after as i64, limit as i64], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, Option<Vec<u8>>>(2)?,
-        ))
-    })?;
+    let chain = chain(conn, id, after)?;
+    let page = &chain[..chain.len().min(limit)];
+    rows(conn, page, max_bytes)
+}
+
+/// The revisions of execution `id`'s changes after `after`, oldest first.
+///
+/// There is no per-execution index on `history` (it cost a dirty page per
+/// execution per commit; schema migration 3): each row links to the
+/// execution's previous change, so this walks back from the latest change
+/// (`executions.revision`, or the tombstone of a deleted execution), one
+/// primary-key lookup per change, until it reaches `after`. Call it with
+/// `after` at or above the compaction floor, in the transaction that read
+/// the floor: every row above the floor exists, so a missing link is a
+/// corrupt database, reported, never a silent gap.
+pub fn chain(conn: &Connection, id: &str, after: u64) -> Result<Vec<u64>, Status> {
+    let head: Option<i64> = conn
+        .prepare_cached("SELECT revision FROM executions WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    let head = match head {
+        Some(head) => Some(head),
+        None => conn
+            .prepare_cached("SELECT revision FROM tombstones WHERE execution_id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?,
+    };
+    let mut link = conn.prepare_cached("SELECT prev FROM history WHERE revision = ?1")?;
+    let mut out = Vec::new();
+    let mut next = head.map(|h| h as u64);
+    while let Some(revision) = next.filter(|r| *r > after) {
+        out.push(revision);
+        let prev: Option<Option<i64>> =
+            link.query_row([revision as i64], |r| r.get(0)).optional()?;
+        next = match prev {
+            Some(prev) => prev.map(|p| p as u64),
+            None => {
+                return Err(Status::internal(format!(
+                    "history row {revision} of execution {id} is missing"
+                )))
+            }
+        };
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// The history rows at `revisions` (from [`chain`]), in that order, up to
+/// `max_bytes` of state (at least one row). Stops early at a row pruned
+/// since the chain was read (at or below the compaction floor): the caller
+/// reads the floor again and resyncs.
+pub fn rows(
+    conn: &Connection,
+    revisions: &[u64],
+    max_bytes: usize,
+) -> Result<Vec<HistoryRow>, Status> {
+    let mut stmt = conn.prepare_cached("SELECT kind, data FROM history WHERE revision = ?1")?;
     let mut out = Vec::new();
     let mut bytes = 0usize;
-    for row in rows {
+    for &revision in revisions {
         if bytes >= max_bytes {
             break;
         }
-        let (revision, kind, data) = row?;
+        let row: Option<(i64, Option<Vec<u8>>)> = stmt
+            .query_row([revision as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((kind, data)) = row else {
+            // Read after the row: the floor only rises, so a prune that
+            // removed the row shows here (in or out of a transaction).
+            let compacted = compacted_revision(conn)?;
+            if revision <= compacted {
+                break;
+            }
+            return Err(Status::internal(format!(
+                "history row {revision} is missing above the compaction floor {compacted}"
+            )));
+        };
         bytes += data.as_ref().map(Vec::len).unwrap_or(0);
         let execution = data
             .map(|d| AgentExecution::decode(d.as_slice()))
             .transpose()?;
         out.push(HistoryRow {
-            revision: revision as u64,
+            revision,
             kind: ChangeKind::from_i64(kind)?,
             execution,
         });
@@ -223,14 +282,13 @@ pub fn history(
     Ok(out)
 }
 
-/// The revision at which execution `id` was deleted, while that history
-/// row is kept (None: not deleted, or its delete was pruned).
+/// The revision at which execution `id` was deleted, while its tombstone
+/// is kept (None: not deleted, or its delete was pruned).
 pub fn deleted_revision(conn: &Connection, id: &str) -> Result<Option<u64>, Status> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT MAX(revision) FROM history WHERE execution_id = ?1 AND kind = ?2",
-    )?;
-    let revision: Option<i64> =
-        stmt.query_row(params![id, ChangeKind::Deleted as i64], |r| r.get(0))?;
+    let revision: Option<i64> = conn
+        .prepare_cached("SELECT revision FROM tombstones WHERE execution_id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
     Ok(revision.map(|r| r as u64))
 }
 

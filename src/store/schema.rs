@@ -41,6 +41,27 @@ const MIGRATIONS: &[&str] = &[
         SELECT e.revision, e.id, 2, e.data FROM executions e
         WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.revision = e.revision);
      ALTER TABLE executions DROP COLUMN data;",
+    // 3: no per-execution index on `history`. It cost one dirty 4 KiB page
+    // per execution in every commit (daemon CPU per update, 32 writers:
+    // 56-59 µs with it, 40-42 µs without; docs/PERFORMANCE.md). Instead each
+    // row records `prev`, the revision of the same execution's previous
+    // change, so an execution's history is a chain walked back from its
+    // latest revision (`executions.revision`, or its tombstone once
+    // deleted), one primary-key lookup per change (`reader::chain`). Deletes
+    // are remembered in `tombstones` (kind 3 = `ChangeKind::Deleted`, checked
+    // by a test). `meta.last_revision` is no longer written per commit: the
+    // history's largest revision is the last one (`writer::load_revisions`).
+    "ALTER TABLE history ADD COLUMN prev INTEGER;
+     UPDATE history SET prev = (SELECT MAX(h.revision) FROM history h
+                                WHERE h.execution_id = history.execution_id
+                                  AND h.revision < history.revision);
+     CREATE TABLE tombstones (
+        execution_id TEXT PRIMARY KEY,
+        revision     INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     INSERT INTO tombstones(execution_id, revision)
+        SELECT execution_id, MAX(revision) FROM history WHERE kind = 3 GROUP BY execution_id;
+     DROP INDEX history_by_execution;",
 ];
 
 /// The schema version this build writes.
@@ -131,9 +152,10 @@ mod tests {
     }
 
     #[test]
-    fn the_reinserted_kind_is_status_updated() {
-        // Migration 2 writes the kind as a literal.
+    fn the_kinds_written_as_literals() {
+        // Migration 2 writes the kind as a literal, migration 3 reads one.
         assert_eq!(ChangeKind::StatusUpdated as i64, 2);
+        assert_eq!(ChangeKind::Deleted as i64, 3);
     }
 
     /// A version-1 database whose pruning removed the history row of an

@@ -125,7 +125,7 @@ impl<'c> Txn<'c> {
             .map(|s| s.session_id.as_str())
             .unwrap_or("");
         let phase = execution.status.as_ref().map(|s| s.phase).unwrap_or(0);
-        self.append_history(revision, id, ChangeKind::Created, Some(data))?;
+        self.append_history(revision, id, ChangeKind::Created, Some(data), None)?;
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO executions(id, session_id, phase, revision) VALUES (?1, ?2, ?3, ?4)",
         )?;
@@ -173,7 +173,13 @@ impl<'c> Txn<'c> {
             return Ok(false);
         }
         self.release(previous)?;
-        self.append_history(revision, id, ChangeKind::StatusUpdated, Some(data))?;
+        self.append_history(
+            revision,
+            id,
+            ChangeKind::StatusUpdated,
+            Some(data),
+            Some(previous),
+        )?;
         self.cache.put(id, execution.clone(), revision, data.len());
         Ok(true)
     }
@@ -191,7 +197,20 @@ impl<'c> Txn<'c> {
             return Ok(false);
         };
         self.release(previous as u64)?;
-        self.append_history(revision, id, ChangeKind::Deleted, None)?;
+        self.append_history(
+            revision,
+            id,
+            ChangeKind::Deleted,
+            None,
+            Some(previous as u64),
+        )?;
+        // The head of its history chain from now on (`reader::chain`), and
+        // how a resume learns of the delete.
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO tombstones(execution_id, revision) VALUES (?1, ?2)",
+            )?
+            .execute(params![id, revision as i64])?;
         self.cache.remove(id);
         Ok(true)
     }
@@ -213,19 +232,29 @@ impl<'c> Txn<'c> {
     }
 
     /// Records a change in the history: the state after it, already encoded
-    /// (`None` for a delete). This row is both what streams catch up from
-    /// and, while `executions` points at it, the execution's latest state.
+    /// (`None` for a delete), and `prev`, the revision of the execution's
+    /// previous change (the link `reader::chain` follows). This row is both
+    /// what streams catch up from and, while `executions` points at it, the
+    /// execution's latest state.
     fn append_history(
         &self,
         revision: u64,
         id: &str,
         kind: ChangeKind,
         data: Option<&[u8]>,
+        prev: Option<u64>,
     ) -> Result<(), Status> {
         let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO history(revision, execution_id, kind, data) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO history(revision, execution_id, kind, data, prev)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        stmt.execute(params![revision as i64, id, kind as i64, data])?;
+        stmt.execute(params![
+            revision as i64,
+            id,
+            kind as i64,
+            data,
+            prev.map(|p| p as i64)
+        ])?;
         Ok(())
     }
 }

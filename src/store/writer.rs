@@ -370,8 +370,8 @@ fn transact(
         let last = txn.next_revision() - 1;
         let mut compacted = compacted;
         if last >= first_revision {
-            tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'last_revision'")?
-                .execute([last as i64])?;
+            // No counter row is written: the history's largest revision is
+            // the last one (`load_revisions`), one page fewer per commit.
             compacted = prune(&tx, last, compacted, history_retention)?;
         }
         tx.commit()?;
@@ -501,19 +501,28 @@ fn prune(
                            WHERE e.id = history.execution_id AND e.revision = history.revision)",
     )?
     .execute([compacted as i64, floor as i64])?;
+    // Deletes older than the window go with their history.
+    tx.prepare_cached("DELETE FROM tombstones WHERE revision <= ?1")?
+        .execute([floor as i64])?;
     tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'compacted_revision'")?
         .execute([floor as i64])?;
     Ok(floor)
 }
 
-/// Reads the revision counters at startup.
+/// Reads the revision counters at startup: the last revision is the
+/// history's largest (every change writes a history row, and pruning keeps
+/// the newest `--history-retention`), or `meta.last_revision`, which schema
+/// versions before 3 wrote with every commit, whichever is larger.
 pub fn load_revisions(conn: &Connection) -> Result<(u64, u64), Status> {
     let get = |key: &str| -> Result<u64, Status> {
         let v: i64 =
             conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?;
         Ok(v as u64)
     };
-    Ok((get("last_revision")?, get("compacted_revision")?))
+    let newest: Option<i64> =
+        conn.query_row("SELECT MAX(revision) FROM history", [], |r| r.get(0))?;
+    let last = get("last_revision")?.max(newest.unwrap_or(0) as u64);
+    Ok((last, get("compacted_revision")?))
 }
 
 #[cfg(test)]
@@ -610,6 +619,49 @@ mod tests {
         let stored = reader::get(&db.conn, id).expect("get").expect("exists");
         let error = stored.execution.status.map(|s| s.error).unwrap_or_default();
         (error, stored.revision)
+    }
+
+    /// An execution's history is the chain of its own changes, found by
+    /// walking `prev` links back from its latest revision (no index): with
+    /// other executions' changes interleaved, after any revision, through a
+    /// delete (the tombstone is the chain's head), and the last revision is
+    /// recovered from the history alone at start-up.
+    #[test]
+    fn history_chain_follows_one_execution_through_interleaved_changes() {
+        let mut db = Db::new(1000);
+        db.commit(vec![new_execution("aex-a"), new_execution("aex-b")]); // 1, 2
+        db.commit(vec![progress("aex-a", "a1"), progress("aex-b", "b1")]); // 3, 4
+        db.commit(vec![progress("aex-b", "b2")]); // 5
+        db.commit(vec![progress("aex-a", "a2"), progress("aex-a", "a3")]); // 6, 7
+        assert_eq!(
+            reader::chain(&db.conn, "aex-a", 0).expect("chain"),
+            [1, 3, 6, 7]
+        );
+        assert_eq!(reader::chain(&db.conn, "aex-a", 3).expect("chain"), [6, 7]);
+        assert_eq!(
+            reader::chain(&db.conn, "aex-a", 7).expect("chain"),
+            [] as [u64; 0]
+        );
+        assert_eq!(
+            reader::chain(&db.conn, "aex-b", 1).expect("chain"),
+            [2, 4, 5]
+        );
+        assert!(reader::chain(&db.conn, "aex-none", 0)
+            .expect("chain")
+            .is_empty());
+        let page = reader::history(&db.conn, "aex-a", 1, 2, usize::MAX).expect("history");
+        assert_eq!(
+            page.iter().map(|r| r.revision).collect::<Vec<_>>(),
+            [3, 6],
+            "a page is the oldest `limit` rows after `after`"
+        );
+        db.commit(vec![delete::job("aex-b".into())]); // 8
+        assert_eq!(reader::chain(&db.conn, "aex-b", 4).expect("chain"), [5, 8]);
+        assert_eq!(
+            reader::deleted_revision(&db.conn, "aex-b").expect("deleted"),
+            Some(8)
+        );
+        assert_eq!(load_revisions(&db.conn).expect("revisions"), (8, 0));
     }
 
     /// Pruning never deletes the row an execution's latest state lives in;
