@@ -25,7 +25,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::protocol::Status;
 use crate::server::connection::Conn;
-use crate::store::writer::{Answer, Job};
+use crate::store::writer::Job;
 use crate::store::Change;
 
 /// Dispatches one decoded request. An `Err` is a connection error: the
@@ -91,18 +91,15 @@ async fn submit_write(
     reply: fn(u64, &Change) -> Bytes,
 ) {
     let answer = conn.clone();
-    let done: crate::store::writer::Done = Box::new(move |result, when| {
+    let done: crate::store::writer::Done = Box::new(move |result| {
         let body = match result {
             Ok(change) => reply(id, &change),
             Err(status) => {
                 crate::protocol::encode_response(id, response::Result::Error(status.to_proto()))
             }
         };
-        // Never waits.
-        match when {
-            Answer::Now => answer.reply(permit, body),
-            Answer::Later => answer.reply_later(permit, body),
-        }
+        // Never waits: a full queue hands the frame to a small task.
+        answer.reply(permit, body);
     });
     // Waits only while the writer queue is full (back-pressure from the disk).
     conn.shared.writer.submit(job, done).await;

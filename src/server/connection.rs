@@ -80,13 +80,6 @@ impl Conn {
         let _ = self.out.0.push(Frame::new(body).with_permit(permit));
     }
 
-    /// Queues a reply for the flusher task to write (see
-    /// `store::writer::Answer::Later`): costs the calling thread no syscall.
-    pub fn reply_later(&self, permit: OwnedSemaphorePermit, body: Bytes) {
-        // Fails only once the peer is gone: nobody would read the reply.
-        let _ = self.out.0.push_later(Frame::new(body).with_permit(permit));
-    }
-
     /// Queues a reply or an error for request `id` (see [`Conn::reply`]).
     pub fn reply_result(
         &self,

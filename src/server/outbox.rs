@@ -14,10 +14,6 @@
 //! directly only when nothing is queued ahead of it, so bytes leave in the
 //! order frames were appended, whichever thread appends them.
 //!
-//! [`Outbox::push_later`] leaves the write to the flusher instead: the
-//! writer thread uses it for replies to a batch, so that under load it
-//! spends its time committing rather than in `writev`.
-//!
 //! Bounds: [`Outbox::send`] waits while `capacity` frames are queued;
 //! [`Outbox::try_send`] refuses instead; [`Outbox::push`] (replies) appends
 //! regardless, because replies are bounded by the connection's in-flight
@@ -191,19 +187,6 @@ impl Outbox {
     pub fn push(&self, frame: Frame) -> Result<(), Closed> {
         let mut state = self.lock();
         self.append(&mut state, frame)
-    }
-
-    /// Appends a frame for the flusher to write, never writing on this
-    /// thread (like [`Outbox::push`], bounded by the caller).
-    pub fn push_later(&self, frame: Frame) -> Result<(), Closed> {
-        let mut state = self.lock();
-        if state.closed || state.finished {
-            return Err(Closed);
-        }
-        state.frames.push_back(frame);
-        drop(state);
-        self.flush.notify_one();
-        Ok(())
     }
 
     /// Appends a frame without writing it, while fewer than `capacity` are
@@ -473,24 +456,6 @@ mod tests {
         for (i, frame) in frames.iter().enumerate() {
             assert_eq!(frame[..], body(i as u32, 64 * 1024)[..], "frame {i}");
         }
-        outbox.finish();
-        assert_eq!(flusher.await.unwrap(), Flushed::Done);
-    }
-
-    #[tokio::test]
-    async fn push_later_leaves_the_write_to_the_flusher_in_order() {
-        let (outbox, mut peer) = pair(16);
-        outbox.push_later(Frame::new(body(0, 16))).unwrap();
-        // Queued behind the deferred frame, though nothing was written yet.
-        outbox.push(Frame::new(body(1, 16))).unwrap();
-        assert_eq!(outbox.queued(), 2);
-        let flusher = tokio::spawn({
-            let outbox = outbox.clone();
-            async move { outbox.flush(None).await }
-        });
-        let frames = read_frames(&mut peer, 2).await;
-        assert_eq!(frames[0][..], body(0, 16)[..]);
-        assert_eq!(frames[1][..], body(1, 16)[..]);
         outbox.finish();
         assert_eq!(flusher.await.unwrap(), Flushed::Done);
     }

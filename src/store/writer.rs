@@ -76,20 +76,7 @@ pub type JobResult = Result<Arc<Change>, Status>;
 /// change was broadcast), or at once when refused. It must not block: the
 /// caller's reply goes straight into its connection's queue from here, which
 /// saves a task wake-up per write.
-pub type Done = Box<dyn FnOnce(JobResult, Answer) + Send>;
-
-/// How a [`Done`] should answer its caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
-    /// Write the reply now, on the writer thread: a lone write (the latency
-    /// path) is acknowledged without any task wake-up.
-    Now,
-    /// Queue the reply for the connection's flusher task: under load the
-    /// writer thread is the bottleneck (profiled: the reply syscalls were
-    /// ~20% of its time with 32 writers), so batched replies are written by
-    /// the async workers while it commits the next batch.
-    Later,
-}
+pub type Done = Box<dyn FnOnce(JobResult) + Send>;
 
 struct Request {
     job: Job,
@@ -171,10 +158,7 @@ impl Writer {
         if let Err(mpsc::error::SendError(Msg::Job(request))) =
             self.queue.send(Msg::Job(Request { job, done })).await
         {
-            (request.done)(
-                Err(Status::unavailable("the daemon is shutting down")),
-                Answer::Now,
-            );
+            (request.done)(Err(Status::unavailable("the daemon is shutting down")));
         }
     }
 
@@ -261,11 +245,6 @@ impl WriterThread {
         }
         let started = Instant::now();
         let first_revision = self.revisions.last() + 1;
-        let answer = if batch.len() > 1 {
-            Answer::Later
-        } else {
-            Answer::Now
-        };
         let (jobs, replies): (Vec<Job>, Vec<Done>) =
             batch.drain(..).map(|r| (r.job, r.done)).unzip();
         let outcome = self.run_transaction(jobs, first_revision);
@@ -285,7 +264,7 @@ impl WriterThread {
                     };
                     // The caller may have gone (connection closed): its change
                     // is committed all the same.
-                    reply(result, answer);
+                    reply(result);
                 }
             }
             Err(status) => {
@@ -297,7 +276,7 @@ impl WriterThread {
                     .refused
                     .fetch_add(replies.len() as u64, Ordering::Relaxed);
                 for reply in replies {
-                    reply(Err(status.clone()), answer);
+                    reply(Err(status.clone()));
                 }
             }
         }
