@@ -217,14 +217,8 @@ fn broker_fanout(c: &mut Criterion) {
 fn broker_direct(c: &mut Criterion) {
     use std::io::Read;
     use stigmer::server::outbox::Outbox;
+    use stigmer::server::socket::WriteHalf;
     const SUBSCRIBERS: usize = 100;
-    // A worker drives the I/O driver in the background, as in the daemon:
-    // socket write readiness comes from it.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
     let broker = Arc::new(Broker::new(4096));
     let mut peers = Vec::new();
     let mut keep = Vec::new();
@@ -232,12 +226,7 @@ fn broker_direct(c: &mut Criterion) {
         let (a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
         a.set_nonblocking(true).expect("nonblocking");
         b.set_nonblocking(true).expect("nonblocking");
-        let stream = rt.block_on(async { tokio::net::UnixStream::from_std(a) });
-        // Let the driver see the new socket writable.
-        rt.block_on(async { stream.as_ref().expect("register").writable().await })
-            .expect("writable");
-        let (_rd, wr) = stream.expect("register").into_split();
-        let outbox = Arc::new(Outbox::new(wr, 1 << 20));
+        let outbox = Arc::new(Outbox::new(WriteHalf::from_std(a), 1 << 20));
         let sub = broker.subscribe("aex-1");
         sub.arm(&outbox, i as u64 + 1, 0);
         peers.push(b);

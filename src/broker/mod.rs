@@ -371,6 +371,19 @@ mod tests {
         ))
     }
 
+    /// An outbox (room for 8 frames) on one end of a socket pair, and the
+    /// peer's end.
+    fn outbox_pair() -> (Arc<Outbox>, tokio::net::UnixStream) {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        let outbox = Outbox::new(crate::server::socket::WriteHalf::from_std(a), 8);
+        (
+            Arc::new(outbox),
+            tokio::net::UnixStream::from_std(b).unwrap(),
+        )
+    }
+
     /// Reads one frame off `peer` and returns the event's revision.
     async fn event_revision(peer: &mut tokio::net::UnixStream) -> u64 {
         use prost::Message;
@@ -389,9 +402,7 @@ mod tests {
     #[tokio::test]
     async fn an_armed_stream_gets_events_directly_until_something_needs_it() {
         use stigmer_proto::agentexecution::ExecutionPhase;
-        let (a, mut peer) = tokio::net::UnixStream::pair().unwrap();
-        let (_rd, wr) = a.into_split();
-        let outbox = Arc::new(Outbox::new(wr, 8));
+        let (outbox, mut peer) = outbox_pair();
         let broker = Arc::new(Broker::new(8));
         let sub = broker.subscribe("aex-1");
         // The stream sent revision 3 (say, its snapshot) and waits.
@@ -419,9 +430,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_reaches_an_armed_stream_in_one_write_in_order() {
         use stigmer_proto::agentexecution::ExecutionPhase;
-        let (a, mut peer) = tokio::net::UnixStream::pair().unwrap();
-        let (_rd, wr) = a.into_split();
-        let outbox = Arc::new(Outbox::new(wr, 8));
+        let (outbox, mut peer) = outbox_pair();
         let broker = Arc::new(Broker::new(8));
         let sub = broker.subscribe("aex-1");
         assert!(sub.arm(&outbox, 9, 0));

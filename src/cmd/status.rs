@@ -140,6 +140,11 @@ pub fn prometheus(shared: &Shared) -> String {
         shared.broker.stats.delivered.load(Relaxed),
     )
     .counter(
+        "stigmer_deliveries_direct_total",
+        "Of those, written straight to a caught-up stream's connection by the publisher.",
+        shared.broker.stats.direct.load(Relaxed),
+    )
+    .counter(
         "stigmer_subscriber_overflows_total",
         "Subscriber queues that overflowed and caught up from history (nothing lost).",
         shared.broker.stats.overflows.load(Relaxed),

@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::outbox::{Flushed, Frame, Outbox};
+use super::socket::ReadHalf;
 use super::{peer, Shared};
 use crate::protocol::{decode_request, encode_response, DecodeError, Status};
 
@@ -197,7 +198,13 @@ pub async fn serve(id: u64, stream: UnixStream, shared: Arc<Shared>) {
         }
         guard.uid = Some(cred.uid);
         tracing::debug!("connected");
-        let (rd, wr) = stream.into_split();
+        let (rd, wr) = match super::socket::split(stream) {
+            Ok(halves) => halves,
+            Err(err) => {
+                tracing::warn!(%err, "cannot set up the connection's socket; closing");
+                return;
+            }
+        };
         let outbox = Arc::new(Outbox::new(wr, shared.limits.connection_queue));
         let conn = Conn {
             id,
@@ -233,10 +240,7 @@ pub async fn serve(id: u64, stream: UnixStream, shared: Arc<Shared>) {
 /// Reads and dispatches requests until the peer leaves, the daemon stops or
 /// a connection error. After a connection error it returns the read half, so
 /// the caller can linger (see [`drain_then_close`]).
-async fn read_loop(
-    conn: &Conn,
-    rd: tokio::net::unix::OwnedReadHalf,
-) -> Option<tokio::net::unix::OwnedReadHalf> {
+async fn read_loop(conn: &Conn, rd: ReadHalf) -> Option<ReadHalf> {
     // Starts small: most connections are idle watchers holding one
     // subscription, and the buffer grows to the largest frame actually read.
     let mut frames = FramedRead::with_capacity(
@@ -381,7 +385,7 @@ const LINGER_BYTES: usize = 1024 * 1024;
 /// lose the error frame just sent. So, with the write side already shut, read
 /// and discard what the peer sends until it closes, for at most
 /// [`LINGER_TIMEOUT`] and [`LINGER_BYTES`].
-async fn drain_then_close(mut rd: tokio::net::unix::OwnedReadHalf) {
+async fn drain_then_close(mut rd: impl tokio::io::AsyncRead + Unpin) {
     use tokio::io::AsyncReadExt;
     let drain = async {
         let mut buf = vec![0u8; 16 * 1024];

@@ -5,6 +5,8 @@
 //! - [`connection`]: one connection = a reader loop that decodes and
 //!   dispatches requests, and an [`outbox`] of outgoing frames. The reader
 //!   never waits on the writer.
+//! - [`socket`]: a connection's read half (registered for reading only)
+//!   and write half (plain non-blocking writes from any thread).
 //! - [`outbox`]: a bounded, ordered frame queue any thread appends to; a
 //!   frame with nothing queued ahead is written on the appending thread (no
 //!   task wake-up), the rest by a flusher task when the peer reads slowly.
@@ -17,6 +19,7 @@ pub mod listener;
 pub mod metrics_http;
 pub mod outbox;
 pub mod peer;
+pub mod socket;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

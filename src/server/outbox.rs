@@ -25,9 +25,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
+
+use super::socket::WriteHalf;
 
 /// Frames written per `writev`: enough to empty a burst in one call,
 /// well under IOV_MAX (1024) at two slices per frame.
@@ -128,7 +129,7 @@ pub enum Flushed {
 
 /// See the module docs.
 pub struct Outbox {
-    socket: OwnedWriteHalf,
+    socket: WriteHalf,
     state: Mutex<State>,
     capacity: usize,
     /// Wakes the flusher: frames wait behind a write the socket did not
@@ -164,7 +165,7 @@ enum Wrote {
 impl Outbox {
     /// An outbox writing to `socket`, holding up to `capacity` frames for
     /// [`Outbox::send`].
-    pub fn new(socket: OwnedWriteHalf, capacity: usize) -> Self {
+    pub fn new(socket: WriteHalf, capacity: usize) -> Self {
         Outbox {
             socket,
             state: Mutex::new(State::default()),
@@ -293,8 +294,7 @@ impl Outbox {
                     }
                 }
             }
-            // Never blocks: the socket is non-blocking and tokio's readiness
-            // says WouldBlock when it is full.
+            // Never blocks: the socket is non-blocking (WouldBlock when full).
             match self.socket.try_write_vectored(&slices[..used]) {
                 Ok(0) => break Err(()),
                 Ok(mut written) => {
@@ -399,11 +399,7 @@ impl Outbox {
 
     /// Shuts the write side (the peer reads EOF after the last frame).
     pub fn shutdown(&self) {
-        let stream: &tokio::net::UnixStream = self.socket.as_ref();
-        let _ = nix::sys::socket::shutdown(
-            std::os::fd::AsRawFd::as_raw_fd(stream),
-            nix::sys::socket::Shutdown::Write,
-        );
+        self.socket.shutdown();
     }
 }
 
@@ -415,10 +411,14 @@ mod tests {
 
     /// An outbox on one end of a socket pair, and the peer's end.
     fn pair(capacity: usize) -> (std::sync::Arc<Outbox>, UnixStream) {
-        let (a, b) = UnixStream::pair().unwrap();
-        let (_rd, wr) = a.into_split();
-        // The read half is not needed: dropping it does not close the socket.
-        (std::sync::Arc::new(Outbox::new(wr, capacity)), b)
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        let outbox = Outbox::new(WriteHalf::from_std(a), capacity);
+        (
+            std::sync::Arc::new(outbox),
+            UnixStream::from_std(b).unwrap(),
+        )
     }
 
     /// Reads frames (length prefix + body) until `n` bodies are read.
