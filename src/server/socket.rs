@@ -7,14 +7,16 @@
 //! 1,000 watchers then takes 1,000 more wake-ups of its workers as they read
 //! them (profiled: 16% of all CPU in the fan-out benchmark, workers doing
 //! nothing but `epoll_wait` and context switches). Here the read half is
-//! registered for READABLE only; the write half is a duplicate descriptor
-//! written with plain non-blocking `writev` from any thread, and registered
-//! for WRITABLE only while a slow peer has frames waiting
+//! registered for READABLE only; the write half writes the same descriptor
+//! with plain non-blocking `writev` from any thread, and a duplicate of it is
+//! registered for WRITABLE only while a slow peer has frames waiting
 //! ([`WriteHalf::writable`]), as Redis does.
 
 use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::unix::AsyncFd;
@@ -22,29 +24,26 @@ use tokio::io::{AsyncRead, Interest, ReadBuf};
 
 /// Splits an accepted connection. Must be called inside the runtime.
 pub fn split(stream: tokio::net::UnixStream) -> io::Result<(ReadHalf, WriteHalf)> {
-    // Deregisters it from tokio; the socket stays non-blocking.
-    let stream = stream.into_std()?;
-    // A second descriptor of the same socket (the same open file, so the
-    // same non-blocking flag), so that writes never touch the read side's
-    // registration.
-    let write = stream.try_clone()?;
-    let read = register(stream, Interest::READABLE)?;
-    Ok((ReadHalf { fd: read }, WriteHalf { stream: write }))
+    // Deregisters it from tokio; the socket stays non-blocking. One
+    // descriptor, shared: a connection costs one file descriptor.
+    let stream = Arc::new(stream.into_std()?);
+    let read = register(stream.clone(), Interest::READABLE)?;
+    Ok((ReadHalf { fd: read }, WriteHalf { stream }))
 }
 
-/// Registers an owned socket with the event loop for `interest` only.
-fn register(stream: UnixStream, interest: Interest) -> io::Result<AsyncFd<UnixStream>> {
+/// Registers a socket with the event loop for `interest` only.
+fn register<S: AsRawFd>(stream: S, interest: Interest) -> io::Result<AsyncFd<S>> {
     // SAFETY: tokio requires the descriptor to stay open and the same for
-    // the AsyncFd's whole life. The AsyncFd owns the `UnixStream`, which
-    // owns its descriptor, returns that same one from `as_raw_fd`, and
-    // closes it only when dropped (after the AsyncFd deregistered it); this
-    // module never swaps it out through `get_mut`.
+    // the AsyncFd's whole life. The AsyncFd owns `stream` (a `UnixStream`,
+    // or an `Arc` of one), which keeps its descriptor open at least as long
+    // and always returns that same one from `as_raw_fd`; this module never
+    // swaps it out through `get_mut`.
     unsafe { AsyncFd::register_with_interest(stream, interest) }.map_err(io::Error::from)
 }
 
 /// The reading side, registered for readiness to read only.
 pub struct ReadHalf {
-    fd: AsyncFd<UnixStream>,
+    fd: AsyncFd<Arc<UnixStream>>,
 }
 
 impl AsyncRead for ReadHalf {
@@ -58,7 +57,7 @@ impl AsyncRead for ReadHalf {
             let unfilled = buf.initialize_unfilled();
             // Never blocks: the socket is non-blocking. A WouldBlock clears
             // the readiness, and the loop waits for the next edge.
-            match guard.try_io(|fd| fd.get_ref().read(unfilled)) {
+            match guard.try_io(|fd| fd.get_ref().as_ref().read(unfilled)) {
                 Ok(Ok(n)) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
@@ -72,19 +71,22 @@ impl AsyncRead for ReadHalf {
 
 /// The writing side: non-blocking writes from any thread.
 pub struct WriteHalf {
-    stream: UnixStream,
+    stream: Arc<UnixStream>,
 }
 
 impl WriteHalf {
     /// Writes what the socket takes now; WouldBlock when it takes nothing.
     pub fn try_write_vectored(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&self.stream).write_vectored(slices)
+        self.stream.as_ref().write_vectored(slices)
     }
 
     /// Waits until the socket may take more bytes. Registers a duplicate
-    /// descriptor for write readiness only for the wait (epoll reports a
-    /// socket that is already writable at once, so no wake-up is lost
-    /// between the failed write and the registration).
+    /// descriptor for write readiness for the wait only (epoll accepts one
+    /// registration per descriptor, and reports a socket that is already
+    /// writable at once, so no wake-up is lost between the failed write and
+    /// the registration). Only a peer reading slower than we write gets
+    /// here; without a spare descriptor the wait fails and the connection
+    /// is closed like a dead peer.
     pub async fn writable(&self) -> io::Result<()> {
         let fd = register(self.stream.try_clone()?, Interest::WRITABLE)?;
         // Waits for the peer to read; the guard is dropped at once, the
@@ -101,6 +103,8 @@ impl WriteHalf {
     /// A write half on a plain socket (tests and benchmarks): it must be
     /// non-blocking.
     pub fn from_std(stream: UnixStream) -> Self {
-        WriteHalf { stream }
+        WriteHalf {
+            stream: Arc::new(stream),
+        }
     }
 }
