@@ -41,6 +41,9 @@ fn register<S: AsRawFd>(stream: S, interest: Interest) -> io::Result<AsyncFd<S>>
     unsafe { AsyncFd::register_with_interest(stream, interest) }.map_err(io::Error::from)
 }
 
+/// The most one `read` asks for (a Unix socket rarely holds more).
+const READ_CHUNK: usize = 64 * 1024;
+
 /// The reading side, registered for readiness to read only.
 pub struct ReadHalf {
     fd: AsyncFd<Arc<UnixStream>>,
@@ -54,7 +57,11 @@ impl AsyncRead for ReadHalf {
     ) -> Poll<io::Result<()>> {
         loop {
             let mut guard = ready!(self.fd.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
+            // At most READ_CHUNK per read: the buffer's spare room arrives
+            // uninitialized on every call and must be zeroed before a safe
+            // `read`, so zeroing all of a buffer grown by a 4 MiB frame on
+            // each call would cost megabytes per syscall.
+            let unfilled = buf.initialize_unfilled_to(buf.remaining().min(READ_CHUNK));
             // Never blocks: the socket is non-blocking. A WouldBlock clears
             // the readiness, and the loop waits for the next edge.
             match guard.try_io(|fd| fd.get_ref().as_ref().read(unfilled)) {
