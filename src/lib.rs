@@ -7,14 +7,16 @@
 //! - [`protocol`]: frames and the error type every answer uses
 //!   ([`protocol::Status`], gRPC canonical codes).
 //! - [`server`]: the listener, the accept loop and each connection (a reader
-//!   loop and a writer task joined by a bounded queue).
+//!   loop, and an outbox of outgoing frames that any thread writes to the
+//!   socket directly).
 //! - [`cmd`]: one file per command: parse, apply, encode the reply.
 //! - [`pipeline`]: the UpdateStatus steps validate -> load -> build ->
 //!   persist -> broadcast, in one file a reader can follow.
 //! - [`store`]: SQLite: the writer thread (group commit, revisions), read
 //!   connections, schema and migrations.
-//! - [`broker`]: fans each committed change out to subscribers' bounded
-//!   queues, in commit order, never blocking the writer.
+//! - [`broker`]: fans each committed change out, in commit order, never
+//!   blocking the writer: straight into a caught-up stream's outbox, else
+//!   into its bounded queue.
 //! - [`service`]: socket activation (systemd, launchd) and sd_notify.
 //! - [`metrics`]: latency histograms and the Prometheus exposition.
 //! - [`daemon`]: wires it all together and runs until a signal.
