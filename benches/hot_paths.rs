@@ -167,6 +167,18 @@ fn merge_path(c: &mut Criterion) {
     });
 }
 
+/// A committed status update of "aex-1" at `revision`.
+fn change(revision: u64, execution: &Arc<AgentExecution>, encoded: &bytes::Bytes) -> Arc<Change> {
+    Arc::new(Change::new(
+        revision,
+        Arc::from("aex-1"),
+        State {
+            execution: execution.clone(),
+            encoded: encoded.clone(),
+        },
+    ))
+}
+
 /// Publishing one change to 1,000 subscribers of one execution (the
 /// writer-thread side of fan-out; the stream tasks drain the queues).
 fn broker_fanout(c: &mut Criterion) {
@@ -187,14 +199,7 @@ fn broker_fanout(c: &mut Criterion) {
             let mut out = Vec::new();
             let mut last_sent = 0;
             for i in 0..iters {
-                let change = Arc::new(Change::new(
-                    i + 1,
-                    Arc::from("aex-1"),
-                    State {
-                        execution: execution.clone(),
-                        encoded: encoded.clone(),
-                    },
-                ));
+                let change = change(i + 1, &execution, &encoded);
                 let started = Instant::now();
                 broker.publish(&change);
                 total += started.elapsed();
@@ -243,14 +248,7 @@ fn broker_direct(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 revision += 1;
-                let change = Arc::new(Change::new(
-                    revision,
-                    Arc::from("aex-1"),
-                    State {
-                        execution: execution.clone(),
-                        encoded: encoded.clone(),
-                    },
-                ));
+                let change = change(revision, &execution, &encoded);
                 let started = Instant::now();
                 broker.publish(&change);
                 total += started.elapsed();

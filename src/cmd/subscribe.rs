@@ -22,7 +22,6 @@ use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use rusqlite::Connection;
 use stigmer_proto::agentexecution::AgentExecution;
 use stigmer_proto::daemon::{response, EndReason, Event, EventType, SubscribeRequest};
@@ -30,8 +29,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Received, Subscriber};
-use crate::protocol::{encode_event_frame, encode_response, Status};
+use crate::protocol::{encode_response, Status};
 use crate::server::connection::Conn;
+use crate::server::outbox::Frame;
 use crate::store::reader::{self, HistoryRow};
 use crate::store::{is_terminal, Change, ChangeKind};
 
@@ -216,10 +216,10 @@ impl Stream {
     }
 
     /// Queues one frame, unless the stream is interrupted meanwhile.
-    async fn send(&mut self, frame: Bytes) -> Result<(), Stop> {
+    async fn send(&mut self, frame: Frame) -> Result<(), Stop> {
         let sent = tokio::select! {
             // Waits while the peer reads slowly; only this stream waits.
-            sent = self.conn.send(frame) => Some(sent),
+            sent = self.conn.send_frame(frame) => Some(sent),
             _ = self.token.cancelled() => None,
         };
         match sent {
@@ -244,8 +244,11 @@ impl Stream {
             execution: Some(execution),
             ..Default::default()
         };
-        self.send(encode_response(self.id, response::Result::Event(event)))
-            .await?;
+        self.send(Frame::new(encode_response(
+            self.id,
+            response::Result::Event(event),
+        )))
+        .await?;
         self.note_sent(revision, terminal)
     }
 
@@ -285,7 +288,9 @@ impl Stream {
                 .broadcast_latency
                 .observe(latency);
         }
-        self.send(encode_event_frame(self.id, event)).await?;
+        // The event's bytes are shared with every other subscriber (the
+        // same frame the broker builds for a direct delivery).
+        self.send(Frame::event(self.id, event.clone())).await?;
         self.note_sent(change.revision, change.is_terminal())
     }
 

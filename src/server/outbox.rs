@@ -196,12 +196,7 @@ impl Outbox {
     /// the first deferral since the last flush (the caller must flush).
     pub fn try_defer(&self, frame: Frame) -> Result<bool, TrySend> {
         let mut state = self.lock();
-        if state.closed || state.finished {
-            return Err(TrySend::Closed);
-        }
-        if state.frames.len() >= self.capacity {
-            return Err(TrySend::Full(frame));
-        }
+        let frame = self.room_for(&state, frame)?;
         state.frames.push_back(frame);
         Ok(!std::mem::replace(&mut state.deferred, true))
     }
@@ -224,11 +219,21 @@ impl Outbox {
     /// Appends a frame only while fewer than `capacity` are queued.
     pub fn try_send(&self, frame: Frame) -> Result<(), TrySend> {
         let mut state = self.lock();
-        if state.frames.len() >= self.capacity && !state.closed {
-            return Err(TrySend::Full(frame));
-        }
+        let frame = self.room_for(&state, frame)?;
         self.append(&mut state, frame)
             .map_err(|Closed| TrySend::Closed)
+    }
+
+    /// The bounded producers' check: gives the frame back when it may be
+    /// appended.
+    fn room_for(&self, state: &State, frame: Frame) -> Result<Frame, TrySend> {
+        if state.closed || state.finished {
+            Err(TrySend::Closed)
+        } else if state.frames.len() >= self.capacity {
+            Err(TrySend::Full(frame))
+        } else {
+            Ok(frame)
+        }
     }
 
     /// Appends a frame, waiting while `capacity` frames are queued (a

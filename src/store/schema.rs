@@ -104,31 +104,6 @@ mod tests {
     };
     use stigmer_proto::apiresource::ApiResourceMetadata;
 
-    /// Version 1's DDL as it shipped, written out here rather than taken
-    /// from `MIGRATIONS`, so the test keeps building a real v1 database.
-    const V1_DDL: &str = "CREATE TABLE executions (
-        id         TEXT PRIMARY KEY,
-        session_id TEXT NOT NULL,
-        phase      INTEGER NOT NULL,
-        revision   INTEGER NOT NULL,
-        data       BLOB NOT NULL
-     );
-     CREATE INDEX executions_by_session ON executions(session_id, id);
-     CREATE INDEX executions_by_phase ON executions(phase, id);
-     CREATE TABLE history (
-        revision     INTEGER PRIMARY KEY,
-        execution_id TEXT NOT NULL,
-        kind         INTEGER NOT NULL,
-        data         BLOB
-     );
-     CREATE INDEX history_by_execution ON history(execution_id, revision);
-     CREATE TABLE meta (
-        key   TEXT PRIMARY KEY,
-        value INTEGER NOT NULL
-     ) WITHOUT ROWID;
-     INSERT INTO meta(key, value) VALUES ('last_revision', 0), ('compacted_revision', 0);
-     PRAGMA user_version = 1;";
-
     fn execution(id: &str, session: &str, phase: ExecutionPhase, note: &str) -> AgentExecution {
         AgentExecution {
             api_version: "agentic.stigmer.ai/v1".into(),
@@ -166,7 +141,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("v1.sqlite");
         let mut conn = Connection::open(&path).expect("open");
-        conn.execute_batch(V1_DDL).expect("v1 schema");
+        // Version 1 exactly as it shipped: migrations are append-only, so
+        // the first one is version 1's DDL.
+        conn.execute_batch(MIGRATIONS[0]).expect("v1 schema");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("v1 version");
 
         use ExecutionPhase::*;
         // (id, session, phase, its latest revision, state)
