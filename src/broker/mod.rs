@@ -42,8 +42,10 @@ pub struct BrokerStats {
     pub direct: AtomicU64,
     /// Times a subscriber queue overflowed (each followed by a catch-up).
     pub overflows: AtomicU64,
-    /// From publication (just after COMMIT) to the event frame handed to
-    /// the subscriber's connection.
+    /// From publication (just after COMMIT) to the event frame handed to a
+    /// subscriber's connection: once per change for direct deliveries (when
+    /// its last armed subscriber has it), once per queued delivery (when
+    /// the stream task hands it over).
     pub broadcast_latency: crate::metrics::Histogram,
 }
 
@@ -84,6 +86,14 @@ struct SlotState {
     /// The last revision delivered directly (the stream's `last_sent` once
     /// it takes over again).
     delivered: u64,
+}
+
+/// Deliveries counted during one publication, added to [`BrokerStats`]
+/// once at its end.
+#[derive(Default)]
+struct Tally {
+    delivered: u64,
+    direct: u64,
 }
 
 /// An armed stream's connection and request id.
@@ -156,20 +166,51 @@ impl Broker {
     /// `writev` (as Redis writes each client's buffer once per event-loop
     /// turn): under fan-out, syscalls per delivery fall with the batch size.
     pub fn publish_all(&self, changes: &[Arc<Change>]) {
-        let mut touched: Vec<Arc<Outbox>> = Vec::new();
+        // A lone change (the common case: one writer, or fan-out) is written
+        // to each armed connection as it is appended, in one pass over the
+        // subscribers; a batch is appended everywhere first and written
+        // once per connection at the end.
+        let mut touched: Option<Vec<Arc<Outbox>>> = (changes.len() > 1).then(Vec::new);
+        let mut tally = Tally::default();
+        // Changes with direct deliveries, whose broadcast latency is
+        // observed once their frames are written.
+        let mut direct: Vec<&Change> = Vec::new();
         for change in changes {
-            self.publish_one(change, &mut touched);
+            if self.publish_one(change, touched.as_mut(), &mut tally) > 0 {
+                direct.push(change);
+            }
         }
-        for outbox in touched {
+        for outbox in touched.into_iter().flatten() {
             outbox.flush_deferred();
+        }
+        // Bookkeeping once per publication, not per delivery: under fan-out
+        // the per-delivery work is what bounds the rate. The latency is the
+        // time until a change's frame reached the last armed subscriber.
+        self.stats
+            .delivered
+            .fetch_add(tally.delivered, Ordering::Relaxed);
+        self.stats.direct.fetch_add(tally.direct, Ordering::Relaxed);
+        for change in direct {
+            if let Some(latency) = change.since_published() {
+                self.stats.broadcast_latency.observe(latency);
+            }
         }
     }
 
-    fn publish_one(&self, change: &Arc<Change>, touched: &mut Vec<Arc<Outbox>>) {
+    /// Delivers one change; returns how many deliveries were direct.
+    /// `touched` collects connections to write at the end of a batch (None:
+    /// write each at once).
+    fn publish_one(
+        &self,
+        change: &Arc<Change>,
+        mut touched: Option<&mut Vec<Arc<Outbox>>>,
+        tally: &mut Tally,
+    ) -> u64 {
         change.mark_published();
         let Some(slots) = lock(&self.topics).get(&change.execution_id).cloned() else {
-            return;
+            return 0;
         };
+        let before = tally.direct;
         // Only a plain update may bypass the stream task: a terminal one or
         // a delete ends the stream, which the task must do itself.
         let event = change
@@ -185,18 +226,20 @@ impl Broker {
             }
             if let (Some(armed), Some(event)) = (state.armed.take(), event) {
                 let frame = Frame::event(armed.request_id, event.clone());
-                match armed.outbox.try_defer(frame) {
-                    Ok(first) => {
+                let taken = match touched.as_deref_mut() {
+                    None => armed.outbox.try_send(frame),
+                    Some(touched) => armed.outbox.try_defer(frame).map(|first| {
                         if first {
                             touched.push(armed.outbox.clone());
                         }
+                    }),
+                };
+                match taken {
+                    Ok(()) => {
                         state.delivered = change.revision;
                         state.armed = Some(armed);
-                        self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                        self.stats.direct.fetch_add(1, Ordering::Relaxed);
-                        if let Some(latency) = change.since_published() {
-                            self.stats.broadcast_latency.observe(latency);
-                        }
+                        tally.delivered += 1;
+                        tally.direct += 1;
                         continue;
                     }
                     // At its bound or closed: the stream task takes over
@@ -206,7 +249,7 @@ impl Broker {
             }
             if state.queue.len() < self.queue_capacity {
                 state.queue.push_back(change.clone());
-                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                tally.delivered += 1;
             } else {
                 if !state.overflowed {
                     self.stats.overflows.fetch_add(1, Ordering::Relaxed);
@@ -218,6 +261,7 @@ impl Broker {
             drop(state);
             slot.notify.notify_one();
         }
+        tally.direct - before
     }
 
     /// Subscribers of one execution.
@@ -443,6 +487,31 @@ mod tests {
         for rev in 1..=3 {
             assert_eq!(event_revision(&mut peer).await, rev);
         }
+    }
+
+    #[tokio::test]
+    async fn counters_and_latency_are_kept_per_publication() {
+        use stigmer_proto::agentexecution::ExecutionPhase;
+        let (a, mut peer_a) = outbox_pair();
+        let (b, mut peer_b) = outbox_pair();
+        let broker = Arc::new(Broker::new(8));
+        let (sa, sb) = (broker.subscribe("aex-1"), broker.subscribe("aex-1"));
+        assert!(sa.arm(&a, 9, 0));
+        assert!(sb.arm(&b, 9, 0));
+        broker.publish(&update(1, ExecutionPhase::ExecutionInProgress));
+        let batch: Vec<_> = (2..=3)
+            .map(|rev| update(rev, ExecutionPhase::ExecutionInProgress))
+            .collect();
+        broker.publish_all(&batch);
+        for rev in 1..=3 {
+            assert_eq!(event_revision(&mut peer_a).await, rev);
+            assert_eq!(event_revision(&mut peer_b).await, rev);
+        }
+        // Every delivery is counted; the latency once per change (the time
+        // until its last subscriber had it).
+        assert_eq!(broker.stats.delivered.load(Ordering::Relaxed), 6);
+        assert_eq!(broker.stats.direct.load(Ordering::Relaxed), 6);
+        assert_eq!(broker.stats.broadcast_latency.count(), 3);
     }
 
     #[test]

@@ -42,35 +42,36 @@ pub fn required(field: &str, value: &str) -> Result<(), Status> {
     }
 }
 
-fn known<E: TryFrom<i32>>(field: &str, value: i32) -> Result<(), Status> {
+/// Checks one enum value; `field` names it in the error, and is only built
+/// for one (a valid status with many messages formats nothing).
+fn known<E: TryFrom<i32>>(value: i32, field: impl FnOnce() -> String) -> Result<(), Status> {
     E::try_from(value)
         .map(|_| ())
-        .map_err(|_| Status::invalid_argument(format!("{field}: unknown enum value {value}")))
+        .map_err(|_| Status::invalid_argument(format!("{}: unknown enum value {value}", field())))
 }
 
-fn tool_calls(prefix: &str, calls: &[ToolCall]) -> Result<(), Status> {
+fn tool_calls(prefix: impl Fn() -> String, calls: &[ToolCall]) -> Result<(), Status> {
     for (i, call) in calls.iter().enumerate() {
-        known::<ToolCallStatus>(&format!("{prefix}[{i}].status"), call.status)?;
+        known::<ToolCallStatus>(call.status, || format!("{}[{i}].status", prefix()))?;
     }
     Ok(())
 }
 
 /// Checks every enum value in a status.
 pub fn status(status: &AgentExecutionStatus) -> Result<(), Status> {
-    known::<ExecutionPhase>("status.phase", status.phase)?;
+    known::<ExecutionPhase>(status.phase, || "status.phase".into())?;
     for (i, m) in status.messages.iter().enumerate() {
-        known::<MessageType>(&format!("status.messages[{i}].type"), m.r#type)?;
-        tool_calls(&format!("status.messages[{i}].tool_calls"), &m.tool_calls)?;
+        known::<MessageType>(m.r#type, || format!("status.messages[{i}].type"))?;
+        tool_calls(|| format!("status.messages[{i}].tool_calls"), &m.tool_calls)?;
     }
-    tool_calls("status.tool_calls", &status.tool_calls)?;
+    tool_calls(|| "status.tool_calls".into(), &status.tool_calls)?;
     for (i, s) in status.sub_agent_executions.iter().enumerate() {
-        known::<SubAgentStatus>(
-            &format!("status.sub_agent_executions[{i}].status"),
-            s.status,
-        )?;
+        known::<SubAgentStatus>(s.status, || {
+            format!("status.sub_agent_executions[{i}].status")
+        })?;
     }
     for (key, todo) in &status.todos {
-        known::<TodoStatus>(&format!("status.todos[{key:?}].status"), todo.status)?;
+        known::<TodoStatus>(todo.status, || format!("status.todos[{key:?}].status"))?;
     }
     Ok(())
 }
@@ -98,6 +99,33 @@ mod tests {
         assert_eq!(
             status(&s).unwrap_err().code,
             crate::protocol::Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn unknown_enum_names_its_field() {
+        use stigmer_proto::agentexecution::AgentMessage;
+        let call = |status| ToolCall {
+            status,
+            ..Default::default()
+        };
+        let s = AgentExecutionStatus {
+            messages: vec![
+                AgentMessage::default(),
+                AgentMessage {
+                    tool_calls: vec![call(1), call(99)],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let err = status(&s).unwrap_err();
+        assert_eq!(err.code, crate::protocol::Code::InvalidArgument);
+        assert!(
+            err.message
+                .contains("status.messages[1].tool_calls[1].status: unknown enum value 99"),
+            "{}",
+            err.message
         );
     }
 }

@@ -21,6 +21,7 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -137,6 +138,10 @@ pub struct Outbox {
     flush: Notify,
     /// Wakes producers waiting in [`Outbox::send`] for room.
     room: Notify,
+    /// Producers in [`Outbox::send`] that may wait for room: a write that
+    /// frees frames notifies `room` only when there are some (notifying
+    /// takes a lock, and writes happen once per delivery under fan-out).
+    room_waiters: AtomicUsize,
     /// Cancelled once the peer is gone (a failed write, or too slow).
     pub gone: CancellationToken,
 }
@@ -152,6 +157,22 @@ struct State {
     finished: bool,
     /// Frames were deferred ([`Outbox::try_defer`]) and not yet flushed.
     deferred: bool,
+}
+
+/// Counts a producer in [`Outbox::send`] for as long as it lives.
+struct RoomWaiter<'a>(&'a AtomicUsize);
+
+impl<'a> RoomWaiter<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        RoomWaiter(count)
+    }
+}
+
+impl Drop for RoomWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// What one attempt to write the queue found.
@@ -172,6 +193,7 @@ impl Outbox {
             capacity: capacity.max(1),
             flush: Notify::new(),
             room: Notify::new(),
+            room_waiters: AtomicUsize::new(0),
             gone: CancellationToken::new(),
         }
     }
@@ -239,6 +261,10 @@ impl Outbox {
     /// Appends a frame, waiting while `capacity` frames are queued (a
     /// stream's back-pressure: only the caller waits).
     pub async fn send(&self, mut frame: Frame) -> Result<(), Closed> {
+        // Counted before the first look at the queue (and until this
+        // returns or is dropped): a write that frees room after that look
+        // sees the count and notifies.
+        let _waiting = RoomWaiter::new(&self.room_waiters);
         loop {
             let room = self.room.notified();
             let mut room = std::pin::pin!(room);
@@ -287,8 +313,16 @@ impl Outbox {
             if state.frames.is_empty() {
                 break Ok(Wrote::All);
             }
-            // On the stack: this runs once per delivery under fan-out.
-            let mut slices = [IoSlice::new(&[]); 2 * WRITE_FRAMES];
+            // On the stack: this runs once per delivery under fan-out, where
+            // one frame (head and body) is the usual case.
+            let mut one = [IoSlice::new(&[]); 2];
+            let mut many;
+            let slices: &mut [IoSlice<'_>] = if state.frames.len() == 1 {
+                &mut one
+            } else {
+                many = [IoSlice::new(&[]); 2 * WRITE_FRAMES];
+                &mut many
+            };
             let mut used = 0;
             for (i, frame) in state.frames.iter().take(WRITE_FRAMES).enumerate() {
                 let offset = if i == 0 { state.offset } else { 0 };
@@ -330,7 +364,9 @@ impl Outbox {
                 }
             }
         };
-        if freed {
+        // The count is read after the frames were freed under the lock
+        // that every producer's look at the queue also takes (see `send`).
+        if freed && self.room_waiters.load(Ordering::SeqCst) > 0 {
             self.room.notify_waiters();
         }
         result
