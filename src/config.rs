@@ -26,6 +26,13 @@ pub const DEFAULT_SUBSCRIBER_QUEUE: usize = 256;
 /// shared with other subscribers when it is an event).
 pub const DEFAULT_CONNECTION_QUEUE: usize = 1024;
 
+/// Default `--writer-poll-us`: the longest the writer thread polls its
+/// queue before sleeping (the window adapts below it, see `store::poll`).
+/// 200 µs covers a writer's round trip on a small VM (reply, client, next
+/// update) and is the cap Linux's guest halt-poll uses by default; polling
+/// stops by itself when updates come further apart.
+pub const DEFAULT_WRITER_POLL_US: u64 = 200;
+
 /// Default `--writer-queue` (updates waiting for the writer thread). Large
 /// enough that group commit always finds a full batch under load; when it is
 /// full, connections wait to submit (back-pressure), nothing is dropped.
@@ -98,6 +105,11 @@ pub struct DaemonArgs {
     /// Updates queued for the writer thread.
     #[arg(long, default_value_t = DEFAULT_WRITER_QUEUE)]
     pub writer_queue: usize,
+
+    /// Longest time (µs) the writer thread polls for the next update before
+    /// it sleeps; adaptive below this, 0 turns polling off.
+    #[arg(long, default_value_t = DEFAULT_WRITER_POLL_US, value_name = "MICROS")]
+    pub writer_poll_us: u64,
 
     /// Revisions of history kept so streams can resume.
     #[arg(long, default_value_t = DEFAULT_HISTORY_RETENTION)]

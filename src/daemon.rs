@@ -220,6 +220,7 @@ impl Daemon {
                 path: db_path.clone(),
                 durability: args.durability,
                 writer_queue: args.writer_queue,
+                writer_poll: std::time::Duration::from_micros(args.writer_poll_us),
                 history_retention: args.history_retention,
                 max_execution_bytes: args.max_frame_length - ENVELOPE_ALLOWANCE,
             },

@@ -12,8 +12,9 @@
 //! - [`cmd`]: one file per command: parse, apply, encode the reply.
 //! - [`pipeline`]: the UpdateStatus steps validate -> load -> build ->
 //!   persist -> broadcast, in one file a reader can follow.
-//! - [`store`]: SQLite: the writer thread (group commit, revisions), read
-//!   connections, schema and migrations.
+//! - [`store`]: SQLite: the writer thread (group commit, revisions, an
+//!   adaptive poll of its queue before it sleeps), read connections, schema
+//!   and migrations.
 //! - [`broker`]: fans each committed change out, in commit order, never
 //!   blocking the writer: straight into a caught-up stream's outbox, else
 //!   into its bounded queue.

@@ -95,8 +95,8 @@ pub struct Exposition {
 }
 
 impl Exposition {
-    /// A counter (monotonic since start).
-    pub fn counter(&mut self, name: &str, help: &str, value: u64) -> &mut Self {
+    /// A counter (monotonic since start): a count, or seconds as a float.
+    pub fn counter(&mut self, name: &str, help: &str, value: impl std::fmt::Display) -> &mut Self {
         let _ = writeln!(
             self.out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"

@@ -688,6 +688,41 @@ async fn connection_limit() {
     a.expect_pong().await;
 }
 
+/// `--writer-poll-us`: while updates come within the cap of each other the
+/// writer thread finds them by polling; once they stop it sleeps (the poll
+/// counter stands still); at 0 it never polls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_polls_only_while_updates_come_close() {
+    const HITS: &str = "stigmer_writer_poll_hits_total";
+    const POLLED: &str = "stigmer_writer_poll_seconds_total";
+    // A cap far above this test's round trip, even on a loaded machine.
+    let d = Daemon::start(&["--writer-poll-us", "20000"]);
+    let mut c = d.connect().await;
+    let (id, _) = c.create("poller").await;
+    for i in 0..200 {
+        expect_execution(c.update(&id, ai_status(&format!("step {i}"))).await);
+    }
+    assert!(d.metric(HITS) > 0.0, "no update was found by polling");
+    // Idle: after at most one window (20 ms) the thread sleeps.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let polled = d.metric(POLLED);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        d.metric(POLLED),
+        polled,
+        "the writer kept polling while idle"
+    );
+
+    let d = Daemon::start(&["--writer-poll-us", "0"]);
+    let mut c = d.connect().await;
+    let (id, _) = c.create("sleeper").await;
+    for i in 0..50 {
+        expect_execution(c.update(&id, ai_status(&format!("step {i}"))).await);
+    }
+    assert_eq!(d.metric(HITS), 0.0);
+    assert_eq!(d.metric(POLLED), 0.0);
+}
+
 #[test]
 fn files_are_private_and_one_daemon_per_database_and_socket() {
     let d = Daemon::start(&[]);

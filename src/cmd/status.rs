@@ -129,9 +129,19 @@ pub fn prometheus(shared: &Shared) -> String {
         "Time to run and commit one transaction.",
         &writer.commit_latency,
     )
+    .counter(
+        "stigmer_writer_poll_hits_total",
+        "Updates the writer thread found while polling its queue (no wake-up).",
+        writer.poll_hits.load(Relaxed),
+    )
+    .counter(
+        "stigmer_writer_poll_seconds_total",
+        "CPU time the writer thread spent polling its queue before sleeping.",
+        writer.poll_nanos.load(Relaxed) as f64 / 1e9,
+    )
     .histogram(
         "stigmer_broadcast_latency_seconds",
-        "Time from publication after COMMIT to the event handed to a subscriber's connection.",
+        "Time from publication after COMMIT to the event handed to subscribers' connections (once per change for direct deliveries, per queued delivery).",
         &shared.broker.stats.broadcast_latency,
     )
     .counter(

@@ -9,8 +9,12 @@
 //! - [`schema`]: tables and migrations (versioned with `user_version`).
 //! - [`txn`]: the typed operations a write job may perform.
 //! - [`cache`]: the writer thread's cache of the latest states it wrote.
+//! - [`poll`]: the writer thread's adaptive poll of its queue before it
+//!   sleeps (a thread that is still awake takes the next update without a
+//!   wake-up).
 
 pub mod cache;
+pub mod poll;
 pub mod reader;
 pub mod schema;
 pub mod txn;
@@ -180,6 +184,8 @@ pub struct StoreConfig {
     pub path: PathBuf,
     pub durability: Durability,
     pub writer_queue: usize,
+    /// The writer thread's longest poll before it sleeps (`store::poll`).
+    pub writer_poll: std::time::Duration,
     pub history_retention: u64,
     /// The largest encoded execution accepted (fits in one frame).
     pub max_execution_bytes: usize,
@@ -294,6 +300,7 @@ pub fn open(config: &StoreConfig, on_commit: OnCommit) -> Result<Store, String> 
         conn,
         writer::WriterConfig {
             queue: config.writer_queue,
+            poll: config.writer_poll,
             history_retention: config.history_retention,
             max_execution_bytes: config.max_execution_bytes,
             path: path.clone(),

@@ -30,6 +30,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::cache::LatestCache;
+use super::poll::{PollWindow, Polled};
 use super::{Change, Revisions, Txn};
 use crate::protocol::Status;
 
@@ -101,6 +102,10 @@ pub struct WriterStats {
     pub refused: AtomicU64,
     /// Time from BEGIN to COMMIT done, per transaction.
     pub commit_latency: crate::metrics::Histogram,
+    /// Jobs found by polling the queue rather than after sleeping.
+    pub poll_hits: AtomicU64,
+    /// Nanoseconds spent polling the queue (CPU the polling costs).
+    pub poll_nanos: AtomicU64,
 }
 
 /// The handle async code uses to submit jobs. Dropping every handle stops the
@@ -113,6 +118,8 @@ pub struct Writer {
 /// Settings of the writer thread.
 pub struct WriterConfig {
     pub queue: usize,
+    /// The longest poll of the queue before the thread sleeps.
+    pub poll: Duration,
     pub history_retention: u64,
     pub max_execution_bytes: usize,
     /// To reopen the connection after the database was read-only.
@@ -203,9 +210,26 @@ impl WriterThread {
         }
         let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
         let mut stopping = false;
-        // Blocks this (dedicated) thread until a job arrives; None once every
-        // Writer handle is gone.
-        while let Some(first) = self.rx.blocking_recv() {
+        let mut poll = PollWindow::new(self.config.poll);
+        loop {
+            let idle_since = Instant::now();
+            let first = match poll.poll(|| self.rx.try_recv().ok()) {
+                Polled::Got(first, polled) => {
+                    self.stats.poll_hits.fetch_add(1, Ordering::Relaxed);
+                    self.note_polled(polled);
+                    first
+                }
+                Polled::Nothing(polled) => {
+                    self.note_polled(polled);
+                    // Blocks this (dedicated) thread until a job arrives;
+                    // None once every Writer handle is gone.
+                    let Some(first) = self.rx.blocking_recv() else {
+                        break;
+                    };
+                    poll.blocked(idle_since.elapsed());
+                    first
+                }
+            };
             match first {
                 Msg::Job(request) => batch.push(request),
                 Msg::Stop => break,
@@ -280,6 +304,11 @@ impl WriterThread {
                 }
             }
         }
+    }
+
+    fn note_polled(&self, polled: Duration) {
+        let nanos = u64::try_from(polled.as_nanos()).unwrap_or(u64::MAX);
+        self.stats.poll_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
     /// Replaces the connection after a read-only failure; keeps the old one

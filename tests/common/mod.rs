@@ -87,6 +87,24 @@ impl Daemon {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// One unlabelled metric, as `stigmer status --prometheus` shows it.
+    #[allow(dead_code)] // not every test binary reads metrics
+    pub fn metric(&self, name: &str) -> f64 {
+        let out = Command::new(env!("CARGO_BIN_EXE_stigmer"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(["status", "--prometheus"])
+            .output()
+            .expect("run stigmer status");
+        assert!(out.status.success(), "status failed: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+            .parse()
+            .expect("a number")
+    }
+
     pub async fn connect(&self) -> Raw {
         Raw::connect(&self.socket).await
     }
