@@ -64,8 +64,19 @@ impl AsyncRead for ReadHalf {
             let unfilled = buf.initialize_unfilled_to(buf.remaining().min(READ_CHUNK));
             // Never blocks: the socket is non-blocking. A WouldBlock clears
             // the readiness, and the loop waits for the next edge.
-            match guard.try_io(|fd| fd.get_ref().as_ref().read(unfilled)) {
+            let wanted = unfilled.len();
+            let read = guard.try_io(|fd| fd.get_ref().as_ref().read(unfilled));
+            match read {
                 Ok(Ok(n)) => {
+                    if n > 0 && n < wanted {
+                        // A short read drained the socket: the next read
+                        // would only return WouldBlock, so wait for the
+                        // next edge instead (as tokio's own streams do).
+                        // The guard clears only the readiness it was given:
+                        // an event that arrived since is kept, so none is
+                        // lost.
+                        guard.clear_ready();
+                    }
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
@@ -113,5 +124,46 @@ impl WriteHalf {
         WriteHalf {
             stream: Arc::new(stream),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A short read clears the readiness; data sent afterwards must still
+    /// wake the reader (no lost edge), again and again.
+    #[tokio::test]
+    async fn reads_after_a_draining_short_read_still_wake() {
+        let (ours, mut peer) = tokio::net::UnixStream::pair().unwrap();
+        let (mut read, _write) = split(ours).unwrap();
+        let mut buf = [0u8; 64];
+        for round in 0..100u8 {
+            peer.write_all(&[round; 3]).await.unwrap();
+            let n = tokio::time::timeout(Duration::from_secs(10), read.read(&mut buf))
+                .await
+                .expect("woken for the new bytes")
+                .unwrap();
+            assert_eq!(&buf[..n], &[round; 3][..n]);
+            // Whatever a read left comes with the next one.
+            if n < 3 {
+                let mut rest = vec![0u8; 3 - n];
+                read.read_exact(&mut rest).await.unwrap();
+            }
+        }
+        // A full buffer is not a short read: the rest follows without a
+        // new edge.
+        peer.write_all(&[7u8; 100]).await.unwrap();
+        let mut all = [0u8; 100];
+        tokio::time::timeout(Duration::from_secs(10), read.read_exact(&mut all))
+            .await
+            .expect("the rest of the bytes")
+            .unwrap();
+        assert_eq!(all, [7u8; 100]);
+        // EOF is reported, not waited for.
+        drop(peer);
+        assert_eq!(read.read(&mut buf).await.unwrap(), 0);
     }
 }
