@@ -54,9 +54,8 @@ pub fn run(socket: PathBuf, args: DaemonArgs) -> ExitCode {
         }
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if args.worker_threads > 0 {
-        builder.worker_threads(args.worker_threads);
-    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    builder.worker_threads(crate::config::worker_threads(args.worker_threads, cpus));
     let runtime = match builder.enable_all().thread_name("stigmer-worker").build() {
         Ok(runtime) => runtime,
         Err(err) => {
