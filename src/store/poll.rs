@@ -98,30 +98,31 @@ mod tests {
 
     const MAX: Duration = Duration::from_micros(200);
 
+    /// The window (µs) after each of `times` jobs that came `waited` after
+    /// the previous batch.
+    fn windows(w: &mut PollWindow, waited: Duration, times: usize) -> Vec<u128> {
+        (0..times)
+            .map(|_| {
+                w.blocked(waited);
+                w.current().as_micros()
+            })
+            .collect()
+    }
+
     #[test]
     fn grows_to_the_cap_while_jobs_come_soon() {
         let mut w = PollWindow::new(MAX);
         assert_eq!(w.current(), Duration::ZERO);
-        let mut seen = Vec::new();
-        for _ in 0..6 {
-            w.blocked(Duration::from_micros(150));
-            seen.push(w.current().as_micros());
-        }
+        let seen = windows(&mut w, Duration::from_micros(150), 6);
         assert_eq!(seen, vec![10, 20, 40, 80, 160, 200]);
     }
 
     #[test]
     fn shrinks_to_zero_when_jobs_stop_coming_soon() {
         let mut w = PollWindow::new(MAX);
-        for _ in 0..6 {
-            w.blocked(Duration::from_micros(100));
-        }
+        windows(&mut w, Duration::from_micros(100), 6);
         assert_eq!(w.current(), MAX);
-        let mut seen = Vec::new();
-        for _ in 0..6 {
-            w.blocked(Duration::from_millis(5));
-            seen.push(w.current().as_micros());
-        }
+        let seen = windows(&mut w, Duration::from_millis(5), 6);
         assert_eq!(seen, vec![100, 50, 25, 12, 0, 0]);
     }
 
