@@ -92,13 +92,8 @@ async fn status_counts_and_prometheus_exposition() {
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(json["committedChanges"], "2");
-    let out = Command::new(bin())
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(["status", "--prometheus"])
-        .output()
-        .expect("run");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("stigmer_revision 2"));
+    // `stigmer status --prometheus`.
+    assert_eq!(d.metric("stigmer_revision"), 2.0);
 }
 
 #[test]

@@ -176,7 +176,9 @@ impl Broker {
         // observed once their frames are written.
         let mut direct: Vec<&Change> = Vec::new();
         for change in changes {
-            if self.publish_one(change, touched.as_mut(), &mut tally) > 0 {
+            let before = tally.direct;
+            self.publish_one(change, touched.as_mut(), &mut tally);
+            if tally.direct > before {
                 direct.push(change);
             }
         }
@@ -197,20 +199,19 @@ impl Broker {
         }
     }
 
-    /// Delivers one change; returns how many deliveries were direct.
-    /// `touched` collects connections to write at the end of a batch (None:
-    /// write each at once).
+    /// Delivers one change, counting its deliveries in `tally`. `touched`
+    /// collects connections to write at the end of a batch (None: write
+    /// each at once).
     fn publish_one(
         &self,
         change: &Arc<Change>,
         mut touched: Option<&mut Vec<Arc<Outbox>>>,
         tally: &mut Tally,
-    ) -> u64 {
+    ) {
         change.mark_published();
         let Some(slots) = lock(&self.topics).get(&change.execution_id).cloned() else {
-            return 0;
+            return;
         };
-        let before = tally.direct;
         // Only a plain update may bypass the stream task: a terminal one or
         // a delete ends the stream, which the task must do itself.
         let event = change
@@ -261,7 +262,6 @@ impl Broker {
             drop(state);
             slot.notify.notify_one();
         }
-        tally.direct - before
     }
 
     /// Subscribers of one execution.
@@ -443,14 +443,25 @@ mod tests {
         }
     }
 
+    /// A subscriber to "aex-1" armed with a new connection's outbox
+    /// (request id 9) after sending `last_sent`; the peer end reads what it
+    /// is sent.
+    fn armed(
+        broker: &Arc<Broker>,
+        last_sent: u64,
+    ) -> (Subscriber, Arc<Outbox>, tokio::net::UnixStream) {
+        let (outbox, peer) = outbox_pair();
+        let sub = broker.subscribe("aex-1");
+        assert!(sub.arm(&outbox, 9, last_sent));
+        (sub, outbox, peer)
+    }
+
     #[tokio::test]
     async fn an_armed_stream_gets_events_directly_until_something_needs_it() {
         use stigmer_proto::agentexecution::ExecutionPhase;
-        let (outbox, mut peer) = outbox_pair();
         let broker = Arc::new(Broker::new(8));
-        let sub = broker.subscribe("aex-1");
         // The stream sent revision 3 (say, its snapshot) and waits.
-        assert!(sub.arm(&outbox, 9, 3));
+        let (sub, _outbox, mut peer) = armed(&broker, 3);
         // Published late, already covered by the snapshot: skipped.
         broker.publish(&update(2, ExecutionPhase::ExecutionInProgress));
         // Written to the socket by the publisher; nothing queued.
@@ -474,10 +485,8 @@ mod tests {
     #[tokio::test]
     async fn a_batch_reaches_an_armed_stream_in_one_write_in_order() {
         use stigmer_proto::agentexecution::ExecutionPhase;
-        let (outbox, mut peer) = outbox_pair();
         let broker = Arc::new(Broker::new(8));
-        let sub = broker.subscribe("aex-1");
-        assert!(sub.arm(&outbox, 9, 0));
+        let (_sub, outbox, mut peer) = armed(&broker, 0);
         let batch: Vec<_> = (1..=3)
             .map(|rev| update(rev, ExecutionPhase::ExecutionInProgress))
             .collect();
@@ -492,12 +501,9 @@ mod tests {
     #[tokio::test]
     async fn counters_and_latency_are_kept_per_publication() {
         use stigmer_proto::agentexecution::ExecutionPhase;
-        let (a, mut peer_a) = outbox_pair();
-        let (b, mut peer_b) = outbox_pair();
         let broker = Arc::new(Broker::new(8));
-        let (sa, sb) = (broker.subscribe("aex-1"), broker.subscribe("aex-1"));
-        assert!(sa.arm(&a, 9, 0));
-        assert!(sb.arm(&b, 9, 0));
+        let (_a, _, mut peer_a) = armed(&broker, 0);
+        let (_b, _, mut peer_b) = armed(&broker, 0);
         broker.publish(&update(1, ExecutionPhase::ExecutionInProgress));
         let batch: Vec<_> = (2..=3)
             .map(|rev| update(rev, ExecutionPhase::ExecutionInProgress))

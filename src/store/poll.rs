@@ -50,7 +50,8 @@ impl PollWindow {
     }
 
     /// The window the next poll will use.
-    pub fn current(&self) -> Duration {
+    #[cfg(test)]
+    fn current(&self) -> Duration {
         self.window
     }
 
