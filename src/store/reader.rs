@@ -183,8 +183,9 @@ pub fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<AgentExecution>, Sta
 /// floor: below it the history keeps only the rows holding latest states
 /// (see `Txn`), which are not a complete record. Returns at most `limit`
 /// rows, and no more once `max_bytes` of state have been read (but always
-/// at least one row), so a catch-up holds a bounded
-/// amount of memory whatever the size of the states.
+/// at least one row). The streams read [`chain`] once and then [`rows`]
+/// page by page; this one-page form is for tests.
+#[cfg(test)]
 pub fn history(
     conn: &Connection,
     id: &str,
@@ -213,15 +214,12 @@ pub fn chain(conn: &Connection, id: &str, after: u64) -> Result<Vec<u64>, Status
         .query_row([id], |r| r.get(0))
         .optional()?;
     let head = match head {
-        Some(head) => Some(head),
-        None => conn
-            .prepare_cached("SELECT revision FROM tombstones WHERE execution_id = ?1")?
-            .query_row([id], |r| r.get(0))
-            .optional()?,
+        Some(head) => Some(head as u64),
+        None => deleted_revision(conn, id)?,
     };
     let mut link = conn.prepare_cached("SELECT prev FROM history WHERE revision = ?1")?;
     let mut out = Vec::new();
-    let mut next = head.map(|h| h as u64);
+    let mut next = head;
     while let Some(revision) = next.filter(|r| *r > after) {
         out.push(revision);
         let prev: Option<Option<i64>> =
