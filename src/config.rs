@@ -27,11 +27,17 @@ pub const DEFAULT_SUBSCRIBER_QUEUE: usize = 256;
 pub const DEFAULT_CONNECTION_QUEUE: usize = 1024;
 
 /// Default `--writer-poll-us`: the longest the writer thread polls its
-/// queue before sleeping (the window adapts below it, see `store::poll`).
+/// queue before sleeping (the window adapts below it, see `crate::poll`).
 /// 200 µs covers a writer's round trip on a small VM (reply, client, next
 /// update) and is the cap Linux's guest halt-poll uses by default; polling
 /// stops by itself when updates come further apart.
 pub const DEFAULT_WRITER_POLL_US: u64 = 200;
+
+/// Default `--reader-poll-us`: the longest a connection worker polls for a
+/// lone peer's next request before it sleeps (adaptive below it, see
+/// `server::read_poll`). The same cap as the writer's, for the same reason:
+/// it covers a peer's round trip on a small VM.
+pub const DEFAULT_READER_POLL_US: u64 = 200;
 
 /// Default `--writer-queue` (updates waiting for the writer thread). Large
 /// enough that group commit always finds a full batch under load; when it is
@@ -61,7 +67,7 @@ pub const DEFAULT_WORKER_THREADS: usize = 0;
 /// The async worker threads to start for `--worker-threads requested` on
 /// `cpus` CPUs: `requested`, or for 0 one per CPU but one, at least one.
 /// Under load the writer thread keeps a CPU busy by itself (it commits, and
-/// polls between batches, see `store::poll`); one worker per CPU on top of
+/// polls between batches, see `crate::poll`); one worker per CPU on top of
 /// it only adds wake-ups between workers. Measured on two vCPUs with 32
 /// writers: one worker needs ~10% less daemon CPU per update than two
 /// (docs/PERFORMANCE.md).
@@ -125,6 +131,12 @@ pub struct DaemonArgs {
     /// it sleeps; adaptive below this, 0 turns polling off.
     #[arg(long, default_value_t = DEFAULT_WRITER_POLL_US, value_name = "MICROS")]
     pub writer_poll_us: u64,
+
+    /// Longest time (µs) a connection worker polls for the next request of
+    /// a lone peer before it sleeps; adaptive below this, never while
+    /// several peers send at once, 0 turns polling off.
+    #[arg(long, default_value_t = DEFAULT_READER_POLL_US, value_name = "MICROS")]
+    pub reader_poll_us: u64,
 
     /// Revisions of history kept so streams can resume.
     #[arg(long, default_value_t = DEFAULT_HISTORY_RETENTION)]

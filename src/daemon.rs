@@ -267,6 +267,9 @@ impl Daemon {
             runtime: tokio::runtime::Handle::current(),
             shutdown: CancellationToken::new(),
             stats: ServerStats::default(),
+            read_poll: Arc::new(server::read_poll::ReadPoll::new(Duration::from_micros(
+                args.reader_poll_us,
+            ))),
         });
         shared.stats.mark_idle_now();
         let tracker = TaskTracker::new();

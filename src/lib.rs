@@ -15,6 +15,9 @@
 //! - [`store`]: SQLite: the writer thread (group commit, revisions, an
 //!   adaptive poll of its queue before it sleeps), read connections, schema
 //!   and migrations.
+//! - [`poll`]: the adaptive poll window both the writer thread and the
+//!   connection workers use to stay awake while work comes close together
+//!   (a thread still awake takes it without a wake-up).
 //! - [`broker`]: fans each committed change out, in commit order, never
 //!   blocking the writer: straight into a caught-up stream's outbox, else
 //!   into its bounded queue.
@@ -30,6 +33,7 @@ pub mod config;
 pub mod daemon;
 pub mod metrics;
 pub mod pipeline;
+pub mod poll;
 pub mod protocol;
 pub mod server;
 pub mod service;

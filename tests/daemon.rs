@@ -723,6 +723,62 @@ async fn writer_polls_only_while_updates_come_close() {
     assert_eq!(d.metric(POLLED), 0.0);
 }
 
+/// `--reader-poll-us`: while one connection sends requests within the cap
+/// of each other a worker polls for them; while two connections send at
+/// once it does not; idle, it sleeps (the poll counter stands still); at 0
+/// it never polls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reader_polls_only_for_a_lone_peer() {
+    const HITS: &str = "stigmer_reader_poll_hits_total";
+    const POLLED: &str = "stigmer_reader_poll_seconds_total";
+    // A cap far above this test's round trip, even on a loaded machine.
+    let d = Daemon::start(&["--reader-poll-us", "20000"]);
+    let mut c = d.connect().await;
+    let (id, _) = c.create("lone").await;
+    for i in 0..200 {
+        expect_execution(c.update(&id, ai_status(&format!("step {i}"))).await);
+    }
+    let lone_hits = d.metric(HITS);
+    assert!(lone_hits > 0.0, "no request was read while polling");
+
+    // Two peers taking turns, each well within the cap of the other.
+    let mut other = d.connect().await;
+    let (other_id, _) = other.create("second").await;
+    let before = d.metric(HITS);
+    for i in 0..50 {
+        expect_execution(c.update(&id, ai_status(&format!("a {i}"))).await);
+        expect_execution(other.update(&other_id, ai_status(&format!("b {i}"))).await);
+    }
+    // At most the poll already running when the second peer arrived ends
+    // with a hit; after that nothing is polled for.
+    assert!(
+        d.metric(HITS) - before <= 2.0,
+        "polled while two peers sent: {} hits",
+        d.metric(HITS) - before
+    );
+
+    // Idle: after at most one window (20 ms) the poll sleeps. Reading the
+    // metric is itself a lone request, which may be polled after for at
+    // most one window; polling through the idle time would add ~0.3 s.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let polled = d.metric(POLLED);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let idle_polled = d.metric(POLLED) - polled;
+    assert!(
+        idle_polled <= 0.05,
+        "kept polling while idle: {idle_polled} s"
+    );
+
+    let d = Daemon::start(&["--reader-poll-us", "0"]);
+    let mut c = d.connect().await;
+    let (id, _) = c.create("sleeper").await;
+    for i in 0..50 {
+        expect_execution(c.update(&id, ai_status(&format!("step {i}"))).await);
+    }
+    assert_eq!(d.metric(HITS), 0.0);
+    assert_eq!(d.metric(POLLED), 0.0);
+}
+
 #[test]
 fn files_are_private_and_one_daemon_per_database_and_socket() {
     let d = Daemon::start(&[]);

@@ -139,6 +139,16 @@ pub fn prometheus(shared: &Shared) -> String {
         "CPU time the writer thread spent polling its queue before sleeping.",
         writer.poll_nanos.load(Relaxed) as f64 / 1e9,
     )
+    .counter(
+        "stigmer_reader_poll_hits_total",
+        "Requests a connection worker read while polling for a lone peer's next request (no wake-up).",
+        shared.read_poll.hits.load(Relaxed),
+    )
+    .counter(
+        "stigmer_reader_poll_seconds_total",
+        "CPU time connection workers spent polling for a lone peer's next request.",
+        shared.read_poll.nanos.load(Relaxed) as f64 / 1e9,
+    )
     .histogram(
         "stigmer_broadcast_latency_seconds",
         "Time from publication after COMMIT to the event handed to subscribers' connections (once per change for direct deliveries, per queued delivery).",

@@ -261,6 +261,7 @@ async fn read_loop(conn: &Conn, rd: ReadHalf) -> Option<ReadHalf> {
         let body = match next {
             None => return None,
             Some(Ok(body)) => {
+                conn.shared.read_poll.request(conn.id);
                 make_room_for_next(frames.read_buffer_mut(), body.len());
                 body
             }

@@ -10,6 +10,8 @@
 //! - [`outbox`]: a bounded, ordered frame queue any thread appends to; a
 //!   frame with nothing queued ahead is written on the appending thread (no
 //!   task wake-up), the rest by a flusher task when the peer reads slowly.
+//! - [`read_poll`]: keeps a worker awake while a lone peer sends requests
+//!   close together, so the next one is read without a wake-up.
 //!
 //! `run` takes the shutdown signal as a token (as mini-redis's
 //! `server::run` takes a future), so tests and the daemon drive it alike.
@@ -19,6 +21,7 @@ pub mod listener;
 pub mod metrics_http;
 pub mod outbox;
 pub mod peer;
+pub mod read_poll;
 pub mod socket;
 
 use std::collections::HashMap;
@@ -142,6 +145,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Counters.
     pub stats: ServerStats,
+    /// The workers' poll for a lone peer's next request (`--reader-poll-us`).
+    pub read_poll: Arc<read_poll::ReadPoll>,
 }
 
 /// Accepts connections until `shared.shutdown` is cancelled. Connection
@@ -149,6 +154,7 @@ pub struct Shared {
 /// their streams' END events.
 pub async fn run(listener: UnixListener, shared: Arc<Shared>, tracker: TaskTracker) {
     let mut next_id: u64 = 1;
+    tracker.spawn(shared.read_poll.clone().run(shared.shutdown.clone()));
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => break,

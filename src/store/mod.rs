@@ -9,12 +9,8 @@
 //! - [`schema`]: tables and migrations (versioned with `user_version`).
 //! - [`txn`]: the typed operations a write job may perform.
 //! - [`cache`]: the writer thread's cache of the latest states it wrote.
-//! - [`poll`]: the writer thread's adaptive poll of its queue before it
-//!   sleeps (a thread that is still awake takes the next update without a
-//!   wake-up).
 
 pub mod cache;
-pub mod poll;
 pub mod reader;
 pub mod schema;
 pub mod txn;
@@ -184,7 +180,7 @@ pub struct StoreConfig {
     pub path: PathBuf,
     pub durability: Durability,
     pub writer_queue: usize,
-    /// The writer thread's longest poll before it sleeps (`store::poll`).
+    /// The writer thread's longest poll before it sleeps (`crate::poll`).
     pub writer_poll: std::time::Duration,
     pub history_retention: u64,
     /// The largest encoded execution accepted (fits in one frame).

@@ -30,8 +30,8 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::cache::LatestCache;
-use super::poll::{PollWindow, Polled};
 use super::{Change, Revisions, Txn};
+use crate::poll::{PollWindow, Polled};
 use crate::protocol::Status;
 
 /// Most jobs in one transaction. Bounds the latency a batch adds to its
