@@ -27,6 +27,12 @@ use std::time::{Duration, Instant};
 /// (a cross-thread hand-off alone takes several microseconds).
 const GROW_START: Duration = Duration::from_micros(10);
 
+/// `d` in nanoseconds for an atomic counter (saturating: a poll never
+/// lasts 584 years, but no conversion here can panic).
+pub fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// The current poll window and its cap.
 #[derive(Debug)]
 pub struct PollWindow {

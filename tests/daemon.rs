@@ -699,9 +699,7 @@ async fn writer_polls_only_while_updates_come_close() {
     let d = Daemon::start(&["--writer-poll-us", "20000"]);
     let mut c = d.connect().await;
     let (id, _) = c.create("poller").await;
-    for i in 0..200 {
-        expect_execution(c.update(&id, ai_status(&format!("step {i}"))).await);
-    }
+    send_updates(&mut c, &id, 200).await;
     assert!(d.metric(HITS) > 0.0, "no update was found by polling");
     // Idle: after at most one window (20 ms) the thread sleeps.
     assert_eq!(
@@ -710,6 +708,13 @@ async fn writer_polls_only_while_updates_come_close() {
         "the writer kept polling while idle"
     );
     assert_poll_off("--writer-poll-us", HITS, POLLED).await;
+}
+
+/// Sends `n` status updates to `id`, one at a time, each acknowledged.
+async fn send_updates(c: &mut Raw, id: &str, n: usize) {
+    for i in 0..n {
+        expect_execution(c.update(id, ai_status(&format!("step {i}"))).await);
+    }
 }
 
 /// Seconds of polling counted in `polled` over 300 ms of idle time, from
@@ -726,9 +731,7 @@ async fn assert_poll_off(flag: &str, hits: &str, polled: &str) {
     let d = Daemon::start(&[flag, "0"]);
     let mut c = d.connect().await;
     let (id, _) = c.create("sleeper").await;
-    for i in 0..50 {
-        expect_execution(c.update(&id, ai_status(&format!("step {i}"))).await);
-    }
+    send_updates(&mut c, &id, 50).await;
     assert_eq!(d.metric(hits), 0.0, "{flag} 0 still polled");
     assert_eq!(d.metric(polled), 0.0, "{flag} 0 still polled");
 }
@@ -748,9 +751,7 @@ async fn reader_polls_only_for_a_lone_peer() {
     // The start-up probe's connection came within a window of this one:
     // requests count as concurrent for four windows (80 ms) after it.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    for i in 0..200 {
-        expect_execution(c.update(&id, ai_status(&format!("step {i}"))).await);
-    }
+    send_updates(&mut c, &id, 200).await;
     let lone_hits = d.metric(HITS);
     assert!(lone_hits > 0.0, "no request was read while polling");
 

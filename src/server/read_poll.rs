@@ -86,11 +86,11 @@ impl ReadPoll {
     }
 
     fn now(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        crate::poll::nanos(self.origin.elapsed())
     }
 
     fn max_nanos(&self) -> u64 {
-        u64::try_from(self.max.as_nanos()).unwrap_or(u64::MAX)
+        crate::poll::nanos(self.max)
     }
 
     /// Records a request read from connection `conn`; wakes the poll task
@@ -169,8 +169,8 @@ impl ReadPoll {
             // this machine): `sched_yield` returns at once when none does.
             std::thread::yield_now();
         };
-        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.nanos
+            .fetch_add(crate::poll::nanos(start.elapsed()), Ordering::Relaxed);
         got
     }
 }

@@ -307,8 +307,9 @@ impl WriterThread {
     }
 
     fn note_polled(&self, polled: Duration) {
-        let nanos = u64::try_from(polled.as_nanos()).unwrap_or(u64::MAX);
-        self.stats.poll_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.stats
+            .poll_nanos
+            .fetch_add(crate::poll::nanos(polled), Ordering::Relaxed);
     }
 
     /// Replaces the connection after a read-only failure; keeps the old one
