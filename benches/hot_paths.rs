@@ -64,6 +64,7 @@ fn update_frame() -> BytesMut {
     let req = Request {
         protocol_version: 1,
         id: 42,
+        minimal_reply: false,
         command: Some(request::Command::UpdateStatus(
             AgentExecutionUpdateStatusInput {
                 execution_id: "aex-01jbench0000000000000000000".into(),
@@ -158,12 +159,16 @@ fn merge_path(c: &mut Criterion) {
                 response::Result::Execution(ExecutionReply {
                     execution: Some(execution.clone()),
                     revision: 1234,
+                    execution_id: "aex-1".into(),
                 }),
             ))
         })
     });
     c.bench_function("reply/wrap encoded (encode_execution_reply)", |b| {
-        b.iter(|| black_box(encode_execution_reply(42, 1234, &encoded)))
+        b.iter(|| black_box(encode_execution_reply(42, 1234, "aex-1", Some(&encoded))))
+    });
+    c.bench_function("reply/minimal (Request.minimal_reply)", |b| {
+        b.iter(|| black_box(encode_execution_reply(42, 1234, "aex-1", None)))
     });
 }
 

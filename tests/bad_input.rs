@@ -69,6 +69,7 @@ async fn a_valid_frame_of_the_wrong_message() {
     let mut body = Request {
         protocol_version: 1,
         id: 41,
+        minimal_reply: false,
         command: None,
     }
     .encode_to_vec();
@@ -284,6 +285,7 @@ async fn a_client_that_never_reads() {
         let mut bytes = frame(Request {
             protocol_version: 1,
             id: 1,
+            minimal_reply: false,
             command: Some(Cmd::Subscribe(stigmer_proto::daemon::SubscribeRequest {
                 execution_id: id.clone(),
                 from_revision: None,
@@ -292,6 +294,7 @@ async fn a_client_that_never_reads() {
         let ping = frame(Request {
             protocol_version: 1,
             id: 2,
+            minimal_reply: false,
             command: Some(Cmd::Ping(PingRequest {})),
         });
         for _ in 0..50_000 {

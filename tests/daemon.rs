@@ -14,7 +14,7 @@ use stigmer_proto::agentexecution::{
 use stigmer_proto::apiresource::ApiResourceId;
 use stigmer_proto::daemon::{
     request::Command as Cmd, response, CancelSubscriptionRequest, Code, EndReason, EventType,
-    ListExecutionsRequest, PingRequest, Request,
+    ListExecutionsRequest, PingRequest, Request, Response,
 };
 
 const UPDATE: i32 = EventType::EventUpdate as i32;
@@ -93,6 +93,70 @@ async fn ping_create_get_update_and_terminal_finality() {
     let sub = c.subscribe("aex-nope", None).await;
     expect_error(&c.recv(sub).await, Code::NotFound);
     expect_error(&c.update("aex-nope", ai_status("x")).await, Code::NotFound);
+}
+
+/// `Request.minimal_reply`: create and update_status answer with the
+/// revision and the execution id only; subscribers still get every state
+/// in full; errors and other commands are unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minimal_replies_carry_the_revision_and_id_only() {
+    let d = Daemon::start(&[]);
+    let mut c = d.connect().await;
+    let minimal = |resp: Response| match resp.result {
+        Some(response::Result::Execution(r)) => {
+            assert!(r.execution.is_none(), "a minimal reply has no execution");
+            (r.execution_id, r.revision)
+        }
+        other => panic!("expected an execution reply, got {other:?}"),
+    };
+    c.send_with(1, Cmd::Create(new_execution("agent-1", None)), true)
+        .await;
+    let (id, created) = minimal(c.recv(1).await);
+    assert!(id.starts_with("aex-") && id.len() == 30, "{id}");
+    assert!(created > 0);
+    let sub = c.subscribe(&id, None).await;
+    assert_eq!(c.recv(sub).await.id, sub, "the snapshot");
+
+    c.send_with(
+        2,
+        Cmd::UpdateStatus(update_input(&id, ai_status("hi"))),
+        true,
+    )
+    .await;
+    let reply = c.recv(2).await;
+    assert!(reply.encoded_len() < 64, "{} bytes", reply.encoded_len());
+    let (replied_id, updated) = minimal(reply);
+    assert_eq!(replied_id, id);
+    assert!(updated > created);
+    // The subscriber gets the whole state at that revision.
+    match c.recv(sub).await.result {
+        Some(response::Result::Event(e)) => {
+            assert_eq!((e.r#type, e.revision), (UPDATE, updated));
+            let status = e.execution.and_then(|x| x.status).expect("status");
+            assert_eq!(status.messages[0].content, "hi");
+        }
+        other => panic!("expected an update event, got {other:?}"),
+    }
+    // A full reply names the execution too.
+    match c.update(&id, ai_status("again")).await.result {
+        Some(response::Result::Execution(r)) => {
+            assert_eq!(r.execution_id, id);
+            assert!(r.execution.is_some());
+        }
+        other => panic!("expected an execution reply, got {other:?}"),
+    }
+    // Errors are errors; other commands ignore the flag.
+    c.send_with(
+        3,
+        Cmd::UpdateStatus(update_input("aex-nope", ai_status("x"))),
+        true,
+    )
+    .await;
+    expect_error(&c.recv(3).await, Code::NotFound);
+    c.send_with(4, Cmd::Get(AgentExecutionId { value: id.clone() }), true)
+        .await;
+    let (got, _) = expect_execution(c.recv(4).await);
+    assert_eq!(got.metadata.map(|m| m.id), Some(id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -551,6 +615,7 @@ async fn bad_requests_get_their_code_and_the_connection_stays() {
         Request {
             protocol_version: 2,
             id: 7,
+            minimal_reply: false,
             command: Some(Cmd::Ping(PingRequest {})),
         }
         .encode_to_vec(),
@@ -628,6 +693,7 @@ async fn connection_errors_answer_then_close_without_affecting_others() {
         Request {
             protocol_version: 1,
             id: 0,
+            minimal_reply: false,
             command: Some(Cmd::Ping(PingRequest {})),
         }
         .encode_to_vec(),
@@ -670,6 +736,7 @@ async fn connection_limit() {
         let ping = Request {
             protocol_version: 1,
             id,
+            minimal_reply: false,
             command: Some(Cmd::Ping(PingRequest {})),
         };
         // A refused connection may already be closed: a failed send is a retry.

@@ -363,6 +363,7 @@ async fn sigterm_during_writes_loses_no_acknowledged_update() {
                 let req = stigmer_proto::daemon::Request {
                     protocol_version: 1,
                     id: c.next_id(),
+                    minimal_reply: false,
                     command: Some(Cmd::UpdateStatus(
                         stigmer_proto::agentexecution::AgentExecutionUpdateStatusInput {
                             execution_id: id.clone(),

@@ -64,12 +64,13 @@ pub fn latency_stigmer(
     if kind != EventType::EventSnapshot {
         return Err(invalid("expected a snapshot first"));
     }
+    let mut updates = stig::Updates::new(&execution, status);
     let mut samples = Vec::with_capacity(n);
     for i in 0..warmup + n {
         let id = i as u64 + 2;
-        let request = stig::update(id, &execution, status);
+        let request = updates.frame(id);
         let started = Instant::now();
-        writer.send(&request)?;
+        writer.send(request)?;
         let event = sub.recv::<Frame>()?;
         let elapsed = started.elapsed();
         let (_, revision) = stig::event_revision(&event, SUB_ID)?;
@@ -269,11 +270,12 @@ pub async fn throughput_stigmer(
     let before = stigmer_revision(socket).await?;
     let mut set = JoinSet::new();
     for (mut conn, execution) in conns {
-        let (counter, stop, status) = (counter.clone(), stop.clone(), status.clone());
+        let (counter, stop) = (counter.clone(), stop.clone());
+        let mut updates = stig::Updates::new(&execution, status);
         set.spawn(async move {
             let mut id = 2u64;
             while !stop.load(Ordering::Relaxed) {
-                conn.send(&stig::update(id, &execution, &status)).await?;
+                conn.send(updates.frame(id)).await?;
                 stig::execution_reply(&conn.recv::<Frame>().await?, id)?;
                 counter.fetch_add(1, Ordering::Relaxed);
                 id += 1;
@@ -421,7 +423,8 @@ pub async fn fanout_stigmer(
     }
     let stop = Arc::new(AtomicBool::new(false));
     let writing = {
-        let (gate, stop, status) = (gate.clone(), stop.clone(), status.clone());
+        let (gate, stop) = (gate.clone(), stop.clone());
+        let mut updates = stig::Updates::new(&execution, status);
         let subs = subscribers as u64;
         tokio::spawn(async move {
             let mut sent = 0u64;
@@ -429,7 +432,7 @@ pub async fn fanout_stigmer(
                 gate.wait_for(sent.saturating_sub(FANOUT_WINDOW) * subs)
                     .await;
                 let id = sent + 2;
-                writer.send(&stig::update(id, &execution, &status)).await?;
+                writer.send(updates.frame(id)).await?;
                 stig::execution_reply(&writer.recv::<Frame>().await?, id)?;
                 sent += 1;
             }

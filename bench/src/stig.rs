@@ -42,6 +42,7 @@ pub fn frame(id: u64, command: request::Command) -> Vec<u8> {
     let req = Request {
         protocol_version: stigmer_proto::frame::PROTOCOL_VERSION,
         id,
+        minimal_reply: false,
         command: Some(command),
     };
     let len = req.encoded_len();
@@ -91,14 +92,48 @@ pub fn create(id: u64) -> Vec<u8> {
     )
 }
 
-pub fn update(id: u64, execution_id: &str, status: &AgentExecutionStatus) -> Vec<u8> {
-    frame(
-        id,
-        request::Command::UpdateStatus(AgentExecutionUpdateStatusInput {
+/// A writer's `update_status` requests: the command (execution id and
+/// status) encoded once, each request only its envelope (version, a new id,
+/// `minimal_reply`) in front of those bytes. The Redis side likewise sends
+/// one pre-built XADD, and a runner holds its status encoded anyway. The
+/// requests ask for minimal replies (revision and id, as XADD answers with
+/// the entry id) rather than the whole execution echoed back.
+pub struct Updates {
+    /// `update_status` (field 12) with its key and length.
+    command: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+impl Updates {
+    pub fn new(execution_id: &str, status: &AgentExecutionStatus) -> Updates {
+        let command = request::Command::UpdateStatus(AgentExecutionUpdateStatusInput {
             execution_id: execution_id.to_string(),
             status: Some(status.clone()),
-        }),
-    )
+        });
+        let mut encoded = Vec::new();
+        command.encode(&mut encoded);
+        Updates {
+            command: encoded,
+            frame: Vec::new(),
+        }
+    }
+
+    /// The framed request with this id: the same bytes prost writes for the
+    /// whole `Request` (fields in tag order; the command's tag is the largest).
+    pub fn frame(&mut self, id: u64) -> &[u8] {
+        let head = Request {
+            protocol_version: stigmer_proto::frame::PROTOCOL_VERSION,
+            id,
+            minimal_reply: true,
+            command: None,
+        };
+        let len = head.encoded_len() + self.command.len();
+        self.frame.clear();
+        self.frame.extend_from_slice(&(len as u32).to_be_bytes());
+        head.encode(&mut self.frame).expect("a Vec grows as needed");
+        self.frame.extend_from_slice(&self.command);
+        &self.frame
+    }
 }
 
 pub fn subscribe(id: u64, execution_id: &str) -> Vec<u8> {
@@ -139,14 +174,7 @@ fn result(body: &[u8], want_id: u64) -> io::Result<response::Result> {
 /// The committed revision of a create/update reply.
 pub fn execution_reply(body: &[u8], want_id: u64) -> io::Result<(String, u64)> {
     match result(body, want_id)? {
-        response::Result::Execution(reply) => {
-            let id = reply
-                .execution
-                .and_then(|e| e.metadata)
-                .map(|m| m.id)
-                .unwrap_or_default();
-            Ok((id, reply.revision))
-        }
+        response::Result::Execution(reply) => Ok((reply.execution_id, reply.revision)),
         _ => Err(invalid("expected an execution reply")),
     }
 }
@@ -167,5 +195,32 @@ pub fn ping_revision(body: &[u8], want_id: u64) -> io::Result<u64> {
     match result(body, want_id)? {
         response::Result::Pong(p) => Ok(p.revision),
         _ => Err(invalid("expected a pong")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_frames_are_what_prost_writes() {
+        let status = status_of_size(1024);
+        let mut updates = Updates::new("aex-1", &status);
+        for id in [1, 300, u64::MAX] {
+            let whole = Request {
+                protocol_version: stigmer_proto::frame::PROTOCOL_VERSION,
+                id,
+                minimal_reply: true,
+                command: Some(request::Command::UpdateStatus(
+                    AgentExecutionUpdateStatusInput {
+                        execution_id: "aex-1".into(),
+                        status: Some(status.clone()),
+                    },
+                )),
+            };
+            let mut want = (whole.encoded_len() as u32).to_be_bytes().to_vec();
+            want.extend_from_slice(&whole.encode_to_vec());
+            assert_eq!(updates.frame(id), &want[..]);
+        }
     }
 }

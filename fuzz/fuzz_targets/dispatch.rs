@@ -118,6 +118,7 @@ async fn alive(daemon: &Daemon) {
     let ping = Request {
         protocol_version: 1,
         id: 1,
+        minimal_reply: false,
         command: Some(Command::Ping(PingRequest {})),
     }
     .encode_to_vec();

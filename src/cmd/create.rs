@@ -11,16 +11,10 @@ pub async fn apply(
     permit: OwnedSemaphorePermit,
     id: u64,
     mut execution: AgentExecution,
+    reply: super::ReplyFn,
 ) {
     if let Err(status) = create::BEFORE_QUEUE.run(&mut execution) {
         return conn.reply_result(permit, id, Err(status));
     }
-    super::submit_write(
-        conn,
-        permit,
-        id,
-        create::job(execution),
-        super::execution_reply,
-    )
-    .await;
+    super::submit_write(conn, permit, id, create::job(execution), reply).await;
 }

@@ -29,6 +29,7 @@ pub fn apply(conn: &Conn, permit: OwnedSemaphorePermit, id: u64, execution_id: S
                 response::Result::Execution(ExecutionReply {
                     execution: Some(stored.execution),
                     revision: stored.revision,
+                    execution_id,
                 })
             });
         conn.reply_result(permit, id, result);

@@ -57,6 +57,7 @@ pub async fn dispatch(
         conn.reply_result(permit, id, Err(status));
         return Ok(());
     }
+    let minimal_reply = request.minimal_reply;
     let Some(command) = request.command else {
         let status = Status::unimplemented(
             "unknown or missing command; protocol 1 has ping, create, update_status, get, \
@@ -67,8 +68,12 @@ pub async fn dispatch(
     };
     match command {
         Command::Ping(_) => ping::apply(conn, permit, id),
-        Command::Create(execution) => create::apply(conn, permit, id, execution).await,
-        Command::UpdateStatus(input) => update_status::apply(conn, permit, id, input).await,
+        Command::Create(execution) => {
+            create::apply(conn, permit, id, execution, reply_of(minimal_reply)).await
+        }
+        Command::UpdateStatus(input) => {
+            update_status::apply(conn, permit, id, input, reply_of(minimal_reply)).await
+        }
         Command::Get(get) => get::apply(conn, permit, id, get.value),
         Command::List(list) => list::apply(conn, permit, id, list),
         Command::Delete(delete) => delete::apply(conn, permit, id, delete.value).await,
@@ -79,6 +84,10 @@ pub async fn dispatch(
     Ok(())
 }
 
+/// Encodes a write's reply (request id, committed change); for create and
+/// update_status it is chosen by `Request.minimal_reply`.
+type ReplyFn = fn(u64, &Change) -> Bytes;
+
 /// Queues a write job in arrival order. Its reply is queued on the
 /// connection by the writer thread itself right after COMMIT (or the
 /// refusal), with no task in between. Shared by create, update_status and
@@ -88,7 +97,7 @@ async fn submit_write(
     permit: OwnedSemaphorePermit,
     id: u64,
     job: Job,
-    reply: fn(u64, &Change) -> Bytes,
+    reply: ReplyFn,
 ) {
     let answer = conn.clone();
     let done: crate::store::writer::Done = Box::new(move |result| {
@@ -105,11 +114,24 @@ async fn submit_write(
     conn.shared.writer.submit(job, done).await;
 }
 
+fn reply_of(minimal: bool) -> ReplyFn {
+    if minimal {
+        minimal_execution_reply
+    } else {
+        execution_reply
+    }
+}
+
 /// The reply to create and update_status: the execution as committed,
 /// wrapping the bytes the writer encoded.
 fn execution_reply(id: u64, change: &Change) -> Bytes {
     match &change.state {
-        Some(state) => crate::protocol::encode_execution_reply(id, change.revision, &state.encoded),
+        Some(state) => crate::protocol::encode_execution_reply(
+            id,
+            change.revision,
+            &change.execution_id,
+            Some(&state.encoded),
+        ),
         None => crate::protocol::encode_response(
             id,
             response::Result::Error(
@@ -117,4 +139,10 @@ fn execution_reply(id: u64, change: &Change) -> Bytes {
             ),
         ),
     }
+}
+
+/// The minimal reply to create and update_status: the revision committed
+/// and the execution's id, without the state.
+fn minimal_execution_reply(id: u64, change: &Change) -> Bytes {
+    crate::protocol::encode_execution_reply(id, change.revision, &change.execution_id, None)
 }

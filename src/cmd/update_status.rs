@@ -12,16 +12,10 @@ pub async fn apply(
     permit: OwnedSemaphorePermit,
     id: u64,
     mut input: AgentExecutionUpdateStatusInput,
+    reply: super::ReplyFn,
 ) {
     if let Err(status) = update_status::BEFORE_QUEUE.run(&mut input) {
         return conn.reply_result(permit, id, Err(status));
     }
-    super::submit_write(
-        conn,
-        permit,
-        id,
-        update_status::job(input),
-        super::execution_reply,
-    )
-    .await;
+    super::submit_write(conn, permit, id, update_status::job(input), reply).await;
 }

@@ -135,26 +135,42 @@ pub fn encode_update_event(revision: u64, execution_id: &str, execution: &[u8]) 
 const RESPONSE_EXECUTION_TAG: u32 = 11;
 const REPLY_EXECUTION_TAG: u32 = 1;
 const REPLY_REVISION_TAG: u32 = 2;
+const REPLY_EXECUTION_ID_TAG: u32 = 3;
 
 /// The body of `Response { id, execution: ExecutionReply { execution,
-/// revision } }` from an already encoded execution: the reply to create and
-/// update_status without cloning and re-encoding the state the writer has
-/// just encoded (`store::State::encoded`).
-pub fn encode_execution_reply(id: u64, revision: u64, execution: &[u8]) -> Bytes {
+/// revision, execution_id } }` from an already encoded execution: the reply
+/// to create and update_status without cloning and re-encoding the state the
+/// writer has just encoded (`store::State::encoded`). `execution` is `None`
+/// for a minimal reply (`Request.minimal_reply`). Fields in tag order,
+/// defaults omitted, as prost writes them.
+pub fn encode_execution_reply(
+    id: u64,
+    revision: u64,
+    execution_id: &str,
+    execution: Option<&[u8]>,
+) -> Bytes {
     use prost::encoding::{encoded_len_varint, key_len};
-    let mut inner_len =
-        key_len(REPLY_EXECUTION_TAG) + encoded_len_varint(execution.len() as u64) + execution.len();
+    let bytes_len = |tag: u32, len: usize| key_len(tag) + encoded_len_varint(len as u64) + len;
+    let mut inner_len = execution.map_or(0, |e| bytes_len(REPLY_EXECUTION_TAG, e.len()));
     if revision != 0 {
         inner_len += key_len(REPLY_REVISION_TAG) + encoded_len_varint(revision);
+    }
+    if !execution_id.is_empty() {
+        inner_len += bytes_len(REPLY_EXECUTION_ID_TAG, execution_id.len());
     }
     let mut buf = BytesMut::with_capacity(inner_len + 24);
     if id != 0 {
         put_varint(&mut buf, RESPONSE_ID_TAG, id);
     }
     put_len(&mut buf, RESPONSE_EXECUTION_TAG, inner_len);
-    put_bytes(&mut buf, REPLY_EXECUTION_TAG, execution);
+    if let Some(execution) = execution {
+        put_bytes(&mut buf, REPLY_EXECUTION_TAG, execution);
+    }
     if revision != 0 {
         put_varint(&mut buf, REPLY_REVISION_TAG, revision);
+    }
+    if !execution_id.is_empty() {
+        put_bytes(&mut buf, REPLY_EXECUTION_ID_TAG, execution_id.as_bytes());
     }
     buf.freeze()
 }
@@ -218,20 +234,25 @@ mod tests {
     #[test]
     fn execution_reply_matches_prost_encoding() {
         use stigmer_proto::daemon::ExecutionReply;
-        for (id, revision, execution) in [
-            (7, 42, sample_execution()),
-            (1, 0, Default::default()),
-            (u64::MAX, 300, sample_execution()),
+        for (id, revision, execution_id, execution) in [
+            (7, 42, "aex-x", Some(sample_execution())),
+            (1, 0, "", Some(Default::default())),
+            (u64::MAX, 300, "aex-y", Some(sample_execution())),
+            // Minimal replies.
+            (7, 42, "aex-x", None),
+            (2, 0, "", None),
         ] {
-            let bytes = execution.encode_to_vec();
+            let bytes = execution.as_ref().map(Message::encode_to_vec);
             let theirs = encode_response(
                 id,
                 response::Result::Execution(ExecutionReply {
-                    execution: Some(execution),
+                    execution,
                     revision,
+                    execution_id: execution_id.into(),
                 }),
             );
-            assert_eq!(encode_execution_reply(id, revision, &bytes), theirs);
+            let ours = encode_execution_reply(id, revision, execution_id, bytes.as_deref());
+            assert_eq!(ours, theirs);
         }
     }
 

@@ -210,9 +210,15 @@ impl Raw {
     }
 
     pub async fn send(&mut self, id: u64, command: Cmd) {
+        self.send_with(id, command, false).await;
+    }
+
+    /// Sends a command with `Request.minimal_reply` set as given.
+    pub async fn send_with(&mut self, id: u64, command: Cmd, minimal_reply: bool) {
         let req = Request {
             protocol_version: 1,
             id,
+            minimal_reply,
             command: Some(command),
         };
         self.send_bytes(req.encode_to_vec()).await;
@@ -300,11 +306,7 @@ impl Raw {
     }
 
     pub async fn update(&mut self, id: &str, status: AgentExecutionStatus) -> Response {
-        self.call(Cmd::UpdateStatus(AgentExecutionUpdateStatusInput {
-            execution_id: id.into(),
-            status: Some(status),
-        }))
-        .await
+        self.call(Cmd::UpdateStatus(update_input(id, status))).await
     }
 
     /// Opens a subscription; returns its request id.
@@ -371,6 +373,13 @@ pub fn phase(p: ExecutionPhase) -> AgentExecutionStatus {
     AgentExecutionStatus {
         phase: p as i32,
         ..Default::default()
+    }
+}
+
+pub fn update_input(id: &str, status: AgentExecutionStatus) -> AgentExecutionUpdateStatusInput {
+    AgentExecutionUpdateStatusInput {
+        execution_id: id.into(),
+        status: Some(status),
     }
 }
 

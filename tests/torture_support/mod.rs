@@ -157,6 +157,7 @@ impl Wire {
         let req = Request {
             protocol_version: 1,
             id,
+            minimal_reply: false,
             command: Some(command),
         };
         self.framed

@@ -140,10 +140,7 @@ def test_async_resume_across_daemon_restart(daemon: Daemon) -> None:
                 eid = (await writer.create("agent", "restart")).metadata.id
                 sub = watcher.subscribe(eid)
                 got = [await _next(sub)]  # the snapshot
-                before = [
-                    (await writer.update_status_reply(eid, status(f"a{i}"))).revision
-                    for i in range(3)
-                ]
+                before = [await writer.update_status_ack(eid, status(f"a{i}")) for i in range(3)]
             got += [await _next(sub) for _ in range(3)]
             assert [e.revision for e in got[1:]] == before
             # The subscriber is waiting while the daemon stops and starts again.

@@ -91,6 +91,16 @@ impl Client {
             .block_on(self.inner.update_status(execution_id, status))
     }
 
+    /// See [`crate::Client::update_status_ack`].
+    pub fn update_status_ack(
+        &self,
+        execution_id: impl Into<String>,
+        status: AgentExecutionStatus,
+    ) -> Result<u64> {
+        self.rt
+            .block_on(self.inner.update_status_ack(execution_id, status))
+    }
+
     /// See [`crate::Client::get`].
     pub fn get(&self, execution_id: impl Into<String>) -> Result<(AgentExecution, u64)> {
         self.rt.block_on(self.inner.get(execution_id))

@@ -195,13 +195,18 @@ impl Client {
 
     /// Sends `command` and returns its reply; retries on a fresh connection
     /// only when the request provably never left (the old one was dead).
-    async fn call(&self, mut command: Command) -> Result<Reply> {
+    async fn call(&self, command: Command) -> Result<Reply> {
+        self.call_with(command, false).await
+    }
+
+    /// [`Client::call`] with `Request.minimal_reply` set as given.
+    async fn call_with(&self, mut command: Command, minimal_reply: bool) -> Result<Reply> {
         for _ in 0..3 {
             // May reconnect; fails when the daemon is unreachable.
             let conn = self.conn().await?;
             // Waits for the daemon's reply; fails with its error, or Closed
             // when the connection dies while waiting.
-            match conn.call(command).await {
+            match conn.call(command, minimal_reply).await {
                 Ok(reply) => return Ok(reply),
                 Err(CallError::Failed(e)) => return Err(e),
                 Err(CallError::NotSent(NotSent(c))) => command = c,
@@ -261,6 +266,27 @@ impl Client {
         });
         // Waits until the update is committed (durable) and acknowledged.
         execution_reply(self.call(command).await?)
+    }
+
+    /// Like [`Client::update_status`], but the daemon answers with the
+    /// revision alone (`Request.minimal_reply`), not the whole execution
+    /// after the merge: for a runner that sends its cumulative status with
+    /// every update and has no use for the echo, which grows with the
+    /// transcript. Returns the revision this update committed.
+    pub async fn update_status_ack(
+        &self,
+        execution_id: impl Into<String>,
+        status: AgentExecutionStatus,
+    ) -> Result<u64> {
+        let command = Command::UpdateStatus(AgentExecutionUpdateStatusInput {
+            execution_id: execution_id.into(),
+            status: Some(status),
+        });
+        // Waits until the update is committed (durable) and acknowledged.
+        match self.call_with(command, true).await? {
+            Reply::Execution(r) => Ok(r.revision),
+            other => Err(unexpected("execution", &other)),
+        }
     }
 
     /// The stored execution `execution_id` and its revision; NOT_FOUND when

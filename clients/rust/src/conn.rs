@@ -240,9 +240,15 @@ impl Conn {
     /// Up to the point where the frame is queued there is no await on the
     /// fast path, so calls queue their frames in the order they are first
     /// polled, whatever the executor does later.
-    pub(crate) async fn call(&self, command: Command) -> Result<Reply, CallError> {
+    /// `minimal_reply` sets `Request.minimal_reply` (create and
+    /// update_status then answer with the revision and id only).
+    pub(crate) async fn call(
+        &self,
+        command: Command,
+        minimal_reply: bool,
+    ) -> Result<Reply, CallError> {
         let (tx, rx) = oneshot::channel();
-        let (_, command) = self.start(command, Route::Unary(tx)).await?;
+        let (_, command) = self.start(command, Route::Unary(tx), minimal_reply).await?;
         // Waits for the reader to route the reply, or for the connection to
         // fail (then: retry if the frame never went out, else Closed).
         match rx.await {
@@ -277,7 +283,7 @@ impl Conn {
             tx,
             overflowed: overflowed.clone(),
         });
-        let (id, _) = self.start(command, route).await?;
+        let (id, _) = self.start(command, route, false).await?;
         Ok(StreamHandle { id, rx, overflowed })
     }
 
@@ -286,9 +292,14 @@ impl Conn {
     /// before anyone waits for it), then the frame queued. Returns the id and
     /// the command back (a call retries it elsewhere if it is never
     /// delivered).
-    async fn start(&self, command: Command, route: Route) -> Result<(u64, Command), CallError> {
+    async fn start(
+        &self,
+        command: Command,
+        route: Route,
+        minimal_reply: bool,
+    ) -> Result<(u64, Command), CallError> {
         let id = take_id(&self.next_id);
-        let frame = encode(id, command, self.max_frame_length)?;
+        let frame = encode(id, command, minimal_reply, self.max_frame_length)?;
         let frame = match self.register(id, route, frame) {
             Ok(frame) => frame,
             Err(frame) => return Err(not_sent(frame)),
@@ -362,12 +373,13 @@ fn take_id(counter: &AtomicU64) -> u64 {
     }
 }
 
-/// Encodes `Request { protocol_version: 1, id, command }`, refusing bodies
-/// over the frame limit.
-fn encode(id: u64, command: Command, max: usize) -> Result<Frame> {
+/// Encodes `Request { protocol_version: 1, id, minimal_reply, command }`,
+/// refusing bodies over the frame limit.
+fn encode(id: u64, command: Command, minimal_reply: bool, max: usize) -> Result<Frame> {
     let request = Request {
         protocol_version: frame::PROTOCOL_VERSION,
         id,
+        minimal_reply,
         command: Some(command),
     };
     let len = request.encoded_len();
@@ -397,7 +409,7 @@ fn send_cancel(
 ) {
     let id = take_id(next_id);
     let command = Command::Cancel(CancelSubscriptionRequest { subscription_id });
-    if let Ok(frame) = encode(id, command, max) {
+    if let Ok(frame) = encode(id, command, false, max) {
         // No route: the `cancelled` (or NOT_FOUND) reply is ignored.
         let _ = writer.try_send(Outgoing {
             id,

@@ -239,7 +239,7 @@ impl Subscription {
         });
         // Waits for the daemon's acknowledgement; the stream's own END
         // (CANCELLED) is discarded with the route.
-        let result = active.conn.call(command).await;
+        let result = active.conn.call(command, false).await;
         active.ended = true;
         match result {
             Ok(_) => Ok(()),

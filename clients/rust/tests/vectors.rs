@@ -52,6 +52,7 @@ fn req(id: u64, command: Command) -> Msg {
     Msg::Request(Request {
         protocol_version: 1,
         id,
+        minimal_reply: false,
         command: Some(command),
     })
 }
@@ -298,6 +299,22 @@ fn all_vectors() -> Vec<Vector> {
             ),
         ),
         v(
+            "request_update_status_minimal",
+            "UpdateStatus asking for a minimal reply (Request.minimal_reply = true).",
+            Msg::Request(Request {
+                protocol_version: 1,
+                id: 5,
+                minimal_reply: true,
+                command: Some(Command::UpdateStatus(AgentExecutionUpdateStatusInput {
+                    execution_id: EXEC_ID.into(),
+                    status: Some(AgentExecutionStatus {
+                        phase: ExecutionInProgress as i32,
+                        ..Default::default()
+                    }),
+                })),
+            }),
+        ),
+        v(
             "request_update_status_phase_only",
             "UpdateStatus that only sets the phase (FAILED) and an error.",
             req(
@@ -454,6 +471,7 @@ fn all_vectors() -> Vec<Vector> {
                 Reply::Execution(ExecutionReply {
                     execution: Some(pending(EXEC_ID)),
                     revision: 1,
+                    execution_id: EXEC_ID.into(),
                 }),
             ),
         ),
@@ -465,6 +483,20 @@ fn all_vectors() -> Vec<Vector> {
                 Reply::Execution(ExecutionReply {
                     execution: Some(stored(EXEC_ID, ExecutionInProgress, ToolCallRunning)),
                     revision: 2,
+                    execution_id: EXEC_ID.into(),
+                }),
+            ),
+        ),
+        v(
+            "response_execution_minimal",
+            "Minimal reply to update_status (Request.minimal_reply): the revision and the \
+             execution id, no execution.",
+            resp(
+                5,
+                Reply::Execution(ExecutionReply {
+                    execution: None,
+                    revision: 3,
+                    execution_id: EXEC_ID.into(),
                 }),
             ),
         ),

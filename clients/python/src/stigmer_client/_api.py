@@ -51,12 +51,15 @@ def create_execution_request(execution: api_pb2.AgentExecution) -> daemon_pb2.Re
     return daemon_pb2.Request(create=execution)
 
 
-def update_status_request(execution_id: str, status: AgentExecutionStatus) -> daemon_pb2.Request:
-    """An ``update_status`` request."""
+def update_status_request(
+    execution_id: str, status: AgentExecutionStatus, *, minimal_reply: bool = False
+) -> daemon_pb2.Request:
+    """An ``update_status`` request; ``minimal_reply`` asks for the revision only."""
     return daemon_pb2.Request(
+        minimal_reply=minimal_reply,
         update_status=io_pb2.AgentExecutionUpdateStatusInput(
             execution_id=execution_id, status=status
-        )
+        ),
     )
 
 

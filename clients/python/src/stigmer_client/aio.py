@@ -217,6 +217,13 @@ class AsyncClient:
         request = _api.update_status_request(execution_id, status)
         return (await self.call(request, "execution", timeout=timeout)).execution
 
+    async def update_status_ack(
+        self, execution_id: str, status: AgentExecutionStatus, *, timeout: _Timeout = None
+    ) -> int:
+        """Like :meth:`update_status`, returning only the revision committed (a minimal reply)."""
+        request = _api.update_status_request(execution_id, status, minimal_reply=True)
+        return (await self.call(request, "execution", timeout=timeout)).execution.revision
+
     async def get(self, execution_id: str, *, timeout: _Timeout = None) -> AgentExecution:
         """Return the stored execution (or raise :class:`~stigmer_client.NotFoundError`)."""
         return (await self.get_reply(execution_id, timeout=timeout)).execution

@@ -220,6 +220,18 @@ class Client:
         request = _api.update_status_request(execution_id, status)
         return self.call(request, "execution", timeout=timeout).execution
 
+    def update_status_ack(
+        self, execution_id: str, status: AgentExecutionStatus, *, timeout: _Timeout = None
+    ) -> int:
+        """Like :meth:`update_status`, returning only the revision committed.
+
+        The daemon answers with a minimal reply (``Request.minimal_reply``)
+        instead of echoing the whole execution: for a runner that sends its
+        cumulative status with every update, that echo grows with the transcript.
+        """
+        request = _api.update_status_request(execution_id, status, minimal_reply=True)
+        return self.call(request, "execution", timeout=timeout).execution.revision
+
     def get(self, execution_id: str, *, timeout: _Timeout = None) -> AgentExecution:
         """Return the stored execution (or raise :class:`~stigmer_client.NotFoundError`)."""
         return self.get_reply(execution_id, timeout=timeout).execution

@@ -151,6 +151,7 @@ pub fn raw_ping(socket: &Path) -> std::io::Result<()> {
     let body = Request {
         protocol_version: 1,
         id: 1,
+        minimal_reply: false,
         command: Some(request::Command::Ping(PingRequest {})),
     }
     .encode_to_vec();

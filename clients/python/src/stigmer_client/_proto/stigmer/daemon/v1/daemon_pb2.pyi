@@ -77,9 +77,10 @@ END_REASON_SHUTDOWN: EndReason
 END_REASON_SLOW_CONSUMER: EndReason
 
 class Request(_message.Message):
-    __slots__ = ("protocol_version", "id", "ping", "create", "update_status", "get", "list", "delete", "subscribe", "cancel", "status")
+    __slots__ = ("protocol_version", "id", "minimal_reply", "ping", "create", "update_status", "get", "list", "delete", "subscribe", "cancel", "status")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    MINIMAL_REPLY_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
     CREATE_FIELD_NUMBER: _ClassVar[int]
     UPDATE_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +92,7 @@ class Request(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     id: int
+    minimal_reply: bool
     ping: PingRequest
     create: _api_pb2.AgentExecution
     update_status: _io_pb2.AgentExecutionUpdateStatusInput
@@ -100,7 +102,7 @@ class Request(_message.Message):
     subscribe: SubscribeRequest
     cancel: CancelSubscriptionRequest
     status: StatusRequest
-    def __init__(self, protocol_version: _Optional[int] = ..., id: _Optional[int] = ..., ping: _Optional[_Union[PingRequest, _Mapping]] = ..., create: _Optional[_Union[_api_pb2.AgentExecution, _Mapping]] = ..., update_status: _Optional[_Union[_io_pb2.AgentExecutionUpdateStatusInput, _Mapping]] = ..., get: _Optional[_Union[_io_pb2.AgentExecutionId, _Mapping]] = ..., list: _Optional[_Union[ListExecutionsRequest, _Mapping]] = ..., delete: _Optional[_Union[_metadata_pb2.ApiResourceId, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelSubscriptionRequest, _Mapping]] = ..., status: _Optional[_Union[StatusRequest, _Mapping]] = ...) -> None: ...
+    def __init__(self, protocol_version: _Optional[int] = ..., id: _Optional[int] = ..., minimal_reply: bool = ..., ping: _Optional[_Union[PingRequest, _Mapping]] = ..., create: _Optional[_Union[_api_pb2.AgentExecution, _Mapping]] = ..., update_status: _Optional[_Union[_io_pb2.AgentExecutionUpdateStatusInput, _Mapping]] = ..., get: _Optional[_Union[_io_pb2.AgentExecutionId, _Mapping]] = ..., list: _Optional[_Union[ListExecutionsRequest, _Mapping]] = ..., delete: _Optional[_Union[_metadata_pb2.ApiResourceId, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelSubscriptionRequest, _Mapping]] = ..., status: _Optional[_Union[StatusRequest, _Mapping]] = ...) -> None: ...
 
 class Response(_message.Message):
     __slots__ = ("id", "error", "pong", "execution", "list", "deleted", "event", "cancelled", "status")
@@ -149,12 +151,14 @@ class PingResponse(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., daemon_version: _Optional[str] = ..., revision: _Optional[int] = ..., max_frame_length: _Optional[int] = ...) -> None: ...
 
 class ExecutionReply(_message.Message):
-    __slots__ = ("execution", "revision")
+    __slots__ = ("execution", "revision", "execution_id")
     EXECUTION_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     execution: _api_pb2.AgentExecution
     revision: int
-    def __init__(self, execution: _Optional[_Union[_api_pb2.AgentExecution, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+    execution_id: str
+    def __init__(self, execution: _Optional[_Union[_api_pb2.AgentExecution, _Mapping]] = ..., revision: _Optional[int] = ..., execution_id: _Optional[str] = ...) -> None: ...
 
 class ListExecutionsRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "phase", "session_id")
