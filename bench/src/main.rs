@@ -302,6 +302,8 @@ fn rate_json(rounds: &[Round], f: impl Fn(&Round) -> Rate) -> Value {
     json!({
         "per_s": med(rounds, |r| f(r).per_s).round(),
         "server_cpu_us_per_op": round1(med(rounds, |r| f(r).server_cpu_us)),
+        "client_cpu_us_per_op": round1(med(rounds, |r| f(r).client_cpu_us)),
+        "machine_idle": (med(rounds, |r| f(r).idle) * 1000.0).round() / 1000.0,
         "per_round": rounds.iter().map(|r| f(r).per_s.round()).collect::<Vec<_>>(),
         "ops_per_round": rounds.iter().map(|r| f(r).ops).collect::<Vec<_>>(),
     })

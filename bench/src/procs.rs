@@ -130,6 +130,23 @@ pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
     Ok((ticks(11) + ticks(12)) as f64 / 100.0)
 }
 
+/// The machine's CPU ticks from /proc/stat: (idle + iowait, all), summed
+/// over every CPU, for the share of the machine left idle over a window.
+pub fn machine_ticks() -> io::Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or_else(|| io::Error::other("no cpu line in /proc/stat"))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    Ok((idle, ticks.iter().sum()))
+}
+
 /// Raises this process's soft open-files limit to its hard limit.
 pub fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};

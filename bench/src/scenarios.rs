@@ -198,6 +198,11 @@ pub struct Rate {
     pub per_s: f64,
     /// Server CPU time per operation (update, XADD or delivery), in µs.
     pub server_cpu_us: f64,
+    /// The bench client's own CPU time per operation, in µs: it shares the
+    /// machine with the server, so it is part of the budget a rate needs.
+    pub client_cpu_us: f64,
+    /// The share of the machine's CPU time left idle over the window.
+    pub idle: f64,
     /// Operations counted.
     pub ops: u64,
     /// stigmer only: revisions the daemon committed over the whole run
@@ -209,19 +214,34 @@ pub struct Rate {
 /// Counts operations between the end of a warm-up and the end of the
 /// measured window, with the server's CPU time over the same window.
 async fn measure(counter: &AtomicU64, server_pid: u32, warmup: Duration, window: Duration) -> Rate {
+    let me = std::process::id();
     tokio::time::sleep(warmup).await;
     let c0 = counter.load(Ordering::Relaxed);
     let cpu0 = procs::cpu_seconds(server_pid).unwrap_or(0.0);
+    let own0 = procs::cpu_seconds(me).unwrap_or(0.0);
+    let ticks0 = procs::machine_ticks().unwrap_or((0, 0));
     let t0 = Instant::now();
     tokio::time::sleep(window).await;
     let c1 = counter.load(Ordering::Relaxed);
     let cpu1 = procs::cpu_seconds(server_pid).unwrap_or(0.0);
+    let own1 = procs::cpu_seconds(me).unwrap_or(0.0);
+    let ticks1 = procs::machine_ticks().unwrap_or((0, 0));
     let elapsed = t0.elapsed().as_secs_f64();
     let ops = c1 - c0;
+    let per_op = |seconds: f64| {
+        if ops > 0 {
+            seconds * 1e6 / ops as f64
+        } else {
+            0.0
+        }
+    };
+    let all = ticks1.1.saturating_sub(ticks0.1);
     Rate {
         per_s: ops as f64 / elapsed,
-        server_cpu_us: if ops > 0 {
-            (cpu1 - cpu0) * 1e6 / ops as f64
+        server_cpu_us: per_op(cpu1 - cpu0),
+        client_cpu_us: per_op(own1 - own0),
+        idle: if all > 0 {
+            ticks1.0.saturating_sub(ticks0.0) as f64 / all as f64
         } else {
             0.0
         },

@@ -162,7 +162,7 @@ async fn simulate_agent(client: &Client, id: &str) -> Result<(), stigmer_client:
     tokio::time::sleep(Duration::from_millis(800)).await;
     // Waits for each update to be committed, as a real runner would.
     client
-        .update_status(id, update(&messages, vec![], in_progress))
+        .update_status_ack(id, update(&messages, vec![], in_progress))
         .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -175,7 +175,7 @@ async fn simulate_agent(client: &Client, id: &str) -> Result<(), stigmer_client:
     }
     // Waits for the commit of the tool call's start.
     client
-        .update_status(id, update(&messages, vec![running], in_progress))
+        .update_status_ack(id, update(&messages, vec![running], in_progress))
         .await?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
@@ -186,7 +186,7 @@ async fn simulate_agent(client: &Client, id: &str) -> Result<(), stigmer_client:
     messages.push(message(MessageType::MessageTool, TOOL_RESULT));
     // Waits for the commit of the tool call's result.
     client
-        .update_status(id, update(&messages, vec![done.clone()], in_progress))
+        .update_status_ack(id, update(&messages, vec![done.clone()], in_progress))
         .await?;
     tokio::time::sleep(Duration::from_millis(400)).await;
 
@@ -194,7 +194,7 @@ async fn simulate_agent(client: &Client, id: &str) -> Result<(), stigmer_client:
 
     // Waits for the final, terminal commit; the watcher's stream ends on it.
     client
-        .update_status(
+        .update_status_ack(
             id,
             update(&messages, vec![done], ExecutionPhase::ExecutionCompleted),
         )
@@ -226,7 +226,7 @@ async fn stream_tokens(
                 ..Default::default()
             };
             // Waits for the commit of this chunk.
-            client.update_status(id, status).await?;
+            client.update_status_ack(id, status).await?;
         }
         // Paces the tokens like a model would.
         tokio::time::sleep(TOKEN_INTERVAL).await;

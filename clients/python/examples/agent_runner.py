@@ -85,7 +85,9 @@ class Runner:
             phase=phase, messages=self.messages, tool_calls=self.tool_calls, error=error
         )
         try:
-            self.client.update_status(self.execution_id, status)
+            # The whole status goes out every time, so the echo of it is
+            # not needed back: a minimal reply (the revision) will do.
+            self.client.update_status_ack(self.execution_id, status)
         except FailedPreconditionError as exc:
             raise Stopped(exc.message) from exc
         self.updates += 1
