@@ -400,3 +400,20 @@ fn subscribe_text_transcript() {
     assert!(text.contains("[phase] cancelled"), "{text}");
     assert!(text.contains("-- end: terminal"), "{text}");
 }
+
+/// `stigmer demo` against a running daemon: the simulated runner streams
+/// its transcript (sending minimal-reply updates) and the watcher prints it
+/// to the terminal phase; the execution is left completed in the daemon.
+#[test]
+fn demo_streams_a_transcript_to_completion() {
+    let d = Daemon::start();
+    let out = d.ok(&["demo"]);
+    assert!(out.contains("[phase] completed"), "{out}");
+    assert!(out.contains("end: terminal"), "{out}");
+    assert!(out.contains("take an umbrella"), "the whole answer: {out}");
+    let listed = d.json(&["executions", "list", "-o", "json"]);
+    assert!(
+        listed.to_string().contains("EXECUTION_COMPLETED"),
+        "{listed}"
+    );
+}
