@@ -61,21 +61,24 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_UID: usize = 256;
 pub const DEFAULT_SLOW_CONSUMER_TIMEOUT_SECS: u64 = 30;
 
 /// Default `--worker-threads`: 0, which [`worker_threads`] turns into one
-/// per CPU but one.
+/// per CPU but one, and at least two where there are two CPUs.
 pub const DEFAULT_WORKER_THREADS: usize = 0;
 
-/// The async worker threads to start for `--worker-threads requested` on
-/// `cpus` CPUs: `requested`, or for 0 one per CPU but one, at least one.
-/// Under load the writer thread keeps a CPU busy by itself (it commits, and
-/// polls between batches, see `crate::poll`); one worker per CPU on top of
-/// it only adds wake-ups between workers. Measured on two vCPUs with 32
-/// writers: one worker needs ~10% less daemon CPU per update than two
-/// (docs/PERFORMANCE.md).
+/// The connection workers to start for `--worker-threads requested` on
+/// `cpus` CPUs: `requested`, or for 0 one per CPU but one, at least two
+/// (one on a single CPU). Each is a shard: a runtime with one worker thread
+/// and its own I/O driver (`server::shards`). Under load the writer thread
+/// keeps a CPU busy by itself (it commits, and polls between batches, see
+/// `crate::poll`), hence one fewer than CPUs on larger machines; on two
+/// vCPUs two shards beat one for 32 concurrent writers (fewer idle gaps
+/// between a commit and the next requests) without costing a lone writer's
+/// latency, since each shard polls for its own lone peer
+/// (docs/PERFORMANCE.md, session 5).
 pub fn worker_threads(requested: usize, cpus: usize) -> usize {
     if requested > 0 {
         requested
     } else {
-        cpus.saturating_sub(1).max(1)
+        cpus.saturating_sub(1).max(2).min(cpus.max(1))
     }
 }
 
@@ -173,8 +176,10 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
 
-    /// Async worker threads (0: one per CPU but one, at least one). SQLite
-    /// has its own writer thread besides these.
+    /// Connection workers, each a single-threaded runtime with its own
+    /// event loop; connections are spread over them (0: one per CPU but
+    /// one, at least two on two or more CPUs). SQLite has its own writer
+    /// thread besides these.
     #[arg(long, default_value_t = DEFAULT_WORKER_THREADS)]
     pub worker_threads: usize,
 
@@ -207,9 +212,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn worker_threads_leave_a_cpu_to_the_writer() {
+    fn worker_threads_leave_a_cpu_to_the_writer_beyond_two() {
         assert_eq!(worker_threads(0, 1), 1);
-        assert_eq!(worker_threads(0, 2), 1);
+        assert_eq!(worker_threads(0, 2), 2);
+        assert_eq!(worker_threads(0, 3), 2);
         assert_eq!(worker_threads(0, 8), 7);
         // An explicit count is kept, even above the CPUs.
         assert_eq!(worker_threads(3, 2), 3);

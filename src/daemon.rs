@@ -53,9 +53,10 @@ pub fn run(socket: PathBuf, args: DaemonArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The first connection shard (`server::shards`); `Daemon::start` adds
+    // the others.
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    builder.worker_threads(crate::config::worker_threads(args.worker_threads, cpus));
+    builder.worker_threads(1);
     let runtime = match builder.enable_all().thread_name("stigmer-worker").build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -182,6 +183,8 @@ pub struct Daemon {
     bound: server::listener::Bound,
     socket: PathBuf,
     writer_thread: std::thread::JoinHandle<()>,
+    /// The connection shards beyond the caller's runtime.
+    shards: server::shards::Shards,
     revisions: Arc<Revisions>,
     next_stream_id: std::sync::atomic::AtomicU64,
     _lock: DbLock,
@@ -241,6 +244,10 @@ impl Daemon {
             .try_clone()
             .and_then(UnixListener::from_std)
             .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shards =
+            server::shards::Shards::start(crate::config::worker_threads(args.worker_threads, cpus))
+                .map_err(|e| format!("cannot start the connection workers: {e}"))?;
         let shared = Arc::new(Shared {
             writer: store.writer,
             reader: store.reader,
@@ -265,11 +272,13 @@ impl Daemon {
                 Durability::Full => "full",
             },
             runtime: tokio::runtime::Handle::current(),
+            shards: shards.handles(),
             shutdown: CancellationToken::new(),
             stats: ServerStats::default(),
-            read_poll: Arc::new(server::read_poll::ReadPoll::new(Duration::from_micros(
-                args.reader_poll_us,
-            ))),
+            read_poll: Arc::new(server::read_poll::ReadPoll::new(
+                Duration::from_micros(args.reader_poll_us),
+                shards.handles().len(),
+            )),
         });
         shared.stats.mark_idle_now();
         let tracker = TaskTracker::new();
@@ -292,6 +301,7 @@ impl Daemon {
             bound,
             socket: socket.to_path_buf(),
             writer_thread: store.thread,
+            shards,
             revisions: store.revisions,
             next_stream_id: std::sync::atomic::AtomicU64::new(1 << 48),
             _lock: lock,
@@ -308,8 +318,12 @@ impl Daemon {
             .stats
             .connections_open
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        self.tracker
-            .spawn(server::connection::serve(id, stream, self.shared.clone()));
+        self.tracker.spawn(server::connection::serve(
+            id,
+            0,
+            stream,
+            self.shared.clone(),
+        ));
     }
 
     /// One line for systemd's STATUS=.
@@ -366,10 +380,14 @@ impl Daemon {
         let Daemon {
             shared,
             writer_thread,
+            shards,
             revisions,
             ..
         } = self;
         drop(shared);
+        // Connections past the grace period (peers that do not read) are
+        // dropped with their shard; they hold no acknowledged write.
+        shards.stop();
         let joined = tokio::task::spawn_blocking(move || writer_thread.join()).await;
         if !matches!(joined, Ok(Ok(()))) {
             return Err("the writer thread panicked".into());

@@ -848,6 +848,42 @@ async fn reader_polls_only_for_a_lone_peer() {
     assert_poll_off("--reader-poll-us", HITS, POLLED).await;
 }
 
+/// `--worker-threads 3`: connections are spread over three shards (three
+/// in a row land on all three), each is served there (a write on each,
+/// watched from another), and a lone peer is polled for whichever shard it
+/// is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_shard_serves_and_polls() {
+    const HITS: &str = "stigmer_reader_poll_hits_total";
+    let d = Daemon::start(&["--worker-threads", "3", "--reader-poll-us", "20000"]);
+    let mut peers = Vec::new();
+    for _ in 0..3 {
+        peers.push(d.connect().await);
+    }
+    let mut watcher = d.connect().await;
+    for (n, peer) in peers.iter_mut().enumerate() {
+        let (id, _) = peer.create(&format!("shard-{n}")).await;
+        let sub = watcher.subscribe(&id, None).await;
+        assert_eq!(watcher.recv(sub).await.id, sub, "snapshot");
+        // Past the concurrency hold of the connections just made.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let before = d.metric(HITS);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        send_updates(peer, &id, 100).await;
+        assert!(
+            d.metric(HITS) > before,
+            "peer {n} was not polled for on its shard"
+        );
+        for _ in 0..100 {
+            let event = watcher.recv(sub).await;
+            assert!(
+                matches!(event.result, Some(response::Result::Event(_))),
+                "{event:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn files_are_private_and_one_daemon_per_database_and_socket() {
     let d = Daemon::start(&[]);

@@ -48,6 +48,8 @@ const REJECT_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Conn {
     /// Numbers connections in logs.
     pub id: u64,
+    /// The connection shard it runs on (`server::shards`).
+    pub shard: usize,
     /// What all connections share.
     pub shared: Arc<Shared>,
     /// The outgoing frames; finished when the last `Conn` clone is dropped.
@@ -145,9 +147,31 @@ impl Drop for OpenGuard {
     }
 }
 
+/// Un-counts a connection that closed before [`serve`] could run it.
+pub fn closed_before_serving(shared: Arc<Shared>) {
+    drop(OpenGuard { shared, uid: None });
+}
+
+/// [`serve`] for a connection accepted on another runtime (another shard):
+/// registers its socket with this runtime's I/O driver first.
+pub async fn serve_moved(
+    id: u64,
+    shard: usize,
+    stream: std::os::unix::net::UnixStream,
+    shared: Arc<Shared>,
+) {
+    match UnixStream::from_std(stream) {
+        Ok(stream) => serve(id, shard, stream, shared).await,
+        Err(err) => {
+            tracing::warn!(id, %err, "cannot register the connection on its shard; closing");
+            closed_before_serving(shared);
+        }
+    }
+}
+
 /// Serves one accepted connection until the peer leaves or the daemon stops.
 /// The caller has counted it in `connections_open`.
-pub async fn serve(id: u64, stream: UnixStream, shared: Arc<Shared>) {
+pub async fn serve(id: u64, shard: usize, stream: UnixStream, shared: Arc<Shared>) {
     let mut guard = OpenGuard {
         shared: shared.clone(),
         uid: None,
@@ -208,6 +232,7 @@ pub async fn serve(id: u64, stream: UnixStream, shared: Arc<Shared>) {
         let outbox = Arc::new(Outbox::new(wr, shared.limits.connection_queue));
         let conn = Conn {
             id,
+            shard,
             inflight: Arc::new(Semaphore::new(shared.limits.connection_queue.max(1))),
             closing: shared.shutdown.child_token(),
             gone: outbox.gone.clone(),
@@ -261,7 +286,7 @@ async fn read_loop(conn: &Conn, rd: ReadHalf) -> Option<ReadHalf> {
         let body = match next {
             None => return None,
             Some(Ok(body)) => {
-                conn.shared.read_poll.request(conn.id);
+                conn.shared.read_poll.request(conn.id, conn.shard);
                 make_room_for_next(frames.read_buffer_mut(), body.len());
                 body
             }

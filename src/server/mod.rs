@@ -12,6 +12,8 @@
 //!   task wake-up), the rest by a flusher task when the peer reads slowly.
 //! - [`read_poll`]: keeps a worker awake while a lone peer sends requests
 //!   close together, so the next one is read without a wake-up.
+//! - [`shards`]: the connection workers, each a single-worker runtime with
+//!   its own I/O driver; connections are spread over them by accept order.
 //!
 //! `run` takes the shutdown signal as a token (as mini-redis's
 //! `server::run` takes a future), so tests and the daemon drive it alike.
@@ -22,6 +24,7 @@ pub mod metrics_http;
 pub mod outbox;
 pub mod peer;
 pub mod read_poll;
+pub mod shards;
 pub mod socket;
 
 use std::collections::HashMap;
@@ -29,7 +32,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::net::UnixListener;
+use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -141,6 +144,9 @@ pub struct Shared {
     pub durability: &'static str,
     /// The async runtime, for spawning from outside it (the writer thread).
     pub runtime: tokio::runtime::Handle,
+    /// The connection shards (see [`shards`]), by shard number; the first
+    /// is `runtime`. Never empty.
+    pub shards: Vec<tokio::runtime::Handle>,
     /// Cancelled when the daemon begins shutting down.
     pub shutdown: CancellationToken,
     /// Counters.
@@ -154,7 +160,10 @@ pub struct Shared {
 /// their streams' END events.
 pub async fn run(listener: UnixListener, shared: Arc<Shared>, tracker: TaskTracker) {
     let mut next_id: u64 = 1;
-    tracker.spawn(shared.read_poll.clone().run(shared.shutdown.clone()));
+    for (shard, handle) in shared.shards.iter().enumerate() {
+        let poll = shared.read_poll.clone().run(shard, shared.shutdown.clone());
+        tracker.spawn_on(poll, handle);
+    }
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
@@ -187,7 +196,7 @@ pub async fn run(listener: UnixListener, shared: Arc<Shared>, tracker: TaskTrack
                     tracker.spawn(connection::reject(stream, status));
                     continue;
                 }
-                tracker.spawn(connection::serve(id, stream, shared.clone()));
+                spawn_connection(&tracker, &shared, id, stream);
             }
             Err(err) => {
                 tracing::error!(%err, "accept failed; pausing before the next accept");
@@ -195,4 +204,29 @@ pub async fn run(listener: UnixListener, shared: Arc<Shared>, tracker: TaskTrack
             }
         }
     }
+}
+
+/// Runs connection `id` on its shard (see [`shards`]). The socket moves
+/// from this runtime's I/O driver to the shard's, where the connection
+/// registers it again.
+fn spawn_connection(tracker: &TaskTracker, shared: &Arc<Shared>, id: u64, stream: UnixStream) {
+    let shard = shards::shard_of(id, shared.shards.len());
+    if shard == 0 {
+        // The first shard is this runtime: nothing to move.
+        tracker.spawn(connection::serve(id, shard, stream, shared.clone()));
+        return;
+    }
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(err) => {
+            tracing::warn!(id, %err, "cannot hand the connection to its shard; closing");
+            connection::closed_before_serving(shared.clone());
+            return;
+        }
+    };
+    let handle = &shared.shards[shard];
+    tracker.spawn_on(
+        connection::serve_moved(id, shard, stream, shared.clone()),
+        handle,
+    );
 }

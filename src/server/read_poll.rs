@@ -23,10 +23,11 @@
 //! ([`PollWindow`]), so a lone peer that sends every few milliseconds is not
 //! polled for at all.
 //!
-//! Limits: tokio lets one worker at a time wait on the I/O driver. With one
-//! worker (the default on two CPUs) the poll sees every socket; with more,
-//! a request may still wake the worker that waits on the driver (no gain,
-//! no harm).
+//! Where: tokio lets one worker at a time wait on the I/O driver, so the
+//! poll must run on the worker that owns its peer's socket. Each connection
+//! shard ([`super::shards`]) is a runtime with one worker and its own
+//! driver, and has its own poll task, woken by its own connections; what
+//! tells a lone peer from concurrent ones is shared by all shards.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,20 +58,27 @@ pub struct ReadPoll {
     last_conn: AtomicU64,
     /// Until when requests count as concurrent (no polling).
     concurrent_until: AtomicU64,
-    /// The gap before the request that woke the poll task (for the window).
+    /// The gap before the request that woke a poll task (for the window).
     woken_gap: AtomicU64,
-    /// The poll task waits on `wake`.
-    asleep: AtomicBool,
-    wake: Notify,
+    /// One poll task per connection shard, by shard number.
+    shards: Box<[Sleeper]>,
     /// Requests read while the task polled (no wake-up).
     pub hits: AtomicU64,
     /// Nanoseconds spent polling (CPU the poll costs).
     pub nanos: AtomicU64,
 }
 
+/// A shard's poll task: whether it sleeps, and how to wake it.
+#[derive(Debug)]
+struct Sleeper {
+    asleep: AtomicBool,
+    wake: Notify,
+}
+
 impl ReadPoll {
-    /// A read poll capped at `max` (zero: off).
-    pub fn new(max: Duration) -> Self {
+    /// A read poll capped at `max` (zero: off), for `shards` connection
+    /// shards (at least one).
+    pub fn new(max: Duration, shards: usize) -> Self {
         ReadPoll {
             max,
             origin: Instant::now(),
@@ -78,8 +86,12 @@ impl ReadPoll {
             last_conn: AtomicU64::new(0),
             concurrent_until: AtomicU64::new(0),
             woken_gap: AtomicU64::new(u64::MAX),
-            asleep: AtomicBool::new(true),
-            wake: Notify::new(),
+            shards: (0..shards.max(1))
+                .map(|_| Sleeper {
+                    asleep: AtomicBool::new(true),
+                    wake: Notify::new(),
+                })
+                .collect(),
             hits: AtomicU64::new(0),
             nanos: AtomicU64::new(0),
         }
@@ -93,18 +105,24 @@ impl ReadPoll {
         crate::poll::nanos(self.max)
     }
 
-    /// Records a request read from connection `conn`; wakes the poll task
-    /// when this peer is alone and the task sleeps. A few atomics per
-    /// request.
-    pub fn request(&self, conn: u64) {
+    /// Records a request read from connection `conn` on shard `shard`;
+    /// wakes that shard's poll task when this peer is alone and the task
+    /// sleeps. A few atomics per request.
+    pub fn request(&self, conn: u64, shard: usize) {
         if self.max.is_zero() {
             return;
         }
-        self.record(conn, self.now());
+        self.record(conn, shard, self.now());
+    }
+
+    fn sleeper(&self, shard: usize) -> &Sleeper {
+        // `shards` is never empty; a shard number out of range (never made
+        // by the server) falls back to the first.
+        self.shards.get(shard).unwrap_or(&self.shards[0])
     }
 
     /// [`ReadPoll::request`] at time `now` (tests drive the clock).
-    fn record(&self, conn: u64, now: u64) {
+    fn record(&self, conn: u64, shard: usize, now: u64) {
         let gap = now.saturating_sub(self.last.swap(now, Ordering::AcqRel));
         let other = self.last_conn.swap(conn, Ordering::Relaxed) != conn;
         if other && gap <= self.max_nanos() {
@@ -112,9 +130,10 @@ impl ReadPoll {
             self.concurrent_until
                 .store(now.saturating_add(hold), Ordering::Relaxed);
         }
-        if !self.concurrent(now) && self.asleep.swap(false, Ordering::AcqRel) {
+        let sleeper = self.sleeper(shard);
+        if !self.concurrent(now) && sleeper.asleep.swap(false, Ordering::AcqRel) {
             self.woken_gap.store(gap, Ordering::Relaxed);
-            self.wake.notify_one();
+            sleeper.wake.notify_one();
         }
     }
 
@@ -123,18 +142,20 @@ impl ReadPoll {
         now < self.concurrent_until.load(Ordering::Relaxed)
     }
 
-    /// Polls after each lone request until the next one or the window's
-    /// end, and sleeps in between; returns at shutdown. One task per daemon.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    /// Polls after each lone request read on shard `shard` until the next
+    /// request or the window's end, and sleeps in between; returns at
+    /// shutdown. One task per shard, spawned on that shard.
+    pub async fn run(self: Arc<Self>, shard: usize, shutdown: CancellationToken) {
         if self.max.is_zero() {
             return;
         }
+        let sleeper = self.sleeper(shard);
         let mut window = PollWindow::new(self.max);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 // Sleeps until a lone peer's request arrives (`record`).
-                _ = self.wake.notified() => {}
+                _ = sleeper.wake.notified() => {}
             }
             window.blocked(Duration::from_nanos(self.woken_gap.load(Ordering::Relaxed)));
             loop {
@@ -144,7 +165,7 @@ impl ReadPoll {
                 }
                 self.hits.fetch_add(1, Ordering::Relaxed);
             }
-            self.asleep.store(true, Ordering::Release);
+            sleeper.asleep.store(true, Ordering::Release);
             // A request that came after the last look found the task awake
             // and did not wake it: it is simply not polled after (no
             // request is delayed; the connection reads it either way).
@@ -182,16 +203,22 @@ mod tests {
     const MAX: Duration = Duration::from_micros(200);
     const US: u64 = 1_000;
 
-    /// Whether a request recorded at `now` would wake a sleeping poll task.
+    /// Whether a request recorded at `now` would wake shard 0's sleeping
+    /// poll task.
     fn wakes(p: &ReadPoll, conn: u64, now: u64) -> bool {
-        p.asleep.store(true, Ordering::Relaxed);
-        p.record(conn, now);
-        !p.asleep.load(Ordering::Relaxed)
+        wakes_shard(p, conn, 0, now)
+    }
+
+    fn wakes_shard(p: &ReadPoll, conn: u64, shard: usize, now: u64) -> bool {
+        let sleeper = p.sleeper(shard);
+        sleeper.asleep.store(true, Ordering::Relaxed);
+        p.record(conn, shard, now);
+        !sleeper.asleep.load(Ordering::Relaxed)
     }
 
     #[test]
     fn a_lone_peer_wakes_the_poll_and_a_second_one_stops_it() {
-        let p = ReadPoll::new(MAX);
+        let p = ReadPoll::new(MAX, 1);
         assert!(wakes(&p, 1, 1_000 * US), "a lone peer is polled for");
         assert!(wakes(&p, 1, 1_100 * US));
         assert_eq!(p.woken_gap.load(Ordering::Relaxed), 100 * US);
@@ -203,9 +230,27 @@ mod tests {
         assert!(wakes(&p, 1, 3_000 * US));
     }
 
+    /// Each shard's task is woken by its own connections; what counts as
+    /// concurrent is shared, so peers on two shards do not both poll.
+    #[test]
+    fn shards_wake_their_own_task_and_share_the_concurrency() {
+        let p = ReadPoll::new(MAX, 2);
+        assert!(wakes_shard(&p, 1, 1, 1_000 * US), "shard 1's lone peer");
+        assert!(
+            p.sleeper(0).asleep.load(Ordering::Relaxed),
+            "shard 0 sleeps on"
+        );
+        // A peer on shard 0 within the window: concurrent for both shards.
+        assert!(!wakes_shard(&p, 2, 0, 1_050 * US));
+        assert!(!wakes_shard(&p, 1, 1, 1_100 * US));
+        // An out-of-range shard number falls back to the first.
+        assert!(wakes_shard(&p, 3, 9, 9_000 * US));
+        assert!(!p.sleeper(0).asleep.load(Ordering::Relaxed));
+    }
+
     #[test]
     fn two_peers_far_apart_are_not_concurrent() {
-        let p = ReadPoll::new(MAX);
+        let p = ReadPoll::new(MAX, 1);
         assert!(wakes(&p, 1, 1_000 * US));
         // Another connection, but 5 ms later: each is a lone peer.
         assert!(wakes(&p, 2, 6_000 * US));
@@ -214,16 +259,16 @@ mod tests {
 
     #[tokio::test]
     async fn off_at_zero() {
-        let p = Arc::new(ReadPoll::new(Duration::ZERO));
-        p.request(1);
+        let p = Arc::new(ReadPoll::new(Duration::ZERO, 1));
+        p.request(1, 0);
         assert_eq!(p.last.load(Ordering::Relaxed), 0, "nothing recorded");
         // The task returns at once.
-        p.clone().run(CancellationToken::new()).await;
+        p.clone().run(0, CancellationToken::new()).await;
     }
 
     #[tokio::test]
     async fn a_poll_ends_with_the_next_request_or_its_window() {
-        let p = ReadPoll::new(MAX);
+        let p = ReadPoll::new(MAX, 1);
         let shutdown = CancellationToken::new();
         let after = p.last.load(Ordering::Acquire);
         assert!(
@@ -231,7 +276,7 @@ mod tests {
                 .await,
             "nothing came within the window"
         );
-        p.record(1, p.now());
+        p.record(1, 0, p.now());
         assert!(p.poll_once(MAX, after, &shutdown).await, "a request came");
         assert!(p.nanos.load(Ordering::Relaxed) >= 50 * US);
     }
