@@ -52,7 +52,15 @@ impl Shards {
     /// them (after the grace period, as the first shard's runtime does at
     /// exit). Never blocks, so it may run inside the first shard.
     pub fn stop(self) {
-        for runtime in self.owned {
+        drop(self);
+    }
+}
+
+impl Drop for Shards {
+    /// Also when a `Daemon` is dropped without `shutdown` (in-process use):
+    /// dropping a runtime the ordinary way inside another one would panic.
+    fn drop(&mut self) {
+        for runtime in self.owned.drain(..) {
             runtime.shutdown_background();
         }
     }
@@ -91,5 +99,15 @@ mod tests {
         assert_ne!(threads[0], threads[1]);
         assert!(!threads.contains(&std::thread::current().id()));
         shards.stop();
+    }
+
+    /// A `Daemon` dropped without `shutdown` drops its shards inside the
+    /// caller's runtime, where dropping a runtime the ordinary way panics.
+    #[tokio::test]
+    async fn dropping_inside_a_runtime_does_not_panic() {
+        let shards = Shards::start(2).expect("start");
+        let handle = shards.handles()[1].clone();
+        assert_eq!(handle.spawn(async { 7 }).await.expect("ran"), 7);
+        drop(shards);
     }
 }
