@@ -240,6 +240,7 @@ impl Conn {
     /// Up to the point where the frame is queued there is no await on the
     /// fast path, so calls queue their frames in the order they are first
     /// polled, whatever the executor does later.
+    ///
     /// `minimal_reply` sets `Request.minimal_reply` (create and
     /// update_status then answer with the revision and id only).
     pub(crate) async fn call(
