@@ -248,6 +248,8 @@ impl Daemon {
         let shards =
             server::shards::Shards::start(crate::config::worker_threads(args.worker_threads, cpus))
                 .map_err(|e| format!("cannot start the connection workers: {e}"))?;
+        let shard_handles = shards.handles();
+        let shard_count = shard_handles.len();
         let shared = Arc::new(Shared {
             writer: store.writer,
             reader: store.reader,
@@ -271,13 +273,12 @@ impl Daemon {
                 Durability::Normal => "normal",
                 Durability::Full => "full",
             },
-            runtime: tokio::runtime::Handle::current(),
-            shards: shards.handles(),
+            shards: shard_handles,
             shutdown: CancellationToken::new(),
             stats: ServerStats::default(),
             read_poll: Arc::new(server::read_poll::ReadPoll::new(
                 Duration::from_micros(args.reader_poll_us),
-                shards.handles().len(),
+                shard_count,
             )),
         });
         shared.stats.mark_idle_now();
@@ -386,8 +387,9 @@ impl Daemon {
         } = self;
         drop(shared);
         // Connections past the grace period (peers that do not read) are
-        // dropped with their shard; they hold no acknowledged write.
-        shards.stop();
+        // dropped with their shard (without blocking, see `Shards`'s
+        // `Drop`); they hold no acknowledged write.
+        drop(shards);
         let joined = tokio::task::spawn_blocking(move || writer_thread.join()).await;
         if !matches!(joined, Ok(Ok(()))) {
             return Err("the writer thread panicked".into());

@@ -793,6 +793,9 @@ async fn polled_while_idle(d: &Daemon, polled: &str) -> f64 {
     d.metric(polled) - before
 }
 
+/// Requests the connection workers read while polling for them.
+const READER_POLL_HITS: &str = "stigmer_reader_poll_hits_total";
+
 /// With `flag` at 0, 50 updates from one peer are never polled for.
 async fn assert_poll_off(flag: &str, hits: &str, polled: &str) {
     let d = Daemon::start(&[flag, "0"]);
@@ -809,7 +812,7 @@ async fn assert_poll_off(flag: &str, hits: &str, polled: &str) {
 /// it never polls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reader_polls_only_for_a_lone_peer() {
-    const HITS: &str = "stigmer_reader_poll_hits_total";
+    const HITS: &str = READER_POLL_HITS;
     const POLLED: &str = "stigmer_reader_poll_seconds_total";
     // A cap far above this test's round trip, even on a loaded machine.
     let d = Daemon::start(&["--reader-poll-us", "20000"]);
@@ -854,7 +857,7 @@ async fn reader_polls_only_for_a_lone_peer() {
 /// is on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_connection_shard_serves_and_polls() {
-    const HITS: &str = "stigmer_reader_poll_hits_total";
+    const HITS: &str = READER_POLL_HITS;
     let d = Daemon::start(&["--worker-threads", "3", "--reader-poll-us", "20000"]);
     let mut peers = Vec::new();
     for _ in 0..3 {

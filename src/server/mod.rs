@@ -142,10 +142,8 @@ pub struct Shared {
     pub database: std::path::PathBuf,
     /// `normal` or `full`.
     pub durability: &'static str,
-    /// The async runtime, for spawning from outside it (the writer thread).
-    pub runtime: tokio::runtime::Handle,
     /// The connection shards (see [`shards`]), by shard number; the first
-    /// is `runtime`. Never empty.
+    /// is the runtime the daemon started in. Never empty.
     pub shards: Vec<tokio::runtime::Handle>,
     /// Cancelled when the daemon begins shutting down.
     pub shutdown: CancellationToken,

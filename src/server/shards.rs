@@ -47,18 +47,14 @@ impl Shards {
     pub fn handles(&self) -> Vec<Handle> {
         self.handles.clone()
     }
-
-    /// Stops the shards this started, dropping any task still running on
-    /// them (after the grace period, as the first shard's runtime does at
-    /// exit). Never blocks, so it may run inside the first shard.
-    pub fn stop(self) {
-        drop(self);
-    }
 }
 
 impl Drop for Shards {
-    /// Also when a `Daemon` is dropped without `shutdown` (in-process use):
-    /// dropping a runtime the ordinary way inside another one would panic.
+    /// Stops the shards this started, dropping any task still running on
+    /// them (after the grace period, as the first shard's runtime does at
+    /// exit). Never blocks, so it may run inside the first shard, also when
+    /// a `Daemon` is dropped without `shutdown` (in-process use): dropping a
+    /// runtime the ordinary way inside another one would panic.
     fn drop(&mut self) {
         for runtime in self.owned.drain(..) {
             runtime.shutdown_background();
@@ -98,7 +94,7 @@ mod tests {
         }
         assert_ne!(threads[0], threads[1]);
         assert!(!threads.contains(&std::thread::current().id()));
-        shards.stop();
+        drop(shards);
     }
 
     /// A `Daemon` dropped without `shutdown` drops its shards inside the
