@@ -6,6 +6,8 @@
 //!
 //!     CARGO_TARGET_DIR=target-bench cargo bench --bench hot_paths
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -21,28 +23,14 @@ use stigmer::protocol::{
 };
 use stigmer::store::{Change, State};
 use stigmer_proto::agentexecution::{
-    AgentExecution, AgentExecutionSpec, AgentExecutionStatus, AgentExecutionUpdateStatusInput,
-    AgentMessage, ExecutionPhase, MessageType,
+    AgentExecution, AgentExecutionSpec, AgentExecutionUpdateStatusInput,
 };
 use stigmer_proto::apiresource::ApiResourceMetadata;
 use stigmer_proto::daemon::{request, response, Event, EventType, ExecutionReply, Request};
 use tokio_util::codec::{Decoder, Encoder};
 
-/// The benchmark's "1 KiB status": one AI message padded to ~1 KiB.
-fn status() -> AgentExecutionStatus {
-    AgentExecutionStatus {
-        phase: ExecutionPhase::ExecutionInProgress as i32,
-        messages: vec![AgentMessage {
-            r#type: MessageType::MessageAi as i32,
-            content: "x".repeat(1000),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
 fn stored() -> AgentExecution {
-    let mut status = status();
+    let mut status = common::status();
     stamp(&mut status, SystemTime::now());
     AgentExecution {
         api_version: "agentic.stigmer.ai/v1".into(),
@@ -68,7 +56,7 @@ fn update_frame() -> BytesMut {
         command: Some(request::Command::UpdateStatus(
             AgentExecutionUpdateStatusInput {
                 execution_id: "aex-01jbench0000000000000000000".into(),
-                status: Some(status()),
+                status: Some(common::status()),
             },
         )),
     };
@@ -111,7 +99,7 @@ impl Bytes1k {
 /// state, merge, stamp, and encode for the row, the history and the event.
 fn merge_path(c: &mut Criterion) {
     let stored_bytes = stored().encode_to_vec();
-    let incoming = status();
+    let incoming = common::status();
     let now = SystemTime::now();
     c.bench_function("merge/decode+merge+stamp", |b| {
         b.iter(|| {
