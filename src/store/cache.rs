@@ -4,7 +4,11 @@
 //! that is a `SELECT` joining `executions` to `history` and a protobuf decode
 //! of ~1 KiB: 16% of the writer thread's time under 32 writers (profiled,
 //! docs/PERFORMANCE.md). The writer is the only code that changes a state, so
-//! it can keep the states it wrote itself and hand out a clone instead.
+//! it can keep the states it wrote itself. A load moves the state out
+//! ([`LatestCache::take`]) rather than copying it: the writer loads a state
+//! only to replace it, and the update puts the new one back. Copying and
+//! then dropping the old ~1 KiB of nested messages cost 8% of the writer
+//! thread's time (profiled with `benches/store_floor.rs`).
 //!
 //! Correctness rests on two rules, both kept by `Txn` and `writer::transact`:
 //! - the cache changes exactly where the transaction does (insert and update
@@ -60,15 +64,17 @@ impl LatestCache {
         }
     }
 
-    /// The cached state of `id` and its revision, if cached.
-    pub fn get(&mut self, id: &str) -> Option<(Arc<AgentExecution>, u64)> {
-        if let Some(entry) = self.hot.get(id) {
-            return Some((entry.execution.clone(), entry.revision));
+    /// Moves the cached state of `id` and its revision out of the cache, if
+    /// cached. The caller replaces it ([`LatestCache::put`]) or, when its job
+    /// writes nothing after all, leaves the next load to read SQLite.
+    pub fn take(&mut self, id: &str) -> Option<(Arc<AgentExecution>, u64)> {
+        if let Some(entry) = self.hot.remove(id) {
+            self.hot_bytes -= entry.bytes;
+            return Some((entry.execution, entry.revision));
         }
-        let (key, entry) = self.cold.remove_entry(id)?;
-        let found = (entry.execution.clone(), entry.revision);
-        self.insert_hot(key, entry);
-        Some(found)
+        self.cold
+            .remove(id)
+            .map(|entry| (entry.execution, entry.revision))
     }
 
     /// Records the latest state of `id` at `revision`; `encoded_len` is the
@@ -133,24 +139,51 @@ mod tests {
         })
     }
 
-    fn kind(cache: &mut LatestCache, id: &str) -> Option<(String, u64)> {
-        cache.get(id).map(|(e, r)| (e.kind.clone(), r))
+    /// What the writer does with a state: takes it, and puts it back (here
+    /// unchanged, at the same revision and size).
+    fn kind(cache: &mut LatestCache, id: &str, encoded_len: usize) -> Option<(String, u64)> {
+        let (execution, revision) = cache.take(id)?;
+        let found = (execution.kind.clone(), revision);
+        cache.put(id, execution, revision, encoded_len);
+        Some(found)
     }
 
     #[test]
-    fn put_get_remove_clear() {
+    fn put_take_remove_clear() {
         let mut cache = LatestCache::new(1 << 20);
-        assert_eq!(kind(&mut cache, "a"), None);
+        assert_eq!(kind(&mut cache, "a", 10), None);
         cache.put("a", state("one"), 1, 10);
         cache.put("a", state("two"), 2, 10);
         cache.put("b", state("b"), 3, 10);
-        assert_eq!(kind(&mut cache, "a"), Some(("two".into(), 2)));
+        assert_eq!(kind(&mut cache, "a", 10), Some(("two".into(), 2)));
         cache.remove("a");
-        assert_eq!(kind(&mut cache, "a"), None);
+        assert_eq!(kind(&mut cache, "a", 10), None);
         assert_eq!(cache.hot_bytes, 10 + 1 + ENTRY_OVERHEAD);
         cache.clear();
-        assert_eq!(kind(&mut cache, "b"), None);
+        assert_eq!(kind(&mut cache, "b", 10), None);
         assert_eq!(cache.hot_bytes, 0);
+    }
+
+    /// A taken state is out of the cache, and its bytes with it, until it
+    /// is put back; the caller holds the only reference to it.
+    #[test]
+    fn take_moves_the_state_out() {
+        let mut cache = LatestCache::new(1 << 20);
+        cache.put("a", state("one"), 1, 10);
+        let (execution, revision) = cache.take("a").expect("cached");
+        assert_eq!((execution.kind.as_str(), revision), ("one", 1));
+        assert_eq!(Arc::strong_count(&execution), 1);
+        assert_eq!(cache.hot_bytes, 0);
+        assert!(cache.take("a").is_none());
+        // From the cold generation too.
+        cache.put("b", state("b"), 2, 10);
+        cache.cold = std::mem::take(&mut cache.hot);
+        cache.hot_bytes = 0;
+        assert_eq!(
+            cache.take("b").map(|(e, r)| (e.kind.clone(), r)),
+            Some(("b".into(), 2))
+        );
+        assert!(cache.take("b").is_none());
     }
 
     #[test]
@@ -160,19 +193,23 @@ mod tests {
         for i in 0..1000u64 {
             cache.put(&format!("id-{i}"), state("x"), i, 1000 - ENTRY_OVERHEAD - 6);
             // "id-0" is used all along and stays.
-            assert_eq!(kind(&mut cache, "id-0").map(|k| k.1), Some(0), "after {i}");
+            assert_eq!(
+                kind(&mut cache, "id-0", 1000 - ENTRY_OVERHEAD - 6).map(|k| k.1),
+                Some(0),
+                "after {i}"
+            );
             assert!(cache.hot.len() + cache.cold.len() <= 8);
             assert!(cache.hot_bytes <= 4000);
         }
         // A state larger than a generation is not kept, nor an older one.
         cache.put("id-0", state("big"), 5000, 10_000);
-        assert_eq!(kind(&mut cache, "id-0"), None);
+        assert_eq!(kind(&mut cache, "id-0", 10_000), None);
     }
 
     #[test]
     fn disabled() {
         let mut cache = LatestCache::new(0);
         cache.put("a", state("one"), 1, 10);
-        assert_eq!(kind(&mut cache, "a"), None);
+        assert_eq!(kind(&mut cache, "a", 10), None);
     }
 }

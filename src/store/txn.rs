@@ -88,13 +88,19 @@ impl<'c> Txn<'c> {
         rev
     }
 
-    /// The stored execution, if any: from the writer's cache when it holds
-    /// it (a clone), else the same query as a read, on the writer's
-    /// connection, inside its transaction.
+    /// The stored execution, if any, for this job to replace. From the
+    /// writer's cache when it holds it: moved out, and copied only when
+    /// something else still shares it (a subscriber's queued event); the
+    /// update puts the new state back, and a job that writes nothing after
+    /// all leaves the next load to SQLite. Otherwise the same query as a
+    /// read, on the writer's connection, inside its transaction (so it sees
+    /// this batch's earlier writes).
     pub fn load(&mut self, id: &str) -> Result<Option<Stored>, Status> {
-        if let Some((execution, revision)) = self.cache.get(id) {
+        if let Some((execution, revision)) = self.cache.take(id) {
+            let execution =
+                Arc::try_unwrap(execution).unwrap_or_else(|shared| AgentExecution::clone(&shared));
             return Ok(Some(Stored {
-                execution: AgentExecution::clone(&execution),
+                execution,
                 revision,
             }));
         }
