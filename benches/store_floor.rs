@@ -1,6 +1,6 @@
 //! The store's CPU per committed update, beside SQLite's own floor for the
 //! same bytes, in one run and with no sockets (docs/PERFORMANCE.md, "The
-//! store's floor").
+//! store alone").
 //!
 //! Why it exists: issue 5's throughput target asks the daemon and its
 //! client to commit every update to SQLite at half of Redis's in-memory
@@ -11,14 +11,16 @@
 //! - **stigmer store**: the real write path. `store::open`, then the
 //!   pipeline's `update_status` jobs (load, merge, encode, the history row
 //!   and the `executions` pointer, pruning at `--history-retention`),
-//!   submitted `BATCH` at a time, as group commit forms batches under the
-//!   benchmark's 32 writers. CPU of the writer and checkpointer threads.
+//!   `--batch` (14) per transaction, as group commit forms them under the
+//!   end-to-end benchmark's 32 writers. CPU of the writer and checkpointer
+//!   threads.
 //! - **sqlite floor**: the least any durable, bounded history of these
 //!   states can cost in SQLite. One `INSERT` of the same encoded state per
 //!   update into a plain rowid table, the same pragmas (WAL, synchronous
 //!   NORMAL, 16 MiB cache), the same batches, trimmed to the same retention
-//!   with one range `DELETE`, and a PASSIVE checkpoint every 4096 updates
-//!   on a second connection and thread, as the daemon's checkpointer does.
+//!   in the same slices with a range `DELETE`, and a PASSIVE checkpoint as
+//!   often as the daemon's checkpointer runs one, on a second connection
+//!   and thread.
 //!
 //! CPU time is each thread's own (`/proc/self/task/*/schedstat`), so a
 //! checkpoint's wait for its fsync counts as wall time, not CPU.
@@ -37,6 +39,7 @@ use prost::Message;
 use rusqlite::{params, Connection};
 use stigmer::config::Durability;
 use stigmer::pipeline::{create, update_status};
+use stigmer::store::writer::{CHECKPOINT_AFTER_CHANGES, MAX_BATCH, PRUNE_MAX_REVISIONS};
 use stigmer::store::{self, StoreConfig};
 use stigmer_proto::agentexecution::{
     AgentExecution, AgentExecutionSpec, AgentExecutionUpdateStatusInput,
@@ -45,14 +48,12 @@ use stigmer_proto::agentexecution::{
 /// Executions updated in turn, like the end-to-end benchmark's 32 writers.
 const EXECUTIONS: usize = 32;
 /// The daemon's default `--history-retention`, and the floor's trim.
-const RETENTION: u64 = 100_000;
-/// The daemon's checkpointer runs after this many revisions (writer.rs).
-const CHECKPOINT_EVERY: u64 = 4096;
+const RETENTION: u64 = stigmer::config::DEFAULT_HISTORY_RETENTION;
 
 struct Args {
     updates: u64,
-    batch: usize,
-    rounds: usize,
+    batch: u64,
+    rounds: u64,
 }
 
 fn args() -> Args {
@@ -61,19 +62,23 @@ fn args() -> Args {
         batch: 14,
         rounds: 3,
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = argv.iter();
-    while let Some(flag) = it.next() {
-        let value = || it.clone().next().and_then(|v| v.parse::<u64>().ok());
-        match flag.as_str() {
-            "--updates" => a.updates = value().unwrap_or(a.updates),
-            "--batch" => a.batch = value().map(|v| v as usize).unwrap_or(a.batch),
-            "--rounds" => a.rounds = value().map(|v| v as usize).unwrap_or(a.rounds),
+    let mut argv = std::env::args().skip(1);
+    while let Some(flag) = argv.next() {
+        let target = match flag.as_str() {
+            "--updates" => &mut a.updates,
+            "--batch" => &mut a.batch,
+            "--rounds" => &mut a.rounds,
             // `cargo bench` passes --bench; anything else is ignored.
-            _ => {}
+            _ => continue,
+        };
+        match argv.next().and_then(|v| v.parse().ok()) {
+            Some(value) => *target = value,
+            None => panic!("{flag} takes a number"),
         }
     }
-    a.batch = a.batch.max(1);
+    // A transaction holds at most MAX_BATCH jobs, and a batch must fit the
+    // writer's queue, since it is queued from the writer thread itself.
+    a.batch = a.batch.clamp(1, MAX_BATCH as u64);
     a.rounds = a.rounds.max(1);
     a
 }
@@ -137,7 +142,7 @@ struct Feed {
     ids: Vec<String>,
     next: usize,
     left: u64,
-    batch: usize,
+    batch: u64,
     finished: mpsc::Sender<Result<(), String>>,
 }
 
@@ -147,7 +152,7 @@ fn feed(feed: &Arc<Mutex<Feed>>) {
         let _ = f.finished.send(Ok(()));
         return;
     }
-    let n = (f.batch as u64).min(f.left);
+    let n = f.batch.min(f.left);
     f.left -= n;
     for i in 0..n {
         let id = f.ids[f.next % EXECUTIONS].clone();
@@ -163,7 +168,8 @@ fn feed(feed: &Arc<Mutex<Feed>>) {
             Ok(_) => {}
             Err(status) => drop(finished.send(Err(status.to_string()))),
         });
-        // Never waits: the queue (4096) has room for a batch. Handle's
+        // Never waits: the queue (4096) has room for a batch (at most
+        // MAX_BATCH). Handle's
         // block_on is allowed here, on the writer thread, outside any runtime.
         f.handle.block_on(f.writer.submit(job, done));
     }
@@ -237,7 +243,8 @@ fn stigmer_store(dir: &Path, args: &Args) -> Cost {
 fn sqlite_floor(dir: &Path, args: &Args) -> Cost {
     let path = dir.join("floor.db");
     let data = execution(0).encode_to_vec();
-    let (updates, batch) = (args.updates, args.batch as u64);
+    let (updates, batch) = (args.updates, args.batch);
+    let slice = (RETENTION / 16).clamp(1, PRUNE_MAX_REVISIONS);
     let (ck_tx, ck_rx) = mpsc::channel::<()>();
     let conn = Connection::open(&path).expect("open");
     conn.execute_batch(
@@ -272,8 +279,9 @@ fn sqlite_floor(dir: &Path, args: &Args) -> Cost {
                         .and_then(|mut s| s.execute(params![revision as i64, data]))
                         .expect("insert");
                 }
-                if revision - trimmed >= RETENTION + RETENTION / 16 {
-                    trimmed = revision - RETENTION;
+                // The daemon's slices (writer::prune).
+                if revision - trimmed >= RETENTION + slice {
+                    trimmed = (revision - RETENTION).min(trimmed + PRUNE_MAX_REVISIONS);
                     conn.prepare_cached("DELETE FROM log WHERE revision <= ?1")
                         .and_then(|mut s| s.execute([trimmed as i64]))
                         .expect("trim");
@@ -282,7 +290,7 @@ fn sqlite_floor(dir: &Path, args: &Args) -> Cost {
                     .and_then(|mut s| s.execute([]))
                     .expect("commit");
                 since_checkpoint += batch;
-                if since_checkpoint >= CHECKPOINT_EVERY {
+                if since_checkpoint >= CHECKPOINT_AFTER_CHANGES {
                     since_checkpoint = 0;
                     let _ = ck_tx.send(());
                 }

@@ -50,7 +50,7 @@ pub type OnCommit = Box<dyn Fn(&[Arc<Change>]) + Send>;
 /// committed since the last one (a few MiB of WAL with 1 KiB states: large
 /// enough that rewrites of the same hot pages coalesce, small enough that
 /// the WAL and each checkpoint stay short)...
-const CHECKPOINT_AFTER_CHANGES: u64 = 4096;
+pub const CHECKPOINT_AFTER_CHANGES: u64 = 4096;
 /// ...or, when anything at all was committed, after this long, so a quiet
 /// daemon's WAL is folded back soon after a burst.
 const CHECKPOINT_AFTER: Duration = Duration::from_secs(1);
