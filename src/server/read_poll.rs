@@ -58,8 +58,6 @@ pub struct ReadPoll {
     last_conn: AtomicU64,
     /// Until when requests count as concurrent (no polling).
     concurrent_until: AtomicU64,
-    /// The gap before the request that woke a poll task (for the window).
-    woken_gap: AtomicU64,
     /// One poll task per connection shard, by shard number.
     shards: Box<[Sleeper]>,
     /// Requests read while the task polled (no wake-up).
@@ -68,11 +66,14 @@ pub struct ReadPoll {
     pub nanos: AtomicU64,
 }
 
-/// A shard's poll task: whether it sleeps, and how to wake it.
+/// A shard's poll task: whether it sleeps, how to wake it, and the gap
+/// before the request that woke it (for its window). Each shard's own, so
+/// that two shards' tasks never read each other's gap.
 #[derive(Debug)]
 struct Sleeper {
     asleep: AtomicBool,
     wake: Notify,
+    woken_gap: AtomicU64,
 }
 
 impl ReadPoll {
@@ -85,11 +86,11 @@ impl ReadPoll {
             last: AtomicU64::new(0),
             last_conn: AtomicU64::new(0),
             concurrent_until: AtomicU64::new(0),
-            woken_gap: AtomicU64::new(u64::MAX),
             shards: (0..shards.max(1))
                 .map(|_| Sleeper {
                     asleep: AtomicBool::new(true),
                     wake: Notify::new(),
+                    woken_gap: AtomicU64::new(u64::MAX),
                 })
                 .collect(),
             hits: AtomicU64::new(0),
@@ -132,7 +133,7 @@ impl ReadPoll {
         }
         let sleeper = self.sleeper(shard);
         if !self.concurrent(now) && sleeper.asleep.swap(false, Ordering::AcqRel) {
-            self.woken_gap.store(gap, Ordering::Relaxed);
+            sleeper.woken_gap.store(gap, Ordering::Relaxed);
             sleeper.wake.notify_one();
         }
     }
@@ -157,7 +158,9 @@ impl ReadPoll {
                 // Sleeps until a lone peer's request arrives (`record`).
                 _ = sleeper.wake.notified() => {}
             }
-            window.blocked(Duration::from_nanos(self.woken_gap.load(Ordering::Relaxed)));
+            window.blocked(Duration::from_nanos(
+                sleeper.woken_gap.load(Ordering::Relaxed),
+            ));
             loop {
                 let after = self.last.load(Ordering::Acquire);
                 if !self.poll_once(window.current(), after, &shutdown).await {
@@ -221,7 +224,7 @@ mod tests {
         let p = ReadPoll::new(MAX, 1);
         assert!(wakes(&p, 1, 1_000 * US), "a lone peer is polled for");
         assert!(wakes(&p, 1, 1_100 * US));
-        assert_eq!(p.woken_gap.load(Ordering::Relaxed), 100 * US);
+        assert_eq!(p.sleeper(0).woken_gap.load(Ordering::Relaxed), 100 * US);
         // A second connection within the window: concurrent for 4 windows.
         assert!(!wakes(&p, 2, 1_150 * US));
         assert!(p.concurrent(1_150 * US + 799 * US));
@@ -239,6 +242,11 @@ mod tests {
         assert!(
             p.sleeper(0).asleep.load(Ordering::Relaxed),
             "shard 0 sleeps on"
+        );
+        assert_eq!(
+            p.sleeper(0).woken_gap.load(Ordering::Relaxed),
+            u64::MAX,
+            "shard 1's wake-up leaves shard 0's window alone"
         );
         // A peer on shard 0 within the window: concurrent for both shards.
         assert!(!wakes_shard(&p, 2, 0, 1_050 * US));
