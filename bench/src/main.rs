@@ -27,6 +27,10 @@ use scenarios::{Idle, Latency, Rate};
 /// Settings, from the command line (all have defaults but the paths).
 struct Args {
     stigmer: PathBuf,
+    /// The floor server (`src/bin/stigmer-floor.rs`), run beside the other
+    /// two in the throughput scenario; by default the `stigmer-floor` next
+    /// to this binary, left out when there is none.
+    floor: Option<PathBuf>,
     redis_socket: PathBuf,
     dir: PathBuf,
     out: PathBuf,
@@ -43,13 +47,17 @@ struct Args {
 }
 
 const USAGE: &str = "usage: stigmer-bench --stigmer BIN --redis-socket PATH --dir TMPDIR \
-[--out bench-results.json] [--rounds 3] [--latency-updates 10000] [--seconds 5] \
+[--floor BIN] [--out bench-results.json] [--rounds 3] [--latency-updates 10000] [--seconds 5] \
 [--writers 32] [--subscribers 1000] [--idle 10000] [--status-bytes 1024] \
 [--only latency,throughput,fanout,idle,full]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         stigmer: PathBuf::new(),
+        floor: std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join("stigmer-floor")))
+            .filter(|floor| floor.exists()),
         redis_socket: PathBuf::new(),
         dir: PathBuf::new(),
         out: PathBuf::from("bench-results.json"),
@@ -68,6 +76,7 @@ fn parse_args() -> Result<Args, String> {
         let num = |v: String| v.parse::<usize>().map_err(|e| format!("{v}: {e}"));
         match flag.as_str() {
             "--stigmer" => args.stigmer = value()?.into(),
+            "--floor" => args.floor = Some(value()?.into()),
             "--redis-socket" => args.redis_socket = value()?.into(),
             "--dir" => args.dir = value()?.into(),
             "--out" => args.out = value()?.into(),
@@ -104,6 +113,8 @@ struct Round {
     lat_stream: Latency,
     tp_stigmer: Rate,
     tp_redis: Rate,
+    /// The floor server's rate, when it ran (`Rate::default()` otherwise).
+    tp_floor: Rate,
     fan_stigmer: Rate,
     fan_redis: Rate,
     idle_stigmer: Idle,
@@ -161,20 +172,37 @@ fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<
     let (w, win) = (args.writers, args.window);
     if args.wants("throughput") {
         say(format!("round {r}: throughput ({} writers)", args.writers));
-        for stigmer in [stigmer_first, !stigmer_first] {
-            if stigmer {
-                round.tp_stigmer = rt.block_on(scenarios::throughput_stigmer(
-                    ds,
-                    daemon.pid(),
-                    &status,
-                    w,
-                    WARMUP,
-                    win,
-                ))?;
-            } else {
-                round.tp_redis = rt.block_on(scenarios::throughput_redis(
-                    rs, redis_pid, &payload, w, WARMUP, win,
-                ))?;
+        // The three sides in turn, each round starting one further along.
+        for side in (0..3).map(|i| (r + i) % 3) {
+            match side {
+                0 => {
+                    round.tp_stigmer = rt.block_on(scenarios::throughput_stigmer(
+                        ds,
+                        daemon.pid(),
+                        &status,
+                        w,
+                        WARMUP,
+                        win,
+                    ))?
+                }
+                1 => {
+                    round.tp_redis = rt.block_on(scenarios::throughput_redis(
+                        rs, redis_pid, &payload, w, WARMUP, win,
+                    ))?
+                }
+                _ => {
+                    let Some(floor) = &args.floor else { continue };
+                    let server =
+                        procs::Daemon::start(floor, &args.dir, &format!("r{r}-floor"), "normal")?;
+                    round.tp_floor = rt.block_on(scenarios::throughput_stigmer(
+                        &server.socket,
+                        server.pid(),
+                        &status,
+                        w,
+                        WARMUP,
+                        win,
+                    ))?;
+                }
             }
         }
     }
@@ -348,6 +376,10 @@ fn results(args: &Args, rounds: &[Round]) -> Value {
             "writers": args.writers,
             "stigmer": rate_json(rounds, |r| r.tp_stigmer),
             "redis_stream": rate_json(rounds, |r| r.tp_redis),
+            // The floor server (src/bin/stigmer-floor.rs): one thread, one
+            // SQLite row per update, nothing else; where SQLite alone puts
+            // the ceiling on this machine.
+            "sqlite_floor": rate_json(rounds, |r| r.tp_floor),
             "stigmer_acked": tp_acked,
             "stigmer_committed": tp_committed,
         },
@@ -376,6 +408,10 @@ fn results(args: &Args, rounds: &[Round]) -> Value {
             "latency_p50_vs_stream": paired(rounds, |r| r.lat_stigmer.p50_us / r.lat_stream.p50_us),
             "latency_p99_vs_pubsub": paired(rounds, |r| r.lat_stigmer.p99_us / r.lat_pubsub.p99_us),
             "throughput": paired(rounds, |r| r.tp_stigmer.per_s / r.tp_redis.per_s),
+            "throughput_floor": paired(rounds, |r| r.tp_floor.per_s / r.tp_redis.per_s),
+            "throughput_vs_floor": paired(rounds, |r| {
+                if r.tp_floor.per_s > 0.0 { r.tp_stigmer.per_s / r.tp_floor.per_s } else { 0.0 }
+            }),
             "fanout": paired(rounds, |r| r.fan_stigmer.per_s / r.fan_redis.per_s),
             "durability_full": paired(rounds, |r| r.full.per_s / r.full_single.per_s),
         },
@@ -436,6 +472,15 @@ fn table(v: &Value) -> String {
         "| throughput, 32 writers (updates/s) | {tp:.0} | XADD {tpr:.0} | {q:.2}x ({:.2}x) | ≥ 0.5x | {} |\n",
         tp / tpr,
         check(q >= 0.5)
+    ));
+    }
+    let floor = f("/throughput/sqlite_floor/per_s");
+    let q = f("/paired_ratios/throughput_floor");
+    if ran(floor) {
+        out.push_str(&format!(
+        "| throughput, SQLite floor server (reference, not stigmer) | {floor:.0} | XADD {tpr:.0} | {q:.2}x ({:.2}x); stigmer {:.2}x of it | | |\n",
+        floor / tpr,
+        f("/paired_ratios/throughput_vs_floor")
     ));
     }
     let (fan, fanr) = (f("/fanout/stigmer/per_s"), f("/fanout/redis_pubsub/per_s"));

@@ -1,0 +1,404 @@
+//! `stigmer-floor`: the least a server can do for the throughput scenario
+//! while still committing every update to SQLite before acknowledging it.
+//! The benchmark runs it beside the daemon and Redis (`--floor`), so that
+//! the gap between the daemon and Redis's XADD splits into what SQLite
+//! costs on this machine and what the daemon's own design costs.
+//!
+//! It is Redis's design with SQLite added: one thread, a `poll` over every
+//! connection, run to completion. Each turn of the loop reads what every
+//! ready connection sent, appends each update's bytes as one row in one
+//! transaction (group commit), commits, then writes each reply. It does
+//! nothing the daemon's contract needs beyond that and a bounded disk: no
+//! merge (the row is the request as received), no latest-state table, no
+//! broadcast, no limits; it prunes rows older than the daemon's default
+//! retention, in the daemon's slices, since any server must bound its disk.
+//! So its rate bounds from above what a server that commits every update to
+//! SQLite can reach here with the same client.
+//!
+//! It answers only what the throughput scenario sends (`ping`, `create`,
+//! `update_status`; anything else gets UNIMPLEMENTED), and takes the
+//! daemon's command line (`--socket PATH daemon --db PATH`, other flags are
+//! ignored) so that the benchmark starts it like the daemon. The
+//! checkpointing is the daemon's: a PASSIVE checkpoint on its own thread
+//! every `CHECKPOINT_AFTER_CHANGES` rows, and the serving thread's own
+//! automatic checkpoint as the backstop, at the daemon's values.
+//!
+//! Not a product: nothing here is meant to be used but by the benchmark.
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use prost::Message;
+use rusqlite::{params, Connection};
+use stigmer_proto::daemon::{
+    request, response, Code, Error, ExecutionReply, PingResponse, Request, Response,
+};
+
+/// The daemon's values (`src/store/writer.rs`), so that the floor's
+/// checkpoints cost what the daemon's do.
+const CHECKPOINT_AFTER_CHANGES: u64 = 4096;
+const CHECKPOINT_POLL: Duration = Duration::from_millis(50);
+const SERVING_AUTOCHECKPOINT_PAGES: i64 = 16384;
+/// The daemon's default `--history-retention` (`src/config.rs`), and the
+/// most rows one transaction prunes (`PRUNE_MAX_REVISIONS`).
+const RETENTION: u64 = 100_000;
+const PRUNE_MAX: u64 = 2048;
+/// The daemon's writer page cache (`src/store/mod.rs`), in KiB.
+const CACHE_KIB: u32 = 16 * 1024;
+/// Bytes read from a connection per `read`: many frames at once.
+const READ_CHUNK: usize = 64 * 1024;
+/// The largest frame accepted, as the daemon's default.
+const MAX_FRAME: usize = stigmer_proto::frame::DEFAULT_MAX_FRAME_LENGTH;
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("stigmer-floor: {err}");
+        std::process::exit(1);
+    }
+}
+
+/// `--socket PATH` and `--db PATH` from the daemon's command line.
+fn paths() -> io::Result<(PathBuf, PathBuf)> {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .map(PathBuf::from)
+            .ok_or_else(|| io::Error::other(format!("{flag} PATH is required")))
+    };
+    Ok((value("--socket")?, value("--db")?))
+}
+
+fn sql(err: rusqlite::Error) -> io::Error {
+    io::Error::other(err.to_string())
+}
+
+fn run() -> io::Result<()> {
+    let (socket, db) = paths()?;
+    if let Some(dir) = db.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let conn = Connection::open(&db).map_err(sql)?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+         PRAGMA cache_size = -{CACHE_KIB};
+         PRAGMA wal_autocheckpoint = {SERVING_AUTOCHECKPOINT_PAGES};
+         CREATE TABLE IF NOT EXISTS updates (
+            revision     INTEGER PRIMARY KEY,
+            execution_id TEXT NOT NULL,
+            data         BLOB NOT NULL
+         );"
+    ))
+    .map_err(sql)?;
+    let last: i64 = conn
+        .query_row("SELECT COALESCE(MAX(revision), 0) FROM updates", [], |r| {
+            r.get(0)
+        })
+        .map_err(sql)?;
+    let first: i64 = conn
+        .query_row("SELECT COALESCE(MIN(revision), 1) FROM updates", [], |r| {
+            r.get(0)
+        })
+        .map_err(sql)?;
+    let committed = Arc::new(AtomicU64::new(last as u64));
+    spawn_checkpointer(db.clone(), committed.clone())?;
+
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)?;
+    listener.set_nonblocking(true)?;
+    Server {
+        conn,
+        listener,
+        peers: Vec::new(),
+        committed,
+        pruned: (first as u64).saturating_sub(1),
+        next_execution: 1,
+    }
+    .serve()
+}
+
+/// PASSIVE checkpoints on their own connection and thread, as the daemon's
+/// checkpointer does.
+fn spawn_checkpointer(db: PathBuf, committed: Arc<AtomicU64>) -> io::Result<()> {
+    let conn = Connection::open(&db).map_err(sql)?;
+    std::thread::Builder::new()
+        .name("floor-checkpoint".into())
+        .spawn(move || {
+            let mut done = committed.load(Ordering::Relaxed);
+            loop {
+                std::thread::sleep(CHECKPOINT_POLL);
+                let now = committed.load(Ordering::Relaxed);
+                if now - done >= CHECKPOINT_AFTER_CHANGES {
+                    // A failed checkpoint is retried next time; the serving
+                    // thread's own automatic checkpoint is the backstop.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    done = now;
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// One client connection: bytes read and not yet parsed, replies not yet
+/// written.
+struct Peer {
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+}
+
+/// A write waiting for this turn's commit.
+struct Pending {
+    peer: usize,
+    id: u64,
+    execution_id: String,
+    data: Vec<u8>,
+}
+
+struct Server {
+    conn: Connection,
+    listener: UnixListener,
+    peers: Vec<Option<Peer>>,
+    committed: Arc<AtomicU64>,
+    /// Rows at or below this revision are gone.
+    pruned: u64,
+    next_execution: u64,
+}
+
+impl Server {
+    fn serve(mut self) -> io::Result<()> {
+        let mut pending = Vec::new();
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            let (accept, ready) = self.wait()?;
+            if accept {
+                self.accept()?;
+            }
+            for index in ready {
+                self.read(index, &mut buf, &mut pending);
+            }
+            if !pending.is_empty() {
+                self.commit(&mut pending)?;
+            }
+            self.flush();
+        }
+    }
+
+    /// Blocks in `poll` until the listener or a connection is ready; returns
+    /// whether to accept, and the connections to read.
+    fn wait(&self) -> io::Result<(bool, Vec<usize>)> {
+        let mut fds = vec![PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+        let mut index = Vec::new();
+        for (i, peer) in self.peers.iter().enumerate() {
+            if let Some(peer) = peer {
+                let mut flags = PollFlags::POLLIN;
+                if !peer.output.is_empty() {
+                    flags |= PollFlags::POLLOUT;
+                }
+                fds.push(PollFd::new(peer.stream.as_fd(), flags));
+                index.push(i);
+            }
+        }
+        poll(&mut fds, PollTimeout::NONE)?;
+        let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+        let accept = ready(&fds[0]);
+        let peers = fds[1..]
+            .iter()
+            .zip(index)
+            .filter(|(fd, _)| ready(fd))
+            .map(|(_, i)| i)
+            .collect();
+        Ok((accept, peers))
+    }
+
+    fn accept(&mut self) -> io::Result<()> {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(true)?;
+                    let peer = Some(Peer {
+                        stream,
+                        input: Vec::new(),
+                        output: Vec::new(),
+                    });
+                    match self.peers.iter().position(Option::is_none) {
+                        Some(free) => self.peers[free] = peer,
+                        None => self.peers.push(peer),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads what the peer sent and handles each whole frame: pings at once,
+    /// writes into `pending`. A peer that closed or sent garbage is dropped.
+    fn read(&mut self, index: usize, buf: &mut [u8], pending: &mut Vec<Pending>) {
+        let Some(peer) = self.peers[index].as_mut() else {
+            return;
+        };
+        let alive = loop {
+            match peer.stream.read(buf) {
+                Ok(0) => break false,
+                Ok(n) => peer.input.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break false,
+            }
+        };
+        let mut used = 0;
+        let mut ok = alive;
+        while peer.input.len() - used >= 4 {
+            let head = &peer.input[used..used + 4];
+            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            if len > MAX_FRAME {
+                ok = false;
+                break;
+            }
+            if peer.input.len() - used - 4 < len {
+                break;
+            }
+            let body = &peer.input[used + 4..used + 4 + len];
+            used += 4 + len;
+            let Ok(req) = Request::decode(body) else {
+                ok = false;
+                break;
+            };
+            match req.command {
+                Some(request::Command::Ping(_)) => {
+                    let pong = PingResponse {
+                        protocol_version: stigmer_proto::frame::PROTOCOL_VERSION,
+                        daemon_version: "floor".into(),
+                        revision: self.committed.load(Ordering::Relaxed),
+                        max_frame_length: MAX_FRAME as u32,
+                    };
+                    reply(&mut peer.output, req.id, response::Result::Pong(pong));
+                }
+                Some(request::Command::Create(_)) => {
+                    let execution_id = format!("aex-floor-{}", self.next_execution);
+                    self.next_execution += 1;
+                    pending.push(Pending {
+                        peer: index,
+                        id: req.id,
+                        execution_id,
+                        data: body.to_vec(),
+                    });
+                }
+                Some(request::Command::UpdateStatus(input)) => pending.push(Pending {
+                    peer: index,
+                    id: req.id,
+                    execution_id: input.execution_id,
+                    data: body.to_vec(),
+                }),
+                _ => {
+                    let error = Error {
+                        code: Code::Unimplemented as i32,
+                        message: "the floor server answers ping, create and update_status".into(),
+                    };
+                    reply(&mut peer.output, req.id, response::Result::Error(error));
+                }
+            }
+        }
+        peer.input.drain(..used);
+        if !ok {
+            self.peers[index] = None;
+        }
+    }
+
+    /// Commits this turn's writes in one transaction, then queues each
+    /// reply with the revision it committed. Nothing is acknowledged
+    /// before the COMMIT returned.
+    fn commit(&mut self, pending: &mut Vec<Pending>) -> io::Result<()> {
+        let first = self.committed.load(Ordering::Relaxed) + 1;
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO updates(revision, execution_id, data) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(sql)?;
+            for (offset, write) in pending.iter().enumerate() {
+                insert
+                    .execute(params![
+                        (first + offset as u64) as i64,
+                        write.execution_id,
+                        write.data
+                    ])
+                    .map_err(sql)?;
+            }
+        }
+        // The daemon's pruning rule (`writer::prune`), in the same
+        // transaction: once the history is a slice past the retention, one
+        // bounded range DELETE.
+        let last = first - 1 + pending.len() as u64;
+        let mut pruned = self.pruned;
+        if last.saturating_sub(pruned) >= RETENTION + PRUNE_MAX {
+            pruned = (last - RETENTION).min(pruned + PRUNE_MAX);
+            tx.prepare_cached("DELETE FROM updates WHERE revision <= ?1")
+                .map_err(sql)?
+                .execute([pruned as i64])
+                .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        self.pruned = pruned;
+        self.committed.store(last, Ordering::Relaxed);
+        for (offset, write) in pending.drain(..).enumerate() {
+            if let Some(peer) = self.peers[write.peer].as_mut() {
+                // Always a minimal reply (revision and id): the benchmark's
+                // updates ask for one, and its creates read only the id.
+                let result = ExecutionReply {
+                    execution: None,
+                    revision: first + offset as u64,
+                    execution_id: write.execution_id,
+                };
+                reply(
+                    &mut peer.output,
+                    write.id,
+                    response::Result::Execution(result),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what each connection has queued, as far as its socket takes.
+    fn flush(&mut self) {
+        for slot in &mut self.peers {
+            let Some(peer) = slot.as_mut() else {
+                continue;
+            };
+            while !peer.output.is_empty() {
+                match peer.stream.write(&peer.output) {
+                    Ok(n) => {
+                        peer.output.drain(..n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        *slot = None;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Appends one framed response.
+fn reply(out: &mut Vec<u8>, id: u64, result: response::Result) {
+    let response = Response {
+        id,
+        result: Some(result),
+    };
+    let len = response.encoded_len();
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    response.encode(out).expect("a Vec grows as needed");
+}
