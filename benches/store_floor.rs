@@ -23,7 +23,11 @@
 //!   and thread.
 //!
 //! CPU time is each thread's own (`/proc/self/task/*/schedstat`), so a
-//! checkpoint's wait for its fsync counts as wall time, not CPU.
+//! checkpoint's wait for its fsync counts as wall time, not CPU. Every
+//! batch is also timed (the store: from its jobs being queued to its last
+//! reply; the floor: BEGIN to COMMIT), for the longest and the count over
+//! [`SLOW_BATCH`]: the stalls a caller meets (the WAL backstop's
+//! checkpoint, pruning).
 //!
 //!     CARGO_TARGET_DIR=target-bench cargo bench --bench store_floor
 //!     ... -- --updates 150000 --batch 14 --rounds 3
@@ -90,6 +94,29 @@ struct Cost {
     checkpoint_us: f64,
     wall_us: f64,
     mean_batch: f64,
+    /// The longest batch, from its jobs being queued to its last reply, in
+    /// ms: the stall a caller can meet (a backstop checkpoint, a prune).
+    longest_ms: f64,
+    /// Batches that took longer than [`SLOW_BATCH`].
+    slow: u64,
+}
+
+/// A batch this long is counted as a stall: a batch of 14 updates takes
+/// ~0.2 ms here.
+const SLOW_BATCH: Duration = Duration::from_millis(10);
+
+/// Keeps the longest of the batch times it is given, and counts the slow.
+#[derive(Default)]
+struct Stalls {
+    longest: Duration,
+    slow: u64,
+}
+
+impl Stalls {
+    fn note(&mut self, took: Duration) {
+        self.longest = self.longest.max(took);
+        self.slow += u64::from(took > SLOW_BATCH);
+    }
 }
 
 impl Cost {
@@ -144,10 +171,16 @@ struct Feed {
     left: u64,
     batch: u64,
     finished: mpsc::Sender<Result<(), String>>,
+    /// When the batch now being committed was queued.
+    queued: Instant,
+    stalls: Stalls,
 }
 
 fn feed(feed: &Arc<Mutex<Feed>>) {
     let mut f = feed.lock().unwrap_or_else(|p| p.into_inner());
+    let took = f.queued.elapsed();
+    f.stalls.note(took);
+    f.queued = Instant::now();
     if f.left == 0 {
         let _ = f.finished.send(Ok(()));
         return;
@@ -212,7 +245,7 @@ fn stigmer_store(dir: &Path, args: &Args) -> Cost {
     let batches0 = store.stats.batches.load(Ordering::Relaxed);
     let started = Instant::now();
     let (finished, wait) = mpsc::channel();
-    feed(&Arc::new(Mutex::new(Feed {
+    let fed = Arc::new(Mutex::new(Feed {
         writer: store.writer.clone(),
         handle: runtime.handle().clone(),
         ids,
@@ -220,7 +253,10 @@ fn stigmer_store(dir: &Path, args: &Args) -> Cost {
         left: args.updates,
         batch: args.batch,
         finished,
-    })));
+        queued: Instant::now(),
+        stalls: Stalls::default(),
+    }));
+    feed(&fed);
     match wait.recv_timeout(Duration::from_secs(600)) {
         Ok(Ok(())) => {}
         other => panic!("updates failed: {other:?}"),
@@ -228,11 +264,17 @@ fn stigmer_store(dir: &Path, args: &Args) -> Cost {
     let wall = started.elapsed();
     let done = args.updates;
     let batches = store.stats.batches.load(Ordering::Relaxed) - batches0;
+    let stalls = std::mem::take(&mut fed.lock().unwrap_or_else(|p| p.into_inner()).stalls);
+    // The feed holds a writer handle: the writer thread stops only once
+    // every handle is gone.
+    drop(fed);
     let cost = Cost {
         writer_us: per_update(thread_cpu_ns("stigmer-writer") - writer0, done),
         checkpoint_us: per_update(thread_cpu_ns("stigmer-checkp") - checkpoint0, done),
         wall_us: wall.as_secs_f64() * 1e6 / done as f64,
         mean_batch: done as f64 / batches.max(1) as f64,
+        longest_ms: stalls.longest.as_secs_f64() * 1e3,
+        slow: stalls.slow,
     };
     let store::Store { writer, thread, .. } = store;
     drop(writer);
@@ -269,7 +311,9 @@ fn sqlite_floor(dir: &Path, args: &Args) -> Cost {
         .spawn(move || {
             let started = Instant::now();
             let (mut revision, mut trimmed, mut since_checkpoint) = (0u64, 0u64, 0u64);
+            let mut stalls = Stalls::default();
             while revision < updates {
+                let batch_started = Instant::now();
                 conn.prepare_cached("BEGIN IMMEDIATE")
                     .and_then(|mut s| s.execute([]))
                     .expect("begin");
@@ -289,13 +333,14 @@ fn sqlite_floor(dir: &Path, args: &Args) -> Cost {
                 conn.prepare_cached("COMMIT")
                     .and_then(|mut s| s.execute([]))
                     .expect("commit");
+                stalls.note(batch_started.elapsed());
                 since_checkpoint += batch;
                 if since_checkpoint >= CHECKPOINT_AFTER_CHANGES {
                     since_checkpoint = 0;
                     let _ = ck_tx.send(());
                 }
             }
-            (started.elapsed(), revision)
+            (started.elapsed(), revision, stalls)
         })
         .expect("thread");
     // Sampled before the threads end: a finished thread leaves /proc.
@@ -305,7 +350,7 @@ fn sqlite_floor(dir: &Path, args: &Args) -> Cost {
         checkpoint_ns = checkpoint_ns.max(thread_cpu_ns("floor-checkpoi"));
         std::thread::sleep(Duration::from_millis(5));
     }
-    let (wall, done) = writer.join().expect("floor writer");
+    let (wall, done, stalls) = writer.join().expect("floor writer");
     checkpoint_ns = checkpoint_ns.max(thread_cpu_ns("floor-checkpoi"));
     let _ = checkpointer.join();
     Cost {
@@ -313,6 +358,8 @@ fn sqlite_floor(dir: &Path, args: &Args) -> Cost {
         checkpoint_us: per_update(checkpoint_ns, done),
         wall_us: wall.as_secs_f64() * 1e6 / done as f64,
         mean_batch: batch as f64,
+        longest_ms: stalls.longest.as_secs_f64() * 1e3,
+        slow: stalls.slow,
     }
 }
 
@@ -334,12 +381,15 @@ fn main() {
                 sqlite_floor(dir.path(), &args)
             };
             eprintln!(
-                "round {round} {name}: {:.2} µs CPU/update (writer {:.2} + checkpoint {:.2}), wall {:.2}, batch {:.1}",
+                "round {round} {name}: {:.2} µs CPU/update (writer {:.2} + checkpoint {:.2}), wall {:.2}, batch {:.1}, longest batch {:.1} ms, {} over {} ms",
                 cost.total(),
                 cost.writer_us,
                 cost.checkpoint_us,
                 cost.wall_us,
-                cost.mean_batch
+                cost.mean_batch,
+                cost.longest_ms,
+                cost.slow,
+                SLOW_BATCH.as_millis()
             );
             costs.push(cost);
         }
@@ -352,18 +402,21 @@ fn main() {
         args.rounds
     );
     println!(
-        "| side | CPU µs/update | writer thread | checkpointer | wall µs/update | mean batch |"
+        "| side | CPU µs/update | writer thread | checkpointer | wall µs/update | mean batch | longest batch ms | batches over {} ms |",
+        SLOW_BATCH.as_millis()
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (name, costs) in &sides {
         let m = |f: fn(&Cost) -> f64| median(costs.iter().map(f).collect());
         println!(
-            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} |",
             m(Cost::total),
             m(|c| c.writer_us),
             m(|c| c.checkpoint_us),
             m(|c| c.wall_us),
-            m(|c| c.mean_batch)
+            m(|c| c.mean_batch),
+            m(|c| c.longest_ms),
+            m(|c| c.slow as f64)
         );
     }
 }
