@@ -590,4 +590,28 @@ mod tests {
         assert!(rows[0].starts_with("| throughput"), "{t}");
         assert!(rows[0].ends_with("| **no** |"), "{t}");
     }
+
+    /// The floor server's row follows the throughput row as a reference:
+    /// its ratio against XADD and the daemon's against it, judged on no
+    /// target.
+    #[test]
+    fn floor_server_is_a_reference_row() {
+        let v = json!({
+            "throughput": {
+                "stigmer": {"per_s": 30000.0},
+                "redis_stream": {"per_s": 100000.0},
+                "sqlite_floor": {"per_s": 50000.0},
+            },
+            "paired_ratios": {"throughput": 0.3, "throughput_floor": 0.5, "throughput_vs_floor": 0.6},
+        });
+        let t = table(&v);
+        let rows: Vec<&str> = t.lines().skip(2).collect();
+        assert_eq!(rows.len(), 2, "{t}");
+        assert!(rows[1].contains("SQLite floor server"), "{t}");
+        assert!(
+            rows[1].contains("0.50x (0.50x); stigmer 0.60x of it"),
+            "{t}"
+        );
+        assert!(rows[1].ends_with("| | |"), "{t}");
+    }
 }
