@@ -245,10 +245,16 @@ impl Server {
         let Some(peer) = self.peers[index].as_mut() else {
             return;
         };
+        // One `read` per readiness, as Redis does: `poll` is level
+        // triggered, so what a full buffer left behind is read next turn,
+        // and no second call just to learn that the socket is empty.
         let alive = loop {
             match peer.stream.read(buf) {
                 Ok(0) => break false,
-                Ok(n) => peer.input.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    peer.input.extend_from_slice(&buf[..n]);
+                    break true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break false,
