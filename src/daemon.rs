@@ -275,7 +275,7 @@ impl Daemon {
             },
             shards: shard_handles,
             shutdown: CancellationToken::new(),
-            stats: ServerStats::default(),
+            stats: ServerStats::with_shards(shard_count),
             read_poll: Arc::new(server::read_poll::ReadPoll::new(
                 Duration::from_micros(args.reader_poll_us),
                 shard_count,

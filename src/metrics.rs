@@ -112,7 +112,29 @@ impl Exposition {
         label: &str,
         values: &[(&str, u64)],
     ) -> &mut Self {
-        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} counter");
+        self.labelled("counter", name, help, label, values)
+    }
+
+    /// A gauge with one label.
+    pub fn labelled_gauge(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: &[(&str, u64)],
+    ) -> &mut Self {
+        self.labelled("gauge", name, help, label, values)
+    }
+
+    fn labelled(
+        &mut self,
+        kind: &str,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: &[(&str, u64)],
+    ) -> &mut Self {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (key, value) in values {
             let _ = writeln!(self.out, "{name}{{{label}=\"{key}\"}} {value}");
         }

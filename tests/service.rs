@@ -96,6 +96,58 @@ async fn status_counts_and_prometheus_exposition() {
     assert_eq!(d.metric("stigmer_revision"), 2.0);
 }
 
+/// `stigmer_shard_connections{shard}`: connections spread over the shards
+/// by accept order, and each shard's gauge follows its connections in and
+/// out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_connections_gauge_follows_connections() {
+    let d = Daemon::start(&["--worker-threads", "2"]);
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        let mut c = d.connect().await;
+        // Answered, so it is being served on its shard.
+        c.expect_pong().await;
+        conns.push(c);
+    }
+    // Both shards' gauges from one exposition, read over one of the four.
+    async fn per_shard(c: &mut Raw) -> (f64, f64) {
+        let text = match c
+            .call(Cmd::Status(StatusRequest { prometheus: true }))
+            .await
+            .result
+        {
+            Some(response::Result::Status(s)) => s.prometheus,
+            other => panic!("{other:?}"),
+        };
+        let gauge = |n: usize| -> f64 {
+            let name = format!("stigmer_shard_connections{{shard=\"{n}\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(name.as_str()))
+                .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+                .parse()
+                .expect("a number")
+        };
+        (gauge(0), gauge(1))
+    }
+    let (zero, one) = per_shard(&mut conns[0]).await;
+    assert_eq!((zero, one), (2.0, 2.0), "round-robin by accept order");
+    let mut last = conns.remove(0);
+    drop(conns);
+    // Each close is counted out once its shard's task sees it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (zero, one) = per_shard(&mut last).await;
+        if zero + one == 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still counted: shard 0 {zero}, shard 1 {one}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[test]
 fn metrics_endpoint_on_loopback_only() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -77,6 +77,9 @@ fn rejected(shared: &Shared) -> [(&'static str, u64); 3] {
 pub fn prometheus(shared: &Shared) -> String {
     let stats = &shared.stats;
     let writer = &shared.writer_stats;
+    let shard_names: Vec<String> = (0..stats.shard_connections.len())
+        .map(|shard| shard.to_string())
+        .collect();
     let mut e = Exposition::default();
     e.gauge(
         "stigmer_uptime_seconds",
@@ -92,6 +95,16 @@ pub fn prometheus(shared: &Shared) -> String {
         "stigmer_connections",
         "Connections open now.",
         stats.connections_open.load(Relaxed) as f64,
+    )
+    .labelled_gauge(
+        "stigmer_shard_connections",
+        "Connections open now, per connection shard (--worker-threads).",
+        "shard",
+        &shard_names
+            .iter()
+            .zip(stats.shard_connections.iter())
+            .map(|(name, count)| (name.as_str(), count.load(Relaxed) as u64))
+            .collect::<Vec<_>>(),
     )
     .gauge(
         "stigmer_subscribers",

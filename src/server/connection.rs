@@ -128,12 +128,20 @@ impl Drop for Producer {
 struct OpenGuard {
     shared: Arc<Shared>,
     uid: Option<u32>,
+    /// The shard whose count this connection is in, once it is served.
+    shard: Option<usize>,
 }
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         if let Some(uid) = self.uid {
             self.shared.stats.leave_uid(uid);
+        }
+        if let Some(count) = self
+            .shard
+            .and_then(|shard| self.shared.stats.shard_connections.get(shard))
+        {
+            count.fetch_sub(1, Ordering::AcqRel);
         }
         if self
             .shared
@@ -149,7 +157,11 @@ impl Drop for OpenGuard {
 
 /// Un-counts a connection that closed before [`serve`] could run it.
 pub fn closed_before_serving(shared: Arc<Shared>) {
-    drop(OpenGuard { shared, uid: None });
+    drop(OpenGuard {
+        shared,
+        uid: None,
+        shard: None,
+    });
 }
 
 /// [`serve`] for a connection accepted on another runtime (another shard):
@@ -175,7 +187,12 @@ pub async fn serve(id: u64, shard: usize, stream: UnixStream, shared: Arc<Shared
     let mut guard = OpenGuard {
         shared: shared.clone(),
         uid: None,
+        shard: None,
     };
+    if let Some(count) = shared.stats.shard_connections.get(shard) {
+        count.fetch_add(1, Ordering::AcqRel);
+        guard.shard = Some(shard);
+    }
     let cred = match peer::peer_cred(&stream) {
         Ok(cred) => cred,
         Err(err) => {

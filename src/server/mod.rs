@@ -62,6 +62,9 @@ pub struct Limits {
 pub struct ServerStats {
     /// Connections open now.
     pub connections_open: AtomicUsize,
+    /// Connections being served now, per connection shard (index = shard
+    /// number, see [`shards`]): how evenly accept order spread them.
+    pub shard_connections: Box<[AtomicUsize]>,
     /// Connections accepted since start.
     pub connections_total: AtomicU64,
     /// Connections refused at `--max-connections`.
@@ -83,6 +86,14 @@ pub struct ServerStats {
 }
 
 impl ServerStats {
+    /// Counters for a daemon with `shards` connection shards.
+    pub fn with_shards(shards: usize) -> Self {
+        ServerStats {
+            shard_connections: (0..shards.max(1)).map(|_| AtomicUsize::new(0)).collect(),
+            ..ServerStats::default()
+        }
+    }
+
     /// Counts a connection of `uid` in, unless that uid is at `limit`.
     pub fn enter_uid(&self, uid: u32, limit: usize) -> bool {
         let mut per_uid = self.per_uid.lock().unwrap_or_else(|p| p.into_inner());
