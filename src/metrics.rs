@@ -94,6 +94,15 @@ pub struct Exposition {
     out: String,
 }
 
+/// The Prometheus type of a labelled metric ([`Exposition::labelled`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    /// Monotonic since start.
+    Counter,
+    /// A value now.
+    Gauge,
+}
+
 impl Exposition {
     /// A counter (monotonic since start): a count, or seconds as a float.
     pub fn counter(&mut self, name: &str, help: &str, value: impl std::fmt::Display) -> &mut Self {
@@ -104,36 +113,19 @@ impl Exposition {
         self
     }
 
-    /// A counter with one label.
-    pub fn labelled_counter(
+    /// A counter or gauge with one label, one sample per value.
+    pub fn labelled(
         &mut self,
+        kind: Kind,
         name: &str,
         help: &str,
         label: &str,
         values: &[(&str, u64)],
     ) -> &mut Self {
-        self.labelled("counter", name, help, label, values)
-    }
-
-    /// A gauge with one label.
-    pub fn labelled_gauge(
-        &mut self,
-        name: &str,
-        help: &str,
-        label: &str,
-        values: &[(&str, u64)],
-    ) -> &mut Self {
-        self.labelled("gauge", name, help, label, values)
-    }
-
-    fn labelled(
-        &mut self,
-        kind: &str,
-        name: &str,
-        help: &str,
-        label: &str,
-        values: &[(&str, u64)],
-    ) -> &mut Self {
+        let kind = match kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        };
         let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (key, value) in values {
             let _ = writeln!(self.out, "{name}{{{label}=\"{key}\"}} {value}");

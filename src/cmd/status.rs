@@ -8,7 +8,7 @@ use stigmer_proto::daemon::{response, DaemonStatus};
 use stigmer_proto::frame::PROTOCOL_VERSION;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::metrics::Exposition;
+use crate::metrics::{Exposition, Kind};
 use crate::server::connection::Conn;
 use crate::server::Shared;
 
@@ -96,7 +96,8 @@ pub fn prometheus(shared: &Shared) -> String {
         "Connections open now.",
         stats.connections_open.load(Relaxed) as f64,
     )
-    .labelled_gauge(
+    .labelled(
+        Kind::Gauge,
         "stigmer_shard_connections",
         "Connections open now, per connection shard (--worker-threads).",
         "shard",
@@ -116,7 +117,8 @@ pub fn prometheus(shared: &Shared) -> String {
         "Connections accepted since start.",
         stats.connections_total.load(Relaxed),
     )
-    .labelled_counter(
+    .labelled(
+        Kind::Counter,
         "stigmer_connections_rejected_total",
         "Connections refused, by reason.",
         "reason",
