@@ -99,7 +99,7 @@ pub fn prometheus(shared: &Shared) -> String {
     .labelled(
         Kind::Gauge,
         "stigmer_shard_connections",
-        "Connections open now, per connection shard (--worker-threads).",
+        "Connections being served now, per connection shard (--worker-threads).",
         "shard",
         &shard_names
             .iter()
