@@ -43,7 +43,10 @@ use prost::Message;
 use rusqlite::{params, Connection};
 use stigmer::config::Durability;
 use stigmer::pipeline::{create, update_status};
-use stigmer::store::writer::{CHECKPOINT_AFTER_CHANGES, MAX_BATCH, PRUNE_MAX_REVISIONS};
+use stigmer::store::writer::{
+    prune_floor, CHECKPOINT_AFTER_CHANGES, MAX_BATCH, WRITER_AUTOCHECKPOINT_PAGES,
+};
+use stigmer::store::WRITER_CACHE_KIB;
 use stigmer::store::{self, StoreConfig};
 use stigmer_proto::agentexecution::{
     AgentExecution, AgentExecutionSpec, AgentExecutionUpdateStatusInput,
@@ -286,14 +289,14 @@ fn sqlite_floor(dir: &Path, args: &Args) -> Cost {
     let path = dir.join("floor.db");
     let data = execution(0).encode_to_vec();
     let (updates, batch) = (args.updates, args.batch);
-    let slice = (RETENTION / 16).clamp(1, PRUNE_MAX_REVISIONS);
     let (ck_tx, ck_rx) = mpsc::channel::<()>();
     let conn = Connection::open(&path).expect("open");
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384;
-         PRAGMA wal_autocheckpoint = 16384;
-         CREATE TABLE log (revision INTEGER PRIMARY KEY, data BLOB NOT NULL);",
-    )
+        &format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -{WRITER_CACHE_KIB};
+         PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES};
+         CREATE TABLE log (revision INTEGER PRIMARY KEY, data BLOB NOT NULL);"
+    ))
     .expect("schema");
     let checkpoint_path = path.clone();
     let checkpointer = std::thread::Builder::new()
@@ -324,8 +327,8 @@ fn sqlite_floor(dir: &Path, args: &Args) -> Cost {
                         .expect("insert");
                 }
                 // The daemon's slices (writer::prune).
-                if revision - trimmed >= RETENTION + slice {
-                    trimmed = (revision - RETENTION).min(trimmed + PRUNE_MAX_REVISIONS);
+                if let Some(floor) = prune_floor(revision, trimmed, RETENTION) {
+                    trimmed = floor;
                     conn.prepare_cached("DELETE FROM log WHERE revision <= ?1")
                         .and_then(|mut s| s.execute([trimmed as i64]))
                         .expect("trim");

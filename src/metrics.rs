@@ -120,7 +120,7 @@ impl Exposition {
         name: &str,
         help: &str,
         label: &str,
-        values: &[(&str, u64)],
+        values: &[(impl std::fmt::Display, u64)],
     ) -> &mut Self {
         let kind = match kind {
             Kind::Counter => "counter",

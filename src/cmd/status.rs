@@ -77,9 +77,6 @@ fn rejected(shared: &Shared) -> [(&'static str, u64); 3] {
 pub fn prometheus(shared: &Shared) -> String {
     let stats = &shared.stats;
     let writer = &shared.writer_stats;
-    let shard_names: Vec<String> = (0..stats.shard_connections.len())
-        .map(|shard| shard.to_string())
-        .collect();
     let mut e = Exposition::default();
     e.gauge(
         "stigmer_uptime_seconds",
@@ -101,10 +98,11 @@ pub fn prometheus(shared: &Shared) -> String {
         "stigmer_shard_connections",
         "Connections being served now, per connection shard (--worker-threads).",
         "shard",
-        &shard_names
+        &stats
+            .shard_connections
             .iter()
-            .zip(stats.shard_connections.iter())
-            .map(|(name, count)| (name.as_str(), count.load(Relaxed) as u64))
+            .enumerate()
+            .map(|(shard, count)| (shard, count.load(Relaxed) as u64))
             .collect::<Vec<_>>(),
     )
     .gauge(

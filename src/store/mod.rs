@@ -172,7 +172,7 @@ impl Revisions {
 }
 
 /// The writer connection's page cache, in KiB (see `open`).
-const WRITER_CACHE_KIB: u32 = 16 * 1024;
+pub const WRITER_CACHE_KIB: u32 = 16 * 1024;
 
 /// Everything needed to open the store.
 #[derive(Clone, Debug)]

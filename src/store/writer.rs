@@ -56,11 +56,11 @@ pub const CHECKPOINT_AFTER_CHANGES: u64 = 4096;
 const CHECKPOINT_AFTER: Duration = Duration::from_secs(1);
 /// How often the checkpointer looks at the revision counter (one atomic
 /// load; it sleeps otherwise).
-const CHECKPOINT_POLL: Duration = Duration::from_millis(50);
+pub const CHECKPOINT_POLL: Duration = Duration::from_millis(50);
 /// The writer's own automatic checkpoint, kept only as a backstop should
 /// the checkpointer fall behind (e.g. a reader pins old frames): 16384
 /// pages, 64 MiB of WAL, instead of SQLite's 1000.
-const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16384;
+pub const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16384;
 
 /// The most revisions one transaction prunes. The batch that prunes waits
 /// for the DELETE: a slice of 1/16 of the window, the rule before, took
@@ -544,12 +544,9 @@ fn is_storage_failure(status: &Status) -> bool {
 /// kept below the floor is deleted by the write that stops pointing at it
 /// (`Txn::release`), so the rows below the floor are exactly the kept ones.
 fn prune(tx: &Connection, last: u64, compacted: u64, retention: u64) -> Result<u64, Status> {
-    let retention = retention.max(1);
-    let slice = (retention / 16).clamp(1, PRUNE_MAX_REVISIONS);
-    if last.saturating_sub(compacted) < retention + slice {
+    let Some(floor) = prune_floor(last, compacted, retention) else {
         return Ok(compacted);
-    }
-    let floor = (last - retention).min(compacted + PRUNE_MAX_REVISIONS);
+    };
     tx.prepare_cached(
         "DELETE FROM history WHERE revision > ?1 AND revision <= ?2
            AND NOT EXISTS (SELECT 1 FROM executions e
@@ -562,6 +559,20 @@ fn prune(tx: &Connection, last: u64, compacted: u64, retention: u64) -> Result<u
     tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'compacted_revision'")?
         .execute([floor as i64])?;
     Ok(floor)
+}
+
+/// The pruning rule alone ([`prune`]): with revisions up to `last`
+/// committed and history pruned up to `compacted`, the new floor to prune
+/// up to now, or `None` while the history is within a slice of
+/// `retention`. Public so that the benchmarks' SQLite floors prune by the
+/// very same rule.
+pub fn prune_floor(last: u64, compacted: u64, retention: u64) -> Option<u64> {
+    let retention = retention.max(1);
+    let slice = (retention / 16).clamp(1, PRUNE_MAX_REVISIONS);
+    if last.saturating_sub(compacted) < retention + slice {
+        return None;
+    }
+    Some((last - retention).min(compacted + PRUNE_MAX_REVISIONS))
 }
 
 /// Reads the revision counters at startup: the last revision is the

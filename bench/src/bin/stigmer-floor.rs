@@ -31,7 +31,6 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use prost::Message;
@@ -40,17 +39,15 @@ use stigmer_proto::daemon::{
     request, response, Code, Error, ExecutionReply, PingResponse, Request, Response,
 };
 
-/// The daemon's values (`src/store/writer.rs`), so that the floor's
-/// checkpoints cost what the daemon's do.
-const CHECKPOINT_AFTER_CHANGES: u64 = 4096;
-const CHECKPOINT_POLL: Duration = Duration::from_millis(50);
-const SERVING_AUTOCHECKPOINT_PAGES: i64 = 16384;
-/// The daemon's default `--history-retention` (`src/config.rs`), and the
-/// most rows one transaction prunes (`PRUNE_MAX_REVISIONS`).
-const RETENTION: u64 = 100_000;
-const PRUNE_MAX: u64 = 2048;
-/// The daemon's writer page cache (`src/store/mod.rs`), in KiB.
-const CACHE_KIB: u32 = 16 * 1024;
+// The daemon's own values, so that the floor's checkpoints, page cache
+// and pruning cost what the daemon's do: the checkpointer's interval and
+// poll, the writer's backstop and page cache, the default retention.
+use stigmer::config::DEFAULT_HISTORY_RETENTION;
+use stigmer::store::writer::{
+    prune_floor, CHECKPOINT_AFTER_CHANGES, CHECKPOINT_POLL, WRITER_AUTOCHECKPOINT_PAGES,
+};
+use stigmer::store::WRITER_CACHE_KIB;
+
 /// Bytes read from a connection per `read`: many frames at once.
 const READ_CHUNK: usize = 64 * 1024;
 /// The largest frame accepted, as the daemon's default.
@@ -88,8 +85,8 @@ fn run() -> io::Result<()> {
     let conn = Connection::open(&db).map_err(sql)?;
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-         PRAGMA cache_size = -{CACHE_KIB};
-         PRAGMA wal_autocheckpoint = {SERVING_AUTOCHECKPOINT_PAGES};
+         PRAGMA cache_size = -{WRITER_CACHE_KIB};
+         PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES};
          CREATE TABLE IF NOT EXISTS updates (
             revision     INTEGER PRIMARY KEY,
             execution_id TEXT NOT NULL,
@@ -341,13 +338,13 @@ impl Server {
                     .map_err(sql)?;
             }
         }
-        // The daemon's pruning rule (`writer::prune`), in the same
+        // The daemon's pruning rule (`writer::prune_floor`), in the same
         // transaction: once the history is a slice past the retention, one
         // bounded range DELETE.
         let last = first - 1 + pending.len() as u64;
         let mut pruned = self.pruned;
-        if last.saturating_sub(pruned) >= RETENTION + PRUNE_MAX {
-            pruned = (last - RETENTION).min(pruned + PRUNE_MAX);
+        if let Some(floor) = prune_floor(last, pruned, DEFAULT_HISTORY_RETENTION) {
+            pruned = floor;
             tx.prepare_cached("DELETE FROM updates WHERE revision <= ?1")
                 .map_err(sql)?
                 .execute([pruned as i64])
