@@ -15,13 +15,10 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion};
 use prost::Message;
-use stigmer::broker::Broker;
-use stigmer::pipeline::update_status::{merge, stamp};
-use stigmer::protocol::{
+use stigmer::internals::{
     decode_request, encode_event_frame, encode_execution_reply, encode_response,
-    encode_update_event,
+    encode_update_event, merge, stamp, Broker, Change, State,
 };
-use stigmer::store::{Change, State};
 use stigmer_proto::agentexecution::{
     AgentExecution, AgentExecutionSpec, AgentExecutionUpdateStatusInput,
 };
@@ -214,8 +211,7 @@ fn broker_fanout(c: &mut Criterion) {
 /// the timed part.
 fn broker_direct(c: &mut Criterion) {
     use std::io::Read;
-    use stigmer::server::outbox::Outbox;
-    use stigmer::server::socket::WriteHalf;
+    use stigmer::internals::{Outbox, WriteHalf};
     const SUBSCRIBERS: usize = 100;
     let broker = Arc::new(Broker::new(4096));
     let mut peers = Vec::new();

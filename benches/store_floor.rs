@@ -41,13 +41,11 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use rusqlite::{params, Connection};
-use stigmer::config::Durability;
-use stigmer::pipeline::{create, update_status};
-use stigmer::store::writer::{
-    prune_floor, CHECKPOINT_AFTER_CHANGES, MAX_BATCH, WRITER_AUTOCHECKPOINT_PAGES,
+use stigmer::internals::{
+    prune_floor, start_writer, Answer, Broker, Durability, Job, JobResult, Running, Write, Writer,
+    WriterConfig, CHECKPOINT_AFTER_CHANGES, DEFAULT_HISTORY_RETENTION, MAX_BATCH,
+    WRITER_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB,
 };
-use stigmer::store::WRITER_CACHE_KIB;
-use stigmer::store::{self, StoreConfig};
 use stigmer_proto::agentexecution::{
     AgentExecution, AgentExecutionSpec, AgentExecutionUpdateStatusInput,
 };
@@ -55,7 +53,7 @@ use stigmer_proto::agentexecution::{
 /// Executions updated in turn, like the end-to-end benchmark's 32 writers.
 const EXECUTIONS: usize = 32;
 /// The daemon's default `--history-retention`, and the floor's trim.
-const RETENTION: u64 = stigmer::config::DEFAULT_HISTORY_RETENTION;
+const RETENTION: u64 = DEFAULT_HISTORY_RETENTION;
 
 struct Args {
     updates: u64,
@@ -167,7 +165,7 @@ fn execution(i: usize) -> AgentExecution {
 /// writers' next requests queue while it commits), so that it always finds
 /// exactly one whole batch queued.
 struct Feed {
-    writer: store::Writer,
+    writer: Writer,
     handle: tokio::runtime::Handle,
     ids: Vec<String>,
     next: usize,
@@ -193,36 +191,37 @@ fn feed(feed: &Arc<Mutex<Feed>>) {
     for i in 0..n {
         let id = f.ids[f.next % EXECUTIONS].clone();
         f.next += 1;
-        let job = update_status::job(AgentExecutionUpdateStatusInput {
+        let write = Write::UpdateStatus(Box::new(AgentExecutionUpdateStatusInput {
             execution_id: id,
             status: Some(common::status()),
-        });
+        }));
         let (again, finished) = (feed.clone(), f.finished.clone());
         let last = i + 1 == n;
-        let done: store::writer::Done = Box::new(move |result| match result {
+        let answer = Answer::Call(Box::new(move |result: JobResult| match result {
             Ok(_) if last => self::feed(&again),
             Ok(_) => {}
-            Err(status) => drop(finished.send(Err(status.to_string()))),
-        });
+            Err(err) => drop(finished.send(Err(err.to_string()))),
+        }));
         // Never waits: the queue (4096) has room for a batch (at most
         // MAX_BATCH). Handle's
         // block_on is allowed here, on the writer thread, outside any runtime.
-        f.handle.block_on(f.writer.submit(job, done));
+        f.handle.block_on(f.writer.submit(Job { write, answer }));
     }
 }
 
 fn stigmer_store(dir: &Path, args: &Args) -> Cost {
-    let config = StoreConfig {
+    let config = WriterConfig {
         path: dir.join("stigmer.db"),
         durability: Durability::Normal,
-        writer_queue: 4096,
+        queue: 4096,
         // No polling: between this benchmark's batches the queue is empty
         // by construction, and a poll would only burn the CPU measured.
-        writer_poll: Duration::ZERO,
+        poll: Duration::ZERO,
         history_retention: RETENTION,
         max_execution_bytes: 4 << 20,
     };
-    let store = store::open(&config, Box::new(|_| {})).expect("open the store");
+    // A broker with no subscriber: the broadcast step finds no topic.
+    let store = start_writer(config, Arc::new(Broker::new(1))).expect("open the store");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
@@ -230,8 +229,14 @@ fn stigmer_store(dir: &Path, args: &Args) -> Cost {
     runtime.block_on(async {
         for i in 0..EXECUTIONS {
             let tx = tx.clone();
-            let done: store::writer::Done = Box::new(move |r| drop(tx.send(r)));
-            store.writer.submit(create::job(execution(i)), done).await;
+            let answer = Answer::Call(Box::new(move |r: JobResult| drop(tx.send(r))));
+            store
+                .writer
+                .submit(Job {
+                    write: Write::Create(Box::new(execution(i))),
+                    answer,
+                })
+                .await;
         }
     });
     let ids: Vec<String> = (0..EXECUTIONS)
@@ -279,7 +284,7 @@ fn stigmer_store(dir: &Path, args: &Args) -> Cost {
         longest_ms: stalls.longest.as_secs_f64() * 1e3,
         slow: stalls.slow,
     };
-    let store::Store { writer, thread, .. } = store;
+    let Running { writer, thread, .. } = store;
     drop(writer);
     let _ = thread.join();
     cost

@@ -19,12 +19,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
-use crate::config::{DaemonArgs, Durability};
-use crate::pipeline::Broadcast;
-use crate::server::{self, peer, Limits, ServerStats, Shared};
-use crate::service::activation::{self, Activation};
+use crate::cmd::Context;
+use crate::config::Durability;
+use crate::metrics::{ConnectionStats, StreamStats};
+use crate::model::Revisions;
+use crate::poll::ReadPoll;
+use crate::report::Sources;
+use crate::server::{self, peer, Limits, Shared};
+use crate::service::activation;
 use crate::service::notify::{self, Notifier};
-use crate::store::{self, DbLock, Revisions, StoreConfig};
+use crate::store::{self, DbLock, Reader};
+use crate::writer::{self, Writer, WriterConfig};
+
+pub use crate::config::DaemonArgs;
+pub use crate::service::activation::Activation;
 
 /// How long shutdown waits for connections to write their streams' END
 /// events and in-flight replies. A peer that does not read could hold its
@@ -148,17 +156,6 @@ impl StopSignals {
     }
 }
 
-/// The STATUS= line systemd shows: load and the last revision.
-fn status_line(shared: &Shared) -> String {
-    use std::sync::atomic::Ordering::Relaxed;
-    format!(
-        "serving {} connections, {} subscriptions; revision {}",
-        shared.stats.connections_open.load(Relaxed),
-        shared.stats.subscriptions_open.load(Relaxed),
-        shared.revisions.last()
-    )
-}
-
 /// Resolves when the daemon has had no connection for `idle` (never when
 /// `idle` is None).
 async fn wait_idle(daemon: &Daemon, idle: Option<Duration>) {
@@ -177,7 +174,12 @@ async fn wait_idle(daemon: &Daemon, idle: Option<Duration>) {
 
 /// A running daemon inside this process.
 pub struct Daemon {
+    /// What the server's connections share.
     shared: Arc<Shared>,
+    /// What the status report reads.
+    sources: Arc<Sources>,
+    /// Submits writes (kept to stop the writer thread at shutdown).
+    writer: Writer,
     tracker: TaskTracker,
     accept: tokio::task::JoinHandle<()>,
     bound: server::listener::Bound,
@@ -212,21 +214,22 @@ impl Daemon {
         // Bound before anything that leaves files behind, so a bad address
         // fails start-up cleanly.
         let metrics_listener = match args.metrics_listen {
-            Some(addr) => Some(server::metrics_http::bind(addr).await?),
+            Some(addr) => Some(crate::report::http::bind(addr).await?),
             None => None,
         };
         let broker = Arc::new(Broker::new(args.subscriber_queue));
-        let broadcast = Broadcast::new(broker.clone());
-        let store = store::open(
-            &StoreConfig {
+        // Opens and migrates the database, then starts the writer thread,
+        // which broadcasts every commit to `broker`.
+        let running = writer::start(
+            WriterConfig {
                 path: db_path.clone(),
                 durability: args.durability,
-                writer_queue: args.writer_queue,
-                writer_poll: std::time::Duration::from_micros(args.writer_poll_us),
+                queue: args.writer_queue,
+                poll: Duration::from_micros(args.writer_poll_us),
                 history_retention: args.history_retention,
                 max_execution_bytes: args.max_frame_length - ENVELOPE_ALLOWANCE,
             },
-            Box::new(move |changes| broadcast.run(changes)),
+            broker.clone(),
         )?;
         let bound = match activation {
             Activation::Systemd(listener) | Activation::Launchd(listener) => {
@@ -250,22 +253,14 @@ impl Daemon {
                 .map_err(|e| format!("cannot start the connection workers: {e}"))?;
         let shard_handles = shards.handles();
         let shard_count = shard_handles.len();
-        let shared = Arc::new(Shared {
-            writer: store.writer,
-            reader: store.reader,
-            revisions: store.revisions.clone(),
-            writer_stats: store.stats.clone(),
-            broker,
-            limits: Limits {
-                max_frame_length: args.max_frame_length,
-                max_connections: args.max_connections,
-                max_connections_per_uid: args.max_connections_per_uid,
-                max_subscriptions_per_connection: args.max_subscriptions_per_connection,
-                connection_queue: args.connection_queue,
-                slow_consumer_timeout: (args.slow_consumer_timeout > 0)
-                    .then(|| Duration::from_secs(args.slow_consumer_timeout)),
-            },
-            policy: peer::AccessPolicy::new(groups),
+        let shutdown = CancellationToken::new();
+        let connections = Arc::new(ConnectionStats::with_shards(shard_count));
+        let streams = Arc::new(StreamStats::default());
+        let read_poll = Arc::new(ReadPoll::new(
+            Duration::from_micros(args.reader_poll_us),
+            shard_count,
+        ));
+        let sources = Arc::new(Sources {
             started: std::time::Instant::now(),
             socket: socket.to_path_buf(),
             database: db_path.clone(),
@@ -273,37 +268,69 @@ impl Daemon {
                 Durability::Normal => "normal",
                 Durability::Full => "full",
             },
+            revisions: running.revisions.clone(),
+            writer: running.stats.clone(),
+            broker: broker.clone(),
+            connections: connections.clone(),
+            streams: streams.clone(),
+            read_poll: read_poll.clone(),
+        });
+        let context = Arc::new(Context {
+            writer: running.writer.clone(),
+            reader: Reader::new(db_path.clone()),
+            broker,
+            revisions: running.revisions.clone(),
+            stream_stats: streams,
+            report: sources.clone(),
+            max_frame_length: args.max_frame_length,
+            max_subscriptions_per_connection: args.max_subscriptions_per_connection,
+            shutdown: shutdown.clone(),
+        });
+        let shared = Arc::new(Shared {
+            context,
+            limits: Limits {
+                max_frame_length: args.max_frame_length,
+                max_connections: args.max_connections,
+                max_connections_per_uid: args.max_connections_per_uid,
+                connection_queue: args.connection_queue,
+                slow_consumer_timeout: (args.slow_consumer_timeout > 0)
+                    .then(|| Duration::from_secs(args.slow_consumer_timeout)),
+            },
+            policy: peer::AccessPolicy::new(groups),
+            stats: connections,
             shards: shard_handles,
-            shutdown: CancellationToken::new(),
-            stats: ServerStats::with_shards(shard_count),
-            read_poll: Arc::new(server::read_poll::ReadPoll::new(
-                Duration::from_micros(args.reader_poll_us),
-                shard_count,
-            )),
+            shutdown,
+            read_poll,
         });
         shared.stats.mark_idle_now();
         let tracker = TaskTracker::new();
         if let Some(http) = metrics_listener {
             tracing::info!(addr = ?http.local_addr().ok(), "serving Prometheus metrics at /metrics");
-            tracker.spawn(server::metrics_http::serve(http, shared.clone()));
+            tracker.spawn(crate::report::http::serve(
+                http,
+                sources.clone(),
+                shared.shutdown.clone(),
+            ));
         }
         let accept = tokio::spawn(server::run(listener, shared.clone(), tracker.clone()));
         tracing::info!(
             socket = %socket.display(),
             db = %db_path.display(),
-            revision = store.revisions.last(),
+            revision = running.revisions.last(),
             version = env!("CARGO_PKG_VERSION"),
             "listening"
         );
         Ok(Daemon {
             shared,
+            sources,
+            writer: running.writer,
             tracker,
             accept,
             bound,
             socket: socket.to_path_buf(),
-            writer_thread: store.thread,
+            writer_thread: running.thread,
             shards,
-            revisions: store.revisions,
+            revisions: running.revisions,
             next_stream_id: std::sync::atomic::AtomicU64::new(1 << 48),
             _lock: lock,
         })
@@ -329,13 +356,13 @@ impl Daemon {
 
     /// One line for systemd's STATUS=.
     pub fn status_line(&self) -> String {
-        status_line(&self.shared)
+        crate::report::status_line(&self.sources)
     }
 
     /// Keeps systemd informed: STATUS= every few seconds and WATCHDOG=1 at
     /// half the watchdog interval. Aborted at shutdown.
     pub fn spawn_service_tasks(&self, notifier: Notifier) -> tokio::task::JoinHandle<()> {
-        let shared = self.shared.clone();
+        let sources = self.sources.clone();
         tokio::spawn(async move {
             if !notifier.enabled() {
                 return;
@@ -349,14 +376,9 @@ impl Daemon {
                 if watchdog.is_some() {
                     notifier.watchdog();
                 }
-                notifier.status(&status_line(&shared));
+                notifier.status(&crate::report::status_line(&sources));
             }
         })
-    }
-
-    /// What connections share (counters, broker, limits).
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
     }
 
     /// Stops gracefully: END_REASON_SHUTDOWN on every stream, in-flight
@@ -377,15 +399,17 @@ impl Daemon {
         // (connections stuck on a peer that never reads may still hold a
         // handle; their later writes are refused). Joining it blocks, so it
         // runs on the blocking pool.
-        self.shared.writer.stop().await;
+        self.writer.stop().await;
         let Daemon {
             shared,
+            sources,
+            writer,
             writer_thread,
             shards,
             revisions,
             ..
         } = self;
-        drop(shared);
+        drop((shared, sources, writer));
         // Connections past the grace period (peers that do not read) are
         // dropped with their shard (without blocking, see `Shards`'s
         // `Drop`); they hold no acknowledged write.

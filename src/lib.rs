@@ -1,40 +1,67 @@
 //! stigmer: the local hub through which AI agent executions report progress
 //! and are watched live.
 //!
-//! Module map, in the direction data flows:
+//! Module map, from the leaves (which import nothing else of the crate) to
+//! the top (which wires everything). Each module imports only modules above
+//! it in this list; `tests/module_cycles.rs` fails the test command on any
+//! cycle between them.
 //!
-//! - [`config`]: flags, paths and every bound with its reasoning.
-//! - [`protocol`]: frames and the error type every answer uses
-//!   ([`protocol::Status`], gRPC canonical codes).
-//! - [`server`]: the listener, the accept loop and each connection (a reader
-//!   loop, and an outbox of outgoing frames that any thread writes to the
-//!   socket directly).
-//! - [`cmd`]: one file per command: parse, apply, encode the reply.
-//! - [`pipeline`]: the UpdateStatus steps validate -> load -> build ->
-//!   persist -> broadcast, in one file a reader can follow.
-//! - [`store`]: SQLite: the writer thread (group commit, revisions, an
-//!   adaptive poll of its queue before it sleeps), read connections, schema
-//!   and migrations.
-//! - [`poll`]: the adaptive poll window both the writer thread and the
-//!   connection workers use to stay awake while work comes close together
-//!   (a thread still awake takes it without a wake-up).
-//! - [`broker`]: fans each committed change out, in commit order, never
+//! - [`config`](crate::config): flags, paths and every bound with its
+//!   reasoning.
+//! - `protocol`: decoding request frames, encoding replies and events, and
+//!   `ApiError`, the one error type every answer uses (gRPC canonical
+//!   codes).
+//! - `model`: the domain types shared by the store, the pipeline and the
+//!   broker: a committed `Change`, its `State`, the phase rules, the
+//!   revision counters.
+//! - `poll`: the adaptive polls that keep the writer thread and the
+//!   connection workers awake while work comes close together.
+//! - `metrics`: latency histograms, the Prometheus text format, and the
+//!   connection and stream counters.
+//! - `wire`: a connection's socket halves, its outbox of outgoing frames,
+//!   and the `Producer` and `Reply` handles that send on it.
+//! - `store`: SQLite: the transaction operations, the writer's cache,
+//!   pruning, the checkpoint thread, the read pool, schema and migrations,
+//!   the database lock. Synchronous; nothing here knows about tasks.
+//! - `broker`: fans each committed change out, in commit order, never
 //!   blocking the writer: straight into a caught-up stream's outbox, else
 //!   into its bounded queue.
-//! - [`service`]: socket activation (systemd, launchd) and sd_notify.
-//! - [`metrics`]: latency histograms and the Prometheus exposition.
+//! - `pipeline`: the steps of each write (validate → load → build →
+//!   persist → broadcast), one file per command, and `Write`, the value a
+//!   write travels to the writer thread as.
+//! - `writer`: the writer thread (group commit, revisions, broadcast, then
+//!   the answers) and the `Writer` handle jobs are submitted through.
+//! - `report`: the daemon's report on itself (`status`, STATUS=,
+//!   Prometheus, the loopback metrics endpoint).
+//! - `cmd`: one file per command: parse, apply, reply, with a narrow
+//!   context (a `Reply`, the writer, the read pool, the broker).
+//! - `server`: the listener, the accept loop, admission, each connection's
+//!   reader loop, the connection shards.
+//! - `service`: socket activation (systemd, launchd) and sd_notify.
 //! - [`daemon`]: wires it all together and runs until a signal.
-//! - [`cli`]: the `stigmer` command line, built on the `stigmer-client` crate.
+//! - [`cli`]: the `stigmer` command line, built on the `stigmer-client`
+//!   crate (a client of the daemon like any other).
+//!
+//! Public: [`cli`] (the binary's entry point), [`daemon`] (a daemon inside
+//! another program: tests, fuzzers) and [`internals`] (what the benchmarks,
+//! fuzz targets and tests reach inside; not a stable API). Everything else
+//! is crate-private.
 
-pub mod broker;
 pub mod cli;
-pub mod cmd;
-pub mod config;
+pub(crate) mod config;
 pub mod daemon;
-pub mod metrics;
-pub mod pipeline;
-pub mod poll;
-pub mod protocol;
-pub mod server;
-pub mod service;
-pub mod store;
+pub mod internals;
+
+pub(crate) mod broker;
+pub(crate) mod cmd;
+pub(crate) mod metrics;
+pub(crate) mod model;
+pub(crate) mod pipeline;
+pub(crate) mod poll;
+pub(crate) mod protocol;
+pub(crate) mod report;
+pub(crate) mod server;
+pub(crate) mod service;
+pub(crate) mod store;
+pub(crate) mod wire;
+pub(crate) mod writer;

@@ -19,8 +19,7 @@ use std::time::Duration;
 use clap::Parser;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use stigmer::daemon::Daemon;
-use stigmer::service::activation::Activation;
+use stigmer::daemon::{Activation, Daemon};
 use stigmer_proto::daemon::{request::Command, response, PingRequest, Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -31,7 +30,7 @@ const HANG: Duration = Duration::from_secs(10);
 #[derive(Parser)]
 struct Cli {
     #[command(flatten)]
-    args: stigmer::config::DaemonArgs,
+    args: stigmer::daemon::DaemonArgs,
 }
 
 struct World {

@@ -12,7 +12,7 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use stigmer::protocol::{decode_request, DecodeError};
+use stigmer::internals::{decode_request, DecodeError};
 use stigmer_proto::daemon::Request;
 use tokio_util::codec::Decoder;
 

@@ -29,8 +29,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use crate::server::outbox::{Frame, Outbox, TrySend};
-use crate::store::Change;
+use crate::model::Change;
+use crate::wire::{Frame, Outbox, TrySend};
 
 /// Counters for `stigmer status`.
 #[derive(Debug, Default)]
@@ -408,7 +408,7 @@ mod tests {
         Arc::new(Change::new(
             rev,
             Arc::from("aex-1"),
-            crate::store::State {
+            crate::model::State {
                 execution: Arc::new(execution),
                 encoded,
             },
@@ -421,7 +421,7 @@ mod tests {
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
         b.set_nonblocking(true).unwrap();
-        let outbox = Outbox::new(crate::server::socket::WriteHalf::from_std(a), 8);
+        let outbox = Outbox::new(crate::wire::socket::WriteHalf::from_std(a), 8);
         (
             Arc::new(outbox),
             tokio::net::UnixStream::from_std(b).unwrap(),

@@ -2,21 +2,21 @@
 //! sends its END_REASON_CANCELLED event.
 
 use stigmer_proto::daemon::{response, CancelSubscriptionResponse};
-use tokio::sync::OwnedSemaphorePermit;
 
-use crate::protocol::Status;
-use crate::server::connection::Conn;
+use super::Session;
+use crate::protocol::ApiError;
+use crate::wire::Reply;
 
-pub fn apply(conn: &Conn, permit: OwnedSemaphorePermit, id: u64, subscription_id: u64) {
-    let token = conn.subscriptions().get(&subscription_id).cloned();
+pub(super) fn apply(session: &Session, reply: Reply, subscription_id: u64) {
+    let token = session.streams().get(&subscription_id).cloned();
     let result = match token {
         Some(token) => {
             token.cancel();
             Ok(response::Result::Cancelled(CancelSubscriptionResponse {}))
         }
-        None => Err(Status::not_found(format!(
+        None => Err(ApiError::not_found(format!(
             "no open subscription with id {subscription_id} on this connection"
         ))),
     };
-    conn.reply_result(permit, id, result);
+    reply.result(result);
 }

@@ -1,20 +1,21 @@
-//! `create`: runs `pipeline::create` (validate here, the rest on the writer).
+//! `create`: runs `pipeline::create`: validate here, then queues the write;
+//! the writer thread runs the rest and answers.
 
 use stigmer_proto::agentexecution::AgentExecution;
-use tokio::sync::OwnedSemaphorePermit;
 
-use crate::pipeline::create;
-use crate::server::connection::Conn;
+use super::Context;
+use crate::pipeline::{create, Write};
+use crate::wire::Reply;
+use crate::writer::{Answer, Job, ReplyForm};
 
-pub async fn apply(
-    conn: &Conn,
-    permit: OwnedSemaphorePermit,
-    id: u64,
-    mut execution: AgentExecution,
-    reply: super::ReplyFn,
-) {
-    if let Err(status) = create::BEFORE_QUEUE.run(&mut execution) {
-        return conn.reply_result(permit, id, Err(status));
+pub(super) async fn apply(ctx: &Context, reply: Reply, execution: AgentExecution, form: ReplyForm) {
+    if let Err(err) = create::validate(&execution) {
+        return reply.error(err);
     }
-    super::submit_write(conn, permit, id, create::job(execution), reply).await;
+    let job = Job {
+        write: Write::Create(Box::new(execution)),
+        answer: Answer::Client { reply, form },
+    };
+    // Waits only while the writer queue is full (back-pressure from the disk).
+    ctx.writer.submit(job).await;
 }

@@ -1,22 +1,21 @@
 //! `delete`: runs `pipeline::delete`; open streams then end with DELETED.
 
-use stigmer_proto::daemon::{response, DeleteExecutionResponse};
-use tokio::sync::OwnedSemaphorePermit;
+use super::Context;
+use crate::pipeline::{delete, Write};
+use crate::wire::Reply;
+use crate::writer::{Answer, Job, ReplyForm};
 
-use crate::pipeline::delete;
-use crate::server::connection::Conn;
-
-pub async fn apply(conn: &Conn, permit: OwnedSemaphorePermit, id: u64, mut execution_id: String) {
-    if let Err(status) = delete::BEFORE_QUEUE.run(&mut execution_id) {
-        return conn.reply_result(permit, id, Err(status));
+pub(super) async fn apply(ctx: &Context, reply: Reply, execution_id: String) {
+    if let Err(err) = delete::validate(&execution_id) {
+        return reply.error(err);
     }
-    super::submit_write(conn, permit, id, delete::job(execution_id), |id, change| {
-        crate::protocol::encode_response(
-            id,
-            response::Result::Deleted(DeleteExecutionResponse {
-                revision: change.revision,
-            }),
-        )
-    })
-    .await;
+    let job = Job {
+        write: Write::Delete(execution_id),
+        answer: Answer::Client {
+            reply,
+            form: ReplyForm::Deleted,
+        },
+    };
+    // Waits only while the writer queue is full (back-pressure from the disk).
+    ctx.writer.submit(job).await;
 }

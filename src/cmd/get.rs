@@ -1,29 +1,32 @@
 //! `get`: the latest state of one execution, read on the read pool.
 
+use std::sync::Arc;
+
 use stigmer_proto::daemon::{response, ExecutionReply};
-use tokio::sync::OwnedSemaphorePermit;
 
-use crate::protocol::Status;
-use crate::server::connection::Conn;
+use super::Context;
+use crate::protocol::ApiError;
 use crate::store::reader;
+use crate::wire::Reply;
 
-pub fn apply(conn: &Conn, permit: OwnedSemaphorePermit, id: u64, execution_id: String) {
+pub(super) fn apply(ctx: &Arc<Context>, reply: Reply, execution_id: String) {
     if execution_id.is_empty() {
-        let status = Status::invalid_argument("value (the execution id) is required");
-        return conn.reply_result(permit, id, Err(status));
+        return reply.error(ApiError::invalid_argument(
+            "value (the execution id) is required",
+        ));
     }
-    let conn = conn.clone();
+    let ctx = ctx.clone();
     tokio::spawn(async move {
         let lookup = execution_id.clone();
         // Waits for a read connection and the query.
-        let result = conn
-            .shared
+        let result = ctx
             .reader
             .run(move |c| reader::get(c, &lookup))
             .await
             .and_then(|stored| {
-                stored
-                    .ok_or_else(|| Status::not_found(format!("execution {execution_id} not found")))
+                stored.ok_or_else(|| {
+                    ApiError::not_found(format!("execution {execution_id} not found"))
+                })
             })
             .map(|stored| {
                 response::Result::Execution(ExecutionReply {
@@ -32,6 +35,6 @@ pub fn apply(conn: &Conn, permit: OwnedSemaphorePermit, id: u64, execution_id: S
                     execution_id,
                 })
             });
-        conn.reply_result(permit, id, result);
+        reply.result(result);
     });
 }

@@ -3,33 +3,34 @@
 //! and the filters it was made for, so pages never shift or repeat when
 //! executions are created or deleted in between.
 
+use std::sync::Arc;
+
+use super::Context;
+use crate::pipeline::validate;
+use crate::protocol::ApiError;
+use crate::store::reader::{self, ListQuery};
+use crate::wire::Reply;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use stigmer_proto::agentexecution::ExecutionPhase;
 use stigmer_proto::daemon::{response, ListExecutionsRequest, ListExecutionsResponse};
-use tokio::sync::OwnedSemaphorePermit;
-
-use crate::pipeline::validate;
-use crate::protocol::Status;
-use crate::server::connection::Conn;
-use crate::store::reader::{self, ListQuery};
 
 /// Page size when the request says 0.
-pub const DEFAULT_PAGE_SIZE: u32 = 100;
+pub(crate) const DEFAULT_PAGE_SIZE: u32 = 100;
 /// Largest page: bounds one reply's size and one read's duration.
-pub const MAX_PAGE_SIZE: u32 = 1000;
+pub(crate) const MAX_PAGE_SIZE: u32 = 1000;
 
 /// Separates the fields inside a page token (a byte no id or filter holds).
 const SEP: char = '\u{1f}';
 /// Version tag of the page token format.
 const TOKEN_VERSION: &str = "1";
 
-pub fn apply(conn: &Conn, permit: OwnedSemaphorePermit, id: u64, req: ListExecutionsRequest) {
+pub(super) fn apply(ctx: &Arc<Context>, reply: Reply, req: ListExecutionsRequest) {
     let query = match parse(&req) {
         Ok(query) => query,
-        Err(status) => return conn.reply_result(permit, id, Err(status)),
+        Err(err) => return reply.error(err),
     };
-    let conn = conn.clone();
+    let ctx = ctx.clone();
     tokio::spawn(async move {
         let limit = query.limit;
         let q = ListQuery {
@@ -37,8 +38,7 @@ pub fn apply(conn: &Conn, permit: OwnedSemaphorePermit, id: u64, req: ListExecut
             ..query.clone()
         };
         // Waits for a read connection and the query.
-        let result = conn
-            .shared
+        let result = ctx
             .reader
             .run(move |c| reader::list(c, &q))
             .await
@@ -59,15 +59,15 @@ pub fn apply(conn: &Conn, permit: OwnedSemaphorePermit, id: u64, req: ListExecut
                     next_page_token,
                 })
             });
-        conn.reply_result(permit, id, result);
+        reply.result(result);
     });
 }
 
-fn parse(req: &ListExecutionsRequest) -> Result<ListQuery, Status> {
+fn parse(req: &ListExecutionsRequest) -> Result<ListQuery, ApiError> {
     let page_size = match req.page_size {
         0 => DEFAULT_PAGE_SIZE,
         n if n > MAX_PAGE_SIZE => {
-            return Err(Status::invalid_argument(format!(
+            return Err(ApiError::invalid_argument(format!(
                 "page_size {n} is over the maximum of {MAX_PAGE_SIZE}"
             )))
         }
@@ -76,8 +76,9 @@ fn parse(req: &ListExecutionsRequest) -> Result<ListQuery, Status> {
     let phase = match req.phase {
         0 => None,
         p => {
-            ExecutionPhase::try_from(p)
-                .map_err(|_| Status::invalid_argument(format!("phase: unknown enum value {p}")))?;
+            ExecutionPhase::try_from(p).map_err(|_| {
+                ApiError::invalid_argument(format!("phase: unknown enum value {p}"))
+            })?;
             Some(p)
         }
     };
@@ -106,8 +107,8 @@ fn make_token(q: &ListQuery, last_id: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{TOKEN_VERSION}{SEP}{}{SEP}{last_id}", filters(q)))
 }
 
-fn read_token(token: &str, q: &ListQuery) -> Result<String, Status> {
-    let bad = || Status::invalid_argument("page_token was not made by this daemon");
+fn read_token(token: &str, q: &ListQuery) -> Result<String, ApiError> {
+    let bad = || ApiError::invalid_argument("page_token was not made by this daemon");
     let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
     let mut parts = text.rsplitn(2, SEP);
@@ -115,7 +116,7 @@ fn read_token(token: &str, q: &ListQuery) -> Result<String, Status> {
     let head = parts.next().ok_or_else(bad)?;
     let expected = format!("{TOKEN_VERSION}{SEP}{}", filters(q));
     if head != expected {
-        return Err(Status::invalid_argument(
+        return Err(ApiError::invalid_argument(
             "page_token was made for other filters; repeat the request's phase and session_id",
         ));
     }

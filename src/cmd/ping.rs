@@ -3,17 +3,17 @@
 
 use stigmer_proto::daemon::{response, PingResponse};
 use stigmer_proto::frame::PROTOCOL_VERSION;
-use tokio::sync::OwnedSemaphorePermit;
 
-use crate::server::connection::Conn;
+use super::Context;
+use crate::wire::Reply;
 
 /// Answers at once from the reader loop.
-pub fn apply(conn: &Conn, permit: OwnedSemaphorePermit, id: u64) {
+pub(super) fn apply(ctx: &Context, reply: Reply) {
     let pong = PingResponse {
         protocol_version: PROTOCOL_VERSION,
         daemon_version: env!("CARGO_PKG_VERSION").to_string(),
-        revision: conn.shared.revisions.last(),
-        max_frame_length: conn.shared.limits.max_frame_length as u32,
+        revision: ctx.revisions.last(),
+        max_frame_length: ctx.max_frame_length as u32,
     };
-    conn.reply_result(permit, id, Ok(response::Result::Pong(pong)));
+    reply.result(Ok(response::Result::Pong(pong)));
 }

@@ -25,15 +25,14 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use stigmer_proto::agentexecution::AgentExecution;
 use stigmer_proto::daemon::{response, EndReason, Event, EventType, SubscribeRequest};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
+use super::{Context, Session};
 use crate::broker::{Received, Subscriber};
-use crate::protocol::{encode_response, Status};
-use crate::server::connection::Conn;
-use crate::server::outbox::Frame;
+use crate::model::{is_terminal, Change, ChangeKind};
+use crate::protocol::{encode_response, ApiError};
 use crate::store::reader::{self, HistoryRow};
-use crate::store::{is_terminal, Change, ChangeKind};
+use crate::wire::{Frame, Producer, Reply};
 
 /// History rows read per catch-up query.
 const HISTORY_PAGE_ROWS: usize = 64;
@@ -42,21 +41,33 @@ const HISTORY_PAGE_BYTES: usize = 1024 * 1024;
 
 /// Opens the stream: checks run inline (so errors come back at once), then
 /// the stream runs in its own task.
-pub fn apply(conn: &Conn, permit: OwnedSemaphorePermit, id: u64, req: SubscribeRequest) {
-    match open(conn, id, req) {
-        Ok(()) => drop(permit),
-        Err(status) => conn.reply_result(permit, id, Err(status)),
+pub(super) fn apply(
+    ctx: &Arc<Context>,
+    session: &Arc<Session>,
+    reply: Reply,
+    req: SubscribeRequest,
+) {
+    match open(ctx, session, reply.producer(), reply.id(), req) {
+        // The stream answers from now on; the request's permit is freed.
+        Ok(()) => drop(reply.into_stream()),
+        Err(err) => reply.error(err),
     }
 }
 
-fn open(conn: &Conn, id: u64, req: SubscribeRequest) -> Result<(), Status> {
+fn open(
+    ctx: &Arc<Context>,
+    session: &Arc<Session>,
+    out: &Producer,
+    id: u64,
+    req: SubscribeRequest,
+) -> Result<(), ApiError> {
     if req.execution_id.is_empty() {
-        return Err(Status::invalid_argument("execution_id is required"));
+        return Err(ApiError::invalid_argument("execution_id is required"));
     }
     if let Some(from) = req.from_revision {
-        let last = conn.shared.revisions.last();
+        let last = ctx.revisions.last();
         if from > last {
-            return Err(Status::out_of_range(format!(
+            return Err(ApiError::out_of_range(format!(
                 "from_revision {from} is ahead of the last committed revision {last}"
             )));
         }
@@ -64,25 +75,26 @@ fn open(conn: &Conn, id: u64, req: SubscribeRequest) -> Result<(), Status> {
     let token = {
         // `cmd::dispatch` already refused an id of an open stream, and only
         // this connection's reader (this call) adds entries.
-        let mut subs = conn.subscriptions();
-        let limit = conn.shared.limits.max_subscriptions_per_connection;
+        let mut subs = session.streams();
+        let limit = ctx.max_subscriptions_per_connection;
         if subs.len() >= limit {
-            return Err(Status::resource_exhausted(format!(
+            return Err(ApiError::resource_exhausted(format!(
                 "this connection already has {limit} open subscriptions (the limit)"
             )));
         }
-        let token = conn.closing.child_token();
+        let token = session.closing.child_token();
         subs.insert(id, token.clone());
         token
     };
     // Rule 1: registered before anything is read.
-    let subscriber = conn.shared.broker.subscribe(&req.execution_id);
-    conn.shared
-        .stats
+    let subscriber = ctx.broker.subscribe(&req.execution_id);
+    ctx.stream_stats
         .subscriptions_open
         .fetch_add(1, Ordering::Relaxed);
     let stream = Stream {
-        conn: conn.clone(),
+        ctx: ctx.clone(),
+        session: session.clone(),
+        out: out.clone(),
         id,
         execution_id: req.execution_id,
         subscriber,
@@ -99,19 +111,24 @@ enum Stop {
     /// Send END with this reason.
     End(EndReason, String),
     /// Send this error reply.
-    Failed(Status),
+    Failed(ApiError),
     /// The peer is gone: send nothing.
     Gone,
 }
 
-impl From<Status> for Stop {
-    fn from(status: Status) -> Self {
+impl From<ApiError> for Stop {
+    fn from(status: ApiError) -> Self {
         Stop::Failed(status)
     }
 }
 
 struct Stream {
-    conn: Conn,
+    /// The daemon's handles (reads, the broker, counters).
+    ctx: Arc<Context>,
+    /// The connection's stream table and lifecycle.
+    session: Arc<Session>,
+    /// Where this stream's frames go.
+    out: Producer,
     /// The subscribe request's id, on every event.
     id: u64,
     execution_id: String,
@@ -132,10 +149,9 @@ impl Stream {
         };
         // Free the id before the last frame, so a client may reuse it as
         // soon as it sees END.
-        self.conn.subscriptions().remove(&self.id);
-        self.conn
-            .shared
-            .stats
+        self.session.streams().remove(&self.id);
+        self.ctx
+            .stream_stats
             .subscriptions_open
             .fetch_sub(1, Ordering::Relaxed);
         let frame = match stop {
@@ -156,7 +172,7 @@ impl Stream {
             }
         };
         // Waits for room in the connection's queue; gives up if the peer left.
-        let _ = self.conn.send(frame).await;
+        let _ = self.out.send(Frame::new(frame)).await;
     }
 
     async fn stream(&mut self, from: Option<u64>) -> Result<Infallible, Stop> {
@@ -175,7 +191,7 @@ impl Stream {
             // Caught up: until something needs this task, the broker writes
             // live events to the connection itself (no wake-up of this task).
             self.subscriber
-                .arm(self.conn.outbox(), self.id, self.last_sent);
+                .arm(self.out.outbox(), self.id, self.last_sent);
             let received = tokio::select! {
                 // Waits for the broker to queue a change this task must send
                 // (one it could not deliver directly, a terminal one, a delete).
@@ -200,9 +216,9 @@ impl Stream {
 
     /// Why the token fired.
     fn interrupted(&self) -> Stop {
-        if self.conn.gone.is_cancelled() {
+        if self.session.gone.is_cancelled() {
             Stop::Gone
-        } else if self.conn.shared.shutdown.is_cancelled() {
+        } else if self.ctx.shutdown.is_cancelled() {
             Stop::End(
                 EndReason::Shutdown,
                 format!(
@@ -219,7 +235,7 @@ impl Stream {
     async fn send(&mut self, frame: Frame) -> Result<(), Stop> {
         let sent = tokio::select! {
             // Waits while the peer reads slowly; only this stream waits.
-            sent = self.conn.send_frame(frame) => Some(sent),
+            sent = self.out.send(frame) => Some(sent),
             _ = self.token.cancelled() => None,
         };
         match sent {
@@ -281,12 +297,7 @@ impl Stream {
         // Observed as the event is handed to the connection (which may
         // write it at once, before this task runs again).
         if let Some(latency) = change.since_published() {
-            self.conn
-                .shared
-                .broker
-                .stats
-                .broadcast_latency
-                .observe(latency);
+            self.ctx.broker.stats.broadcast_latency.observe(latency);
         }
         // The event's bytes are shared with every other subscriber (the
         // same frame the broker builds for a direct delivery).
@@ -297,10 +308,10 @@ impl Stream {
     async fn read<T, F>(&self, f: F) -> Result<T, Stop>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, Status> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
     {
         // Waits for a read connection and the query.
-        Ok(self.conn.shared.reader.run(f).await?)
+        Ok(self.ctx.reader.run(f).await?)
     }
 
     async fn current(&self) -> Result<Option<reader::Stored>, Stop> {
@@ -309,7 +320,7 @@ impl Stream {
     }
 
     fn not_found(&self) -> Stop {
-        Stop::Failed(Status::not_found(format!(
+        Stop::Failed(ApiError::not_found(format!(
             "execution {} not found",
             self.execution_id
         )))
@@ -427,7 +438,7 @@ impl Stream {
                 self.send_state(EventType::EventUpdate, execution, row.revision)
                     .await
             }
-            (_, None) => Err(Stop::Failed(Status::internal(format!(
+            (_, None) => Err(Stop::Failed(ApiError::internal(format!(
                 "history row {} has no state",
                 row.revision
             )))),
@@ -439,9 +450,8 @@ impl Stream {
     async fn resync(&mut self, initial: bool) -> Result<(), Stop> {
         match self.current().await? {
             Some(stored) if stored.revision > self.last_sent => {
-                self.conn
-                    .shared
-                    .stats
+                self.ctx
+                    .stream_stats
                     .resyncs
                     .fetch_add(1, Ordering::Relaxed);
                 self.send_state(EventType::EventResync, stored.execution, stored.revision)

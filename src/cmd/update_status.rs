@@ -1,21 +1,27 @@
-//! `update_status`: runs `pipeline::update_status` (validate here, the rest
-//! on the writer thread; see that file for the steps).
+//! `update_status`: runs `pipeline::update_status`: validate here, then
+//! queues the write; the writer thread runs load, build, persist and
+//! broadcast, and answers (see that file for the steps).
 
 use stigmer_proto::agentexecution::AgentExecutionUpdateStatusInput;
-use tokio::sync::OwnedSemaphorePermit;
 
-use crate::pipeline::update_status;
-use crate::server::connection::Conn;
+use super::Context;
+use crate::pipeline::{update_status, Write};
+use crate::wire::Reply;
+use crate::writer::{Answer, Job, ReplyForm};
 
-pub async fn apply(
-    conn: &Conn,
-    permit: OwnedSemaphorePermit,
-    id: u64,
-    mut input: AgentExecutionUpdateStatusInput,
-    reply: super::ReplyFn,
+pub(super) async fn apply(
+    ctx: &Context,
+    reply: Reply,
+    input: AgentExecutionUpdateStatusInput,
+    form: ReplyForm,
 ) {
-    if let Err(status) = update_status::BEFORE_QUEUE.run(&mut input) {
-        return conn.reply_result(permit, id, Err(status));
+    if let Err(err) = update_status::validate(&input) {
+        return reply.error(err);
     }
-    super::submit_write(conn, permit, id, update_status::job(input), reply).await;
+    let job = Job {
+        write: Write::UpdateStatus(Box::new(input)),
+        answer: Answer::Client { reply, form },
+    };
+    // Waits only while the writer queue is full (back-pressure from the disk).
+    ctx.writer.submit(job).await;
 }

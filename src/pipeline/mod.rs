@@ -1,87 +1,87 @@
-//! The write pipelines: every change to an execution runs as a list of named
-//! steps over a context, so the path a request takes is written down in one
-//! place per command and each step does one thing.
+//! The write pipelines: every change to an execution runs as named steps,
+//! written down in order in one place per command, each step one function.
 //!
-//! - [`update_status`]: validate -> load -> build -> persist -> broadcast.
-//! - [`create`]: validate -> build -> persist -> broadcast.
-//! - [`delete`]: validate -> load -> persist -> broadcast.
+//! | command         | steps |
+//! |-----------------|-------|
+//! | [`create`]        | validate → build → persist → broadcast |
+//! | [`update_status`] | validate → load → build → persist → broadcast |
+//! | [`delete`]        | validate → load → persist → broadcast |
 //!
-//! `validate` runs on the connection's task before the request is queued (a
-//! refusal costs no disk access); the middle steps run on the writer thread
-//! inside its transaction (which makes them atomic per execution);
-//! `broadcast` runs on the writer thread after COMMIT ([`Broadcast`]).
+//! - **validate** runs on the connection's task before the request is
+//!   queued (a refusal costs no disk access): `<command>::validate`.
+//! - **load, build, persist** run on the writer thread inside its batch
+//!   transaction, which makes them atomic per execution:
+//!   `<command>::in_transaction` calls them in order, each taking what the
+//!   one before returned, so the order is fixed by the types, not checked
+//!   at run time. A new step is one line there.
+//! - **broadcast** runs on the writer thread after COMMIT, for the whole
+//!   batch in revision order ([`broadcast`]), before any caller is answered.
+//!
+//! A write travels to the writer thread as a [`Write`]: a plain value naming
+//! its pipeline and carrying its (validated) input.
 
-pub mod create;
-pub mod delete;
-pub mod update_status;
-pub mod validate;
+pub(crate) mod create;
+pub(crate) mod delete;
+pub(crate) mod update_status;
+pub(crate) mod validate;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use stigmer_proto::agentexecution::{AgentExecution, AgentExecutionUpdateStatusInput};
+
 use crate::broker::Broker;
-use crate::protocol::Status;
-use crate::store::Change;
+use crate::model::Change;
+use crate::protocol::ApiError;
+use crate::store::Txn;
 
-/// One named step of a pipeline over context `C`.
-pub trait Step<C>: Sync {
-    /// The step's name, shown in traces.
-    fn name(&self) -> &'static str;
-    /// Does the step's one job, or refuses with a status.
-    fn run(&self, ctx: &mut C) -> Result<(), Status>;
+/// One validated write, on its way to the writer thread. The inputs are
+/// boxed so a queued job stays a few words (one allocation per write, as
+/// the boxed closure it replaced).
+pub enum Write {
+    /// A new execution ([`create`]).
+    Create(Box<AgentExecution>),
+    /// A status update ([`update_status`]).
+    UpdateStatus(Box<AgentExecutionUpdateStatusInput>),
+    /// A delete, by execution id ([`delete`]).
+    Delete(String),
+    /// Tests only: any change made inside the transaction.
+    #[cfg(test)]
+    Test(TestWrite),
 }
 
-/// Steps run in order; the first refusal stops the pipeline. `S` is the
-/// step trait object, e.g. `dyn Step<Input>`, or a higher-ranked one for
-/// contexts that borrow the writer's transaction.
-pub struct Pipeline<S: ?Sized + 'static> {
-    /// The pipeline's name, shown in traces.
-    pub name: &'static str,
-    /// The steps, in order.
-    pub steps: &'static [&'static S],
-}
+/// A test's own in-transaction step.
+#[cfg(test)]
+pub(crate) type TestWrite = Box<dyn FnOnce(&mut Txn<'_>) -> Result<Change, ApiError> + Send>;
 
-impl<S: ?Sized> Pipeline<S> {
-    /// Runs every step on `ctx`.
-    pub fn run<C>(&self, ctx: &mut C) -> Result<(), Status>
-    where
-        S: Step<C>,
-    {
-        for step in self.steps {
-            if let Err(status) = step.run(ctx) {
-                tracing::debug!(pipeline = self.name, step = step.name(), %status, "refused");
-                return Err(status);
-            }
+impl Write {
+    /// Runs this write's in-transaction steps (load, build, persist) in the
+    /// writer's open transaction; `now` stamps the change.
+    pub(crate) fn apply(self, txn: &mut Txn<'_>, now: SystemTime) -> Result<Change, ApiError> {
+        match self {
+            Write::Create(execution) => create::in_transaction(txn, *execution, now),
+            Write::UpdateStatus(input) => update_status::in_transaction(txn, *input, now),
+            Write::Delete(id) => delete::in_transaction(txn, &id),
+            #[cfg(test)]
+            Write::Test(apply) => apply(txn),
         }
-        Ok(())
     }
 }
 
-/// The last step of every write pipeline: hands a committed change to the
-/// broker. The writer thread calls it after COMMIT, in revision order.
-pub struct Broadcast {
-    broker: Arc<Broker>,
-}
-
-impl Broadcast {
-    /// A broadcast step publishing to `broker`.
-    pub fn new(broker: Arc<Broker>) -> Self {
-        Self { broker }
-    }
-
-    /// Publishes one transaction's committed changes; never blocks.
-    pub fn run(&self, changes: &[Arc<Change>]) {
-        self.broker.publish_all(changes);
-    }
+/// The last step of every write pipeline: hands one transaction's committed
+/// changes to the broker, in revision order. The writer thread calls it
+/// right after COMMIT; it never blocks.
+pub(crate) fn broadcast(broker: &Broker, changes: &[Arc<Change>]) {
+    broker.publish_all(changes);
 }
 
 /// RFC 3339 with microseconds, UTC: the format of upstream's string times.
-pub fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
 
 /// A protobuf Timestamp.
-pub fn timestamp(t: SystemTime) -> stigmer_proto::wkt::Timestamp {
+pub(crate) fn timestamp(t: SystemTime) -> stigmer_proto::wkt::Timestamp {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     stigmer_proto::wkt::Timestamp {
         seconds: d.as_secs() as i64,

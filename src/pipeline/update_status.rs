@@ -7,7 +7,7 @@
 //! | `build`     | the writer thread                         | upstream's merge rules, then started_at / completed_at / status_audit stamps |
 //! | `persist`   | the writer thread                         | takes the next revision; writes the state once (a history row) and points the execution at it |
 //! | *(commit)*  | the writer thread                         | group commit of the whole batch |
-//! | `broadcast` | the writer thread, after COMMIT           | [`super::Broadcast`]: hands the change to the broker |
+//! | `broadcast` | the writer thread, after COMMIT           | [`super::broadcast`]: hands the change to the broker |
 //!
 //! The caller is answered after broadcast, so an acknowledged update is
 //! committed and already queued to every subscriber.
@@ -20,127 +20,79 @@ use stigmer_proto::agentexecution::{
 };
 use stigmer_proto::apiresource::{ApiResourceAudit, ApiResourceAuditInfo};
 
-use super::{rfc3339, timestamp, validate, Pipeline, Step};
-use crate::protocol::Status;
-use crate::store::{is_terminal_phase, Change, State, Txn};
+use super::{rfc3339, timestamp, validate as check};
+use crate::model::{is_terminal_phase, Change, State};
+use crate::protocol::ApiError;
+use crate::store::Txn;
 
-/// The steps that run before the request is queued.
-pub static BEFORE_QUEUE: Pipeline<dyn Step<AgentExecutionUpdateStatusInput>> = Pipeline {
-    name: "update_status",
-    steps: &[&Validate],
-};
-
-/// The steps that run inside the writer's transaction.
-pub static IN_TRANSACTION: Pipeline<dyn for<'t, 'c> Step<UpdateCtx<'t, 'c>>> = Pipeline {
-    name: "update_status",
-    steps: &[&Load, &Build, &Persist],
-};
-
-/// What the in-transaction steps share.
-pub struct UpdateCtx<'t, 'c> {
-    /// The writer's open transaction.
-    pub txn: &'t mut Txn<'c>,
-    /// The request (validated).
-    pub input: AgentExecutionUpdateStatusInput,
-    /// The commit batch's clock reading, used for every stamp.
-    pub now: SystemTime,
-    /// Set by `load`: the stored execution, then (after `build`) the new one.
-    pub execution: Option<AgentExecution>,
-    /// Set by `load`: the stored phase, so `persist` rewrites the phase
-    /// index only when the phase changed.
-    pub loaded_phase: i32,
-    /// Set by `load`: the stored revision, which `persist` moves on from.
-    pub loaded_revision: u64,
-    /// Set by `persist`: the change to commit and broadcast.
-    pub change: Option<Change>,
+/// Step 1, on the connection's task before the write is queued: checks the
+/// input.
+pub(crate) fn validate(input: &AgentExecutionUpdateStatusInput) -> Result<(), ApiError> {
+    check::required("execution_id", &input.execution_id)?;
+    let status = input.status.as_ref().ok_or_else(|| {
+        ApiError::invalid_argument("status is required (an empty status changes nothing)")
+    })?;
+    check::status(status)
 }
 
-/// The writer-thread half as one job: load, build, persist.
-pub fn job(input: AgentExecutionUpdateStatusInput) -> crate::store::writer::Job {
-    Box::new(move |txn| {
-        let mut ctx = UpdateCtx {
-            txn,
-            input,
-            now: SystemTime::now(),
-            execution: None,
-            loaded_phase: 0,
-            loaded_revision: 0,
-            change: None,
-        };
-        IN_TRANSACTION.run(&mut ctx)?;
-        ctx.change
-            .ok_or_else(|| Status::internal("update_status pipeline made no change"))
+/// Steps 2-4, on the writer thread inside its transaction. Each step takes
+/// what the one before returned, so they can only run in this order.
+pub(crate) fn in_transaction(
+    txn: &mut Txn<'_>,
+    input: AgentExecutionUpdateStatusInput,
+    now: SystemTime,
+) -> Result<Change, ApiError> {
+    let id = input.execution_id;
+    let loaded = load(txn, &id)?;
+    let built = build(loaded, input.status.unwrap_or_default(), now);
+    persist(txn, &id, built)
+}
+
+/// An execution as `load` found it: its state, and the phase and revision
+/// `persist` moves on from.
+struct Loaded {
+    execution: AgentExecution,
+    /// The stored phase, so `persist` rewrites the phase index only when the
+    /// phase changed.
+    phase: i32,
+    /// The stored revision: the head of its history chain.
+    revision: u64,
+}
+
+/// Step "load": reads the stored execution (from the writer's cache of the
+/// states it wrote, else SQLite); NOT_FOUND; FAILED_PRECONDITION once
+/// terminal.
+fn load(txn: &mut Txn<'_>, id: &str) -> Result<Loaded, ApiError> {
+    let stored = txn
+        .load(id)?
+        .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))?;
+    let phase = stored
+        .execution
+        .status
+        .as_ref()
+        .map(|s| s.phase)
+        .unwrap_or(0);
+    if is_terminal_phase(phase) {
+        let name = ExecutionPhase::try_from(phase)
+            .map(|p| p.as_str_name())
+            .unwrap_or("a terminal phase");
+        return Err(ApiError::failed_precondition(format!(
+            "execution {id} is {name}; its phase is final and it takes no more updates"
+        )));
+    }
+    Ok(Loaded {
+        execution: stored.execution,
+        phase,
+        revision: stored.revision,
     })
 }
 
-/// Checks the input before it is queued.
-pub struct Validate;
-
-impl Step<AgentExecutionUpdateStatusInput> for Validate {
-    fn name(&self) -> &'static str {
-        "validate"
-    }
-    fn run(&self, input: &mut AgentExecutionUpdateStatusInput) -> Result<(), Status> {
-        validate::required("execution_id", &input.execution_id)?;
-        let status = input.status.as_ref().ok_or_else(|| {
-            Status::invalid_argument("status is required (an empty status changes nothing)")
-        })?;
-        validate::status(status)
-    }
-}
-
-/// Reads the stored execution and refuses updates to final ones.
-pub struct Load;
-
-impl Step<UpdateCtx<'_, '_>> for Load {
-    fn name(&self) -> &'static str {
-        "load"
-    }
-    fn run(&self, ctx: &mut UpdateCtx<'_, '_>) -> Result<(), Status> {
-        let id = &ctx.input.execution_id;
-        let stored = ctx
-            .txn
-            .load(id)?
-            .ok_or_else(|| Status::not_found(format!("execution {id} not found")))?;
-        let phase = stored
-            .execution
-            .status
-            .as_ref()
-            .map(|s| s.phase)
-            .unwrap_or(0);
-        if is_terminal_phase(phase) {
-            let name = ExecutionPhase::try_from(phase)
-                .map(|p| p.as_str_name())
-                .unwrap_or("a terminal phase");
-            return Err(Status::failed_precondition(format!(
-                "execution {id} is {name}; its phase is final and it takes no more updates"
-            )));
-        }
-        ctx.loaded_phase = phase;
-        ctx.loaded_revision = stored.revision;
-        ctx.execution = Some(stored.execution);
-        Ok(())
-    }
-}
-
-/// Applies upstream's merge rules, then the daemon's stamps.
-pub struct Build;
-
-impl Step<UpdateCtx<'_, '_>> for Build {
-    fn name(&self) -> &'static str {
-        "build"
-    }
-    fn run(&self, ctx: &mut UpdateCtx<'_, '_>) -> Result<(), Status> {
-        let execution = ctx
-            .execution
-            .as_mut()
-            .ok_or_else(|| Status::internal("build ran before load"))?;
-        let incoming = ctx.input.status.take().unwrap_or_default();
-        let status = execution.status.get_or_insert_with(Default::default);
-        merge(status, incoming);
-        stamp(status, ctx.now);
-        Ok(())
-    }
+/// Step "build": upstream's merge rules, then the daemon's stamps.
+fn build(mut loaded: Loaded, incoming: AgentExecutionStatus, now: SystemTime) -> Loaded {
+    let status = loaded.execution.status.get_or_insert_with(Default::default);
+    merge(status, incoming);
+    stamp(status, now);
+    loaded
 }
 
 /// Upstream's updateStatus merge: lists and maps are replaced whole when the
@@ -196,47 +148,34 @@ pub fn stamp(status: &mut AgentExecutionStatus, now: SystemTime) {
     info.event = "status_updated".to_string();
 }
 
-/// Takes a revision, writes the new state as its history row and points the
-/// execution at it.
-pub struct Persist;
-
-impl Step<UpdateCtx<'_, '_>> for Persist {
-    fn name(&self) -> &'static str {
-        "persist"
+/// Step "persist": takes a revision, writes the new state as its history
+/// row and points the execution at it.
+fn persist(txn: &mut Txn<'_>, id: &str, built: Loaded) -> Result<Change, ApiError> {
+    let execution = Arc::new(built.execution);
+    // Encoded once: the same bytes go to the history row (which is also
+    // the latest state) and (via the change) every subscriber's event.
+    let encoded = txn.encode(&execution)?;
+    let revision = txn.allocate_revision();
+    let phase = execution.status.as_ref().map(|s| s.phase).unwrap_or(0);
+    let phase_changed = (phase != built.phase).then_some(phase);
+    if !txn.update_encoded(
+        id,
+        &execution,
+        phase_changed,
+        built.revision,
+        revision,
+        &encoded,
+    )? {
+        // `load` found the row at that revision in this same transaction.
+        return Err(ApiError::internal(format!(
+            "execution {id} vanished or moved inside its transaction"
+        )));
     }
-    fn run(&self, ctx: &mut UpdateCtx<'_, '_>) -> Result<(), Status> {
-        let execution = ctx
-            .execution
-            .take()
-            .map(Arc::new)
-            .ok_or_else(|| Status::internal("persist ran before build"))?;
-        let id = ctx.input.execution_id.as_str();
-        // Encoded once: the same bytes go to the history row (which is also
-        // the latest state) and (via the change) every subscriber's event.
-        let encoded = ctx.txn.encode(&execution)?;
-        let revision = ctx.txn.allocate_revision();
-        let phase = execution.status.as_ref().map(|s| s.phase).unwrap_or(0);
-        let phase_changed = (phase != ctx.loaded_phase).then_some(phase);
-        if !ctx.txn.update_encoded(
-            id,
-            &execution,
-            phase_changed,
-            ctx.loaded_revision,
-            revision,
-            &encoded,
-        )? {
-            // `load` found the row at that revision in this same transaction.
-            return Err(Status::internal(format!(
-                "execution {id} vanished or moved inside its transaction"
-            )));
-        }
-        ctx.change = Some(Change::new(
-            revision,
-            Arc::from(id),
-            State { execution, encoded },
-        ));
-        Ok(())
-    }
+    Ok(Change::new(
+        revision,
+        Arc::from(id),
+        State { execution, encoded },
+    ))
 }
 
 #[cfg(test)]

@@ -8,13 +8,13 @@ use stigmer_proto::agentexecution::{
     ToolCallStatus,
 };
 
-use crate::protocol::Status;
+use crate::protocol::ApiError;
 
 /// Length of a ULID in its text form.
 const ULID_LEN: usize = 26;
 
 /// Checks an execution id's form: `aex-` and a lowercase ULID.
-pub fn execution_id_form(id: &str) -> Result<(), Status> {
+pub fn execution_id_form(id: &str) -> Result<(), ApiError> {
     let ok = id
         .strip_prefix("aex-")
         .filter(|u| u.len() == ULID_LEN)
@@ -27,16 +27,16 @@ pub fn execution_id_form(id: &str) -> Result<(), Status> {
     if ok {
         Ok(())
     } else {
-        Err(Status::invalid_argument(format!(
+        Err(ApiError::invalid_argument(format!(
             "execution id {id:?} is not \"aex-\" followed by a lowercase ULID"
         )))
     }
 }
 
 /// Checks that a required string is present.
-pub fn required(field: &str, value: &str) -> Result<(), Status> {
+pub fn required(field: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() {
-        Err(Status::invalid_argument(format!("{field} is required")))
+        Err(ApiError::invalid_argument(format!("{field} is required")))
     } else {
         Ok(())
     }
@@ -44,13 +44,13 @@ pub fn required(field: &str, value: &str) -> Result<(), Status> {
 
 /// Checks one enum value; `field` names it in the error, and is only built
 /// for one (a valid status with many messages formats nothing).
-fn known<E: TryFrom<i32>>(value: i32, field: impl FnOnce() -> String) -> Result<(), Status> {
+fn known<E: TryFrom<i32>>(value: i32, field: impl FnOnce() -> String) -> Result<(), ApiError> {
     E::try_from(value)
         .map(|_| ())
-        .map_err(|_| Status::invalid_argument(format!("{}: unknown enum value {value}", field())))
+        .map_err(|_| ApiError::invalid_argument(format!("{}: unknown enum value {value}", field())))
 }
 
-fn tool_calls(prefix: impl Fn() -> String, calls: &[ToolCall]) -> Result<(), Status> {
+fn tool_calls(prefix: impl Fn() -> String, calls: &[ToolCall]) -> Result<(), ApiError> {
     for (i, call) in calls.iter().enumerate() {
         known::<ToolCallStatus>(call.status, || format!("{}[{i}].status", prefix()))?;
     }
@@ -58,7 +58,7 @@ fn tool_calls(prefix: impl Fn() -> String, calls: &[ToolCall]) -> Result<(), Sta
 }
 
 /// Checks every enum value in a status.
-pub fn status(status: &AgentExecutionStatus) -> Result<(), Status> {
+pub fn status(status: &AgentExecutionStatus) -> Result<(), ApiError> {
     known::<ExecutionPhase>(status.phase, || "status.phase".into())?;
     for (i, m) in status.messages.iter().enumerate() {
         known::<MessageType>(m.r#type, || format!("status.messages[{i}].type"))?;

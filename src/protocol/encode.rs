@@ -1,54 +1,15 @@
-//! Request decoding and reply/event encoding.
+//! Reply and event encoding.
 //!
 //! Events are the hot path of fan-out: one committed change goes to every
 //! subscriber, each under its own request id. The `Event` message is encoded
-//! once per change ([`crate::broker::Change::event_bytes`]) and each
+//! once per change ([`crate::model::Change::update_event_bytes`]) and each
 //! subscriber's `Response` is built by prefixing that subscriber's `id` field
 //! to the shared bytes ([`encode_event_frame`]): protobuf fields may appear
 //! in any order, so this is exactly the encoding of `Response { id, event }`.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
-use stigmer_proto::daemon::{response, Request, Response};
-
-use super::Status;
-
-/// Why a frame could not be decoded as a `Request`.
-#[derive(Debug)]
-pub enum DecodeError {
-    /// The envelope decoded far enough to read a non-zero `id`: answer this
-    /// request only, the connection stays usable.
-    Request { id: u64, status: Status },
-    /// Not even the envelope's `id` could be read: a connection error.
-    Connection(Status),
-}
-
-/// Just the envelope fields, for a frame whose command does not decode:
-/// unknown and malformed fields of the command are skipped as opaque bytes, so
-/// this recovers the id whenever the framing of the envelope itself is sound.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RequestHeader {
-    #[prost(uint32, tag = "1")]
-    protocol_version: u32,
-    #[prost(uint64, tag = "2")]
-    id: u64,
-}
-
-/// Decodes one frame body as a `Request`.
-pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
-    match Request::decode(body) {
-        Ok(req) => Ok(req),
-        Err(err) => match RequestHeader::decode(body) {
-            Ok(header) if header.id != 0 => Err(DecodeError::Request {
-                id: header.id,
-                status: Status::invalid_argument(format!("request does not decode: {err}")),
-            }),
-            _ => Err(DecodeError::Connection(Status::invalid_argument(format!(
-                "frame is not a stigmer Request: {err}"
-            )))),
-        },
-    }
-}
+use stigmer_proto::daemon::{response, Response};
 
 /// Encodes a whole `Response` body.
 pub fn encode_response(id: u64, result: response::Result) -> Bytes {
@@ -254,21 +215,5 @@ mod tests {
             let ours = encode_execution_reply(id, revision, execution_id, bytes.as_deref());
             assert_eq!(ours, theirs);
         }
-    }
-
-    #[test]
-    fn undecodable_command_keeps_the_id() {
-        // version 1, id 9, then create { spec { message: "\xff" } }: invalid UTF-8.
-        let body = [
-            0x08, 0x01, 0x10, 0x09, 0x5a, 0x05, 0x22, 0x03, 0x1a, 0x01, 0xff,
-        ];
-        match decode_request(&body) {
-            Err(DecodeError::Request { id, .. }) => assert_eq!(id, 9),
-            other => panic!("unexpected {other:?}"),
-        }
-        assert!(matches!(
-            decode_request(&[0xff, 0xff]),
-            Err(DecodeError::Connection(_))
-        ));
     }
 }

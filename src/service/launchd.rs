@@ -11,6 +11,8 @@ use std::os::unix::net::UnixListener;
 pub const SOCKET_NAME: &str = "stigmer";
 
 /// What an error number from `launch_activate_socket` means for us.
+// Called only on macOS; the mapping is tested on every OS.
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
 #[derive(Debug, PartialEq, Eq)]
 pub enum LaunchdError {
     /// Not launchd-managed, or no such socket: bind the path ourselves.
@@ -20,6 +22,7 @@ pub enum LaunchdError {
 }
 
 /// Maps `launch_activate_socket`'s return code.
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
 pub fn map_error(code: i32) -> LaunchdError {
     match nix::errno::Errno::from_raw(code) {
         nix::errno::Errno::ENOENT | nix::errno::Errno::ESRCH => LaunchdError::NotActivated,

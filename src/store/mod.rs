@@ -1,263 +1,55 @@
-//! The store: SQLite in WAL mode, the only durable state.
+//! The store: SQLite in WAL mode, the only durable state. Everything here
+//! is synchronous; async code reaches it through the writer thread
+//! (`crate::writer`) and the read pool ([`Reader`]).
 //!
-//! - [`writer`]: one thread owns the write connection. It takes write jobs
-//!   from a bounded queue, runs as many as are waiting in one transaction
-//!   (group commit), assigns revisions in order, and only after COMMIT hands
-//!   each change to the broker and answers its caller.
-//! - [`reader`]: a small pool of read-only connections used from
-//!   `spawn_blocking`, so async tasks never block on SQLite.
-//! - [`schema`]: tables and migrations (versioned with `user_version`).
-//! - [`txn`]: the typed operations a write job may perform.
+//! - [`txn`]: the typed operations a write makes inside the writer's open
+//!   transaction, and the `BEGIN IMMEDIATE ... COMMIT` guard.
 //! - [`cache`]: the writer thread's cache of the latest states it wrote.
+//! - [`prune`]: keeps the history within `--history-retention`.
+//! - [`checkpoint`]: the thread that folds the WAL back beside the writer.
+//! - [`reader`]: a small pool of read-only connections used from
+//!   `spawn_blocking`, and the queries `get`, `list` and streams run.
+//! - [`schema`]: tables and migrations (versioned with `user_version`).
+//! - [`lock`]: the `flock` that keeps a second daemon off the database.
 
-pub mod cache;
-pub mod reader;
-pub mod schema;
-pub mod txn;
-pub mod writer;
+pub(crate) mod cache;
+pub(crate) mod checkpoint;
+pub(crate) mod lock;
+pub(crate) mod prune;
+pub(crate) mod reader;
+pub(crate) mod schema;
+pub(crate) mod txn;
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
-use bytes::Bytes;
-use stigmer_proto::agentexecution::{AgentExecution, ExecutionPhase};
+use rusqlite::Connection;
 
 use crate::config::Durability;
-use crate::protocol::Status;
+use crate::model::Revisions;
+use crate::protocol::ApiError;
 
-pub use reader::Reader;
-pub use txn::Txn;
-pub use writer::{OnCommit, Writer, WriterStats};
+pub(crate) use lock::{lock_database, DbLock};
+pub(crate) use reader::Reader;
+pub(crate) use txn::{Immediate, Txn};
 
-/// What kind of change a revision recorded (stored in `history.kind`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChangeKind {
-    Created = 1,
-    StatusUpdated = 2,
-    Deleted = 3,
-}
-
-impl ChangeKind {
-    /// From the stored integer; unknown values are a corrupt database.
-    pub fn from_i64(v: i64) -> Result<Self, Status> {
-        match v {
-            1 => Ok(Self::Created),
-            2 => Ok(Self::StatusUpdated),
-            3 => Ok(Self::Deleted),
-            other => Err(Status::internal(format!("unknown history kind {other}"))),
-        }
-    }
-}
-
-/// The state a create or status update left: the message (for phase checks)
-/// and the bytes the writer encoded and stored, which replies and events
-/// wrap as they are instead of encoding the execution again.
-#[derive(Debug)]
-pub struct State {
-    pub execution: Arc<AgentExecution>,
-    pub encoded: Bytes,
-}
-
-/// One committed change: what the broker fans out and what history replays.
-#[derive(Debug)]
-pub struct Change {
-    /// The global revision assigned at commit.
-    pub revision: u64,
-    /// The execution it changed.
-    pub execution_id: Arc<str>,
-    /// The execution after the change; `None` for a delete.
-    pub state: Option<State>,
-    /// The `Event { UPDATE }` for this change, built on first use and then
-    /// shared by every subscriber (see `protocol::encode_event_frame`).
-    event: OnceLock<Bytes>,
-    /// When the broker received it (just after COMMIT), for the broadcast
-    /// latency histogram.
-    published_at: OnceLock<std::time::Instant>,
-}
-
-impl Change {
-    /// A create or status update as committed.
-    pub fn new(revision: u64, execution_id: Arc<str>, state: State) -> Self {
-        Self::with_state(revision, execution_id, Some(state))
-    }
-
-    /// A delete as committed.
-    pub fn deleted(revision: u64, execution_id: Arc<str>) -> Self {
-        Self::with_state(revision, execution_id, None)
-    }
-
-    fn with_state(revision: u64, execution_id: Arc<str>, state: Option<State>) -> Self {
-        Self {
-            revision,
-            execution_id,
-            state,
-            event: OnceLock::new(),
-            published_at: OnceLock::new(),
-        }
-    }
-
-    /// Records the moment of publication (the first call wins).
-    pub fn mark_published(&self) {
-        let _ = self.published_at.set(std::time::Instant::now());
-    }
-
-    /// Time since publication, if published.
-    pub fn since_published(&self) -> Option<std::time::Duration> {
-        self.published_at.get().map(|t| t.elapsed())
-    }
-
-    /// True when the change left the execution in a terminal phase.
-    pub fn is_terminal(&self) -> bool {
-        self.state
-            .as_ref()
-            .is_some_and(|s| is_terminal(&s.execution))
-    }
-
-    /// The encoded `Event` of type UPDATE carrying this change; `None` for a
-    /// delete, which streams end on instead.
-    pub fn update_event_bytes(&self) -> Option<&Bytes> {
-        let state = self.state.as_ref()?;
-        Some(self.event.get_or_init(|| {
-            crate::protocol::encode_update_event(self.revision, &self.execution_id, &state.encoded)
-        }))
-    }
-}
-
-/// True for the phases after which no update is accepted.
-pub fn is_terminal_phase(phase: i32) -> bool {
-    matches!(
-        ExecutionPhase::try_from(phase),
-        Ok(ExecutionPhase::ExecutionCompleted
-            | ExecutionPhase::ExecutionFailed
-            | ExecutionPhase::ExecutionCancelled
-            | ExecutionPhase::ExecutionTerminated)
-    )
-}
-
-/// True when the execution is in a terminal phase.
-pub fn is_terminal(execution: &AgentExecution) -> bool {
-    execution
-        .status
-        .as_ref()
-        .map(|s| is_terminal_phase(s.phase))
-        .unwrap_or(false)
-}
-
-/// Revisions the daemon has committed, shared by the writer (which advances
-/// them) and every reader of them.
-#[derive(Debug, Default)]
-pub struct Revisions {
-    /// The last committed revision.
-    last: AtomicU64,
-    /// History at or below this revision may have been pruned.
-    compacted: AtomicU64,
-}
-
-impl Revisions {
-    /// The last committed revision.
-    pub fn last(&self) -> u64 {
-        self.last.load(Ordering::Acquire)
-    }
-    /// The compaction floor: a resume from below it needs a RESYNC.
-    pub fn compacted(&self) -> u64 {
-        self.compacted.load(Ordering::Acquire)
-    }
-    pub(crate) fn set(&self, last: u64, compacted: u64) {
-        self.compacted.store(compacted, Ordering::Release);
-        self.last.store(last, Ordering::Release);
-    }
-}
-
-/// The writer connection's page cache, in KiB (see `open`).
+/// The writer connection's page cache, in KiB (see [`open_write_connection`]).
 pub const WRITER_CACHE_KIB: u32 = 16 * 1024;
-
-/// Everything needed to open the store.
-#[derive(Clone, Debug)]
-pub struct StoreConfig {
-    pub path: PathBuf,
-    pub durability: Durability,
-    pub writer_queue: usize,
-    /// The writer thread's longest poll before it sleeps (`crate::poll`).
-    pub writer_poll: std::time::Duration,
-    pub history_retention: u64,
-    /// The largest encoded execution accepted (fits in one frame).
-    pub max_execution_bytes: usize,
-}
-
-/// An exclusive lock on the database (a `flock` on `<db>.lock`), held for
-/// the daemon's lifetime so two daemons never share one database.
-pub struct DbLock {
-    _lock: nix::fcntl::Flock<File>,
-}
-
-/// Creates the database's directory (mode 0700 when we create it) and takes
-/// the lock. Fails with a clear message when another daemon holds it.
-pub fn lock_database(path: &Path) -> Result<DbLock, String> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        }
-    }
-    let lock_path = lock_path(path);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&lock_path)
-        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
-    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
-        |(_, errno)| match errno {
-            nix::errno::Errno::EWOULDBLOCK => format!(
-                "database {} is in use by another stigmer daemon (lock {})",
-                path.display(),
-                lock_path.display()
-            ),
-            other => format!("cannot lock {}: {other}", lock_path.display()),
-        },
-    )?;
-    Ok(DbLock { _lock: lock })
-}
-
-fn lock_path(db: &Path) -> PathBuf {
-    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".lock");
-    db.with_file_name(name)
-}
 
 /// Makes the database files readable by their owner only (the WAL and shm
 /// files inherit the database file's mode when SQLite creates them).
-pub fn restrict_permissions(path: &Path) -> std::io::Result<()> {
+pub(crate) fn restrict_permissions(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-}
-
-/// The opened store: the writer handle, the read pool and shared counters.
-pub struct Store {
-    /// Submits write jobs to the writer thread.
-    pub writer: Writer,
-    /// Runs reads on pooled read connections.
-    pub reader: Reader,
-    /// The committed revision counters.
-    pub revisions: Arc<Revisions>,
-    /// The writer's counters.
-    pub stats: Arc<WriterStats>,
-    /// The writer thread; joined at shutdown after every `Writer` is dropped.
-    pub thread: std::thread::JoinHandle<()>,
 }
 
 /// Opens the writer's connection with its pragmas: WAL, the durability's
 /// `synchronous`, a busy timeout, and a larger page cache. Used at start-up
 /// and by the writer to reopen after the database was read-only.
-pub fn open_write_connection(
+pub(crate) fn open_write_connection(
     path: &Path,
     durability: Durability,
-) -> Result<rusqlite::Connection, String> {
-    let conn = rusqlite::Connection::open(path)
+) -> Result<Connection, String> {
+    let conn = Connection::open(path)
         .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
     let synchronous = match durability {
         Durability::Normal => "NORMAL",
@@ -279,39 +71,31 @@ pub fn open_write_connection(
     Ok(conn)
 }
 
-/// Opens (creating if needed) and migrates the database, then starts the
-/// writer thread. `on_commit` receives every committed change in revision
-/// order (the broker's publish).
-pub fn open(config: &StoreConfig, on_commit: OnCommit) -> Result<Store, String> {
-    let path = &config.path;
-    let mut conn = open_write_connection(path, config.durability)?;
+/// Opens (creating if needed) and migrates the database for writing, and
+/// reads its revision counters. The writer thread takes the connection.
+pub(crate) fn open(path: &Path, durability: Durability) -> Result<(Connection, Revisions), String> {
+    let mut conn = open_write_connection(path, durability)?;
     restrict_permissions(path)
         .map_err(|e| format!("cannot set permissions of {}: {e}", path.display()))?;
     schema::migrate(&mut conn)?;
-    let (last, compacted) = writer::load_revisions(&conn).map_err(|e| e.to_string())?;
-    let revisions = Arc::new(Revisions::default());
+    let (last, compacted) = load_revisions(&conn).map_err(|e| e.to_string())?;
+    let revisions = Revisions::default();
     revisions.set(last, compacted);
-    let stats = Arc::new(WriterStats::default());
-    let (writer, thread) = Writer::start(
-        conn,
-        writer::WriterConfig {
-            queue: config.writer_queue,
-            poll: config.writer_poll,
-            history_retention: config.history_retention,
-            max_execution_bytes: config.max_execution_bytes,
-            path: path.clone(),
-            durability: config.durability,
-        },
-        revisions.clone(),
-        stats.clone(),
-        on_commit,
-    )
-    .map_err(|e| format!("cannot start the writer thread: {e}"))?;
-    Ok(Store {
-        writer,
-        reader: Reader::new(path.clone()),
-        revisions,
-        stats,
-        thread,
-    })
+    Ok((conn, revisions))
+}
+
+/// Reads the revision counters at startup: the last revision is the
+/// history's largest (every change writes a history row, and pruning keeps
+/// the newest `--history-retention`), or `meta.last_revision`, which schema
+/// versions before 3 wrote with every commit, whichever is larger.
+pub(crate) fn load_revisions(conn: &Connection) -> Result<(u64, u64), ApiError> {
+    let get = |key: &str| -> Result<u64, ApiError> {
+        let v: i64 =
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?;
+        Ok(v as u64)
+    };
+    let newest: Option<i64> =
+        conn.query_row("SELECT MAX(revision) FROM history", [], |r| r.get(0))?;
+    let last = get("last_revision")?.max(newest.unwrap_or(0) as u64);
+    Ok((last, get("compacted_revision")?))
 }

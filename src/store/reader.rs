@@ -11,8 +11,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use stigmer_proto::agentexecution::AgentExecution;
 
 pub use super::txn::Stored;
-use super::ChangeKind;
-use crate::protocol::Status;
+use crate::model::ChangeKind;
+use crate::protocol::ApiError;
 
 /// Read connections kept open between reads. More reads than this at once
 /// open extra connections that are closed afterwards; 4 covers the two cores
@@ -62,33 +62,25 @@ impl Reader {
     }
 
     /// Runs `f` on a read connection on the blocking pool.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, Status>
+    pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, Status> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
     {
         let inner = self.inner.clone();
         // Waits for a blocking-pool thread and the query; fails only if the
         // closure panicked (a bug), which becomes INTERNAL, not a crash.
         tokio::task::spawn_blocking(move || inner.with_connection(f))
             .await
-            .map_err(|e| Status::internal(format!("read task failed: {e}")))?
-    }
-
-    /// Runs `f` on a read connection on the current thread (for sync callers).
-    pub fn run_blocking<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, Status>,
-    ) -> Result<T, Status> {
-        self.inner.with_connection(f)
+            .map_err(|e| ApiError::internal(format!("read task failed: {e}")))?
     }
 }
 
 impl ReaderInner {
     fn with_connection<T>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, Status>,
-    ) -> Result<T, Status> {
+        f: impl FnOnce(&Connection) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         let pooled = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
         let conn = match pooled {
             Some(conn) => conn,
@@ -104,7 +96,7 @@ impl ReaderInner {
     }
 }
 
-fn open_read(path: &std::path::Path) -> Result<Connection, Status> {
+fn open_read(path: &std::path::Path) -> Result<Connection, ApiError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -116,7 +108,7 @@ fn open_read(path: &std::path::Path) -> Result<Connection, Status> {
 
 /// The latest state of one execution: its `executions` row and the history
 /// row it points at (the state is stored only there).
-pub fn get(conn: &Connection, id: &str) -> Result<Option<Stored>, Status> {
+pub fn get(conn: &Connection, id: &str) -> Result<Option<Stored>, ApiError> {
     // LEFT JOIN: a missing history row is a corrupt database (INTERNAL), not
     // an execution that does not exist.
     let mut stmt = conn.prepare_cached(
@@ -138,9 +130,13 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<Stored>, Status> {
 
 /// Decodes the state an `executions` row points at; its absence (no history
 /// row, or one without state) means the database was damaged.
-fn decode_latest(id: &str, revision: i64, data: Option<Vec<u8>>) -> Result<AgentExecution, Status> {
+fn decode_latest(
+    id: &str,
+    revision: i64,
+    data: Option<Vec<u8>>,
+) -> Result<AgentExecution, ApiError> {
     let data = data.ok_or_else(|| {
-        Status::internal(format!(
+        ApiError::internal(format!(
             "execution {id}: the history row {revision} holding its state is missing"
         ))
     })?;
@@ -148,7 +144,7 @@ fn decode_latest(id: &str, revision: i64, data: Option<Vec<u8>>) -> Result<Agent
 }
 
 /// Executions matching `q`, ordered by id.
-pub fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<AgentExecution>, Status> {
+pub fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<AgentExecution>, ApiError> {
     // LEFT JOIN also keeps `executions` the outer loop (SQLite does not
     // reorder it), so the filters and the order use its indexes and each
     // state is one rowid lookup in `history`.
@@ -192,7 +188,7 @@ pub fn history(
     after: u64,
     limit: usize,
     max_bytes: usize,
-) -> Result<Vec<HistoryRow>, Status> {
+) -> Result<Vec<HistoryRow>, ApiError> {
     let chain = chain(conn, id, after)?;
     let page = &chain[..chain.len().min(limit)];
     rows(conn, page, max_bytes)
@@ -208,7 +204,7 @@ pub fn history(
 /// `after` at or above the compaction floor, in the transaction that read
 /// the floor: every row above the floor exists, so a missing link is a
 /// corrupt database, reported, never a silent gap.
-pub fn chain(conn: &Connection, id: &str, after: u64) -> Result<Vec<u64>, Status> {
+pub fn chain(conn: &Connection, id: &str, after: u64) -> Result<Vec<u64>, ApiError> {
     let head: Option<i64> = conn
         .prepare_cached("SELECT revision FROM executions WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -227,7 +223,7 @@ pub fn chain(conn: &Connection, id: &str, after: u64) -> Result<Vec<u64>, Status
         next = match prev {
             Some(prev) => prev.map(|p| p as u64),
             None => {
-                return Err(Status::internal(format!(
+                return Err(ApiError::internal(format!(
                     "history row {revision} of execution {id} is missing"
                 )))
             }
@@ -245,7 +241,7 @@ pub fn rows(
     conn: &Connection,
     revisions: &[u64],
     max_bytes: usize,
-) -> Result<Vec<HistoryRow>, Status> {
+) -> Result<Vec<HistoryRow>, ApiError> {
     let mut stmt = conn.prepare_cached("SELECT kind, data FROM history WHERE revision = ?1")?;
     let mut out = Vec::new();
     let mut bytes = 0usize;
@@ -263,7 +259,7 @@ pub fn rows(
             if revision <= compacted {
                 break;
             }
-            return Err(Status::internal(format!(
+            return Err(ApiError::internal(format!(
                 "history row {revision} is missing above the compaction floor {compacted}"
             )));
         };
@@ -282,7 +278,7 @@ pub fn rows(
 
 /// The revision at which execution `id` was deleted, while its tombstone
 /// is kept (None: not deleted, or its delete was pruned).
-pub fn deleted_revision(conn: &Connection, id: &str) -> Result<Option<u64>, Status> {
+pub fn deleted_revision(conn: &Connection, id: &str) -> Result<Option<u64>, ApiError> {
     let revision: Option<i64> = conn
         .prepare_cached("SELECT revision FROM tombstones WHERE execution_id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -291,7 +287,7 @@ pub fn deleted_revision(conn: &Connection, id: &str) -> Result<Option<u64>, Stat
 }
 
 /// The compaction floor as committed (history at or below it may be gone).
-pub fn compacted_revision(conn: &Connection) -> Result<u64, Status> {
+pub fn compacted_revision(conn: &Connection) -> Result<u64, ApiError> {
     let v: i64 = conn.query_row(
         "SELECT value FROM meta WHERE key = 'compacted_revision'",
         [],

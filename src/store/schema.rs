@@ -115,8 +115,8 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ChangeKind;
     use crate::store::reader::{self, ListQuery};
-    use crate::store::ChangeKind;
     use prost::Message;
     use stigmer_proto::agentexecution::{
         AgentExecution, AgentExecutionSpec, AgentExecutionStatus, ExecutionPhase,

@@ -208,7 +208,7 @@ impl State {
             .unwrap_or_default();
         State {
             hash: h.finish(),
-            terminal: stigmer::store::is_terminal(e),
+            terminal: stigmer::internals::is_terminal(e),
             summary: format!("{phase} {last:?} #{:08x}", h.finish() as u32),
         }
     }

@@ -42,11 +42,10 @@ use stigmer_proto::daemon::{
 // The daemon's own values, so that the floor's checkpoints, page cache
 // and pruning cost what the daemon's do: the checkpointer's interval and
 // poll, the writer's backstop and page cache, the default retention.
-use stigmer::config::DEFAULT_HISTORY_RETENTION;
-use stigmer::store::writer::{
-    prune_floor, CHECKPOINT_AFTER_CHANGES, CHECKPOINT_POLL, WRITER_AUTOCHECKPOINT_PAGES,
+use stigmer::internals::{
+    prune_floor, CHECKPOINT_AFTER_CHANGES, CHECKPOINT_POLL, DEFAULT_HISTORY_RETENTION,
+    WRITER_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB,
 };
-use stigmer::store::WRITER_CACHE_KIB;
 
 /// Bytes read from a connection per `read`: many frames at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -338,7 +337,7 @@ impl Server {
                     .map_err(sql)?;
             }
         }
-        // The daemon's pruning rule (`writer::prune_floor`), in the same
+        // The daemon's pruning rule (`store::prune::prune_floor`), in the same
         // transaction: once the history is a slice past the retention, one
         // bounded range DELETE.
         let last = first - 1 + pending.len() as u64;

@@ -1,11 +1,6 @@
-//! Metrics: a lock-free latency histogram, and the Prometheus text
-//! exposition of every counter the daemon keeps.
-//!
-//! The counters are plain atomics owned by the part that counts (writer,
-//! broker, server), so a hot path pays one relaxed add. Rendering them is a
-//! few lines of the text format (version 0.0.4), simpler than adapting them
-//! to a metrics registry's collector API; `prometheus-client` would add a
-//! registry and a second copy of each value for no gain here.
+//! A lock-free latency histogram: fixed buckets of relaxed atomic counters,
+//! shared by every thread that observes, with quantiles for `stigmer status`
+//! and its Prometheus rendering.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,7 +69,7 @@ impl Histogram {
         BUCKETS[BUCKETS.len() - 1] * 1e6
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
+    pub(super) fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut cumulative = 0;
         for (i, bound) in BUCKETS.iter().enumerate() {
@@ -88,75 +83,10 @@ impl Histogram {
     }
 }
 
-/// Builds a text exposition.
-#[derive(Default)]
-pub struct Exposition {
-    out: String,
-}
-
-/// The Prometheus type of a labelled metric ([`Exposition::labelled`]).
-#[derive(Clone, Copy, Debug)]
-pub enum Kind {
-    /// Monotonic since start.
-    Counter,
-    /// A value now.
-    Gauge,
-}
-
-impl Exposition {
-    /// A counter (monotonic since start): a count, or seconds as a float.
-    pub fn counter(&mut self, name: &str, help: &str, value: impl std::fmt::Display) -> &mut Self {
-        let _ = writeln!(
-            self.out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
-        self
-    }
-
-    /// A counter or gauge with one label, one sample per value.
-    pub fn labelled(
-        &mut self,
-        kind: Kind,
-        name: &str,
-        help: &str,
-        label: &str,
-        values: &[(impl std::fmt::Display, u64)],
-    ) -> &mut Self {
-        let kind = match kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-        };
-        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (key, value) in values {
-            let _ = writeln!(self.out, "{name}{{{label}=\"{key}\"}} {value}");
-        }
-        self
-    }
-
-    /// A gauge (a value now).
-    pub fn gauge(&mut self, name: &str, help: &str, value: f64) -> &mut Self {
-        let _ = writeln!(
-            self.out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-        );
-        self
-    }
-
-    /// A histogram.
-    pub fn histogram(&mut self, name: &str, help: &str, h: &Histogram) -> &mut Self {
-        h.render(&mut self.out, name, help);
-        self
-    }
-
-    /// The text.
-    pub fn finish(self) -> String {
-        self.out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Exposition;
 
     #[test]
     fn quantiles_and_exposition() {

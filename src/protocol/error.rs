@@ -1,4 +1,4 @@
-//! `Status`: a gRPC canonical code and a message for a person. Every failure a
+//! `ApiError`: a gRPC canonical code and a message for a person. Every failure a
 //! peer or the disk can cause becomes one of these and is sent back as an
 //! `Error` reply; none becomes a panic.
 
@@ -8,7 +8,7 @@ pub use stigmer_proto::daemon::Code;
 
 /// An error answer: a canonical code and a message a person understands.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Status {
+pub struct ApiError {
     /// What kind of failure (the client maps it to an error class).
     pub code: Code,
     /// What happened, for a person.
@@ -26,7 +26,7 @@ macro_rules! constructors {
     };
 }
 
-impl Status {
+impl ApiError {
     /// A status with any code.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         Self {
@@ -56,15 +56,15 @@ impl Status {
     }
 }
 
-impl fmt::Display for Status {
+impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.code.as_str_name(), self.message)
     }
 }
 
-impl std::error::Error for Status {}
+impl std::error::Error for ApiError {}
 
-impl From<rusqlite::Error> for Status {
+impl From<rusqlite::Error> for ApiError {
     /// A storage failure. Disk full and read-only databases are UNAVAILABLE
     /// (retry once the operator fixes the disk); anything else is INTERNAL.
     fn from(err: rusqlite::Error) -> Self {
@@ -83,7 +83,7 @@ impl From<rusqlite::Error> for Status {
     }
 }
 
-impl From<prost::DecodeError> for Status {
+impl From<prost::DecodeError> for ApiError {
     fn from(err: prost::DecodeError) -> Self {
         Self::internal(format!("stored record does not decode: {err}"))
     }

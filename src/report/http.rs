@@ -12,8 +12,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
-use super::Shared;
+use super::Sources;
 
 /// Scrapes served at once; more wait (a scraper makes one at a time).
 const MAX_CONCURRENT: usize = 8;
@@ -23,7 +24,7 @@ const MAX_HEAD: usize = 8 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Binds `addr` (loopback only).
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     if !addr.ip().is_loopback() {
         return Err(format!(
             "--metrics-listen {addr}: only loopback addresses are allowed"
@@ -34,12 +35,16 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
         .map_err(|e| format!("--metrics-listen {addr}: cannot bind: {e}"))
 }
 
-/// Serves scrapes until the daemon shuts down.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+/// Serves scrapes until `shutdown` is cancelled.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    sources: Arc<Sources>,
+    shutdown: CancellationToken,
+) {
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT));
     loop {
         let accepted = tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return,
             // Waits for a scraper.
             accepted = listener.accept() => accepted,
         };
@@ -48,15 +53,15 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let shared = shared.clone();
+        let sources = sources.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(HEAD_TIMEOUT, answer(stream, &shared)).await;
+            let _ = tokio::time::timeout(HEAD_TIMEOUT, answer(stream, &sources)).await;
             drop(permit);
         });
     }
 }
 
-async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, sources: &Sources) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
@@ -75,7 +80,7 @@ async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         (
             "200 OK",
             "text/plain; version=0.0.4",
-            crate::cmd::status::prometheus(shared),
+            super::prometheus::render(sources),
         )
     } else {
         (

@@ -1,7 +1,8 @@
-//! Adaptive polling before a thread sleeps: the writer thread polls its
-//! queue (`store::writer`), and a connection worker polls the sockets while a
-//! lone peer sends requests close together (`server::read_poll`). This file
-//! tells the writer's case; the window is the same for both.
+//! The adaptive poll window: how long a thread polls before it sleeps. The
+//! writer thread polls its queue (`crate::writer`), and a connection worker
+//! polls the sockets while a lone peer sends requests close together
+//! ([`super::read`]). This file tells the writer's case; the window is the
+//! same for both.
 //!
 //! Why: on a small VM, waking a sleeping thread costs tens of microseconds
 //! (an inter-processor interrupt through the hypervisor), and the first

@@ -565,7 +565,7 @@ mod tests {
             for len in [0usize, 1, 127, 128, 1024, 70_000] {
                 let event = Bytes::from(vec![7u8; len]);
                 let frame = Frame::event(id, event.clone());
-                let body = crate::protocol::encode_event_frame(id, &event);
+                let body = crate::protocol::encode::encode_event_frame(id, &event);
                 let mut expected = (body.len() as u32).to_be_bytes().to_vec();
                 expected.extend_from_slice(&body);
                 let mut got = frame.head().to_vec();

@@ -25,7 +25,7 @@
 //!
 //! Where: tokio lets one worker at a time wait on the I/O driver, so the
 //! poll must run on the worker that owns its peer's socket. Each connection
-//! shard ([`super::shards`]) is a runtime with one worker and its own
+//! shard (`server::shards`) is a runtime with one worker and its own
 //! driver, and has its own poll task, woken by its own connections; what
 //! tells a lone peer from concurrent ones is shared by all shards.
 
@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::poll::PollWindow;
+use super::PollWindow;
 
 /// For how many windows after two connections sent within a window of each
 /// other requests count as concurrent: long enough to span the gaps between

@@ -1,0 +1,154 @@
+//! The domain types every part shares: a committed [`Change`] and the
+//! [`State`] it left, what kind of change it was, the phase rules that make
+//! an execution final, and the [`Revisions`] counters.
+//!
+//! They live here, below the store, the pipeline and the broker, so that
+//! each of those can use them without importing another: the store writes
+//! and reads changes, the pipeline builds them, the broker fans them out.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use stigmer_proto::agentexecution::{AgentExecution, ExecutionPhase};
+
+use crate::protocol::ApiError;
+
+/// What kind of change a revision recorded (stored in `history.kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Created = 1,
+    StatusUpdated = 2,
+    Deleted = 3,
+}
+
+impl ChangeKind {
+    /// From the stored integer; unknown values are a corrupt database.
+    pub fn from_i64(v: i64) -> Result<Self, ApiError> {
+        match v {
+            1 => Ok(Self::Created),
+            2 => Ok(Self::StatusUpdated),
+            3 => Ok(Self::Deleted),
+            other => Err(ApiError::internal(format!("unknown history kind {other}"))),
+        }
+    }
+}
+
+/// The state a create or status update left: the message (for phase checks)
+/// and the bytes the writer encoded and stored, which replies and events
+/// wrap as they are instead of encoding the execution again.
+#[derive(Debug)]
+pub struct State {
+    pub execution: Arc<AgentExecution>,
+    pub encoded: Bytes,
+}
+
+/// One committed change: what the broker fans out and what history replays.
+#[derive(Debug)]
+pub struct Change {
+    /// The global revision assigned at commit.
+    pub revision: u64,
+    /// The execution it changed.
+    pub execution_id: Arc<str>,
+    /// The execution after the change; `None` for a delete.
+    pub state: Option<State>,
+    /// The `Event { UPDATE }` for this change, built on first use and then
+    /// shared by every subscriber (see `protocol::encode_event_frame`).
+    event: OnceLock<Bytes>,
+    /// When the broker received it (just after COMMIT), for the broadcast
+    /// latency histogram.
+    published_at: OnceLock<std::time::Instant>,
+}
+
+impl Change {
+    /// A create or status update as committed.
+    pub fn new(revision: u64, execution_id: Arc<str>, state: State) -> Self {
+        Self::with_state(revision, execution_id, Some(state))
+    }
+
+    /// A delete as committed.
+    pub fn deleted(revision: u64, execution_id: Arc<str>) -> Self {
+        Self::with_state(revision, execution_id, None)
+    }
+
+    fn with_state(revision: u64, execution_id: Arc<str>, state: Option<State>) -> Self {
+        Self {
+            revision,
+            execution_id,
+            state,
+            event: OnceLock::new(),
+            published_at: OnceLock::new(),
+        }
+    }
+
+    /// Records the moment of publication (the first call wins).
+    pub fn mark_published(&self) {
+        let _ = self.published_at.set(std::time::Instant::now());
+    }
+
+    /// Time since publication, if published.
+    pub fn since_published(&self) -> Option<std::time::Duration> {
+        self.published_at.get().map(|t| t.elapsed())
+    }
+
+    /// True when the change left the execution in a terminal phase.
+    pub fn is_terminal(&self) -> bool {
+        self.state
+            .as_ref()
+            .is_some_and(|s| is_terminal(&s.execution))
+    }
+
+    /// The encoded `Event` of type UPDATE carrying this change; `None` for a
+    /// delete, which streams end on instead.
+    pub fn update_event_bytes(&self) -> Option<&Bytes> {
+        let state = self.state.as_ref()?;
+        Some(self.event.get_or_init(|| {
+            crate::protocol::encode_update_event(self.revision, &self.execution_id, &state.encoded)
+        }))
+    }
+}
+
+/// True for the phases after which no update is accepted.
+pub fn is_terminal_phase(phase: i32) -> bool {
+    matches!(
+        ExecutionPhase::try_from(phase),
+        Ok(ExecutionPhase::ExecutionCompleted
+            | ExecutionPhase::ExecutionFailed
+            | ExecutionPhase::ExecutionCancelled
+            | ExecutionPhase::ExecutionTerminated)
+    )
+}
+
+/// True when the execution is in a terminal phase.
+pub fn is_terminal(execution: &AgentExecution) -> bool {
+    execution
+        .status
+        .as_ref()
+        .map(|s| is_terminal_phase(s.phase))
+        .unwrap_or(false)
+}
+
+/// Revisions the daemon has committed, shared by the writer (which advances
+/// them) and every reader of them.
+#[derive(Debug, Default)]
+pub struct Revisions {
+    /// The last committed revision.
+    last: AtomicU64,
+    /// History at or below this revision may have been pruned.
+    compacted: AtomicU64,
+}
+
+impl Revisions {
+    /// The last committed revision.
+    pub fn last(&self) -> u64 {
+        self.last.load(Ordering::Acquire)
+    }
+    /// The compaction floor: a resume from below it needs a RESYNC.
+    pub fn compacted(&self) -> u64 {
+        self.compacted.load(Ordering::Acquire)
+    }
+    pub(crate) fn set(&self, last: u64, compacted: u64) {
+        self.compacted.store(compacted, Ordering::Release);
+        self.last.store(last, Ordering::Release);
+    }
+}

@@ -1,0 +1,413 @@
+//! One batch transaction: every job's pipeline, the revision counter and
+//! pruning, then COMMIT, as one `BEGIN IMMEDIATE ... COMMIT`.
+//!
+//! A job's logical refusal (not found, terminal phase) fails that job alone;
+//! an SQLite error fails the whole batch (it rolls back, and every caller is
+//! told).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rusqlite::Connection;
+
+use super::JobResult;
+use crate::pipeline::Write;
+use crate::protocol::{ApiError, Code};
+use crate::store::cache::LatestCache;
+use crate::store::prune::prune;
+use crate::store::{Immediate, Txn};
+
+/// Where a batch starts and the bounds it runs under.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Batch {
+    /// The revision the batch's first change takes.
+    pub(super) first_revision: u64,
+    /// The compaction floor before the batch.
+    pub(super) compacted: u64,
+    /// The largest encoded execution accepted.
+    pub(super) max_execution_bytes: usize,
+    /// `--history-retention`, for pruning.
+    pub(super) history_retention: u64,
+}
+
+/// A committed batch: each job's result, in order, with the last revision
+/// and the compaction floor as committed.
+pub(super) struct Committed {
+    pub(super) results: Vec<JobResult>,
+    pub(super) last: u64,
+    pub(super) compacted: u64,
+}
+
+/// Runs `writes` in one transaction and commits it (see the module docs).
+///
+/// When it fails, SQLite rolled back every job's writes, so `cache` (which
+/// the jobs changed as they wrote) is cleared: the next loads read the
+/// committed states from the database.
+pub(super) fn transact(
+    conn: &mut Connection,
+    cache: &mut LatestCache,
+    batch: Batch,
+    writes: Vec<Write>,
+) -> Result<Committed, ApiError> {
+    let outcome = (|| {
+        let tx = Immediate::begin(conn)?;
+        let mut txn = Txn::new(
+            tx.conn,
+            batch.first_revision,
+            batch.max_execution_bytes,
+            batch.compacted,
+            cache,
+        );
+        let mut results = Vec::with_capacity(writes.len());
+        for write in writes {
+            // Pipeline steps 2-4 (load, build, persist) of this write.
+            match write.apply(&mut txn, SystemTime::now()) {
+                Ok(change) => results.push(Ok(Arc::new(change))),
+                Err(err) if is_storage_failure(&err) => return Err(err),
+                Err(err) => results.push(Err(err)),
+            }
+        }
+        let last = txn.next_revision() - 1;
+        let mut compacted = batch.compacted;
+        if last >= batch.first_revision {
+            // No counter row is written: the history's largest revision is
+            // the last one (`store::load_revisions`), one page fewer per
+            // commit.
+            compacted = prune(tx.conn, last, compacted, batch.history_retention)?;
+        }
+        tx.commit()?;
+        Ok(Committed {
+            results,
+            last,
+            compacted,
+        })
+    })();
+    if outcome.is_err() {
+        cache.clear();
+    }
+    outcome
+}
+
+/// Storage failures abort the batch; logical refusals do not.
+fn is_storage_failure(err: &ApiError) -> bool {
+    matches!(err.code, Code::Unavailable | Code::Internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::prune::PRUNE_MAX_REVISIONS;
+    use crate::store::{load_revisions, reader, schema};
+    use crate::writer::LATEST_CACHE_BYTES;
+    use std::sync::Mutex;
+    use stigmer_proto::agentexecution::{
+        AgentExecution, AgentExecutionSpec, AgentExecutionStatus, AgentExecutionUpdateStatusInput,
+        ExecutionPhase,
+    };
+    use stigmer_proto::apiresource::ApiResourceMetadata;
+
+    /// A migrated database and the counters the writer thread would keep.
+    struct Db {
+        conn: Connection,
+        cache: LatestCache,
+        last: u64,
+        compacted: u64,
+        retention: u64,
+    }
+
+    impl Db {
+        fn new(retention: u64) -> Db {
+            let mut conn = Connection::open_in_memory().expect("open");
+            schema::migrate(&mut conn).expect("migrate");
+            Db {
+                conn,
+                cache: LatestCache::new(LATEST_CACHE_BYTES),
+                last: 0,
+                compacted: 0,
+                retention,
+            }
+        }
+
+        fn batch(&self) -> Batch {
+            Batch {
+                first_revision: self.last + 1,
+                compacted: self.compacted,
+                max_execution_bytes: 1 << 20,
+                history_retention: self.retention,
+            }
+        }
+
+        /// Commits one batch of jobs, as the writer thread does.
+        fn commit(&mut self, jobs: Vec<Write>) -> Vec<JobResult> {
+            let batch = self.batch();
+            let committed = transact(&mut self.conn, &mut self.cache, batch, jobs).expect("commit");
+            self.last = committed.last;
+            self.compacted = committed.compacted;
+            committed.results
+        }
+
+        fn history_revisions(&self) -> Vec<u64> {
+            self.conn
+                .prepare("SELECT revision FROM history ORDER BY revision")
+                .and_then(|mut s| {
+                    s.query_map([], |r| r.get::<_, i64>(0))?
+                        .collect::<Result<Vec<i64>, _>>()
+                })
+                .expect("history")
+                .into_iter()
+                .map(|r| r as u64)
+                .collect()
+        }
+    }
+
+    fn new_execution(id: &str) -> Write {
+        Write::Create(Box::new(AgentExecution {
+            metadata: Some(ApiResourceMetadata {
+                id: id.into(),
+                ..Default::default()
+            }),
+            spec: Some(AgentExecutionSpec {
+                agent_id: "agent".into(),
+                message: "go".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    fn progress(id: &str, note: &str) -> Write {
+        Write::UpdateStatus(Box::new(AgentExecutionUpdateStatusInput {
+            execution_id: id.into(),
+            status: Some(AgentExecutionStatus {
+                phase: ExecutionPhase::ExecutionInProgress as i32,
+                error: note.into(),
+                ..Default::default()
+            }),
+        }))
+    }
+
+    fn note(db: &Db, id: &str) -> (String, u64) {
+        let stored = reader::get(&db.conn, id).expect("get").expect("exists");
+        let error = stored.execution.status.map(|s| s.error).unwrap_or_default();
+        (error, stored.revision)
+    }
+
+    /// An execution's history is the chain of its own changes, found by
+    /// walking `prev` links back from its latest revision (no index): with
+    /// other executions' changes interleaved, after any revision, through a
+    /// delete (the tombstone is the chain's head), and the last revision is
+    /// recovered from the history alone at start-up.
+    #[test]
+    fn history_chain_follows_one_execution_through_interleaved_changes() {
+        let mut db = Db::new(1000);
+        db.commit(vec![new_execution("aex-a"), new_execution("aex-b")]); // 1, 2
+        db.commit(vec![progress("aex-a", "a1"), progress("aex-b", "b1")]); // 3, 4
+        db.commit(vec![progress("aex-b", "b2")]); // 5
+        db.commit(vec![progress("aex-a", "a2"), progress("aex-a", "a3")]); // 6, 7
+        assert_eq!(
+            reader::chain(&db.conn, "aex-a", 0).expect("chain"),
+            [1, 3, 6, 7]
+        );
+        assert_eq!(reader::chain(&db.conn, "aex-a", 3).expect("chain"), [6, 7]);
+        assert_eq!(
+            reader::chain(&db.conn, "aex-a", 7).expect("chain"),
+            [] as [u64; 0]
+        );
+        assert_eq!(
+            reader::chain(&db.conn, "aex-b", 1).expect("chain"),
+            [2, 4, 5]
+        );
+        assert!(reader::chain(&db.conn, "aex-none", 0)
+            .expect("chain")
+            .is_empty());
+        let page = reader::history(&db.conn, "aex-a", 1, 2, usize::MAX).expect("history");
+        assert_eq!(
+            page.iter().map(|r| r.revision).collect::<Vec<_>>(),
+            [3, 6],
+            "a page is the oldest `limit` rows after `after`"
+        );
+        db.commit(vec![Write::Delete("aex-b".into())]); // 8
+        assert_eq!(reader::chain(&db.conn, "aex-b", 4).expect("chain"), [5, 8]);
+        assert_eq!(
+            reader::deleted_revision(&db.conn, "aex-b").expect("deleted"),
+            Some(8)
+        );
+        assert_eq!(load_revisions(&db.conn).expect("revisions"), (8, 0));
+    }
+
+    /// One transaction prunes at most `PRUNE_MAX_REVISIONS` revisions, so no
+    /// batch waits for a long DELETE: a history far behind its (lowered)
+    /// retention catches up a slice per commit, and then stays within it.
+    #[test]
+    fn pruning_is_bounded_per_transaction() {
+        let mut db = Db::new(1_000_000);
+        db.commit(vec![new_execution("aex-a"), new_execution("aex-b")]);
+        for batch in 0..100 {
+            db.commit(
+                (0..50)
+                    .map(|i| progress("aex-a", &format!("{batch}.{i}")))
+                    .collect(),
+            );
+        }
+        assert_eq!((db.last, db.compacted), (5002, 0));
+        db.retention = 100;
+        let mut floors = Vec::new();
+        for i in 0..4 {
+            db.commit(vec![progress("aex-a", &format!("after {i}"))]);
+            floors.push(db.compacted);
+        }
+        let max = PRUNE_MAX_REVISIONS;
+        assert_eq!(floors, [max, 2 * max, 5005 - 100, 5005 - 100]);
+        assert_eq!(db.last, 5006);
+        // Above the floor every revision is left; below it only aex-b's
+        // latest state (its creation, revision 2).
+        let kept = db.history_revisions();
+        assert_eq!(kept.first(), Some(&2));
+        assert_eq!(kept[1..], (5005 - 100 + 1..=5006).collect::<Vec<_>>()[..]);
+        assert_eq!(note(&db, "aex-b").1, 2);
+        assert_eq!(note(&db, "aex-a"), ("after 3".into(), 5006));
+    }
+
+    /// Pruning never deletes the row an execution's latest state lives in;
+    /// a kept row below the floor goes once the execution moves on or is
+    /// deleted; above the floor the history stays complete for catch-up.
+    #[test]
+    fn pruning_keeps_latest_states() {
+        let mut db = Db::new(4);
+        db.commit(vec![new_execution("aex-idle"), new_execution("aex-busy")]);
+        db.commit(vec![progress("aex-idle", "idle once")]); // 3
+        for i in 0..20 {
+            db.commit(vec![progress("aex-busy", &format!("busy {i}"))]);
+        }
+        assert_eq!(db.last, 23);
+        assert_eq!(db.compacted, 19);
+        // Below the floor only aex-idle's latest state is left.
+        assert_eq!(note(&db, "aex-idle"), ("idle once".into(), 3));
+        assert_eq!(note(&db, "aex-busy"), ("busy 19".into(), 23));
+        assert_eq!(db.history_revisions(), [3, 20, 21, 22, 23]);
+        // Catch-up from the floor sees the complete history above it.
+        let rows =
+            reader::history(&db.conn, "aex-busy", db.compacted, 100, usize::MAX).expect("history");
+        let revisions: Vec<u64> = rows.iter().map(|r| r.revision).collect();
+        assert_eq!(revisions, [20, 21, 22, 23]);
+        assert!(
+            reader::history(&db.conn, "aex-idle", db.compacted, 100, usize::MAX)
+                .expect("history")
+                .is_empty()
+        );
+
+        // aex-idle moves on: its old row, below the floor, goes at once.
+        db.commit(vec![progress("aex-idle", "idle twice")]); // 24
+        assert_eq!(note(&db, "aex-idle"), ("idle twice".into(), 24));
+        assert_eq!(db.history_revisions(), [21, 22, 23, 24]);
+
+        // Two updates of one execution in one batch, then more pruning.
+        let results = db.commit(vec![progress("aex-idle", "a"), progress("aex-idle", "b")]);
+        assert!(results.iter().all(Result::is_ok));
+        for i in 0..6 {
+            db.commit(vec![progress("aex-busy", &format!("later {i}"))]);
+        }
+        assert_eq!((db.last, db.compacted), (32, 28));
+        assert_eq!(note(&db, "aex-idle"), ("b".into(), 26));
+        assert_eq!(db.history_revisions(), [26, 29, 30, 31, 32]);
+
+        // A delete of an execution whose state is below the floor removes
+        // that row; its delete stays until pruned like any change.
+        db.commit(vec![Write::Delete("aex-idle".into())]); // 33
+        assert!(reader::get(&db.conn, "aex-idle").expect("get").is_none());
+        assert_eq!(
+            reader::deleted_revision(&db.conn, "aex-idle").expect("deleted"),
+            Some(33)
+        );
+        assert_eq!(db.history_revisions(), [30, 31, 32, 33]);
+        let integrity: String = db
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("integrity");
+        assert_eq!(integrity, "ok");
+    }
+
+    /// A job that reports what `Txn::load` gives for `id` (and writes nothing).
+    fn peek(id: &'static str, seen: Arc<Mutex<Option<(String, u64)>>>) -> Write {
+        Write::Test(Box::new(move |txn| {
+            let stored = txn.load(id)?.expect("exists");
+            let error = stored.execution.status.map(|s| s.error).unwrap_or_default();
+            *seen.lock().expect("lock") = Some((error, stored.revision));
+            Err(ApiError::not_found("peek writes nothing"))
+        }))
+    }
+
+    /// A batch that fails rolls back every job's writes, in SQLite and in
+    /// the writer's cache: what the next jobs load is the committed state.
+    #[test]
+    fn failed_batch_leaves_the_committed_states() {
+        let mut db = Db::new(100);
+        db.commit(vec![new_execution("aex-x")]);
+        db.commit(vec![progress("aex-x", "committed")]);
+        let failing = Write::Test(Box::new(|_txn| Err(ApiError::unavailable("disk full"))));
+        let batch = db.batch();
+        let outcome = transact(
+            &mut db.conn,
+            &mut db.cache,
+            batch,
+            vec![progress("aex-x", "rolled back"), failing],
+        );
+        assert!(outcome.is_err());
+        assert_eq!(note(&db, "aex-x"), ("committed".into(), 2));
+        let seen = Arc::new(Mutex::new(None));
+        db.commit(vec![peek("aex-x", seen.clone())]);
+        assert_eq!(*seen.lock().expect("lock"), Some(("committed".into(), 2)));
+        db.commit(vec![progress("aex-x", "next")]);
+        assert_eq!(note(&db, "aex-x"), ("next".into(), 3));
+        // Within a batch, a job loads what the one before it wrote.
+        db.commit(vec![
+            progress("aex-x", "first"),
+            peek("aex-x", seen.clone()),
+        ]);
+        assert_eq!(*seen.lock().expect("lock"), Some(("first".into(), 4)));
+    }
+
+    /// With and without the cache, a mix of jobs leaves the same states.
+    #[test]
+    fn cache_changes_nothing_but_speed() {
+        let run = |budget: usize| {
+            let mut db = Db::new(8);
+            db.cache = LatestCache::new(budget);
+            let mut log = Vec::new();
+            for i in 0..40 {
+                let id = ["aex-a", "aex-b", "aex-c"][i % 3];
+                let jobs = match i % 7 {
+                    0 => vec![new_execution(id), progress(id, &format!("n{i}"))],
+                    5 => vec![Write::Delete(id.into())],
+                    _ => vec![
+                        progress(id, &format!("u{i}")),
+                        progress(id, &format!("v{i}")),
+                    ],
+                };
+                let results = db.commit(jobs);
+                let outcomes: Vec<String> = results
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(c) => format!("ok {}", c.revision),
+                        Err(s) => format!("{:?}", s.code),
+                    })
+                    .collect();
+                // The states as the database has them (the clock stamps differ
+                // between runs, so compared by note and revision).
+                let states: Vec<_> = ["aex-a", "aex-b", "aex-c"]
+                    .iter()
+                    .map(|id| {
+                        reader::get(&db.conn, id)
+                            .expect("get")
+                            .map(|s| (s.execution.status.map(|s| s.error), s.revision))
+                    })
+                    .collect();
+                log.push((outcomes, states));
+            }
+            log
+        };
+        assert_eq!(run(LATEST_CACHE_BYTES), run(0));
+        // A cache so small it keeps flipping generations.
+        assert_eq!(run(3000), run(0));
+    }
+}
