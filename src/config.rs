@@ -70,10 +70,10 @@ pub const DEFAULT_WORKER_THREADS: usize = 0;
 /// and its own I/O driver (`server::shards`). Under load the writer thread
 /// keeps a CPU busy by itself (it commits, and polls between batches, see
 /// `crate::poll`), hence one fewer than CPUs on larger machines. On two
-/// vCPUs two shards gave 32 concurrent writers a slightly better paired
+/// vCPUs two shards gave 32 concurrent runners a slightly better paired
 /// throughput than one (0.34x against 0.31x XADD, near this VM's noise;
 /// fewer idle gaps between a commit and the next requests, ~10% more CPU
-/// per update) without costing a lone writer's latency, since each shard
+/// per update) without costing a lone runner's latency, since each shard
 /// polls for its own lone peer (docs/PERFORMANCE.md, session 5).
 pub fn worker_threads(requested: usize, cpus: usize) -> usize {
     if requested > 0 {

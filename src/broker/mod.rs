@@ -166,7 +166,7 @@ impl Broker {
     /// `writev` (as Redis writes each client's buffer once per event-loop
     /// turn): under fan-out, syscalls per delivery fall with the batch size.
     pub fn publish_all(&self, changes: &[Arc<Change>]) {
-        // A lone change (the common case: one writer, or fan-out) is written
+        // A lone change (the common case: one runner, or fan-out) is written
         // to each armed connection as it is appended, in one pass over the
         // subscribers; a batch is appended everywhere first and written
         // once per connection at the end.

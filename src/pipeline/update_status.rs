@@ -268,7 +268,7 @@ mod tests {
             prop_assert_eq!(&merged.audit, &stored.audit);
         }
 
-        /// Merging the same input twice changes nothing more (writers resend
+        /// Merging the same input twice changes nothing more (runners resend
         /// their cumulative status).
         #[test]
         fn merge_is_idempotent(stored in status_strategy(), incoming in status_strategy()) {

@@ -10,7 +10,7 @@
 //! its worker poll the I/O driver without blocking (tokio runs a yielded
 //! task again only after an `epoll_wait` with a zero timeout), so the next
 //! request's socket is seen as soon as it is readable. Measured on the
-//! latency benchmark (one writer, one subscriber): p50 ~125 µs without it,
+//! latency benchmark (one runner, one subscriber): p50 ~125 µs without it,
 //! ~60–80 µs with it.
 //!
 //! When: only while requests come from one connection at a time, the case
@@ -18,7 +18,7 @@
 //! hop adds to its round trip. Once requests from two connections come
 //! within a window of each other, the daemon has concurrent work, the CPUs
 //! are better left to it, and a wake-up is shared by a burst of requests:
-//! measured with 32 writers, polling then cost ~20 µs of CPU per update and
+//! measured with 32 runners, polling then cost ~20 µs of CPU per update and
 //! a fifth of the throughput. The window adapts like the writer's
 //! ([`PollWindow`]), so a lone peer that sends every few milliseconds is not
 //! polled for at all.
@@ -40,7 +40,7 @@ use super::PollWindow;
 
 /// For how many windows after two connections sent within a window of each
 /// other requests count as concurrent: long enough to span the gaps between
-/// bursts of many writers (each burst is one commit's replies), short
+/// bursts of many runners (each burst is one commit's replies), short
 /// enough that a peer left alone is polled for again within a millisecond.
 const CONCURRENT_HOLD_WINDOWS: u64 = 4;
 

@@ -7,9 +7,9 @@
 //! ([`super::read_poll`]) spins on one worker while a request's readiness
 //! reaches the other, parked in `epoll_wait` (a wake-up through the
 //! hypervisor on a small VM). Measured on two vCPUs (docs/PERFORMANCE.md,
-//! session 5): one runtime with two workers made a lone writer's round trip
+//! session 5): one runtime with two workers made a lone runner's round trip
 //! ~30% longer than one worker; two shards kept it, and gave 32 concurrent
-//! writers a paired throughput ratio of 0.34x against one worker's 0.31x
+//! runners a paired throughput ratio of 0.34x against one worker's 0.31x
 //! (medians of nine pairs; the same as two workers in one runtime). Each
 //! shard polls for its own lone peer, and connections share nothing that
 //! needs their runtime (the store, the broker and the outboxes are plain

@@ -2,7 +2,7 @@
 //!
 //! Every status update first loads the execution's latest state. From SQLite
 //! that is a `SELECT` joining `executions` to `history` and a protobuf decode
-//! of ~1 KiB: 16% of the writer thread's time under 32 writers (profiled,
+//! of ~1 KiB: 16% of the writer thread's time under 32 runners (profiled,
 //! docs/PERFORMANCE.md). The writer is the only code that changes a state, so
 //! it can keep the states it wrote itself. A load moves the state out
 //! ([`LatestCache::take`]) rather than copying it: the writer loads a state

@@ -4,7 +4,7 @@
 //! Why: SQLite's automatic checkpoint runs inside the COMMIT that crosses
 //! 1000 WAL pages, so one unlucky batch per ~1000 pages paid for copying the
 //! WAL into the database and an fsync (profiled: 11% of the writer thread's
-//! time under 32 writers, and the tail of the latency distribution). This
+//! time under 32 runners, and the tail of the latency distribution). This
 //! thread runs PASSIVE checkpoints instead (WAL mode lets one writer append
 //! while a checkpoint copies older frames), so no caller waits for one; the
 //! writer's own automatic checkpoint stays as a backstop

@@ -64,7 +64,7 @@ pub(crate) fn open_write_connection(
     conn.set_prepared_statement_cache_capacity(32);
     // The writer's page cache: SQLite's default (2 MB, ~500 pages) is
     // smaller than one checkpoint interval of history pages plus the hot
-    // executions, and the profile of 32 writers showed the writer re-reading
+    // executions, and the profile of 32 runners showed the writer re-reading
     // pages with pread (~4% of its time). 16 MiB is only used under load.
     conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))
         .map_err(|e| format!("cannot configure database: {e}"))?;

@@ -42,7 +42,7 @@ const MIGRATIONS: &[&str] = &[
         WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.revision = e.revision);
      ALTER TABLE executions DROP COLUMN data;",
     // 3: no per-execution index on `history`. It cost one dirty 4 KiB page
-    // per execution in every commit (daemon CPU per update, 32 writers:
+    // per execution in every commit (daemon CPU per update, 32 runners:
     // 56-59 µs with it, 40-42 µs without; docs/PERFORMANCE.md). Instead each
     // row records `prev`, the revision of the same execution's previous
     // change, so an execution's history is a chain walked back from its

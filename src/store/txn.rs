@@ -270,7 +270,7 @@ impl<'c> Txn<'c> {
 ///
 /// Why not rusqlite's `Transaction`: it runs both statements through
 /// `execute_batch`, which parses the SQL text again for every batch (~1% of
-/// the writer thread under 32 writers); these are prepared once and cached.
+/// the writer thread under 32 runners); these are prepared once and cached.
 pub(crate) struct Immediate<'c> {
     pub(crate) conn: &'c Connection,
 }

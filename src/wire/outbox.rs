@@ -2,7 +2,7 @@
 //! thread may append to, and that writes to the socket *on the appending
 //! thread* whenever nothing is queued ahead.
 //!
-//! Why not a channel to a writer task: every frame would then cost a
+//! Why not a channel to a task that writes: every frame would then cost a
 //! cross-thread wake-up of that task before it reaches the socket, and on a
 //! small VM a wake-up of an idle vCPU costs ~45 µs (docs/PERFORMANCE.md).
 //! Here the writer thread writes an acknowledgement, and the broker a live
