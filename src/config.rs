@@ -9,40 +9,40 @@ use clap::{Args, ValueEnum};
 /// Default `--max-connections`. sd-varlink allows 4096; 1024 is ample for
 /// one machine's runners and watchers and keeps the fd budget well under the
 /// usual 1024-soft/524288-hard RLIMIT_NOFILE once raised by the unit file.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// Default `--max-subscriptions-per-connection`. A UI watching every
 /// execution of a busy machine needs hundreds; a runaway loop should meet a
 /// clear RESOURCE_EXHAUSTED long before it costs real memory.
-pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 1024;
+pub(crate) const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 1024;
 
 /// Default `--subscriber-queue` (events). Overflow is not loss: the stream
 /// catches up from the durable history. So the queue only needs to absorb
 /// bursts: 256 events is ~10 s of a model streaming at 25 updates/s.
-pub const DEFAULT_SUBSCRIBER_QUEUE: usize = 256;
+pub(crate) const DEFAULT_SUBSCRIBER_QUEUE: usize = 256;
 
 /// Default `--connection-queue` (frames waiting for the socket). Bounds the
 /// memory one unread connection can hold: at most this many frames (each
 /// shared with other subscribers when it is an event).
-pub const DEFAULT_CONNECTION_QUEUE: usize = 1024;
+pub(crate) const DEFAULT_CONNECTION_QUEUE: usize = 1024;
 
 /// Default `--writer-poll-us`: the longest the writer thread polls its
 /// queue before sleeping (the window adapts below it, see `crate::poll`).
 /// 200 µs covers a writer's round trip on a small VM (reply, client, next
 /// update) and is the cap Linux's guest halt-poll uses by default; polling
 /// stops by itself when updates come further apart.
-pub const DEFAULT_WRITER_POLL_US: u64 = 200;
+pub(crate) const DEFAULT_WRITER_POLL_US: u64 = 200;
 
 /// Default `--reader-poll-us`: the longest a connection worker polls for a
 /// lone peer's next request before it sleeps (adaptive below it, see
 /// `server::read_poll`). The same cap as the writer's, for the same reason:
 /// it covers a peer's round trip on a small VM.
-pub const DEFAULT_READER_POLL_US: u64 = 200;
+pub(crate) const DEFAULT_READER_POLL_US: u64 = 200;
 
 /// Default `--writer-queue` (updates waiting for the writer thread). Large
 /// enough that group commit always finds a full batch under load; when it is
 /// full, connections wait to submit (back-pressure), nothing is dropped.
-pub const DEFAULT_WRITER_QUEUE: usize = 4096;
+pub(crate) const DEFAULT_WRITER_QUEUE: usize = 4096;
 
 /// Default `--history-retention` (revisions kept for resume). Each history
 /// row holds a whole execution state, so with 1 KiB states this is ~100 MiB of
@@ -52,17 +52,17 @@ pub const DEFAULT_HISTORY_RETENTION: u64 = 100_000;
 /// Default `--max-connections-per-uid`. One user's runaway script must not
 /// lock every other user out: a quarter of the total (sd-varlink: 1024 of
 /// 4096).
-pub const DEFAULT_MAX_CONNECTIONS_PER_UID: usize = 256;
+pub(crate) const DEFAULT_MAX_CONNECTIONS_PER_UID: usize = 256;
 
 /// Default `--slow-consumer-timeout` (seconds). A connection whose socket
 /// accepts no bytes for this long while frames wait is closed (its client
 /// resumes from its last revision). Long enough for a paused debugger or a
 /// swapped-out UI, short enough that a dead peer does not pin its buffers.
-pub const DEFAULT_SLOW_CONSUMER_TIMEOUT_SECS: u64 = 30;
+pub(crate) const DEFAULT_SLOW_CONSUMER_TIMEOUT_SECS: u64 = 30;
 
 /// Default `--worker-threads`: 0, which [`worker_threads`] turns into one
 /// per CPU but one, and at least two where there are two CPUs.
-pub const DEFAULT_WORKER_THREADS: usize = 0;
+pub(crate) const DEFAULT_WORKER_THREADS: usize = 0;
 
 /// The connection workers to start for `--worker-threads requested` on
 /// `cpus` CPUs: `requested`, or for 0 one per CPU but one, at least two
@@ -75,7 +75,7 @@ pub const DEFAULT_WORKER_THREADS: usize = 0;
 /// fewer idle gaps between a commit and the next requests, ~10% more CPU
 /// per update) without costing a lone runner's latency, since each shard
 /// polls for its own lone peer (docs/PERFORMANCE.md, session 5).
-pub fn worker_threads(requested: usize, cpus: usize) -> usize {
+pub(crate) fn worker_threads(requested: usize, cpus: usize) -> usize {
     if requested > 0 {
         requested
     } else {

@@ -47,6 +47,10 @@
 //! fuzz targets and tests reach inside; not a stable API). Everything else
 //! is crate-private.
 
+// Crate-private by default: a `pub` item must be reachable from the three
+// public modules, or it is a warning (an error under `clippy -D warnings`).
+#![warn(unreachable_pub)]
+
 pub mod cli;
 pub(crate) mod config;
 pub mod daemon;

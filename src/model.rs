@@ -16,7 +16,7 @@ use crate::protocol::ApiError;
 
 /// What kind of change a revision recorded (stored in `history.kind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChangeKind {
+pub(crate) enum ChangeKind {
     Created = 1,
     StatusUpdated = 2,
     Deleted = 3,
@@ -24,7 +24,7 @@ pub enum ChangeKind {
 
 impl ChangeKind {
     /// From the stored integer; unknown values are a corrupt database.
-    pub fn from_i64(v: i64) -> Result<Self, ApiError> {
+    pub(crate) fn from_i64(v: i64) -> Result<Self, ApiError> {
         match v {
             1 => Ok(Self::Created),
             2 => Ok(Self::StatusUpdated),
@@ -109,7 +109,7 @@ impl Change {
 }
 
 /// True for the phases after which no update is accepted.
-pub fn is_terminal_phase(phase: i32) -> bool {
+pub(crate) fn is_terminal_phase(phase: i32) -> bool {
     matches!(
         ExecutionPhase::try_from(phase),
         Ok(ExecutionPhase::ExecutionCompleted

@@ -31,7 +31,7 @@ const TOKENS_PER_UPDATE: usize = 3;
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Runs the demo; the exit status is `subscribe`'s.
-pub async fn run(socket: PathBuf) -> ExitCode {
+pub(super) async fn run(socket: PathBuf) -> ExitCode {
     match demo(&socket).await {
         Ok(code) => code,
         Err(e) => {

@@ -16,13 +16,13 @@ use super::render::{self, Transcript};
 use super::{ExecutionsCommand, Output, EXIT_ERROR};
 
 /// Exit status of `subscribe` when the execution FAILED.
-pub const EXIT_FAILED: u8 = 3;
+pub(super) const EXIT_FAILED: u8 = 3;
 /// Exit status of `subscribe` when the execution was CANCELLED or TERMINATED.
-pub const EXIT_CANCELLED: u8 = 4;
+pub(super) const EXIT_CANCELLED: u8 = 4;
 
 /// Everything a client command can fail with; printed as `error: ...`.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(super) enum CliError {
     /// No daemon answered on the socket.
     #[error("cannot connect to the daemon at {}: {source}", path.display())]
     Connect {
@@ -46,7 +46,7 @@ pub enum CliError {
 }
 
 /// Connects to the daemon at `socket`.
-pub async fn connect(socket: &Path) -> Result<Client, CliError> {
+pub(super) async fn connect(socket: &Path) -> Result<Client, CliError> {
     // Fails at once when no daemon listens on the socket.
     Client::connect(socket)
         .await
@@ -57,7 +57,7 @@ pub async fn connect(socket: &Path) -> Result<Client, CliError> {
 }
 
 /// Runs one `executions` subcommand; errors go to stderr with exit status 1.
-pub async fn run(socket: PathBuf, cmd: ExecutionsCommand) -> ExitCode {
+pub(super) async fn run(socket: PathBuf, cmd: ExecutionsCommand) -> ExitCode {
     match dispatch(&socket, cmd).await {
         Ok(code) => code,
         Err(e) => {
@@ -184,7 +184,7 @@ fn print_json(out: &mut impl Write, value: &serde_json::Value) -> Result<(), Cli
 /// Watches `id` until its stream ends, printing each event as text (a live
 /// transcript) or JSON lines; the exit status follows the final phase: 0
 /// completed, 3 failed, 4 cancelled or terminated, 1 otherwise.
-pub async fn watch(
+pub(super) async fn watch(
     client: &Client,
     id: &str,
     from_revision: Option<u64>,
@@ -262,7 +262,7 @@ fn is_terminal(phase: ExecutionPhase) -> bool {
 }
 
 /// `subscribe`'s exit status for a final phase.
-pub fn exit_for_phase(phase: ExecutionPhase) -> ExitCode {
+pub(super) fn exit_for_phase(phase: ExecutionPhase) -> ExitCode {
     match phase {
         ExecutionPhase::ExecutionCompleted => ExitCode::SUCCESS,
         ExecutionPhase::ExecutionFailed => ExitCode::from(EXIT_FAILED),

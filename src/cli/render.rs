@@ -13,7 +13,7 @@ use stigmer_client::proto::agentexecution::{
 use stigmer_client::{end_reason_name, Event};
 
 /// The CLI's short name for a phase (the `--phase` values).
-pub fn phase_name(phase: ExecutionPhase) -> &'static str {
+pub(super) fn phase_name(phase: ExecutionPhase) -> &'static str {
     match phase {
         ExecutionPhase::Unspecified => "unspecified",
         ExecutionPhase::ExecutionPending => "pending",
@@ -58,12 +58,12 @@ fn todo_status_name(s: i32) -> &'static str {
 }
 
 /// The execution's id (empty when the daemon sent none).
-pub fn execution_id(e: &AgentExecution) -> &str {
+pub(super) fn execution_id(e: &AgentExecution) -> &str {
     e.metadata.as_ref().map(|m| m.id.as_str()).unwrap_or("")
 }
 
 /// The execution's phase (UNSPECIFIED when it has no status).
-pub fn execution_phase(e: &AgentExecution) -> ExecutionPhase {
+pub(super) fn execution_phase(e: &AgentExecution) -> ExecutionPhase {
     e.status
         .as_ref()
         .map(|s| s.phase())
@@ -71,14 +71,14 @@ pub fn execution_phase(e: &AgentExecution) -> ExecutionPhase {
 }
 
 /// An execution in the canonical proto3 JSON mapping.
-pub fn execution_json(e: &AgentExecution) -> Result<Value, serde_json::Error> {
+pub(super) fn execution_json(e: &AgentExecution) -> Result<Value, serde_json::Error> {
     serde_json::to_value(e)
 }
 
 /// One `subscribe -o json` line (without the newline): `type`, `revision`,
 /// and `execution` or (on `end`) `reason`. Written by hand so the keys come
 /// in that order, which reads better than serde_json's sorted maps.
-pub fn event_json(ev: &Event) -> Result<String, serde_json::Error> {
+pub(super) fn event_json(ev: &Event) -> Result<String, serde_json::Error> {
     let head = format!(
         "{{\"type\":{},\"revision\":{}",
         serde_json::to_string(ev.kind())?,
@@ -121,7 +121,7 @@ fn one_line(s: &str, max: usize) -> String {
 }
 
 /// `get -o text`: the execution, readable.
-pub fn write_execution(out: &mut impl Write, e: &AgentExecution, revision: u64) -> io::Result<()> {
+pub(super) fn write_execution(out: &mut impl Write, e: &AgentExecution, revision: u64) -> io::Result<()> {
     let spec = e.spec.clone().unwrap_or_default();
     let status = e.status.clone().unwrap_or_default();
     writeln!(out, "id:        {}", execution_id(e))?;
@@ -175,7 +175,7 @@ pub fn write_execution(out: &mut impl Write, e: &AgentExecution, revision: u64) 
 }
 
 /// `list -o text`: one line per execution.
-pub fn write_list(out: &mut impl Write, executions: &[AgentExecution]) -> io::Result<()> {
+pub(super) fn write_list(out: &mut impl Write, executions: &[AgentExecution]) -> io::Result<()> {
     writeln!(
         out,
         "{:<30}  {:<12}  {:<16}  {:<16}  PROMPT",
@@ -215,7 +215,7 @@ fn all_tool_calls(status: &AgentExecutionStatus) -> Vec<&ToolCall> {
 /// event, only what changed since the previous one: phase changes, new
 /// messages, the new suffix of a growing message (streamed tokens, on the
 /// same line), tool calls as they appear or change status, errors, todos.
-pub struct Transcript<W: Write> {
+pub(super) struct Transcript<W: Write> {
     out: W,
     prev: AgentExecutionStatus,
     /// The index of the message whose text is on the open (unterminated)
@@ -226,7 +226,7 @@ pub struct Transcript<W: Write> {
 
 impl<W: Write> Transcript<W> {
     /// A transcript written to `out`.
-    pub fn new(out: W) -> Self {
+    pub(super) fn new(out: W) -> Self {
         Transcript {
             out,
             prev: AgentExecutionStatus::default(),
@@ -249,7 +249,7 @@ impl<W: Write> Transcript<W> {
     }
 
     /// Prints what `ev` changes and flushes.
-    pub fn event(&mut self, ev: &Event) -> io::Result<()> {
+    pub(super) fn event(&mut self, ev: &Event) -> io::Result<()> {
         match ev {
             Event::Snapshot {
                 revision,
@@ -425,7 +425,7 @@ impl<W: Write> Transcript<W> {
     }
 
     /// Terminates the open line (at the end of the stream).
-    pub fn finish(&mut self) -> io::Result<()> {
+    pub(super) fn finish(&mut self) -> io::Result<()> {
         self.close_line()?;
         self.out.flush()
     }

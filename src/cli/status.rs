@@ -11,7 +11,7 @@ use super::executions::{connect, CliError};
 use super::{Output, EXIT_ERROR};
 
 /// Runs `stigmer status`.
-pub async fn run(socket: PathBuf, prometheus: bool, output: Output) -> ExitCode {
+pub(super) async fn run(socket: PathBuf, prometheus: bool, output: Output) -> ExitCode {
     match show(socket, prometheus, output).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

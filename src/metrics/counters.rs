@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// The server's connection counters, for `stigmer status`, the metrics
 /// and `--idle-exit`.
 #[derive(Debug, Default)]
-pub struct ConnectionStats {
+pub(crate) struct ConnectionStats {
     /// Connections open now.
     pub connections_open: AtomicUsize,
     /// Connections being served now, per connection shard (index = shard
@@ -35,7 +35,7 @@ pub struct ConnectionStats {
 
 impl ConnectionStats {
     /// Counters for a daemon with `shards` connection shards.
-    pub fn with_shards(shards: usize) -> Self {
+    pub(crate) fn with_shards(shards: usize) -> Self {
         ConnectionStats {
             shard_connections: (0..shards.max(1)).map(|_| AtomicUsize::new(0)).collect(),
             ..ConnectionStats::default()
@@ -43,7 +43,7 @@ impl ConnectionStats {
     }
 
     /// Counts a connection of `uid` in, unless that uid is at `limit`.
-    pub fn enter_uid(&self, uid: u32, limit: usize) -> bool {
+    pub(crate) fn enter_uid(&self, uid: u32, limit: usize) -> bool {
         let mut per_uid = self.per_uid.lock().unwrap_or_else(|p| p.into_inner());
         let count = per_uid.entry(uid).or_insert(0);
         if *count >= limit {
@@ -54,7 +54,7 @@ impl ConnectionStats {
     }
 
     /// Counts a connection of `uid` out.
-    pub fn leave_uid(&self, uid: u32) {
+    pub(crate) fn leave_uid(&self, uid: u32) {
         let mut per_uid = self.per_uid.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(count) = per_uid.get_mut(&uid) {
             *count = count.saturating_sub(1);
@@ -65,7 +65,7 @@ impl ConnectionStats {
     }
 
     /// Seconds since the daemon last had no connection, if it has none now.
-    pub fn idle_for(&self) -> Option<Duration> {
+    pub(crate) fn idle_for(&self) -> Option<Duration> {
         if self.connections_open.load(Ordering::Acquire) > 0 {
             return None;
         }
@@ -80,7 +80,7 @@ impl ConnectionStats {
 
 /// The streams' counters.
 #[derive(Debug, Default)]
-pub struct StreamStats {
+pub(crate) struct StreamStats {
     /// Subscriptions open now.
     pub subscriptions_open: AtomicUsize,
     /// RESYNC events sent (history no longer reached back).

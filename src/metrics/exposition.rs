@@ -9,13 +9,13 @@ use super::Histogram;
 
 /// Builds a text exposition.
 #[derive(Default)]
-pub struct Exposition {
+pub(crate) struct Exposition {
     out: String,
 }
 
 /// The Prometheus type of a labelled metric ([`Exposition::labelled`]).
 #[derive(Clone, Copy, Debug)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Monotonic since start.
     Counter,
     /// A value now.
@@ -24,7 +24,7 @@ pub enum Kind {
 
 impl Exposition {
     /// A counter (monotonic since start): a count, or seconds as a float.
-    pub fn counter(&mut self, name: &str, help: &str, value: impl std::fmt::Display) -> &mut Self {
+    pub(crate) fn counter(&mut self, name: &str, help: &str, value: impl std::fmt::Display) -> &mut Self {
         let _ = writeln!(
             self.out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
@@ -33,7 +33,7 @@ impl Exposition {
     }
 
     /// A counter or gauge with one label, one sample per value.
-    pub fn labelled(
+    pub(crate) fn labelled(
         &mut self,
         kind: Kind,
         name: &str,
@@ -53,7 +53,7 @@ impl Exposition {
     }
 
     /// A gauge (a value now).
-    pub fn gauge(&mut self, name: &str, help: &str, value: f64) -> &mut Self {
+    pub(crate) fn gauge(&mut self, name: &str, help: &str, value: f64) -> &mut Self {
         let _ = writeln!(
             self.out,
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
@@ -62,13 +62,13 @@ impl Exposition {
     }
 
     /// A histogram.
-    pub fn histogram(&mut self, name: &str, help: &str, h: &Histogram) -> &mut Self {
+    pub(crate) fn histogram(&mut self, name: &str, help: &str, h: &Histogram) -> &mut Self {
         h.render(&mut self.out, name, help);
         self
     }
 
     /// The text.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.out
     }
 }

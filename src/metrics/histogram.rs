@@ -9,7 +9,7 @@ use std::time::Duration;
 /// Upper bounds of the histogram buckets, in seconds: 5 µs to 10 s, about
 /// three per decade, covering a cross-CPU wake-up (~50 µs) up to an fsync on
 /// a slow disk.
-pub const BUCKETS: [f64; 20] = [
+pub(crate) const BUCKETS: [f64; 20] = [
     0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];

@@ -45,8 +45,10 @@ pub enum Write {
     UpdateStatus(Box<AgentExecutionUpdateStatusInput>),
     /// A delete, by execution id ([`delete`]).
     Delete(String),
-    /// Tests only: any change made inside the transaction.
+    /// Tests only: any change made inside the transaction (its type names
+    /// the crate-private `Txn`, which no caller outside the crate sees).
     #[cfg(test)]
+    #[allow(private_interfaces)]
     Test(TestWrite),
 }
 

@@ -14,7 +14,7 @@ use crate::protocol::ApiError;
 const ULID_LEN: usize = 26;
 
 /// Checks an execution id's form: `aex-` and a lowercase ULID.
-pub fn execution_id_form(id: &str) -> Result<(), ApiError> {
+pub(crate) fn execution_id_form(id: &str) -> Result<(), ApiError> {
     let ok = id
         .strip_prefix("aex-")
         .filter(|u| u.len() == ULID_LEN)
@@ -34,7 +34,7 @@ pub fn execution_id_form(id: &str) -> Result<(), ApiError> {
 }
 
 /// Checks that a required string is present.
-pub fn required(field: &str, value: &str) -> Result<(), ApiError> {
+pub(crate) fn required(field: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() {
         Err(ApiError::invalid_argument(format!("{field} is required")))
     } else {
@@ -58,7 +58,7 @@ fn tool_calls(prefix: impl Fn() -> String, calls: &[ToolCall]) -> Result<(), Api
 }
 
 /// Checks every enum value in a status.
-pub fn status(status: &AgentExecutionStatus) -> Result<(), ApiError> {
+pub(crate) fn status(status: &AgentExecutionStatus) -> Result<(), ApiError> {
     known::<ExecutionPhase>(status.phase, || "status.phase".into())?;
     for (i, m) in status.messages.iter().enumerate() {
         known::<MessageType>(m.r#type, || format!("status.messages[{i}].type"))?;

@@ -47,7 +47,7 @@ const CONCURRENT_HOLD_WINDOWS: u64 = 4;
 /// The shared state of the read poll: what the connections record, what
 /// the poll task reads, and its counters.
 #[derive(Debug)]
-pub struct ReadPoll {
+pub(crate) struct ReadPoll {
     /// `--reader-poll-us`; zero turns the poll off.
     max: Duration,
     /// The clock the atomics below count nanoseconds from.
@@ -79,7 +79,7 @@ struct Sleeper {
 impl ReadPoll {
     /// A read poll capped at `max` (zero: off), for `shards` connection
     /// shards (at least one).
-    pub fn new(max: Duration, shards: usize) -> Self {
+    pub(crate) fn new(max: Duration, shards: usize) -> Self {
         ReadPoll {
             max,
             origin: Instant::now(),
@@ -109,7 +109,7 @@ impl ReadPoll {
     /// Records a request read from connection `conn` on shard `shard`;
     /// wakes that shard's poll task when this peer is alone and the task
     /// sleeps. A few atomics per request.
-    pub fn request(&self, conn: u64, shard: usize) {
+    pub(crate) fn request(&self, conn: u64, shard: usize) {
         if self.max.is_zero() {
             return;
         }
@@ -146,7 +146,7 @@ impl ReadPoll {
     /// Polls after each lone request read on shard `shard` until the next
     /// request or the window's end, and sleeps in between; returns at
     /// shutdown. One task per shard, spawned on that shard.
-    pub async fn run(self: Arc<Self>, shard: usize, shutdown: CancellationToken) {
+    pub(crate) async fn run(self: Arc<Self>, shard: usize, shutdown: CancellationToken) {
         if self.max.is_zero() {
             return;
         }

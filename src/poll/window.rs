@@ -30,19 +30,19 @@ const GROW_START: Duration = Duration::from_micros(10);
 
 /// `d` in nanoseconds for an atomic counter (saturating: a poll never
 /// lasts 584 years, but no conversion here can panic).
-pub fn nanos(d: Duration) -> u64 {
+pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The current poll window and its cap.
 #[derive(Debug)]
-pub struct PollWindow {
+pub(crate) struct PollWindow {
     max: Duration,
     window: Duration,
 }
 
 /// What a poll found.
-pub enum Polled<T> {
+pub(crate) enum Polled<T> {
     /// An item, after polling this long.
     Got(T, Duration),
     /// Nothing within the window, after polling this long (zero when
@@ -52,7 +52,7 @@ pub enum Polled<T> {
 
 impl PollWindow {
     /// A window capped at `max`; zero turns polling off.
-    pub fn new(max: Duration) -> Self {
+    pub(crate) fn new(max: Duration) -> Self {
         PollWindow {
             max,
             window: Duration::ZERO,
@@ -60,13 +60,13 @@ impl PollWindow {
     }
 
     /// The window the next poll will use.
-    pub fn current(&self) -> Duration {
+    pub(crate) fn current(&self) -> Duration {
         self.window
     }
 
     /// Calls `try_take` until it returns an item or the window ends,
     /// yielding the CPU between calls. A hit leaves the window as it is.
-    pub fn poll<T>(&self, mut try_take: impl FnMut() -> Option<T>) -> Polled<T> {
+    pub(crate) fn poll<T>(&self, mut try_take: impl FnMut() -> Option<T>) -> Polled<T> {
         if self.window.is_zero() {
             return Polled::Nothing(Duration::ZERO);
         }
@@ -87,7 +87,7 @@ impl PollWindow {
     /// time from the end of the previous batch to the next job. Within the
     /// cap, a longer poll would have caught it (grow); beyond it, polling
     /// only burns CPU (shrink).
-    pub fn blocked(&mut self, waited: Duration) {
+    pub(crate) fn blocked(&mut self, waited: Duration) {
         if self.max.is_zero() {
             return;
         }

@@ -56,12 +56,12 @@ pub fn encode_event_frame(id: u64, event: &[u8]) -> Bytes {
 
 /// The longest head [`put_event_head`] writes: the id's key and a 10-byte
 /// varint, the event's 2-byte key and a 5-byte length.
-pub const EVENT_HEAD_MAX: usize = 1 + 10 + 2 + 5;
+pub(crate) const EVENT_HEAD_MAX: usize = 1 + 10 + 2 + 5;
 
 /// Writes the head of `Response { id, event }`, the `event_len` bytes of the
 /// encoded event to follow: lets a frame carry an event shared by every
 /// subscriber without copying it (`server::outbox::Frame::event`).
-pub fn put_event_head(buf: &mut impl BufMut, id: u64, event_len: usize) {
+pub(crate) fn put_event_head(buf: &mut impl BufMut, id: u64, event_len: usize) {
     put_varint(buf, RESPONSE_ID_TAG, id);
     put_len(buf, RESPONSE_EVENT_TAG, event_len);
 }

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-pub use stigmer_proto::daemon::Code;
+pub(crate) use stigmer_proto::daemon::Code;
 
 /// An error answer: a canonical code and a message a person understands.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -16,14 +16,14 @@ use nix::sys::stat::{umask, Mode};
 /// A bound listener and the identity of the file it created, so shutdown
 /// removes the socket file only if it is still ours. `inode` is None for a
 /// socket passed by a service manager, which owns (and keeps) the file.
-pub struct Bound {
+pub(crate) struct Bound {
     pub listener: UnixListener,
     inode: Option<u64>,
 }
 
 impl Bound {
     /// A listener a service manager passed us.
-    pub fn activated(listener: UnixListener) -> Self {
+    pub(crate) fn activated(listener: UnixListener) -> Self {
         Self {
             listener,
             inode: None,
@@ -31,7 +31,7 @@ impl Bound {
     }
 
     /// Removes the socket file if it is the one this process bound.
-    pub fn remove_file(&self, path: &Path) {
+    pub(crate) fn remove_file(&self, path: &Path) {
         let Some(inode) = self.inode else { return };
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             if meta.ino() == inode {
@@ -44,7 +44,7 @@ impl Bound {
 /// Binds `path`, replacing a stale socket file. The file is created with
 /// mode 0600 and only then given `group` and `mode`, so at no moment is it
 /// more open than its final mode.
-pub fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<Bound, String> {
+pub(crate) fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<Bound, String> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
             return Err(format!(

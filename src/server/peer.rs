@@ -13,14 +13,14 @@ use tokio::net::UnixStream;
 
 /// The peer's process credentials, as the kernel recorded them at connect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerCred {
+pub(crate) struct PeerCred {
     pub pid: i32,
     pub uid: u32,
     pub gid: u32,
 }
 
 /// Reads SO_PEERCRED.
-pub fn peer_cred(stream: &UnixStream) -> std::io::Result<PeerCred> {
+pub(crate) fn peer_cred(stream: &UnixStream) -> std::io::Result<PeerCred> {
     let cred = getsockopt(stream, PeerCredentials).map_err(std::io::Error::from)?;
     Ok(PeerCred {
         pid: cred.pid(),
@@ -31,7 +31,7 @@ pub fn peer_cred(stream: &UnixStream) -> std::io::Result<PeerCred> {
 
 /// Who may use the daemon.
 #[derive(Clone, Debug)]
-pub struct AccessPolicy {
+pub(crate) struct AccessPolicy {
     /// The daemon's own effective uid.
     pub own_uid: u32,
     /// `--allow-group` groups, resolved at start-up.
@@ -40,7 +40,7 @@ pub struct AccessPolicy {
 
 /// Resolves `--allow-group` names to gids; an unknown group is a start-up
 /// error, not a silently empty rule.
-pub fn resolve_groups(names: &[String]) -> Result<Vec<(String, u32)>, String> {
+pub(crate) fn resolve_groups(names: &[String]) -> Result<Vec<(String, u32)>, String> {
     names
         .iter()
         .map(|name| match Group::from_name(name) {
@@ -53,7 +53,7 @@ pub fn resolve_groups(names: &[String]) -> Result<Vec<(String, u32)>, String> {
 
 impl AccessPolicy {
     /// The policy of this process: own uid plus `groups`.
-    pub fn new(groups: Vec<(String, u32)>) -> Self {
+    pub(crate) fn new(groups: Vec<(String, u32)>) -> Self {
         Self {
             own_uid: Uid::effective().as_raw(),
             groups,
@@ -77,7 +77,7 @@ impl AccessPolicy {
     /// Whether the peer is admitted. Group membership beyond the primary
     /// gid needs the user database (NSS may block), so it runs on the
     /// blocking pool.
-    pub async fn admits(&self, cred: PeerCred) -> bool {
+    pub(crate) async fn admits(&self, cred: PeerCred) -> bool {
         if let Some(answer) = self.fast_path(&cred) {
             return answer;
         }
@@ -88,7 +88,7 @@ impl AccessPolicy {
     }
 
     /// Who is admitted, for error messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut who = vec!["root".to_string(), format!("uid {}", self.own_uid)];
         who.extend(self.groups.iter().map(|(name, _)| format!("group {name}")));
         who.join(", ")

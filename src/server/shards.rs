@@ -21,14 +21,14 @@ use tokio::runtime::{Handle, Runtime};
 
 /// The shards: the first is the runtime `start` was called in (it also runs
 /// the listener and the service tasks); the others are started here.
-pub struct Shards {
+pub(crate) struct Shards {
     handles: Vec<Handle>,
     owned: Vec<Runtime>,
 }
 
 impl Shards {
     /// `count` shards (at least one). Must be called inside a runtime.
-    pub fn start(count: usize) -> io::Result<Shards> {
+    pub(crate) fn start(count: usize) -> io::Result<Shards> {
         let mut handles = vec![Handle::current()];
         let mut owned = Vec::new();
         for _ in 1..count.max(1) {
@@ -44,7 +44,7 @@ impl Shards {
     }
 
     /// The shards' handles, to spawn on (index = shard number).
-    pub fn handles(&self) -> Vec<Handle> {
+    pub(crate) fn handles(&self) -> Vec<Handle> {
         self.handles.clone()
     }
 }
@@ -63,7 +63,7 @@ impl Drop for Shards {
 }
 
 /// The shard of connection `id` among `shards`: round-robin by accept order.
-pub fn shard_of(id: u64, shards: usize) -> usize {
+pub(crate) fn shard_of(id: u64, shards: usize) -> usize {
     (id % shards.max(1) as u64) as usize
 }
 

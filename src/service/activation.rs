@@ -19,7 +19,7 @@ use nix::sys::socket::{
 };
 
 /// The fd name stigmer's socket unit gives its socket (FileDescriptorName=).
-pub const FD_NAME: &str = "stigmer";
+pub(crate) const FD_NAME: &str = "stigmer";
 
 /// Where the listening socket came from.
 pub enum Activation {
@@ -44,7 +44,7 @@ impl Activation {
 /// # Safety
 /// Must be called before any other thread exists (it removes environment
 /// variables), i.e. in `main` before the tokio runtime is built.
-pub unsafe fn take_listener() -> Result<Activation, String> {
+pub(crate) unsafe fn take_listener() -> Result<Activation, String> {
     // SAFETY: the caller guarantees no other thread is running.
     let fds = unsafe { sd_notify::listen_fds_with_names_and_unset_env() }
         .map_err(|e| format!("invalid socket activation environment: {e}"))?;
@@ -91,7 +91,7 @@ fn pick(fds: Vec<(RawFd, String)>) -> Result<UnixListener, String> {
 }
 
 /// Checks that `fd` is a listening `AF_UNIX` `SOCK_STREAM` socket.
-pub fn check_unix_stream_listener(fd: &OwnedFd) -> Result<(), String> {
+pub(crate) fn check_unix_stream_listener(fd: &OwnedFd) -> Result<(), String> {
     let kind = getsockopt(fd, sockopt::SockType).map_err(|e| format!("not a socket ({e})"))?;
     if kind != SockType::Stream {
         return Err(format!("is a {kind:?} socket, not a stream socket"));

@@ -8,13 +8,13 @@
 use std::os::unix::net::UnixListener;
 
 /// The `Sockets` key in packaging/launchd/ai.stigmer.daemon.plist.
-pub const SOCKET_NAME: &str = "stigmer";
+pub(crate) const SOCKET_NAME: &str = "stigmer";
 
 /// What an error number from `launch_activate_socket` means for us.
 // Called only on macOS; the mapping is tested on every OS.
 #[cfg_attr(not(target_os = "macos"), allow(dead_code))]
 #[derive(Debug, PartialEq, Eq)]
-pub enum LaunchdError {
+pub(crate) enum LaunchdError {
     /// Not launchd-managed, or no such socket: bind the path ourselves.
     NotActivated,
     /// A real failure to report.
@@ -23,7 +23,7 @@ pub enum LaunchdError {
 
 /// Maps `launch_activate_socket`'s return code.
 #[cfg_attr(not(target_os = "macos"), allow(dead_code))]
-pub fn map_error(code: i32) -> LaunchdError {
+pub(crate) fn map_error(code: i32) -> LaunchdError {
     match nix::errno::Errno::from_raw(code) {
         nix::errno::Errno::ENOENT | nix::errno::Errno::ESRCH => LaunchdError::NotActivated,
         other => LaunchdError::Failed(format!("launch_activate_socket failed: {other}")),
@@ -77,7 +77,7 @@ pub fn activate_socket(name: &str) -> Result<Option<UnixListener>, String> {
 
 /// Not on macOS: never launchd-activated.
 #[cfg(not(target_os = "macos"))]
-pub fn activate_socket(_name: &str) -> Result<Option<UnixListener>, String> {
+pub(crate) fn activate_socket(_name: &str) -> Result<Option<UnixListener>, String> {
     Ok(None)
 }
 

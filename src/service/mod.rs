@@ -5,6 +5,6 @@
 //!   first connection; otherwise the daemon binds the path itself.
 //! - [`notify`]: tells systemd READY / STATUS / STOPPING / WATCHDOG.
 
-pub mod activation;
-pub mod launchd;
-pub mod notify;
+pub(crate) mod activation;
+pub(crate) mod launchd;
+pub(crate) mod notify;

@@ -85,7 +85,7 @@ fn abstract_addr(_name: &[u8]) -> std::io::Result<SocketAddr> {
 }
 
 /// The watchdog interval systemd asked for (WATCHDOG_USEC, for our pid).
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     if let Ok(pid) = std::env::var("WATCHDOG_PID") {
         if pid.parse::<u32>().ok() != Some(std::process::id()) {
             return None;

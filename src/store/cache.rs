@@ -45,7 +45,7 @@ struct Entry {
 }
 
 /// See the module docs.
-pub struct LatestCache {
+pub(crate) struct LatestCache {
     hot: HashMap<Box<str>, Entry>,
     cold: HashMap<Box<str>, Entry>,
     hot_bytes: usize,
@@ -55,7 +55,7 @@ pub struct LatestCache {
 
 impl LatestCache {
     /// A cache holding at most `budget` bytes of states (0 disables it).
-    pub fn new(budget: usize) -> Self {
+    pub(crate) fn new(budget: usize) -> Self {
         Self {
             hot: HashMap::new(),
             cold: HashMap::new(),
@@ -67,7 +67,7 @@ impl LatestCache {
     /// Moves the cached state of `id` and its revision out of the cache, if
     /// cached. The caller replaces it ([`LatestCache::put`]) or, when its job
     /// writes nothing after all, leaves the next load to read SQLite.
-    pub fn take(&mut self, id: &str) -> Option<(Arc<AgentExecution>, u64)> {
+    pub(crate) fn take(&mut self, id: &str) -> Option<(Arc<AgentExecution>, u64)> {
         if let Some(entry) = self.hot.remove(id) {
             self.hot_bytes -= entry.bytes;
             return Some((entry.execution, entry.revision));
@@ -79,7 +79,7 @@ impl LatestCache {
 
     /// Records the latest state of `id` at `revision`; `encoded_len` is the
     /// size of its encoding.
-    pub fn put(
+    pub(crate) fn put(
         &mut self,
         id: &str,
         execution: Arc<AgentExecution>,
@@ -102,7 +102,7 @@ impl LatestCache {
     }
 
     /// Forgets `id` (deleted).
-    pub fn remove(&mut self, id: &str) {
+    pub(crate) fn remove(&mut self, id: &str) {
         if let Some(entry) = self.hot.remove(id) {
             self.hot_bytes -= entry.bytes;
         }
@@ -110,7 +110,7 @@ impl LatestCache {
     }
 
     /// Forgets everything (the batch that wrote some entries rolled back).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.hot.clear();
         self.cold.clear();
         self.hot_bytes = 0;

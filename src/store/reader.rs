@@ -10,7 +10,7 @@ use prost::Message;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use stigmer_proto::agentexecution::AgentExecution;
 
-pub use super::txn::Stored;
+pub(crate) use super::txn::Stored;
 use crate::model::ChangeKind;
 use crate::protocol::ApiError;
 
@@ -21,7 +21,7 @@ const POOLED_CONNECTIONS: usize = 4;
 
 /// A pool of read-only connections.
 #[derive(Clone)]
-pub struct Reader {
+pub(crate) struct Reader {
     inner: Arc<ReaderInner>,
 }
 
@@ -32,7 +32,7 @@ struct ReaderInner {
 
 /// One row of history.
 #[derive(Debug)]
-pub struct HistoryRow {
+pub(crate) struct HistoryRow {
     pub revision: u64,
     pub kind: ChangeKind,
     /// The execution after the change; `None` for a delete.
@@ -41,7 +41,7 @@ pub struct HistoryRow {
 
 /// Filters and position of a `list`.
 #[derive(Debug, Default, Clone)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     pub phase: Option<i32>,
     pub session_id: Option<String>,
     /// Only ids greater than this (keyset pagination).
@@ -52,7 +52,7 @@ pub struct ListQuery {
 
 impl Reader {
     /// A pool for the database at `path` (which must already exist).
-    pub fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         Self {
             inner: Arc::new(ReaderInner {
                 path,
@@ -62,7 +62,7 @@ impl Reader {
     }
 
     /// Runs `f` on a read connection on the blocking pool.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
@@ -108,7 +108,7 @@ fn open_read(path: &std::path::Path) -> Result<Connection, ApiError> {
 
 /// The latest state of one execution: its `executions` row and the history
 /// row it points at (the state is stored only there).
-pub fn get(conn: &Connection, id: &str) -> Result<Option<Stored>, ApiError> {
+pub(crate) fn get(conn: &Connection, id: &str) -> Result<Option<Stored>, ApiError> {
     // LEFT JOIN: a missing history row is a corrupt database (INTERNAL), not
     // an execution that does not exist.
     let mut stmt = conn.prepare_cached(
@@ -144,7 +144,7 @@ fn decode_latest(
 }
 
 /// Executions matching `q`, ordered by id.
-pub fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<AgentExecution>, ApiError> {
+pub(crate) fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<AgentExecution>, ApiError> {
     // LEFT JOIN also keeps `executions` the outer loop (SQLite does not
     // reorder it), so the filters and the order use its indexes and each
     // state is one rowid lookup in `history`.
@@ -182,7 +182,7 @@ pub fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<AgentExecution>, Api
 /// at least one row). The streams read [`chain`] once and then [`rows`]
 /// page by page; this one-page form is for tests.
 #[cfg(test)]
-pub fn history(
+pub(crate) fn history(
     conn: &Connection,
     id: &str,
     after: u64,
@@ -204,7 +204,7 @@ pub fn history(
 /// `after` at or above the compaction floor, in the transaction that read
 /// the floor: every row above the floor exists, so a missing link is a
 /// corrupt database, reported, never a silent gap.
-pub fn chain(conn: &Connection, id: &str, after: u64) -> Result<Vec<u64>, ApiError> {
+pub(crate) fn chain(conn: &Connection, id: &str, after: u64) -> Result<Vec<u64>, ApiError> {
     let head: Option<i64> = conn
         .prepare_cached("SELECT revision FROM executions WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -237,7 +237,7 @@ pub fn chain(conn: &Connection, id: &str, after: u64) -> Result<Vec<u64>, ApiErr
 /// `max_bytes` of state (at least one row). Stops early at a row pruned
 /// since the chain was read (at or below the compaction floor): the caller
 /// reads the floor again and resyncs.
-pub fn rows(
+pub(crate) fn rows(
     conn: &Connection,
     revisions: &[u64],
     max_bytes: usize,
@@ -278,7 +278,7 @@ pub fn rows(
 
 /// The revision at which execution `id` was deleted, while its tombstone
 /// is kept (None: not deleted, or its delete was pruned).
-pub fn deleted_revision(conn: &Connection, id: &str) -> Result<Option<u64>, ApiError> {
+pub(crate) fn deleted_revision(conn: &Connection, id: &str) -> Result<Option<u64>, ApiError> {
     let revision: Option<i64> = conn
         .prepare_cached("SELECT revision FROM tombstones WHERE execution_id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -287,7 +287,7 @@ pub fn deleted_revision(conn: &Connection, id: &str) -> Result<Option<u64>, ApiE
 }
 
 /// The compaction floor as committed (history at or below it may be gone).
-pub fn compacted_revision(conn: &Connection) -> Result<u64, ApiError> {
+pub(crate) fn compacted_revision(conn: &Connection) -> Result<u64, ApiError> {
     let v: i64 = conn.query_row(
         "SELECT value FROM meta WHERE key = 'compacted_revision'",
         [],

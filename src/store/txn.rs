@@ -19,7 +19,7 @@ use crate::model::ChangeKind;
 use crate::protocol::ApiError;
 
 /// A write job's view of the open transaction.
-pub struct Txn<'c> {
+pub(crate) struct Txn<'c> {
     conn: &'c Connection,
     /// The next revision to hand out; the writer commits the counter with
     /// the batch, or discards it if the batch rolls back.
@@ -36,7 +36,7 @@ pub struct Txn<'c> {
 }
 
 /// An execution as stored: the decoded message and its revision.
-pub struct Stored {
+pub(crate) struct Stored {
     pub execution: AgentExecution,
     pub revision: u64,
 }
@@ -62,7 +62,7 @@ impl<'c> Txn<'c> {
     /// frame (as a reply or an event), so that everything stored can be
     /// streamed. The bytes serve the history row (the latest state) and
     /// the broadcast event alike.
-    pub fn encode(&self, execution: &AgentExecution) -> Result<Bytes, ApiError> {
+    pub(crate) fn encode(&self, execution: &AgentExecution) -> Result<Bytes, ApiError> {
         // Encoding first costs a wasted encoding only for a refused state.
         let buf = execution.encode_to_vec();
         if buf.len() > self.max_execution_bytes {
@@ -82,7 +82,7 @@ impl<'c> Txn<'c> {
 
     /// Takes the next revision. Call it only once the job is sure to write:
     /// a job refused for a logical reason consumes no revision.
-    pub fn allocate_revision(&mut self) -> u64 {
+    pub(crate) fn allocate_revision(&mut self) -> u64 {
         let rev = self.next_revision;
         self.next_revision += 1;
         rev
@@ -95,7 +95,7 @@ impl<'c> Txn<'c> {
     /// all leaves the next load to SQLite. Otherwise the same query as a
     /// read, on the writer's connection, inside its transaction (so it sees
     /// this batch's earlier writes).
-    pub fn load(&mut self, id: &str) -> Result<Option<Stored>, ApiError> {
+    pub(crate) fn load(&mut self, id: &str) -> Result<Option<Stored>, ApiError> {
         if let Some((execution, revision)) = self.cache.take(id) {
             let execution =
                 Arc::try_unwrap(execution).unwrap_or_else(|shared| AgentExecution::clone(&shared));
@@ -108,7 +108,7 @@ impl<'c> Txn<'c> {
     }
 
     /// True when an execution with this id exists.
-    pub fn exists(&self, id: &str) -> Result<bool, ApiError> {
+    pub(crate) fn exists(&self, id: &str) -> Result<bool, ApiError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT 1 FROM executions WHERE id = ?1")?;
@@ -118,7 +118,7 @@ impl<'c> Txn<'c> {
     /// Inserts a new execution: its state, already encoded (by
     /// [`Txn::encode`]), as a history row of kind `Created`, and its
     /// `executions` row (id, session, phase) pointing at that row.
-    pub fn insert(
+    pub(crate) fn insert(
         &mut self,
         id: &str,
         execution: &Arc<AgentExecution>,
@@ -152,7 +152,7 @@ impl<'c> Txn<'c> {
     /// touched (a status update cannot change the session).
     ///
     /// Returns false, writing nothing, when no row has this id at `previous`.
-    pub fn update_encoded(
+    pub(crate) fn update_encoded(
         &mut self,
         id: &str,
         execution: &Arc<AgentExecution>,
@@ -193,7 +193,7 @@ impl<'c> Txn<'c> {
     /// Removes an execution and records its deletion at `revision` (a
     /// history row without state). Returns false, writing nothing, when no
     /// row has this id.
-    pub fn remove(&mut self, id: &str, revision: u64) -> Result<bool, ApiError> {
+    pub(crate) fn remove(&mut self, id: &str, revision: u64) -> Result<bool, ApiError> {
         let previous: Option<i64> = self
             .conn
             .prepare_cached("DELETE FROM executions WHERE id = ?1 RETURNING revision")?

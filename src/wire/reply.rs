@@ -20,7 +20,7 @@ use crate::protocol::{encode_response, ApiError};
 /// share one finisher: when the last is dropped the outbox is finished, so
 /// its flusher writes what is left and stops.
 #[derive(Clone)]
-pub struct Producer(Arc<Finisher>);
+pub(crate) struct Producer(Arc<Finisher>);
 
 /// Finishes the outbox when the last [`Producer`] goes.
 struct Finisher(Arc<Outbox>);

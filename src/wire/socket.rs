@@ -23,7 +23,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, Interest, ReadBuf};
 
 /// Splits an accepted connection. Must be called inside the runtime.
-pub fn split(stream: tokio::net::UnixStream) -> io::Result<(ReadHalf, WriteHalf)> {
+pub(crate) fn split(stream: tokio::net::UnixStream) -> io::Result<(ReadHalf, WriteHalf)> {
     // Deregisters it from tokio; the socket stays non-blocking. One
     // descriptor, shared: a connection costs one file descriptor.
     let stream = Arc::new(stream.into_std()?);
@@ -45,7 +45,7 @@ fn register<S: AsRawFd>(stream: S, interest: Interest) -> io::Result<AsyncFd<S>>
 const READ_CHUNK: usize = 64 * 1024;
 
 /// The reading side, registered for readiness to read only.
-pub struct ReadHalf {
+pub(crate) struct ReadHalf {
     fd: AsyncFd<Arc<UnixStream>>,
 }
 
