@@ -100,99 +100,99 @@ pub struct DaemonArgs {
     /// Database file [default: $STIGMER_DB, else /var/lib/stigmer/stigmer.db
     /// as root, else $XDG_STATE_HOME/stigmer/stigmer.db].
     #[arg(long)]
-    pub db: Option<PathBuf>,
+    pub(crate) db: Option<PathBuf>,
 
     /// What an acknowledgement survives: `normal` (a daemon crash) or `full`
     /// (also power loss, at the cost of an fsync per commit batch).
     #[arg(long, value_enum, default_value_t = Durability::Normal)]
-    pub durability: Durability,
+    pub(crate) durability: Durability,
 
     /// Largest frame body accepted or sent, in bytes.
     #[arg(long, default_value_t = stigmer_proto::frame::DEFAULT_MAX_FRAME_LENGTH)]
-    pub max_frame_length: usize,
+    pub(crate) max_frame_length: usize,
 
     /// Most connections open at once; more get RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
 
     /// Most open subscriptions on one connection.
     #[arg(long, default_value_t = DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION)]
-    pub max_subscriptions_per_connection: usize,
+    pub(crate) max_subscriptions_per_connection: usize,
 
     /// Events queued per subscription before it catches up from history.
     #[arg(long, default_value_t = DEFAULT_SUBSCRIBER_QUEUE)]
-    pub subscriber_queue: usize,
+    pub(crate) subscriber_queue: usize,
 
     /// Frames queued per connection waiting for the socket.
     #[arg(long, default_value_t = DEFAULT_CONNECTION_QUEUE)]
-    pub connection_queue: usize,
+    pub(crate) connection_queue: usize,
 
     /// Updates queued for the writer thread.
     #[arg(long, default_value_t = DEFAULT_WRITER_QUEUE)]
-    pub writer_queue: usize,
+    pub(crate) writer_queue: usize,
 
     /// Longest time (µs) the writer thread polls for the next update before
     /// it sleeps; adaptive below this, 0 turns polling off.
     #[arg(long, default_value_t = DEFAULT_WRITER_POLL_US, value_name = "MICROS")]
-    pub writer_poll_us: u64,
+    pub(crate) writer_poll_us: u64,
 
     /// Longest time (µs) a connection worker polls for the next request of
     /// a lone peer before it sleeps; adaptive below this, never while
     /// several peers send at once, 0 turns polling off.
     #[arg(long, default_value_t = DEFAULT_READER_POLL_US, value_name = "MICROS")]
-    pub reader_poll_us: u64,
+    pub(crate) reader_poll_us: u64,
 
     /// Revisions of history kept so streams can resume.
     #[arg(long, default_value_t = DEFAULT_HISTORY_RETENTION)]
-    pub history_retention: u64,
+    pub(crate) history_retention: u64,
 
     /// Most connections open at once from one uid.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS_PER_UID)]
-    pub max_connections_per_uid: usize,
+    pub(crate) max_connections_per_uid: usize,
 
     /// Close a connection whose socket has accepted no bytes for this many
     /// seconds while frames wait for it (0: never).
     #[arg(long, default_value_t = DEFAULT_SLOW_CONSUMER_TIMEOUT_SECS)]
-    pub slow_consumer_timeout: u64,
+    pub(crate) slow_consumer_timeout: u64,
 
     /// Also admit members of this group (repeatable). The socket file then
     /// gets the first such group and mode 0660 unless --socket-mode says
     /// otherwise. Root and the daemon's own uid are always admitted.
     #[arg(long = "allow-group", value_name = "NAME")]
-    pub allow_groups: Vec<String>,
+    pub(crate) allow_groups: Vec<String>,
 
     /// Mode of the socket file we bind, in octal [default: 0600, or 0660
     /// with --allow-group]. Ignored under socket activation (the unit sets it).
     #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
-    pub socket_mode: Option<u32>,
+    pub(crate) socket_mode: Option<u32>,
 
     /// Under socket activation, exit after this many seconds without any
     /// connection; the socket unit starts the daemon again on the next one
     /// (0: never).
     #[arg(long, default_value_t = 0, value_name = "SECS")]
-    pub idle_exit: u64,
+    pub(crate) idle_exit: u64,
 
     /// Serve Prometheus metrics over HTTP on this loopback address (e.g.
     /// 127.0.0.1:9464). Non-loopback addresses are refused.
     #[arg(long, value_name = "ADDR")]
-    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
 
     /// Connection workers, each a single-threaded runtime with its own
     /// event loop; connections are spread over them (0: one per CPU but
     /// one, at least two on two or more CPUs). SQLite has its own writer
     /// thread besides these.
     #[arg(long, default_value_t = DEFAULT_WORKER_THREADS)]
-    pub worker_threads: usize,
+    pub(crate) worker_threads: usize,
 
     /// Log filter (tracing's syntax, e.g. `info`, `stigmer=debug`); RUST_LOG
     /// is used when this is not given.
     #[arg(long)]
-    pub log_level: Option<String>,
+    pub(crate) log_level: Option<String>,
 }
 
 impl DaemonArgs {
     /// The database path after applying the defaults.
-    pub fn db_path(&self) -> PathBuf {
+    pub(crate) fn db_path(&self) -> PathBuf {
         self.db
             .clone()
             .unwrap_or_else(stigmer_client::paths::default_db_path)

@@ -355,13 +355,13 @@ impl Daemon {
     }
 
     /// One line for systemd's STATUS=.
-    pub fn status_line(&self) -> String {
+    pub(crate) fn status_line(&self) -> String {
         crate::report::status_line(&self.sources)
     }
 
     /// Keeps systemd informed: STATUS= every few seconds and WATCHDOG=1 at
     /// half the watchdog interval. Aborted at shutdown.
-    pub fn spawn_service_tasks(&self, notifier: Notifier) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn spawn_service_tasks(&self, notifier: Notifier) -> tokio::task::JoinHandle<()> {
         let sources = self.sources.clone();
         tokio::spawn(async move {
             if !notifier.enabled() {

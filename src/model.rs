@@ -67,7 +67,7 @@ impl Change {
     }
 
     /// A delete as committed.
-    pub fn deleted(revision: u64, execution_id: Arc<str>) -> Self {
+    pub(crate) fn deleted(revision: u64, execution_id: Arc<str>) -> Self {
         Self::with_state(revision, execution_id, None)
     }
 
@@ -82,12 +82,12 @@ impl Change {
     }
 
     /// Records the moment of publication (the first call wins).
-    pub fn mark_published(&self) {
+    pub(crate) fn mark_published(&self) {
         let _ = self.published_at.set(std::time::Instant::now());
     }
 
     /// Time since publication, if published.
-    pub fn since_published(&self) -> Option<std::time::Duration> {
+    pub(crate) fn since_published(&self) -> Option<std::time::Duration> {
         self.published_at.get().map(|t| t.elapsed())
     }
 
@@ -100,7 +100,7 @@ impl Change {
 
     /// The encoded `Event` of type UPDATE carrying this change; `None` for a
     /// delete, which streams end on instead.
-    pub fn update_event_bytes(&self) -> Option<&Bytes> {
+    pub(crate) fn update_event_bytes(&self) -> Option<&Bytes> {
         let state = self.state.as_ref()?;
         Some(self.event.get_or_init(|| {
             crate::protocol::encode_update_event(self.revision, &self.execution_id, &state.encoded)
@@ -140,11 +140,11 @@ pub struct Revisions {
 
 impl Revisions {
     /// The last committed revision.
-    pub fn last(&self) -> u64 {
+    pub(crate) fn last(&self) -> u64 {
         self.last.load(Ordering::Acquire)
     }
     /// The compaction floor: a resume from below it needs a RESYNC.
-    pub fn compacted(&self) -> u64 {
+    pub(crate) fn compacted(&self) -> u64 {
         self.compacted.load(Ordering::Acquire)
     }
     pub(crate) fn set(&self, last: u64, compacted: u64) {

@@ -191,18 +191,11 @@ impl<'ast> Visit<'ast> for Collector<'_> {
                     walk(c, prefix, &p.tree);
                     prefix.pop();
                 }
-                syn::UseTree::Name(n) => {
-                    prefix.push(n.ident.to_string());
-                    let line = n.ident.span().start().line;
+                syn::UseTree::Name(syn::UseName { ident, .. })
+                | syn::UseTree::Rename(syn::UseRename { ident, .. }) => {
+                    prefix.push(ident.to_string());
                     let segments = prefix.clone();
-                    c.note(&segments, line);
-                    prefix.pop();
-                }
-                syn::UseTree::Rename(r) => {
-                    prefix.push(r.ident.to_string());
-                    let line = r.ident.span().start().line;
-                    let segments = prefix.clone();
-                    c.note(&segments, line);
+                    c.note(&segments, ident.span().start().line);
                     prefix.pop();
                 }
                 syn::UseTree::Glob(g) => {

@@ -165,7 +165,7 @@ impl Broker {
     /// at the end, so a subscriber gets all of a batch's events in one
     /// `writev` (as Redis writes each client's buffer once per event-loop
     /// turn): under fan-out, syscalls per delivery fall with the batch size.
-    pub fn publish_all(&self, changes: &[Arc<Change>]) {
+    pub(crate) fn publish_all(&self, changes: &[Arc<Change>]) {
         // A lone change (the common case: one runner, or fan-out) is written
         // to each armed connection as it is appended, in one pass over the
         // subscribers; a batch is appended everywhere first and written
@@ -265,7 +265,8 @@ impl Broker {
     }
 
     /// Subscribers of one execution.
-    pub fn subscriber_count(&self, execution_id: &str) -> usize {
+    #[cfg(test)]
+    pub(crate) fn subscriber_count(&self, execution_id: &str) -> usize {
         lock(&self.topics)
             .get(execution_id)
             .map(|slots| slots.len())
@@ -273,16 +274,11 @@ impl Broker {
     }
 
     /// Subscribers per execution, for `stigmer status`.
-    pub fn topics(&self) -> Vec<(String, usize)> {
+    pub(crate) fn topics(&self) -> Vec<(String, usize)> {
         lock(&self.topics)
             .iter()
             .map(|(k, v)| (k.to_string(), v.len()))
             .collect()
-    }
-
-    /// All subscribers.
-    pub fn total_subscribers(&self) -> usize {
-        lock(&self.topics).values().map(|slots| slots.len()).sum()
     }
 
     fn unsubscribe(&self, execution_id: &Arc<str>, id: u64) {
@@ -326,7 +322,7 @@ impl Subscriber {
     /// Stops direct delivery; returns the last revision delivered directly
     /// (or the `last_sent` given to `arm`). After this, nothing reaches the
     /// connection for this stream but what the stream sends itself.
-    pub fn disarm(&self) -> u64 {
+    pub(crate) fn disarm(&self) -> u64 {
         let mut state = lock(&self.slot.state);
         state.armed = None;
         state.delivered

@@ -121,7 +121,11 @@ fn one_line(s: &str, max: usize) -> String {
 }
 
 /// `get -o text`: the execution, readable.
-pub(super) fn write_execution(out: &mut impl Write, e: &AgentExecution, revision: u64) -> io::Result<()> {
+pub(super) fn write_execution(
+    out: &mut impl Write,
+    e: &AgentExecution,
+    revision: u64,
+) -> io::Result<()> {
     let spec = e.spec.clone().unwrap_or_default();
     let status = e.status.clone().unwrap_or_default();
     writeln!(out, "id:        {}", execution_id(e))?;

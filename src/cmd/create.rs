@@ -6,16 +6,11 @@ use stigmer_proto::agentexecution::AgentExecution;
 use super::Context;
 use crate::pipeline::{create, Write};
 use crate::wire::Reply;
-use crate::writer::{Answer, Job, ReplyForm};
+use crate::writer::ReplyForm;
 
 pub(super) async fn apply(ctx: &Context, reply: Reply, execution: AgentExecution, form: ReplyForm) {
-    if let Err(err) = create::validate(&execution) {
-        return reply.error(err);
+    match create::validate(&execution) {
+        Err(err) => reply.error(err),
+        Ok(()) => super::submit(ctx, reply, Write::Create(Box::new(execution)), form).await,
     }
-    let job = Job {
-        write: Write::Create(Box::new(execution)),
-        answer: Answer::Client { reply, form },
-    };
-    // Waits only while the writer queue is full (back-pressure from the disk).
-    ctx.writer.submit(job).await;
 }

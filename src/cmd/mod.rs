@@ -37,10 +37,11 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Broker;
 use crate::metrics::StreamStats;
 use crate::model::Revisions;
+use crate::pipeline::Write;
 use crate::protocol::ApiError;
 use crate::store::Reader;
 use crate::wire::Reply;
-use crate::writer::{ReplyForm, Writer};
+use crate::writer::{Answer, Job, ReplyForm, Writer};
 
 /// What commands act on, shared by every connection; built once at
 /// start-up.
@@ -147,4 +148,16 @@ pub(crate) async fn dispatch(
         Command::Status(req) => status::apply(ctx, reply, req.prometheus),
     }
     Ok(())
+}
+
+/// Queues a validated write in arrival order; the writer thread answers
+/// `reply` itself right after COMMIT (or the refusal), with no task in
+/// between. Shared by create, update_status and delete.
+async fn submit(ctx: &Context, reply: Reply, write: Write, form: ReplyForm) {
+    let job = Job {
+        write,
+        answer: Answer::Client { reply, form },
+    };
+    // Waits only while the writer queue is full (back-pressure from the disk).
+    ctx.writer.submit(job).await;
 }

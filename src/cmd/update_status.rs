@@ -7,7 +7,7 @@ use stigmer_proto::agentexecution::AgentExecutionUpdateStatusInput;
 use super::Context;
 use crate::pipeline::{update_status, Write};
 use crate::wire::Reply;
-use crate::writer::{Answer, Job, ReplyForm};
+use crate::writer::ReplyForm;
 
 pub(super) async fn apply(
     ctx: &Context,
@@ -15,13 +15,8 @@ pub(super) async fn apply(
     input: AgentExecutionUpdateStatusInput,
     form: ReplyForm,
 ) {
-    if let Err(err) = update_status::validate(&input) {
-        return reply.error(err);
+    match update_status::validate(&input) {
+        Err(err) => reply.error(err),
+        Ok(()) => super::submit(ctx, reply, Write::UpdateStatus(Box::new(input)), form).await,
     }
-    let job = Job {
-        write: Write::UpdateStatus(Box::new(input)),
-        answer: Answer::Client { reply, form },
-    };
-    // Waits only while the writer queue is full (back-pressure from the disk).
-    ctx.writer.submit(job).await;
 }

@@ -13,24 +13,24 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionStats {
     /// Connections open now.
-    pub connections_open: AtomicUsize,
+    pub(crate) connections_open: AtomicUsize,
     /// Connections being served now, per connection shard (index = shard
     /// number, see `server::shards`): how evenly accept order spread them.
-    pub shard_connections: Box<[AtomicUsize]>,
+    pub(crate) shard_connections: Box<[AtomicUsize]>,
     /// Connections accepted since start.
-    pub connections_total: AtomicU64,
+    pub(crate) connections_total: AtomicU64,
     /// Connections refused at `--max-connections`.
-    pub rejected_max_connections: AtomicU64,
+    pub(crate) rejected_max_connections: AtomicU64,
     /// Connections refused at `--max-connections-per-uid`.
-    pub rejected_per_uid: AtomicU64,
+    pub(crate) rejected_per_uid: AtomicU64,
     /// Connections refused by the access policy.
-    pub rejected_permission: AtomicU64,
+    pub(crate) rejected_permission: AtomicU64,
     /// Connections closed because their peer stopped reading.
-    pub slow_consumer_disconnects: AtomicU64,
+    pub(crate) slow_consumer_disconnects: AtomicU64,
     /// Connections open now, per uid (for `--max-connections-per-uid`).
-    pub per_uid: Mutex<HashMap<u32, usize>>,
+    pub(crate) per_uid: Mutex<HashMap<u32, usize>>,
     /// When the last connection closed, or start-up (for `--idle-exit`).
-    pub idle_since: Mutex<Option<Instant>>,
+    pub(crate) idle_since: Mutex<Option<Instant>>,
 }
 
 impl ConnectionStats {
@@ -82,7 +82,7 @@ impl ConnectionStats {
 #[derive(Debug, Default)]
 pub(crate) struct StreamStats {
     /// Subscriptions open now.
-    pub subscriptions_open: AtomicUsize,
+    pub(crate) subscriptions_open: AtomicUsize,
     /// RESYNC events sent (history no longer reached back).
-    pub resyncs: AtomicU64,
+    pub(crate) resyncs: AtomicU64,
 }

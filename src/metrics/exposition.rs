@@ -24,7 +24,12 @@ pub(crate) enum Kind {
 
 impl Exposition {
     /// A counter (monotonic since start): a count, or seconds as a float.
-    pub(crate) fn counter(&mut self, name: &str, help: &str, value: impl std::fmt::Display) -> &mut Self {
+    pub(crate) fn counter(
+        &mut self,
+        name: &str,
+        help: &str,
+        value: impl std::fmt::Display,
+    ) -> &mut Self {
         let _ = writeln!(
             self.out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"

@@ -26,7 +26,7 @@ pub struct Histogram {
 
 impl Histogram {
     /// Records one duration.
-    pub fn observe(&self, d: Duration) {
+    pub(crate) fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         let slot = BUCKETS
             .iter()
@@ -39,13 +39,14 @@ impl Histogram {
     }
 
     /// Observations so far.
-    pub fn count(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
 
     /// The `q` quantile in microseconds, interpolated within its bucket
     /// (0 when empty).
-    pub fn quantile_us(&self, q: f64) -> f64 {
+    pub(crate) fn quantile_us(&self, q: f64) -> f64 {
         let counts: Vec<u64> = self
             .counts
             .iter()

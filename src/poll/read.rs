@@ -61,9 +61,9 @@ pub(crate) struct ReadPoll {
     /// One poll task per connection shard, by shard number.
     shards: Box<[Sleeper]>,
     /// Requests read while the task polled (no wake-up).
-    pub hits: AtomicU64,
+    pub(crate) hits: AtomicU64,
     /// Nanoseconds spent polling (CPU the poll costs).
-    pub nanos: AtomicU64,
+    pub(crate) nanos: AtomicU64,
 }
 
 /// A shard's poll task: whether it sleeps, how to wake it, and the gap

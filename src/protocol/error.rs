@@ -10,16 +10,16 @@ pub(crate) use stigmer_proto::daemon::Code;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
     /// What kind of failure (the client maps it to an error class).
-    pub code: Code,
+    pub(crate) code: Code,
     /// What happened, for a person.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 macro_rules! constructors {
     ($($name:ident => $code:ident),* $(,)?) => {
         $(
             #[doc = concat!("A `", stringify!($code), "` status.")]
-            pub fn $name(message: impl Into<String>) -> Self {
+            pub(crate) fn $name(message: impl Into<String>) -> Self {
                 Self::new(Code::$code, message)
             }
         )*
@@ -28,7 +28,7 @@ macro_rules! constructors {
 
 impl ApiError {
     /// A status with any code.
-    pub fn new(code: Code, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: Code, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -48,7 +48,7 @@ impl ApiError {
     }
 
     /// The wire form.
-    pub fn to_proto(&self) -> stigmer_proto::daemon::Error {
+    pub(crate) fn to_proto(&self) -> stigmer_proto::daemon::Error {
         stigmer_proto::daemon::Error {
             code: self.code as i32,
             message: self.message.clone(),

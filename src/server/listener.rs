@@ -17,7 +17,7 @@ use nix::sys::stat::{umask, Mode};
 /// removes the socket file only if it is still ours. `inode` is None for a
 /// socket passed by a service manager, which owns (and keeps) the file.
 pub(crate) struct Bound {
-    pub listener: UnixListener,
+    pub(crate) listener: UnixListener,
     inode: Option<u64>,
 }
 

@@ -14,9 +14,9 @@ use tokio::net::UnixStream;
 /// The peer's process credentials, as the kernel recorded them at connect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PeerCred {
-    pub pid: i32,
-    pub uid: u32,
-    pub gid: u32,
+    pub(crate) pid: i32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 /// Reads SO_PEERCRED.
@@ -33,9 +33,9 @@ pub(crate) fn peer_cred(stream: &UnixStream) -> std::io::Result<PeerCred> {
 #[derive(Clone, Debug)]
 pub(crate) struct AccessPolicy {
     /// The daemon's own effective uid.
-    pub own_uid: u32,
+    pub(crate) own_uid: u32,
     /// `--allow-group` groups, resolved at start-up.
-    pub groups: Vec<(String, u32)>,
+    pub(crate) groups: Vec<(String, u32)>,
 }
 
 /// Resolves `--allow-group` names to gids; an unknown group is a start-up

@@ -34,7 +34,7 @@ pub enum Activation {
 impl Activation {
     /// True when a service manager owns the socket (and restarts us on the
     /// next connection).
-    pub fn is_activated(&self) -> bool {
+    pub(crate) fn is_activated(&self) -> bool {
         !matches!(self, Activation::None)
     }
 }

@@ -32,7 +32,7 @@ pub(crate) fn map_error(code: i32) -> LaunchdError {
 
 /// The activated listener, `Ok(None)` when not launchd-activated.
 #[cfg(target_os = "macos")]
-pub fn activate_socket(name: &str) -> Result<Option<UnixListener>, String> {
+pub(crate) fn activate_socket(name: &str) -> Result<Option<UnixListener>, String> {
     use std::ffi::CString;
     use std::os::fd::FromRawFd;
     use std::os::raw::{c_char, c_int, c_void};

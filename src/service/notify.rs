@@ -11,14 +11,14 @@ use std::time::Duration;
 
 /// Sends notifications to the service manager.
 #[derive(Debug, Clone, Default)]
-pub struct Notifier {
+pub(crate) struct Notifier {
     /// NOTIFY_SOCKET, read once at start-up; None when not under systemd.
     socket: Option<String>,
 }
 
 impl Notifier {
     /// Reads NOTIFY_SOCKET.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         Self {
             socket: std::env::var("NOTIFY_SOCKET")
                 .ok()
@@ -27,35 +27,35 @@ impl Notifier {
     }
 
     /// True when a service manager listens.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.socket.is_some()
     }
 
     /// Sends one datagram of `KEY=value` lines; failures are logged, never
     /// fatal (the service manager may have gone).
-    pub fn send(&self, message: &str) {
+    pub(crate) fn send(&self, message: &str) {
         let Some(path) = &self.socket else { return };
         if let Err(err) = send_to(path, message) {
             tracing::debug!(%err, "sd_notify failed");
         }
     }
 
-    pub fn ready(&self, status: &str) {
+    pub(crate) fn ready(&self, status: &str) {
         self.send(&format!(
             "READY=1\nSTATUS={status}\nMAINPID={}",
             std::process::id()
         ));
     }
 
-    pub fn status(&self, status: &str) {
+    pub(crate) fn status(&self, status: &str) {
         self.send(&format!("STATUS={status}"));
     }
 
-    pub fn stopping(&self) {
+    pub(crate) fn stopping(&self) {
         self.send("STOPPING=1\nSTATUS=shutting down");
     }
 
-    pub fn watchdog(&self) {
+    pub(crate) fn watchdog(&self) {
         self.send("WATCHDOG=1");
     }
 }

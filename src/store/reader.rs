@@ -33,21 +33,21 @@ struct ReaderInner {
 /// One row of history.
 #[derive(Debug)]
 pub(crate) struct HistoryRow {
-    pub revision: u64,
-    pub kind: ChangeKind,
+    pub(crate) revision: u64,
+    pub(crate) kind: ChangeKind,
     /// The execution after the change; `None` for a delete.
-    pub execution: Option<AgentExecution>,
+    pub(crate) execution: Option<AgentExecution>,
 }
 
 /// Filters and position of a `list`.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ListQuery {
-    pub phase: Option<i32>,
-    pub session_id: Option<String>,
+    pub(crate) phase: Option<i32>,
+    pub(crate) session_id: Option<String>,
     /// Only ids greater than this (keyset pagination).
-    pub after_id: Option<String>,
+    pub(crate) after_id: Option<String>,
     /// Rows to return (the caller asks for one more to learn if a next page exists).
-    pub limit: usize,
+    pub(crate) limit: usize,
 }
 
 impl Reader {

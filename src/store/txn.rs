@@ -37,8 +37,8 @@ pub(crate) struct Txn<'c> {
 
 /// An execution as stored: the decoded message and its revision.
 pub(crate) struct Stored {
-    pub execution: AgentExecution,
-    pub revision: u64,
+    pub(crate) execution: AgentExecution,
+    pub(crate) revision: u64,
 }
 
 impl<'c> Txn<'c> {

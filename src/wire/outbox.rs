@@ -42,7 +42,7 @@ const HEAD_MAX: usize = 4 + crate::protocol::EVENT_HEAD_MAX;
 /// One outgoing frame: a small head (the length prefix, and for an event
 /// the envelope around it) and a body that may be shared by every
 /// subscriber of a change.
-pub struct Frame {
+pub(crate) struct Frame {
     head: [u8; HEAD_MAX],
     head_len: u8,
     body: Bytes,
@@ -53,7 +53,7 @@ pub struct Frame {
 
 impl Frame {
     /// A frame carrying an encoded `Response`.
-    pub fn new(body: Bytes) -> Self {
+    pub(crate) fn new(body: Bytes) -> Self {
         let mut head = [0u8; HEAD_MAX];
         head[..4].copy_from_slice(&(body.len() as u32).to_be_bytes());
         Frame {
@@ -66,7 +66,7 @@ impl Frame {
 
     /// `Response { id, event }` around an already encoded `Event`, without
     /// copying it: byte for byte what `protocol::encode_event_frame` builds.
-    pub fn event(id: u64, event: Bytes) -> Self {
+    pub(crate) fn event(id: u64, event: Bytes) -> Self {
         let mut head = [0u8; HEAD_MAX];
         let mut envelope = &mut head[4..];
         crate::protocol::put_event_head(&mut envelope, id, event.len());
@@ -81,7 +81,7 @@ impl Frame {
     }
 
     /// Keeps `permit` until the frame is written.
-    pub fn with_permit(mut self, permit: OwnedSemaphorePermit) -> Self {
+    pub(crate) fn with_permit(mut self, permit: OwnedSemaphorePermit) -> Self {
         self.permit = Some(permit);
         self
     }
@@ -108,10 +108,10 @@ impl Frame {
 /// The connection can take no more frames: the peer is gone or too slow, or
 /// the connection finished.
 #[derive(Debug)]
-pub struct Closed;
+pub(crate) struct Closed;
 
 /// Why [`Outbox::try_send`] did not take a frame.
-pub enum TrySend {
+pub(crate) enum TrySend {
     /// `capacity` frames are queued; here is the frame back.
     Full(Frame),
     Closed,
@@ -119,7 +119,7 @@ pub enum TrySend {
 
 /// How the flusher task ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Flushed {
+pub(crate) enum Flushed {
     /// Every producer finished and everything queued was written.
     Done,
     /// The socket failed (the peer is gone).
@@ -143,7 +143,7 @@ pub struct Outbox {
     /// takes a lock, and writes happen once per delivery under fan-out).
     room_waiters: AtomicUsize,
     /// Cancelled once the peer is gone (a failed write, or too slow).
-    pub gone: CancellationToken,
+    pub(crate) gone: CancellationToken,
 }
 
 #[derive(Default)]
@@ -207,7 +207,7 @@ impl Outbox {
     /// Appends a frame whatever the queue length (a reply, bounded by the
     /// in-flight permit it carries); writes it at once when nothing is
     /// queued ahead.
-    pub fn push(&self, frame: Frame) -> Result<(), Closed> {
+    pub(crate) fn push(&self, frame: Frame) -> Result<(), Closed> {
         let mut state = self.lock();
         self.append(&mut state, frame)
     }
@@ -216,7 +216,7 @@ impl Outbox {
     /// queued; the caller then calls [`Outbox::flush_deferred`] once after
     /// all its appends, which writes them in one `writev`. Returns true for
     /// the first deferral since the last flush (the caller must flush).
-    pub fn try_defer(&self, frame: Frame) -> Result<bool, TrySend> {
+    pub(crate) fn try_defer(&self, frame: Frame) -> Result<bool, TrySend> {
         let mut state = self.lock();
         let frame = self.room_for(&state, frame)?;
         state.frames.push_back(frame);
@@ -225,7 +225,7 @@ impl Outbox {
 
     /// Writes what [`Outbox::try_defer`] appended (and anything queued
     /// ahead); the flusher takes over if the socket does not take it all.
-    pub fn flush_deferred(&self) {
+    pub(crate) fn flush_deferred(&self) {
         let mut state = self.lock();
         state.deferred = false;
         if state.closed {
@@ -239,7 +239,7 @@ impl Outbox {
     }
 
     /// Appends a frame only while fewer than `capacity` are queued.
-    pub fn try_send(&self, frame: Frame) -> Result<(), TrySend> {
+    pub(crate) fn try_send(&self, frame: Frame) -> Result<(), TrySend> {
         let mut state = self.lock();
         let frame = self.room_for(&state, frame)?;
         self.append(&mut state, frame)
@@ -260,7 +260,7 @@ impl Outbox {
 
     /// Appends a frame, waiting while `capacity` frames are queued (a
     /// stream's back-pressure: only the caller waits).
-    pub async fn send(&self, mut frame: Frame) -> Result<(), Closed> {
+    pub(crate) async fn send(&self, mut frame: Frame) -> Result<(), Closed> {
         // Counted before the first look at the queue (and until this
         // returns or is dropped): a write that frees room after that look
         // sees the count and notifies.
@@ -382,7 +382,7 @@ impl Outbox {
 
     /// No more frames will be appended (every producer is gone): the
     /// flusher writes what is queued and stops.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.lock().finished = true;
         self.flush.notify_one();
     }
@@ -395,7 +395,7 @@ impl Outbox {
     /// The flusher: writes what the producers could not, waiting for the
     /// socket to have room; stops once finished and empty, or when the peer
     /// fails or takes nothing for `slow_consumer_timeout`.
-    pub async fn flush(&self, slow_consumer_timeout: Option<Duration>) -> Flushed {
+    pub(crate) async fn flush(&self, slow_consumer_timeout: Option<Duration>) -> Flushed {
         loop {
             let wrote = {
                 let mut state = self.lock();
@@ -439,7 +439,7 @@ impl Outbox {
     }
 
     /// Shuts the write side (the peer reads EOF after the last frame).
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         self.socket.shutdown();
     }
 }

@@ -94,7 +94,7 @@ pub struct WriteHalf {
 
 impl WriteHalf {
     /// Writes what the socket takes now; WouldBlock when it takes nothing.
-    pub fn try_write_vectored(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    pub(crate) fn try_write_vectored(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
         self.stream.as_ref().write_vectored(slices)
     }
 
@@ -105,7 +105,7 @@ impl WriteHalf {
     /// the registration). Only a peer reading slower than we write gets
     /// here; without a spare descriptor the wait fails and the connection
     /// is closed like a dead peer.
-    pub async fn writable(&self) -> io::Result<()> {
+    pub(crate) async fn writable(&self) -> io::Result<()> {
         let fd = register(self.stream.try_clone()?, Interest::WRITABLE)?;
         // Waits for the peer to read; the guard is dropped at once, the
         // caller's next write finds out how much room there is.
@@ -114,7 +114,7 @@ impl WriteHalf {
     }
 
     /// Shuts the write side: the peer reads EOF after the last frame.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
     }
 

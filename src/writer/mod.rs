@@ -239,7 +239,7 @@ impl Writer {
 
     /// Asks the thread to commit everything queued so far and stop. Jobs
     /// submitted afterwards are refused with UNAVAILABLE.
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         // Waits for queue room behind the jobs already queued.
         let _ = self.queue.send(Msg::Stop).await;
     }
