@@ -12,6 +12,7 @@ const FILES: &[&str] = &[
     "ai/stigmer/agentic/agentexecution/v1/status.proto",
     "ai/stigmer/agentic/agentexecution/v1/api.proto",
     "ai/stigmer/agentic/agentexecution/v1/io.proto",
+    "stigmer/daemon/v1/delta.proto",
     "stigmer/daemon/v1/daemon.proto",
 ];
 

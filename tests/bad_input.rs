@@ -289,6 +289,7 @@ async fn a_client_that_never_reads() {
             command: Some(Cmd::Subscribe(stigmer_proto::daemon::SubscribeRequest {
                 execution_id: id.clone(),
                 from_revision: None,
+                ..Default::default()
             })),
         });
         let ping = frame(Request {

@@ -509,6 +509,7 @@ async fn cancel_and_subscription_ids() {
         Cmd::Subscribe(stigmer_proto::daemon::SubscribeRequest {
             execution_id: id.clone(),
             from_revision: None,
+            ..Default::default()
         }),
     )
     .await;

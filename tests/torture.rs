@@ -570,6 +570,7 @@ async fn resume_racing_with_the_final_commits_delivers_them_before_end() {
                 Cmd::Subscribe(SubscribeRequest {
                     execution_id: id.clone(),
                     from_revision: Some(created),
+                    ..Default::default()
                 }),
             )
             .await;

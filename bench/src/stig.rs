@@ -142,6 +142,7 @@ pub fn subscribe(id: u64, execution_id: &str) -> Vec<u8> {
         request::Command::Subscribe(SubscribeRequest {
             execution_id: execution_id.to_string(),
             from_revision: None,
+            ..Default::default()
         }),
     )
 }

@@ -146,6 +146,9 @@ pub(crate) async fn dispatch(
         Command::Subscribe(sub) => subscribe::apply(ctx, session, reply, sub),
         Command::Cancel(cancel) => cancel::apply(session, reply, cancel.subscription_id),
         Command::Status(req) => status::apply(ctx, reply, req.prometheus),
+        Command::Append(_) => reply.error(ApiError::unimplemented(
+            "append is not implemented by this daemon yet",
+        )),
     }
     Ok(())
 }

@@ -317,6 +317,7 @@ impl Raw {
             Cmd::Subscribe(stigmer_proto::daemon::SubscribeRequest {
                 execution_id: id.into(),
                 from_revision: from,
+                ..Default::default()
             }),
         )
         .await;

@@ -747,6 +747,7 @@ async fn follow(
                 Cmd::Subscribe(SubscribeRequest {
                     execution_id: execution.clone(),
                     from_revision: from,
+                    ..Default::default()
                 }),
             )
             .await;
@@ -917,6 +918,7 @@ pub async fn replay(socket: &Path, ids: &[String]) -> (History, Vec<Violation>) 
             Cmd::Subscribe(SubscribeRequest {
                 execution_id: id.clone(),
                 from_revision: Some(0),
+                ..Default::default()
             }),
         )
         .await

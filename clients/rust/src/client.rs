@@ -398,6 +398,7 @@ impl Client {
         let mut command = Command::Subscribe(SubscribeRequest {
             execution_id: execution_id.to_string(),
             from_revision,
+            ..Default::default()
         });
         for _ in 0..3 {
             // May reconnect; fails when the daemon is unreachable.

@@ -405,7 +405,8 @@ impl State {
             return Step::Skip;
         };
         match kind {
-            EventType::Unspecified => Step::Skip,
+            // Never asked for by this client's streams (deltas = false).
+            EventType::Unspecified | EventType::EventDelta => Step::Skip,
             EventType::EventSnapshot | EventType::EventUpdate | EventType::EventResync => {
                 if self.last.is_some_and(|last| ev.revision <= last) {
                     tracing::debug!(revision = ev.revision, last = ?self.last, "dropped an already delivered revision");

@@ -375,6 +375,7 @@ fn all_vectors() -> Vec<Vector> {
                 Command::Subscribe(SubscribeRequest {
                     execution_id: EXEC_ID.into(),
                     from_revision: None,
+                    ..Default::default()
                 }),
             ),
         ),
@@ -386,6 +387,7 @@ fn all_vectors() -> Vec<Vector> {
                 Command::Subscribe(SubscribeRequest {
                     execution_id: EXEC_ID.into(),
                     from_revision: Some(41),
+                    ..Default::default()
                 }),
             ),
         ),
@@ -398,6 +400,7 @@ fn all_vectors() -> Vec<Vector> {
                 Command::Subscribe(SubscribeRequest {
                     execution_id: EXEC_ID.into(),
                     from_revision: Some(0),
+                    ..Default::default()
                 }),
             ),
         ),
