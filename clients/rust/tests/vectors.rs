@@ -226,6 +226,7 @@ fn event(
         execution,
         reason: reason as i32,
         message: message.into(),
+        ..Default::default()
     })
 }
 
