@@ -80,6 +80,10 @@ class AsyncSocket:
             raise TimeoutError(f"timed out after {timeout}s") from None
         return cls(reader, writer)
 
+    def fileno(self) -> int:
+        """The socket's file descriptor."""
+        return int(self._writer.get_extra_info("socket").fileno())
+
     async def recv(self, deadline: Optional[float]) -> bytes:
         """Some received bytes, ``b""`` at the end of the stream.
 
@@ -237,6 +241,10 @@ class SyncSocket:
             sock.close()
             raise
         return cls(sock)
+
+    def fileno(self) -> int:
+        """The socket's file descriptor."""
+        return self._sock.fileno()
 
     def recv(self, deadline: Optional[float]) -> bytes:
         """Some received bytes, ``b""`` at the end of the stream.

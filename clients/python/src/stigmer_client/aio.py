@@ -23,7 +23,7 @@ from ._framing import (
     decode_response,
     encode_request,
 )
-from ._paths import default_socket_path
+from ._paths import check_peer, check_socket_path, default_socket_path, expected_uid_from_env
 from ._proto.ai.stigmer.agentic.agentexecution.v1.api_pb2 import AgentExecution
 from ._proto.ai.stigmer.agentic.agentexecution.v1.status_pb2 import AgentExecutionStatus
 from ._proto.stigmer.daemon.v1 import daemon_pb2
@@ -38,6 +38,7 @@ from ._transport import (
 )
 from .errors import (
     DeadlineExceededError,
+    ImpostorError,
     StigmerError,
     UnavailableError,
     error_from_proto,
@@ -131,6 +132,11 @@ class AsyncClient:
             (a drop then raises :class:`~stigmer_client.UnavailableError` and a
             ``shutdown`` end event is delivered and ends the iteration).
         stream_buffer: events buffered per subscription that is not being read.
+        expected_uid: one more uid the daemon may run as (default
+            ``$STIGMER_EXPECTED_UID``). Before sending anything on a new
+            connection, the client reads the uid of the process that accepted
+            it and raises :class:`~stigmer_client.ImpostorError` unless it is
+            root, this user or ``expected_uid``.
     """
 
     def __init__(
@@ -142,9 +148,11 @@ class AsyncClient:
         max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH,
         reconnect: Optional[ReconnectPolicy] = ReconnectPolicy(),  # noqa: B008
         stream_buffer: int = DEFAULT_STREAM_BUFFER,
+        expected_uid: Optional[int] = None,
     ) -> None:
         """Configure the client; nothing is connected yet."""
         self.socket_path: str = socket_path if socket_path else default_socket_path()
+        self.expected_uid = expected_uid if expected_uid is not None else expected_uid_from_env()
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_frame_length = max_frame_length
@@ -379,12 +387,18 @@ class AsyncClient:
             conn = self._conn
             if conn is not None and conn.lost is None:
                 return conn
+            check_socket_path(self.socket_path)
             try:
                 sock = await AsyncSocket.connect(self.socket_path, self.connect_timeout)
             except OSError as exc:
                 raise UnavailableError(
                     f"cannot connect to the stigmer daemon at {self.socket_path}: {exc!r}"
                 ) from exc
+            try:  # who accepted? (before a single byte is sent)
+                check_peer(sock.fileno(), self.socket_path, self.expected_uid)
+            except BaseException:
+                sock.close()
+                raise
             conn = _Connection(sock, self.max_frame_length)
             self._conn = conn
             return conn
@@ -640,6 +654,9 @@ class AsyncSubscription(AsyncIterator[Event]):
         request = daemon_pb2.Request(subscribe=self._state.subscribe_request())
         try:
             self._conn, self._id = await client._send(request, client.stream_buffer)
+        except ImpostorError:
+            self._state.done = True  # not the daemon: retrying would not help
+            raise
         except UnavailableError as error:
             if client._closed:
                 self._state.done = True
