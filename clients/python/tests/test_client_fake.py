@@ -221,6 +221,45 @@ def test_sync_subscription_timeout_keeps_it_usable(tmp_path: Path) -> None:
     fake.close()
 
 
+def test_sync_threads_share_one_connection(tmp_path: Path) -> None:
+    # The fake answers only once all 20 pings arrived, last first: each thread's
+    # reply is read by whichever thread is reading and routed to its waiter.
+    fake = FakeDaemon(tmp_path / "s", [_reverse_pongs])
+    pongs: List[int] = []
+    errors: List[BaseException] = []
+
+    def ping(client: Client) -> None:
+        try:
+            pongs.append(client.ping(timeout=30).protocol_version)
+        except BaseException as exc:
+            errors.append(exc)
+
+    with Client(fake.path) as client:
+        threads = [threading.Thread(target=ping, args=(client,)) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    fake.close()
+    assert not errors, errors
+    assert pongs == [1] * 20
+    assert fake.accepted == 1
+
+
+def test_sync_call_while_another_thread_waits_on_a_subscription(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", [_interleave])
+    with Client(fake.path) as client:
+        sub = client.subscribe("aex-1")
+        assert next(sub).type == "snapshot"
+        events: List[Event] = []
+        reader = threading.Thread(target=lambda: events.extend(sub))
+        reader.start()  # blocks reading the socket until the next event
+        client.ping()  # its pong is read by the reader thread or by this one
+        reader.join(60)
+    fake.close()
+    assert [(e.type, e.revision) for e in events] == [("update", 2), ("update", 3), ("end", 3)]
+
+
 # -- async --------------------------------------------------------------------
 
 

@@ -28,4 +28,4 @@ def test_user_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STIGMER_SOCKET", raising=False)
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     monkeypatch.setattr("os.geteuid", lambda: 1000)
-    assert default_socket_path() == "/tmp/stigmer-1000.sock"
+    assert default_socket_path() == "/tmp/stigmer-1000/stigmer.sock"

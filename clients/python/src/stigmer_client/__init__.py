@@ -15,7 +15,7 @@ protocol (docs/PROTOCOL.md): length-delimited protobuf frames on a Unix socket.
 from __future__ import annotations
 
 from ._framing import DEFAULT_MAX_FRAME_LENGTH, PROTOCOL_VERSION
-from ._paths import SOCKET_ENV, SYSTEM_SOCKET, default_socket_path
+from ._paths import EXPECTED_UID_ENV, SOCKET_ENV, SYSTEM_SOCKET, default_socket_path
 from ._proto.ai.stigmer.agentic.agentexecution.v1.api_pb2 import AgentExecution
 from ._proto.ai.stigmer.agentic.agentexecution.v1.enum_pb2 import (
     EXECUTION_CANCELLED,
@@ -84,6 +84,7 @@ from .errors import (
     DataLossError,
     DeadlineExceededError,
     FailedPreconditionError,
+    ImpostorError,
     InternalError,
     InvalidArgumentError,
     NotFoundError,
@@ -118,6 +119,7 @@ __all__ = [
     "EXECUTION_PHASE_UNSPECIFIED",
     "EXECUTION_TERMINATED",
     "EXECUTION_WAITING_FOR_APPROVAL",
+    "EXPECTED_UID_ENV",
     "MESSAGE_AI",
     "MESSAGE_HUMAN",
     "MESSAGE_SYSTEM",
@@ -160,6 +162,7 @@ __all__ = [
     "ExecutionReply",
     "ExecutionValue",
     "FailedPreconditionError",
+    "ImpostorError",
     "InternalError",
     "InvalidArgumentError",
     "ListExecutionsResponse",

@@ -1,108 +1,142 @@
-"""The asyncio client: one connection, one reader task, many concurrent calls.
+"""The asyncio client: one connection, shared by concurrent calls and subscriptions.
 
-Example::
-
-    import asyncio
-    from stigmer_client.aio import AsyncClient
-
-    async def main() -> None:
-        async with AsyncClient() as client:
-            execution = await client.create("agent-1", "hello")
-            async for event in client.subscribe(execution.metadata.id):
-                print(event.type, event.revision)
-
-    asyncio.run(main())
+This is the one hand-written client: ``client.py``, the synchronous client, is
+generated from this file by ``scripts/unasync.py`` (``async``/``await``
+stripped, the asyncio primitives of ``_transport.py`` swapped for their
+blocking twins). Edit this file, then run ``python scripts/unasync.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
-import time
+import itertools
+from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import AsyncIterator, Deque, Dict, List, Optional, Set, Type
+from typing import Deque, Dict, List, Optional, Set, Tuple, Type
 
 from . import _api
 from ._framing import (
     DEFAULT_MAX_FRAME_LENGTH,
-    HEADER_LENGTH,
     PROTOCOL_VERSION,
-    decode_length,
+    FrameDecoder,
     decode_response,
     encode_request,
 )
-from ._paths import default_socket_path
+from ._paths import check_peer, check_socket_path, default_socket_path, expected_uid_from_env
 from ._proto.ai.stigmer.agentic.agentexecution.v1.api_pb2 import AgentExecution
 from ._proto.ai.stigmer.agentic.agentexecution.v1.status_pb2 import AgentExecutionStatus
 from ._proto.stigmer.daemon.v1 import daemon_pb2
 from ._stream import DROP, FINISH, REOPEN, Backoff, Event, ReconnectPolicy, ResumeState
-from .client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STREAM_BUFFER, DEFAULT_TIMEOUT
+from ._transport import (
+    AsyncLock,
+    AsyncSocket,
+    AsyncWaiters,
+    async_sleep,
+    time_left,
+    to_deadline,
+)
 from .errors import (
     DeadlineExceededError,
+    ImpostorError,
     StigmerError,
     UnavailableError,
     error_from_proto,
 )
 
-__all__ = ["AsyncClient", "AsyncSubscription"]
+__all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "AsyncSubscription"]
+
+#: Default timeout of a unary call, in seconds.
+DEFAULT_TIMEOUT = 30.0
+#: Default timeout of connecting, in seconds.
+DEFAULT_CONNECT_TIMEOUT = 5.0
+#: Default number of events buffered for a subscription that is not being read.
+DEFAULT_STREAM_BUFFER = 256
 
 _Timeout = Optional[float]
 
 
+class _ConnectionLost(Exception):
+    """Internal: the connection dropped; ``error`` is what to raise to a unary caller."""
+
+    def __init__(self, error: StigmerError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Overflow(Exception):
+    """Internal: a subscription's inbox overflowed (or was closed); reopen it."""
+
+
 class _Inbox:
-    """Events received for one stream, not yet taken by its reader."""
+    """Frames received for one request id, not yet taken by their reader."""
 
-    __slots__ = ("frames", "lost", "overflowed", "wake")
+    __slots__ = ("frames", "limit", "overflowed")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: Optional[int]) -> None:
         self.frames: Deque[daemon_pb2.Response] = collections.deque()
-        self.lost: Optional[StigmerError] = None
+        self.limit = limit
         self.overflowed = False
-        self.wake = asyncio.Event()
 
 
 class _Connection:
-    """One open connection and what is waiting on it."""
+    """One open connection and the inboxes of the requests waiting on it.
 
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, generation: int
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.generation = generation
-        self.pending: Dict[int, asyncio.Future[daemon_pb2.Response]] = {}
-        self.streams: Dict[int, _Inbox] = {}
-        self.drain_lock = asyncio.Lock()
-        self.closed = False
-        self.task: Optional[asyncio.Task[None]] = None
+    Nobody reads the socket in the background: a caller waiting for a frame
+    reads when no other caller is reading (``reading``) and routes every frame
+    it receives to its inbox. The others wait on ``waiters`` until a frame of
+    theirs comes or the reader is done (then one of them reads next).
+    """
 
-
-def _deadline(timeout: _Timeout) -> Optional[float]:
-    return None if timeout is None else time.monotonic() + timeout
-
-
-def _remaining(deadline: Optional[float]) -> Optional[float]:
-    if deadline is None:
-        return None
-    return max(0.0, deadline - time.monotonic())
+    def __init__(self, sock: AsyncSocket, max_frame_length: int) -> None:
+        self.sock = sock
+        self.decoder = FrameDecoder(max_frame_length)
+        self.inboxes: Dict[int, _Inbox] = {}
+        self.waiters = AsyncWaiters()
+        self.reading = False
+        #: Why the connection was lost; ``None`` while it is open.
+        self.lost: Optional[StigmerError] = None
 
 
 class AsyncClient:
     """An asyncio client of the stigmer daemon.
 
-    The same API as :class:`stigmer_client.Client`, as coroutines. One
-    connection carries every call and subscription of the client at once: a
-    reader task routes each reply and event by request id, so calls from many
-    tasks run concurrently. Requests are written in the order the coroutines
-    are called, so updates of one execution sent from one client commit in that
-    order even when not awaited one by one.
+    Example::
 
-    Unary calls are never retried (they raise
-    :class:`~stigmer_client.UnavailableError` when the connection drops;
-    the next call reconnects); subscriptions reconnect and resume by themselves.
+        async with AsyncClient() as client:
+            execution = await client.create("agent-1", "hello")
+            async for event in client.subscribe(execution.metadata.id):
+                print(event.type, event.revision)
 
-    Args: as :class:`stigmer_client.Client`.
+    The connection is opened on first use (or by :meth:`connect`) and carries
+    every call and subscription made through this object at once, from
+    any number of tasks. Whichever call is waiting reads the socket and routes
+    each reply and event by request id; events of a subscription that is not being
+    read are buffered (up to ``stream_buffer`` per subscription; beyond that
+    the subscription drops its buffer and later resumes from the daemon's
+    history, losing nothing). Requests are written in the order they are made,
+    so updates sent through one client commit in that order.
+
+    Unary calls (``create``, ``update_status``, ...) are never retried: when
+    the daemon cannot be reached or the connection drops before the reply,
+    they raise :class:`~stigmer_client.UnavailableError` (the write may or may
+    not have been committed). The next call reconnects. Subscriptions reconnect
+    and resume by themselves (see :meth:`subscribe`).
+
+    Args:
+        socket_path: the daemon's socket; default :func:`default_socket_path`.
+        timeout: default timeout of unary calls, seconds (``None``: wait forever).
+        connect_timeout: timeout of connecting, seconds.
+        max_frame_length: largest frame body sent or accepted (the daemon's limit).
+        reconnect: how subscriptions reconnect; ``None`` disables reconnecting
+            (a drop then raises :class:`~stigmer_client.UnavailableError` and a
+            ``shutdown`` end event is delivered and ends the iteration).
+        stream_buffer: events buffered per subscription that is not being read.
+        expected_uid: one more uid the daemon may run as (default
+            ``$STIGMER_EXPECTED_UID``). Before sending anything on a new
+            connection, the client reads the uid of the process that accepted
+            it and raises :class:`~stigmer_client.ImpostorError` unless it is
+            root, this user or ``expected_uid``.
     """
 
     def __init__(
@@ -114,20 +148,20 @@ class AsyncClient:
         max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH,
         reconnect: Optional[ReconnectPolicy] = ReconnectPolicy(),  # noqa: B008
         stream_buffer: int = DEFAULT_STREAM_BUFFER,
+        expected_uid: Optional[int] = None,
     ) -> None:
         """Configure the client; nothing is connected yet."""
         self.socket_path: str = socket_path if socket_path else default_socket_path()
+        self.expected_uid = expected_uid if expected_uid is not None else expected_uid_from_env()
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_frame_length = max_frame_length
         self.reconnect = reconnect
         self.stream_buffer = max(1, stream_buffer)
         self._conn: Optional[_Connection] = None
-        self._connect_lock: Optional[asyncio.Lock] = None
-        self._next_id = 1
-        self._generation = 0
+        self._connect_lock = AsyncLock()
+        self._ids = itertools.count(1)
         self._closed = False
-        self._background: Set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -149,33 +183,32 @@ class AsyncClient:
         await self._ensure_connected()
 
     async def close(self) -> None:
-        """Close the connection; pending calls and subscriptions raise."""
+        """Close the connection; open subscriptions end, further calls raise."""
         self._closed = True
         conn = self._conn
         if conn is not None:
             self._lose(conn, UnavailableError("the client is closed"))
-            if conn.task is not None:
-                conn.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await conn.task
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                await conn.writer.wait_closed()
+            await conn.sock.wait_closed()
 
     @property
     def connected(self) -> bool:
         """Whether a connection is open."""
-        return self._conn is not None and not self._conn.closed
+        return self._conn is not None and self._conn.lost is None
 
     # -- unary calls -------------------------------------------------------
 
     async def ping(self, *, timeout: _Timeout = None) -> daemon_pb2.PingResponse:
-        """Ping the daemon (see :meth:`stigmer_client.Client.ping`)."""
+        """Ping the daemon: its protocol and daemon versions, last revision and frame limit."""
         return (await self.call(_api.ping_request(), "pong", timeout=timeout)).pong
 
     async def status(
         self, *, prometheus: bool = False, timeout: _Timeout = None
     ) -> daemon_pb2.DaemonStatus:
-        """The daemon's status (see :meth:`stigmer_client.Client.status`)."""
+        """The daemon's status: identity, load and counters (``stigmer status``).
+
+        With ``prometheus=True`` the reply's ``prometheus`` field also holds the
+        Prometheus text exposition.
+        """
         request = _api.status_request(prometheus)
         return (await self.call(request, "status", timeout=timeout)).status
 
@@ -203,10 +236,10 @@ class AsyncClient:
     async def update_status(
         self, execution_id: str, status: AgentExecutionStatus, *, timeout: _Timeout = None
     ) -> AgentExecution:
-        """Merge ``status`` into the execution; return the result.
+        """Merge ``status`` into the execution (upstream's rules); return the result.
 
         Raises :class:`~stigmer_client.FailedPreconditionError` once the
-        execution's phase is final.
+        execution's phase is final (completed, failed, cancelled, terminated).
         """
         return (await self.update_status_reply(execution_id, status, timeout=timeout)).execution
 
@@ -220,7 +253,12 @@ class AsyncClient:
     async def update_status_ack(
         self, execution_id: str, status: AgentExecutionStatus, *, timeout: _Timeout = None
     ) -> int:
-        """Like :meth:`update_status`, returning only the revision committed (a minimal reply)."""
+        """Like :meth:`update_status`, returning only the revision committed.
+
+        The daemon answers with a minimal reply (``Request.minimal_reply``)
+        instead of echoing the whole execution: for a runner that sends its
+        cumulative status with every update, that echo grows with the transcript.
+        """
         request = _api.update_status_request(execution_id, status, minimal_reply=True)
         return (await self.call(request, "execution", timeout=timeout)).execution.revision
 
@@ -243,7 +281,11 @@ class AsyncClient:
         page_size: int = 0,
         timeout: _Timeout = None,
     ) -> List[AgentExecution]:
-        """Return every execution (all pages), in creation order, optionally filtered."""
+        """Return every execution (all pages), in creation order, optionally filtered.
+
+        ``phase`` is an ``ExecutionPhase`` value or name (``"EXECUTION_PENDING"``
+        or ``"pending"``); ``session_id`` a session id.
+        """
         entries: List[AgentExecution] = []
         token = ""
         while True:
@@ -280,21 +322,21 @@ class AsyncClient:
         *,
         timeout: _Timeout = None,
     ) -> daemon_pb2.Response:
-        """Send one request and return its reply (see :meth:`stigmer_client.Client.call`)."""
-        effective = self.timeout if timeout is None else timeout
-        conn = await self._ensure_connected()
-        request_id = self._prepare(request)
-        frame = encode_request(request, self.max_frame_length)
-        future: asyncio.Future[daemon_pb2.Response] = asyncio.get_running_loop().create_future()
-        conn.pending[request_id] = future
+        """Send one request and return its reply (the low-level API).
+
+        The client sets ``request.id`` (and ``protocol_version`` when it is 0).
+        An ``error`` reply is raised as its :class:`~stigmer_client.StigmerError`
+        subclass; when ``expect`` names a result field, any other result raises
+        :class:`~stigmer_client.InternalError`. Not for ``subscribe``.
+        """
+        deadline = to_deadline(self.timeout if timeout is None else timeout)
+        conn, request_id = await self._send(request, None)
         try:
-            await self._write(conn, frame)
-            try:
-                response = await asyncio.wait_for(future, effective)
-            except asyncio.TimeoutError:
-                raise DeadlineExceededError("timed out waiting for the stigmer daemon") from None
+            response = await self._wait(conn, request_id, deadline)
+        except _ConnectionLost as lost:
+            raise lost.error from None
         finally:
-            conn.pending.pop(request_id, None)
+            conn.inboxes.pop(request_id, None)
         if expect is None:
             if response.WhichOneof("result") == "error":
                 raise error_from_proto(response.error)
@@ -310,10 +352,24 @@ class AsyncClient:
         *,
         reconnect: bool = True,
     ) -> AsyncSubscription:
-        """Open a stream of the execution's changes: an async iterator of :class:`Event`.
+        """Open a stream of the execution's changes; return an iterator of :class:`Event`.
 
-        The same semantics as :meth:`stigmer_client.Client.subscribe`
-        (every revision once and in order, reconnect and resume).
+        Without ``from_revision`` the first event is a ``"snapshot"``; with it,
+        an ``"update"`` for every change after that revision. The iterator
+        yields every revision once, in increasing order (or a ``"resync"``
+        when the daemon's history no longer reaches back), and stops after an
+        ``"end"`` event whose ``reason`` is ``"terminal"``, ``"deleted"`` or
+        ``"cancelled"``.
+
+        When the connection drops, or the stream ends with reason ``shutdown``
+        or ``slow_consumer``, the iterator reconnects with jittered exponential
+        backoff (the client's :class:`ReconnectPolicy`) and resubscribes from the
+        last revision it delivered, dropping anything already delivered; the
+        caller sees no gap and no duplicate. ``reconnect=False`` (or a client
+        made with ``reconnect=None``) turns that off.
+
+        The stream is opened when the first event is asked for. Close the
+        subscription (or leave its ``with`` block) to cancel it on the daemon.
         """
         return AsyncSubscription(
             self, execution_id, from_revision, reconnect and self.reconnect is not None
@@ -321,139 +377,153 @@ class AsyncClient:
 
     # -- internals ---------------------------------------------------------
 
-    def _prepare(self, request: daemon_pb2.Request) -> int:
-        request_id = self._next_id
-        self._next_id += 1
-        request.id = request_id
-        if request.protocol_version == 0:
-            request.protocol_version = PROTOCOL_VERSION
-        return request_id
-
     async def _ensure_connected(self) -> _Connection:
-        if self._closed:
-            raise UnavailableError("the client is closed")
         conn = self._conn
-        if conn is not None and not conn.closed:
+        if conn is not None and conn.lost is None and not self._closed:
             return conn
-        if self._connect_lock is None:
-            self._connect_lock = asyncio.Lock()
         async with self._connect_lock:
-            conn = self._conn
-            if conn is not None and not conn.closed:
-                return conn
             if self._closed:
                 raise UnavailableError("the client is closed")
+            conn = self._conn
+            if conn is not None and conn.lost is None:
+                return conn
+            check_socket_path(self.socket_path)
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_unix_connection(self.socket_path), self.connect_timeout
-                )
-            except (OSError, asyncio.TimeoutError) as exc:
+                sock = await AsyncSocket.connect(self.socket_path, self.connect_timeout)
+            except OSError as exc:
                 raise UnavailableError(
                     f"cannot connect to the stigmer daemon at {self.socket_path}: {exc!r}"
                 ) from exc
-            self._generation += 1
-            conn = _Connection(reader, writer, self._generation)
-            conn.task = asyncio.ensure_future(self._read_loop(conn))
+            try:  # who accepted? (before a single byte is sent)
+                check_peer(sock.fileno(), self.socket_path, self.expected_uid)
+            except BaseException:
+                sock.close()
+                raise
+            conn = _Connection(sock, self.max_frame_length)
             self._conn = conn
             return conn
 
-    async def _write(self, conn: _Connection, frame: bytes) -> None:
-        if conn.closed:
-            raise UnavailableError("connection to the stigmer daemon lost")
+    async def _send(
+        self, request: daemon_pb2.Request, buffer_limit: Optional[int]
+    ) -> Tuple[_Connection, int]:
+        """Connect if needed, register an inbox, send; return the connection and request id."""
+        conn = await self._ensure_connected()
+        request_id = next(self._ids)
+        request.id = request_id
+        if request.protocol_version == 0:
+            request.protocol_version = PROTOCOL_VERSION
+        frame = encode_request(request, self.max_frame_length)
+        conn.inboxes[request_id] = _Inbox(buffer_limit)
         try:
-            conn.writer.write(frame)
-            async with conn.drain_lock:
-                await conn.writer.drain()
-        except (OSError, RuntimeError) as exc:
+            await conn.sock.send(frame)
+        except OSError as exc:
             error = UnavailableError(f"connection to the stigmer daemon lost: {exc!r}")
             self._lose(conn, error)
             raise error from exc
-
-    def _write_quietly(self, conn: _Connection, request: daemon_pb2.Request) -> None:
-        """Queue a request whose reply nobody waits for (a cancel)."""
-        if conn.closed:
-            return
-        try:
-            conn.writer.write(encode_request(request, self.max_frame_length))
-        except (OSError, RuntimeError):
-            return
+        return conn, request_id
 
     def _cancel_stream(self, conn: _Connection, subscription_id: int) -> None:
-        conn.streams.pop(subscription_id, None)
-        request = _api.cancel_request(self._next_id, subscription_id)
-        self._next_id += 1
-        self._write_quietly(conn, request)
+        """Send a cancel of a stream, without waiting (nobody reads its reply)."""
+        if conn.lost is None:
+            request = _api.cancel_request(next(self._ids), subscription_id)
+            # On failure, whoever reads next sees the connection drop.
+            with contextlib.suppress(OSError):
+                conn.sock.write_nowait(encode_request(request, self.max_frame_length))
 
-    async def _read_loop(self, conn: _Connection) -> None:
-        error: StigmerError = UnavailableError("the stigmer daemon closed the connection")
+    async def _wait(
+        self, conn: _Connection, request_id: int, deadline: Optional[float]
+    ) -> daemon_pb2.Response:
+        """Return the next frame for ``request_id``, reading the socket when nobody else is.
+
+        Raises ``_ConnectionLost``, ``DeadlineExceededError``, and ``_Overflow``
+        when the inbox overflowed or was closed.
+        """
+        while True:
+            async with conn.waiters:
+                while True:
+                    inbox = conn.inboxes.get(request_id)
+                    if inbox is None:
+                        raise _Overflow()
+                    if inbox.frames:
+                        return inbox.frames.popleft()
+                    if inbox.overflowed:
+                        raise _Overflow()
+                    if conn.lost is not None:
+                        raise _ConnectionLost(conn.lost)
+                    if not conn.reading:
+                        conn.reading = True
+                        break
+                    if not await conn.waiters.wait(request_id, time_left(deadline)):
+                        raise DeadlineExceededError("timed out waiting for the stigmer daemon")
+            routed: Set[int] = set()
+            try:
+                await self._read(conn, deadline, routed)
+            finally:
+                conn.reading = False
+                # Wake the callers whose frames came, and one more to read next.
+                conn.waiters.notify(routed, one_more=True)
+
+    async def _read(self, conn: _Connection, deadline: Optional[float], routed: Set[int]) -> None:
+        """Receive at least one whole frame (or time out); route every whole frame.
+
+        Adds the ids of the inboxes that received a frame to ``routed``.
+        """
         try:
-            while True:
-                header = await conn.reader.readexactly(HEADER_LENGTH)
-                length = decode_length(header, self.max_frame_length)
-                body = await conn.reader.readexactly(length) if length else b""
+            body = conn.decoder.next_body()
+            while body is None:
+                data = await conn.sock.recv(deadline)
+                if not data:
+                    raise UnavailableError("the stigmer daemon closed the connection")
+                conn.decoder.feed(data)
+                body = conn.decoder.next_body()
+            while body is not None:
                 response = decode_response(body)
-                if response.id == 0:
-                    if response.WhichOneof("result") == "error":
-                        error = error_from_proto(response.error)
-                    break
-                self._route(conn, response)
-        except asyncio.IncompleteReadError:
-            pass
-        except StigmerError as exc:
-            error = exc
+                if self._route(conn, response):
+                    routed.add(response.id)
+                body = conn.decoder.next_body()
+        except StigmerError as exc:  # a broken frame, or a connection error the daemon stated
+            self._lose(conn, exc)
+        except TimeoutError:  # from recv (a DeadlineExceededError is a StigmerError)
+            raise DeadlineExceededError("timed out waiting for the stigmer daemon") from None
         except OSError as exc:
-            error = UnavailableError(f"connection to the stigmer daemon lost: {exc!r}")
-        except asyncio.CancelledError:
-            error = UnavailableError("the client is closed")
-            self._lose(conn, error)
-            raise
-        self._lose(conn, error)
+            self._lose(conn, UnavailableError(f"connection to the stigmer daemon lost: {exc!r}"))
 
-    def _route(self, conn: _Connection, response: daemon_pb2.Response) -> None:
-        future = conn.pending.get(response.id)
-        if future is not None:
-            if not future.done():
-                future.set_result(response)
-            return
-        inbox = conn.streams.get(response.id)
+    def _route(self, conn: _Connection, response: daemon_pb2.Response) -> bool:
+        """Put a frame in its inbox; False when nobody waits for it."""
+        if response.id == 0:
+            # A connection error: the daemon closes the connection after it.
+            if response.WhichOneof("result") == "error":
+                raise error_from_proto(response.error)
+            raise UnavailableError("the stigmer daemon closed the connection")
+        inbox = conn.inboxes.get(response.id)
         if inbox is None or inbox.overflowed:
-            return  # nobody waits for it (timed out, cancelled, overflowed): drop it
-        if len(inbox.frames) >= self.stream_buffer:
-            # The consumer fell behind: keep the buffered events, drop the rest
-            # and cancel the stream; once the consumer has read the buffer, the
-            # subscription resumes from the daemon's history. Nothing is lost,
-            # and every round delivers a full buffer, so it always progresses.
+            return False  # nobody waits for it (timed out, cancelled, overflowed): drop it
+        if inbox.limit is not None and len(inbox.frames) >= inbox.limit:
+            # The reader fell behind: keep the buffered events, drop the rest
+            # and cancel the stream; once the buffer has been read, the
+            # subscription resumes from the daemon's history (no loss, and
+            # every round delivers a full buffer, so it always progresses).
             inbox.overflowed = True
-            request = _api.cancel_request(self._next_id, response.id)
-            self._next_id += 1
-            self._write_quietly(conn, request)
-            inbox.wake.set()
-            return
+            self._cancel_stream(conn, response.id)
+            return True  # its reader learns that it overflowed
         inbox.frames.append(response)
-        inbox.wake.set()
+        return True
 
     def _lose(self, conn: _Connection, error: StigmerError) -> None:
-        if conn.closed:
+        """Close a connection for good: its waiters raise ``error``."""
+        if conn.lost is not None:
             return
-        conn.closed = True
+        conn.lost = error
         if self._conn is conn:
             self._conn = None
-        with contextlib.suppress(OSError, RuntimeError):
-            conn.writer.close()
-        for future in conn.pending.values():
-            if not future.done():
-                future.set_exception(error)
-        conn.pending.clear()
-        for inbox in conn.streams.values():
-            inbox.lost = error
-            inbox.wake.set()
+        conn.sock.close()
+        conn.waiters.notify_all()
 
 
 class AsyncSubscription(AsyncIterator[Event]):
-    """An async iterator of a subscription's :class:`Event` objects.
+    """An iterator of a subscription's :class:`Event` objects (see :meth:`AsyncClient.subscribe`).
 
-    See :meth:`AsyncClient.subscribe`. Also an async context manager: leaving
-    it cancels the stream on the daemon.
+    Also a context manager: leaving it cancels the stream on the daemon.
     """
 
     def __init__(
@@ -463,13 +533,12 @@ class AsyncSubscription(AsyncIterator[Event]):
         from_revision: Optional[int],
         reconnect: bool,
     ) -> None:
-        """Prepare a subscription; it is opened on the first ``__anext__``."""
+        """Prepare a subscription; it is opened when the first event is asked for."""
         self._client = client
         self._state = ResumeState(execution_id, from_revision, reconnect)
         self._backoff = Backoff(client.reconnect or ReconnectPolicy())
         self._conn: Optional[_Connection] = None
         self._id: Optional[int] = None
-        self._inbox: Optional[_Inbox] = None
 
     @property
     def execution_id(self) -> str:
@@ -516,16 +585,14 @@ class AsyncSubscription(AsyncIterator[Event]):
         self._detach(cancel=True)
 
     def _detach(self, cancel: bool = False) -> None:
+        """Forget the stream (and cancel it on the daemon when ``cancel``)."""
         conn, stream_id = self._conn, self._id
-        self._conn, self._id, self._inbox = None, None, None
+        self._conn, self._id = None, None
         if conn is None or stream_id is None:
             return
-        inbox = conn.streams.get(stream_id)
-        if inbox is not None:
-            if cancel and not inbox.overflowed:
-                self._client._cancel_stream(conn, stream_id)
-            else:
-                conn.streams.pop(stream_id, None)
+        inbox = conn.inboxes.pop(stream_id, None)
+        if cancel and inbox is not None and not inbox.overflowed:
+            self._client._cancel_stream(conn, stream_id)
 
     async def next_event(self, timeout: _Timeout = None) -> Optional[Event]:
         """Return the next event, or ``None`` when the iteration is over.
@@ -533,37 +600,26 @@ class AsyncSubscription(AsyncIterator[Event]):
         Raises :class:`~stigmer_client.DeadlineExceededError` when ``timeout``
         (seconds) passes first; the subscription stays usable.
         """
-        deadline = _deadline(timeout)
+        deadline = to_deadline(timeout)
         while not self._state.done:
-            inbox = self._inbox
-            conn = self._conn
-            if inbox is None or conn is None or self._id is None:
+            conn, stream_id = self._conn, self._id
+            if conn is None or stream_id is None:
                 await self._open(deadline)
                 continue
-            if inbox.frames:
-                response = inbox.frames.popleft()
-            elif inbox.lost is not None:
-                error = inbox.lost
+            try:
+                response = await self._client._wait(conn, stream_id, deadline)
+            except _Overflow:
+                self._detach()  # resume from the daemon's history
+                continue
+            except _ConnectionLost as lost:
                 self._detach()
-                if not self._state.is_retryable(error):
+                if not self._state.is_retryable(lost.error):
                     # A connection error the daemon stated (too many
                     # connections, permission denied, ...) or a broken frame:
                     # retrying would only be refused again.
                     self._state.done = True
-                    raise error
-                await self._retry_or_raise(error, deadline)
-                continue
-            elif inbox.overflowed or conn.streams.get(self._id) is not inbox:
-                self._detach()  # overflowed: resume from the history
-                continue
-            else:
-                inbox.wake.clear()
-                try:
-                    await asyncio.wait_for(inbox.wake.wait(), _remaining(deadline))
-                except asyncio.TimeoutError:
-                    raise DeadlineExceededError(
-                        "timed out waiting for a subscription event"
-                    ) from None
+                    raise lost.error from None
+                await self._retry_or_raise(lost.error, deadline)
                 continue
             kind = response.WhichOneof("result")
             if kind == "error":
@@ -593,24 +649,22 @@ class AsyncSubscription(AsyncIterator[Event]):
         return None
 
     async def _open(self, deadline: Optional[float]) -> None:
+        """(Re)send the subscribe request, or wait the backoff delay when it fails."""
         client = self._client
+        request = daemon_pb2.Request(subscribe=self._state.subscribe_request())
         try:
-            conn = await client._ensure_connected()
-            request = daemon_pb2.Request(subscribe=self._state.subscribe_request())
-            stream_id = client._prepare(request)
-            frame = encode_request(request, client.max_frame_length)
-            inbox = _Inbox()
-            conn.streams[stream_id] = inbox
-            self._conn, self._id, self._inbox = conn, stream_id, inbox
-            await client._write(conn, frame)
+            self._conn, self._id = await client._send(request, client.stream_buffer)
+        except ImpostorError:
+            self._state.done = True  # not the daemon: retrying would not help
+            raise
         except UnavailableError as error:
-            self._detach()
             if client._closed:
                 self._state.done = True
                 raise
             await self._retry_or_raise(error, deadline)
 
     async def _retry_or_raise(self, error: StigmerError, deadline: Optional[float]) -> None:
+        """Sleep the backoff delay before reconnecting, or raise when that is not allowed."""
         if not self._state.reconnect or self._client._closed:
             self._state.done = True
             raise error
@@ -619,8 +673,8 @@ class AsyncSubscription(AsyncIterator[Event]):
         except UnavailableError:
             self._state.done = True
             raise
-        remaining = _remaining(deadline)
-        if remaining is not None and remaining < delay:
-            await asyncio.sleep(remaining)
+        left = time_left(deadline)
+        if left is not None and left < delay:
+            await async_sleep(left)
             raise DeadlineExceededError("timed out waiting for a subscription event")
-        await asyncio.sleep(delay)
+        await async_sleep(delay)

@@ -1,14 +1,19 @@
-"""The synchronous client: one blocking Unix socket, multiplexed by request id."""
+# Generated from aio.py by scripts/unasync.py: do not edit.
+# Edit src/stigmer_client/aio.py instead, then run: python clients/python/scripts/unasync.py
+"""The synchronous client: one connection, shared by concurrent calls and subscriptions.
+
+Generated from ``aio.py``, the asyncio client, by ``scripts/unasync.py``; the
+blocking socket, lock and waiting primitives it uses are in ``_transport.py``.
+"""
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import socket
-import threading
-import time
+import itertools
+from collections.abc import Iterator
 from types import TracebackType
-from typing import Deque, Dict, Iterator, List, Optional, Type
+from typing import Deque, Dict, List, Optional, Set, Tuple, Type
 
 from . import _api
 from ._framing import (
@@ -18,13 +23,22 @@ from ._framing import (
     decode_response,
     encode_request,
 )
-from ._paths import default_socket_path
+from ._paths import check_peer, check_socket_path, default_socket_path, expected_uid_from_env
 from ._proto.ai.stigmer.agentic.agentexecution.v1.api_pb2 import AgentExecution
 from ._proto.ai.stigmer.agentic.agentexecution.v1.status_pb2 import AgentExecutionStatus
 from ._proto.stigmer.daemon.v1 import daemon_pb2
 from ._stream import DROP, FINISH, REOPEN, Backoff, Event, ReconnectPolicy, ResumeState
+from ._transport import (
+    SyncLock,
+    SyncSocket,
+    SyncWaiters,
+    sync_sleep,
+    time_left,
+    to_deadline,
+)
 from .errors import (
     DeadlineExceededError,
+    ImpostorError,
     StigmerError,
     UnavailableError,
     error_from_proto,
@@ -50,6 +64,10 @@ class _ConnectionLost(Exception):
         self.error = error
 
 
+class _Overflow(Exception):
+    """Internal: a subscription's inbox overflowed (or was closed); reopen it."""
+
+
 class _Inbox:
     """Frames received for one request id, not yet taken by their reader."""
 
@@ -61,14 +79,23 @@ class _Inbox:
         self.overflowed = False
 
 
-def _deadline(timeout: _Timeout) -> Optional[float]:
-    return None if timeout is None else time.monotonic() + timeout
+class _Connection:
+    """One open connection and the inboxes of the requests waiting on it.
 
+    Nobody reads the socket in the background: a caller waiting for a frame
+    reads when no other caller is reading (``reading``) and routes every frame
+    it receives to its inbox. The others wait on ``waiters`` until a frame of
+    theirs comes or the reader is done (then one of them reads next).
+    """
 
-def _remaining(deadline: Optional[float]) -> Optional[float]:
-    if deadline is None:
-        return None
-    return max(0.0, deadline - time.monotonic())
+    def __init__(self, sock: SyncSocket, max_frame_length: int) -> None:
+        self.sock = sock
+        self.decoder = FrameDecoder(max_frame_length)
+        self.inboxes: Dict[int, _Inbox] = {}
+        self.waiters = SyncWaiters()
+        self.reading = False
+        #: Why the connection was lost; ``None`` while it is open.
+        self.lost: Optional[StigmerError] = None
 
 
 class Client:
@@ -81,23 +108,20 @@ class Client:
             for event in client.subscribe(execution.metadata.id):
                 print(event.type, event.revision)
 
-    The connection is opened on first use (or by :meth:`connect`) and shared by
-    every call and subscription made through this object: a subscription's
-    iterator may be interleaved with unary calls; frames are routed by request
-    id, and events of a subscription that is not being read are buffered (up to
-    ``stream_buffer`` per subscription; beyond that the subscription drops its
-    buffer and later resumes from the daemon's history, losing nothing).
+    The connection is opened on first use (or by :meth:`connect`) and carries
+    every call and subscription made through this object at once, from
+    any number of threads. Whichever call is waiting reads the socket and routes
+    each reply and event by request id; events of a subscription that is not being
+    read are buffered (up to ``stream_buffer`` per subscription; beyond that
+    the subscription drops its buffer and later resumes from the daemon's
+    history, losing nothing). Requests are written in the order they are made,
+    so updates sent through one client commit in that order.
 
     Unary calls (``create``, ``update_status``, ...) are never retried: when
     the daemon cannot be reached or the connection drops before the reply,
     they raise :class:`~stigmer_client.UnavailableError` (the write may or may
     not have been committed). The next call reconnects. Subscriptions reconnect
     and resume by themselves (see :meth:`subscribe`).
-
-    A ``Client`` serializes its socket operations with a lock, but it is meant
-    for one thread: a thread blocked on a subscription holds the socket until an
-    event arrives. Use one ``Client`` per thread, or
-    :class:`stigmer_client.aio.AsyncClient` for concurrency on one connection.
 
     Args:
         socket_path: the daemon's socket; default :func:`default_socket_path`.
@@ -108,6 +132,11 @@ class Client:
             (a drop then raises :class:`~stigmer_client.UnavailableError` and a
             ``shutdown`` end event is delivered and ends the iteration).
         stream_buffer: events buffered per subscription that is not being read.
+        expected_uid: one more uid the daemon may run as (default
+            ``$STIGMER_EXPECTED_UID``). Before sending anything on a new
+            connection, the client reads the uid of the process that accepted
+            it and raises :class:`~stigmer_client.ImpostorError` unless it is
+            root, this user or ``expected_uid``.
     """
 
     def __init__(
@@ -119,20 +148,19 @@ class Client:
         max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH,
         reconnect: Optional[ReconnectPolicy] = ReconnectPolicy(),  # noqa: B008
         stream_buffer: int = DEFAULT_STREAM_BUFFER,
+        expected_uid: Optional[int] = None,
     ) -> None:
         """Configure the client; nothing is connected yet."""
         self.socket_path: str = socket_path if socket_path else default_socket_path()
+        self.expected_uid = expected_uid if expected_uid is not None else expected_uid_from_env()
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_frame_length = max_frame_length
         self.reconnect = reconnect
         self.stream_buffer = max(1, stream_buffer)
-        self._sock: Optional[socket.socket] = None
-        self._decoder = FrameDecoder(max_frame_length)
-        self._inbox: Dict[int, _Inbox] = {}
-        self._next_id = 1
-        self._generation = 0
-        self._lock = threading.RLock()
+        self._conn: Optional[_Connection] = None
+        self._connect_lock = SyncLock()
+        self._ids = itertools.count(1)
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -152,19 +180,20 @@ class Client:
 
     def connect(self) -> None:
         """Open the connection now (it is otherwise opened on first use)."""
-        with self._lock:
-            self._ensure_connected()
+        self._ensure_connected()
 
     def close(self) -> None:
         """Close the connection; open subscriptions end, further calls raise."""
-        with self._lock:
-            self._closed = True
-            self._disconnect()
+        self._closed = True
+        conn = self._conn
+        if conn is not None:
+            self._lose(conn, UnavailableError("the client is closed"))
+            conn.sock.wait_closed()
 
     @property
     def connected(self) -> bool:
         """Whether a connection is open."""
-        return self._sock is not None
+        return self._conn is not None and self._conn.lost is None
 
     # -- unary calls -------------------------------------------------------
 
@@ -180,7 +209,8 @@ class Client:
         With ``prometheus=True`` the reply's ``prometheus`` field also holds the
         Prometheus text exposition.
         """
-        return self.call(_api.status_request(prometheus), "status", timeout=timeout).status
+        request = _api.status_request(prometheus)
+        return self.call(request, "status", timeout=timeout).status
 
     def create(
         self,
@@ -240,7 +270,8 @@ class Client:
         self, execution_id: str, *, timeout: _Timeout = None
     ) -> daemon_pb2.ExecutionReply:
         """Like :meth:`get`, returning the execution and its revision."""
-        return self.call(_api.get_request(execution_id), "execution", timeout=timeout).execution
+        request = _api.get_request(execution_id)
+        return self.call(request, "execution", timeout=timeout).execution
 
     def list(
         self,
@@ -281,9 +312,8 @@ class Client:
 
     def delete(self, execution_id: str, *, timeout: _Timeout = None) -> int:
         """Delete an execution; return the revision of the deletion."""
-        return self.call(
-            _api.delete_request(execution_id), "deleted", timeout=timeout
-        ).deleted.revision
+        request = _api.delete_request(execution_id)
+        return self.call(request, "deleted", timeout=timeout).deleted.revision
 
     def call(
         self,
@@ -299,18 +329,14 @@ class Client:
         subclass; when ``expect`` names a result field, any other result raises
         :class:`~stigmer_client.InternalError`. Not for ``subscribe``.
         """
-        effective = self.timeout if timeout is None else timeout
-        deadline = _deadline(effective)
-        with self._lock:
-            request_id = self._open_request(request, None)
-            try:
-                response = self._wait(request_id, deadline)
-            except _ConnectionLost as lost:
-                raise lost.error from None
-            except _Overflow:
-                raise UnavailableError("connection to the stigmer daemon lost") from None
-            finally:
-                self._inbox.pop(request_id, None)
+        deadline = to_deadline(self.timeout if timeout is None else timeout)
+        conn, request_id = self._send(request, None)
+        try:
+            response = self._wait(conn, request_id, deadline)
+        except _ConnectionLost as lost:
+            raise lost.error from None
+        finally:
+            conn.inboxes.pop(request_id, None)
         if expect is None:
             if response.WhichOneof("result") == "error":
                 raise error_from_proto(response.error)
@@ -342,8 +368,8 @@ class Client:
         caller sees no gap and no duplicate. ``reconnect=False`` (or a client
         made with ``reconnect=None``) turns that off.
 
-        The stream is opened on the first ``next()``. Close it (or leave the
-        ``with`` block) to cancel it on the daemon.
+        The stream is opened when the first event is asked for. Close the
+        subscription (or leave its ``with`` block) to cancel it on the daemon.
         """
         return Subscription(
             self, execution_id, from_revision, reconnect and self.reconnect is not None
@@ -351,146 +377,147 @@ class Client:
 
     # -- internals ---------------------------------------------------------
 
-    def _ensure_connected(self) -> socket.socket:
-        if self._closed:
-            raise UnavailableError("the client is closed")
-        if self._sock is not None:
-            return self._sock
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.connect_timeout)
-        try:
-            sock.connect(self.socket_path)
-        except OSError as exc:
-            sock.close()
-            raise UnavailableError(
-                f"cannot connect to the stigmer daemon at {self.socket_path}: {exc}"
-            ) from exc
-        self._sock = sock
-        self._decoder = FrameDecoder(self.max_frame_length)
-        self._generation += 1
-        return sock
-
-    def _disconnect(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            with contextlib.suppress(OSError):
+    def _ensure_connected(self) -> _Connection:
+        conn = self._conn
+        if conn is not None and conn.lost is None and not self._closed:
+            return conn
+        with self._connect_lock:
+            if self._closed:
+                raise UnavailableError("the client is closed")
+            conn = self._conn
+            if conn is not None and conn.lost is None:
+                return conn
+            check_socket_path(self.socket_path)
+            try:
+                sock = SyncSocket.connect(self.socket_path, self.connect_timeout)
+            except OSError as exc:
+                raise UnavailableError(
+                    f"cannot connect to the stigmer daemon at {self.socket_path}: {exc!r}"
+                ) from exc
+            try:  # who accepted? (before a single byte is sent)
+                check_peer(sock.fileno(), self.socket_path, self.expected_uid)
+            except BaseException:
                 sock.close()
-        self._decoder.clear()
-        self._inbox.clear()
+                raise
+            conn = _Connection(sock, self.max_frame_length)
+            self._conn = conn
+            return conn
 
-    def _alloc_id(self) -> int:
-        request_id = self._next_id
-        self._next_id += 1
-        return request_id
-
-    def _open_request(self, request: daemon_pb2.Request, limit: Optional[int]) -> int:
-        """Connect if needed, register an inbox, send; return the request id."""
-        sock = self._ensure_connected()
-        request_id = self._alloc_id()
+    def _send(
+        self, request: daemon_pb2.Request, buffer_limit: Optional[int]
+    ) -> Tuple[_Connection, int]:
+        """Connect if needed, register an inbox, send; return the connection and request id."""
+        conn = self._ensure_connected()
+        request_id = next(self._ids)
         request.id = request_id
         if request.protocol_version == 0:
             request.protocol_version = PROTOCOL_VERSION
         frame = encode_request(request, self.max_frame_length)
-        self._inbox[request_id] = _Inbox(limit)
+        conn.inboxes[request_id] = _Inbox(buffer_limit)
         try:
-            sock.settimeout(None)
-            sock.sendall(frame)
+            conn.sock.send(frame)
         except OSError as exc:
-            self._disconnect()
-            raise UnavailableError(f"connection to the stigmer daemon lost: {exc}") from exc
-        return request_id
+            error = UnavailableError(f"connection to the stigmer daemon lost: {exc!r}")
+            self._lose(conn, error)
+            raise error from exc
+        return conn, request_id
 
-    def _send_quietly(self, request: daemon_pb2.Request) -> None:
-        """Send a request whose reply nobody waits for; ignore failures."""
-        if self._sock is None:
-            return
-        try:
-            self._sock.settimeout(None)
-            self._sock.sendall(encode_request(request, self.max_frame_length))
-        except OSError:
-            self._disconnect()
+    def _cancel_stream(self, conn: _Connection, subscription_id: int) -> None:
+        """Send a cancel of a stream, without waiting (nobody reads its reply)."""
+        if conn.lost is None:
+            request = _api.cancel_request(next(self._ids), subscription_id)
+            # On failure, whoever reads next sees the connection drop.
+            with contextlib.suppress(OSError):
+                conn.sock.write_nowait(encode_request(request, self.max_frame_length))
 
-    def _cancel_stream(self, subscription_id: int) -> None:
-        self._inbox.pop(subscription_id, None)
-        if self._sock is not None:
-            self._send_quietly(_api.cancel_request(self._alloc_id(), subscription_id))
-
-    def _wait(self, request_id: int, deadline: Optional[float]) -> daemon_pb2.Response:
-        """Read frames until one for ``request_id`` is available; route the others.
+    def _wait(
+        self, conn: _Connection, request_id: int, deadline: Optional[float]
+    ) -> daemon_pb2.Response:
+        """Return the next frame for ``request_id``, reading the socket when nobody else is.
 
         Raises ``_ConnectionLost``, ``DeadlineExceededError``, and ``_Overflow``
-        when the inbox overflowed or vanished (a disconnect).
+        when the inbox overflowed or was closed.
         """
         while True:
-            inbox = self._inbox.get(request_id)
-            if inbox is None:
-                raise _Overflow()
-            if inbox.frames:
-                return inbox.frames.popleft()
-            if inbox.overflowed:
-                raise _Overflow()
-            self._read_frame(deadline)
+            with conn.waiters:
+                while True:
+                    inbox = conn.inboxes.get(request_id)
+                    if inbox is None:
+                        raise _Overflow()
+                    if inbox.frames:
+                        return inbox.frames.popleft()
+                    if inbox.overflowed:
+                        raise _Overflow()
+                    if conn.lost is not None:
+                        raise _ConnectionLost(conn.lost)
+                    if not conn.reading:
+                        conn.reading = True
+                        break
+                    if not conn.waiters.wait(request_id, time_left(deadline)):
+                        raise DeadlineExceededError("timed out waiting for the stigmer daemon")
+            routed: Set[int] = set()
+            try:
+                self._read(conn, deadline, routed)
+            finally:
+                conn.reading = False
+                # Wake the callers whose frames came, and one more to read next.
+                conn.waiters.notify(routed, one_more=True)
 
-    def _read_frame(self, deadline: Optional[float]) -> None:
-        """Receive at least one frame (or time out) and route every complete one."""
-        sock = self._sock
-        if sock is None:
-            raise _ConnectionLost(UnavailableError("not connected to the stigmer daemon"))
-        while True:
-            try:
-                body = self._decoder.next_body()
-            except StigmerError as exc:
-                self._disconnect()
-                raise _ConnectionLost(exc) from exc
-            if body is not None:
-                break
-            remaining = _remaining(deadline)
-            if remaining is not None and remaining <= 0:
-                raise DeadlineExceededError("timed out waiting for the stigmer daemon")
-            try:
-                sock.settimeout(remaining)
-                data = sock.recv(256 * 1024)
-            except socket.timeout:
-                raise DeadlineExceededError("timed out waiting for the stigmer daemon") from None
-            except OSError as exc:
-                self._disconnect()
-                raise _ConnectionLost(
-                    UnavailableError(f"connection to the stigmer daemon lost: {exc}")
-                ) from exc
-            if not data:
-                self._disconnect()
-                raise _ConnectionLost(UnavailableError("the stigmer daemon closed the connection"))
-            self._decoder.feed(data)
+    def _read(self, conn: _Connection, deadline: Optional[float], routed: Set[int]) -> None:
+        """Receive at least one whole frame (or time out); route every whole frame.
+
+        Adds the ids of the inboxes that received a frame to ``routed``.
+        """
         try:
-            response = decode_response(body)
-        except StigmerError as exc:
-            self._disconnect()
-            raise _ConnectionLost(exc) from exc
-        self._route(response)
+            body = conn.decoder.next_body()
+            while body is None:
+                data = conn.sock.recv(deadline)
+                if not data:
+                    raise UnavailableError("the stigmer daemon closed the connection")
+                conn.decoder.feed(data)
+                body = conn.decoder.next_body()
+            while body is not None:
+                response = decode_response(body)
+                if self._route(conn, response):
+                    routed.add(response.id)
+                body = conn.decoder.next_body()
+        except StigmerError as exc:  # a broken frame, or a connection error the daemon stated
+            self._lose(conn, exc)
+        except TimeoutError:  # from recv (a DeadlineExceededError is a StigmerError)
+            raise DeadlineExceededError("timed out waiting for the stigmer daemon") from None
+        except OSError as exc:
+            self._lose(conn, UnavailableError(f"connection to the stigmer daemon lost: {exc!r}"))
 
-    def _route(self, response: daemon_pb2.Response) -> None:
+    def _route(self, conn: _Connection, response: daemon_pb2.Response) -> bool:
+        """Put a frame in its inbox; False when nobody waits for it."""
         if response.id == 0:
             # A connection error: the daemon closes the connection after it.
-            self._disconnect()
             if response.WhichOneof("result") == "error":
-                raise _ConnectionLost(error_from_proto(response.error))
-            raise _ConnectionLost(UnavailableError("the stigmer daemon closed the connection"))
-        inbox = self._inbox.get(response.id)
+                raise error_from_proto(response.error)
+            raise UnavailableError("the stigmer daemon closed the connection")
+        inbox = conn.inboxes.get(response.id)
         if inbox is None or inbox.overflowed:
-            return  # a reply nobody waits for (timed out, cancelled stream): drop it
+            return False  # nobody waits for it (timed out, cancelled, overflowed): drop it
         if inbox.limit is not None and len(inbox.frames) >= inbox.limit:
             # The reader fell behind: keep the buffered events, drop the rest
             # and cancel the stream; once the buffer has been read, the
             # subscription resumes from the daemon's history (no loss, and
             # every round delivers a full buffer, so it always progresses).
             inbox.overflowed = True
-            self._send_quietly(_api.cancel_request(self._alloc_id(), response.id))
-            return
+            self._cancel_stream(conn, response.id)
+            return True  # its reader learns that it overflowed
         inbox.frames.append(response)
+        return True
 
-
-class _Overflow(Exception):
-    """Internal: a subscription's inbox overflowed (or vanished); reopen it."""
+    def _lose(self, conn: _Connection, error: StigmerError) -> None:
+        """Close a connection for good: its waiters raise ``error``."""
+        if conn.lost is not None:
+            return
+        conn.lost = error
+        if self._conn is conn:
+            self._conn = None
+        conn.sock.close()
+        conn.waiters.notify_all()
 
 
 class Subscription(Iterator[Event]):
@@ -500,14 +527,18 @@ class Subscription(Iterator[Event]):
     """
 
     def __init__(
-        self, client: Client, execution_id: str, from_revision: Optional[int], reconnect: bool
+        self,
+        client: Client,
+        execution_id: str,
+        from_revision: Optional[int],
+        reconnect: bool,
     ) -> None:
-        """Prepare a subscription; it is opened on the first ``next()``."""
+        """Prepare a subscription; it is opened when the first event is asked for."""
         self._client = client
         self._state = ResumeState(execution_id, from_revision, reconnect)
         self._backoff = Backoff(client.reconnect or ReconnectPolicy())
+        self._conn: Optional[_Connection] = None
         self._id: Optional[int] = None
-        self._generation = -1
 
     @property
     def execution_id(self) -> str:
@@ -529,7 +560,7 @@ class Subscription(Iterator[Event]):
         return self
 
     def __next__(self) -> Event:
-        """Return the next event (blocking); ``StopIteration`` after the final ``end``."""
+        """Return the next event; ``StopIteration`` after the final ``end``."""
         event = self.next_event()
         if event is None:
             raise StopIteration
@@ -550,15 +581,18 @@ class Subscription(Iterator[Event]):
 
     def close(self) -> None:
         """Cancel the stream on the daemon (without waiting) and end the iteration."""
-        with self._client._lock:
-            inbox = self._client._inbox.get(self._id) if self._id is not None else None
-            if inbox is not None and self._generation == self._client._generation:
-                if inbox.overflowed:
-                    self._client._inbox.pop(self._id, None)  # type: ignore[arg-type]
-                else:
-                    self._client._cancel_stream(self._id)  # type: ignore[arg-type]
-            self._id = None
-            self._state.done = True
+        self._state.done = True
+        self._detach(cancel=True)
+
+    def _detach(self, cancel: bool = False) -> None:
+        """Forget the stream (and cancel it on the daemon when ``cancel``)."""
+        conn, stream_id = self._conn, self._id
+        self._conn, self._id = None, None
+        if conn is None or stream_id is None:
+            return
+        inbox = conn.inboxes.pop(stream_id, None)
+        if cancel and inbox is not None and not inbox.overflowed:
+            self._client._cancel_stream(conn, stream_id)
 
     def next_event(self, timeout: _Timeout = None) -> Optional[Event]:
         """Return the next event, or ``None`` when the iteration is over.
@@ -566,75 +600,68 @@ class Subscription(Iterator[Event]):
         Raises :class:`~stigmer_client.DeadlineExceededError` when ``timeout``
         (seconds) passes first; the subscription stays usable.
         """
-        deadline = _deadline(timeout)
-        client = self._client
-        with client._lock:
-            while not self._state.done:
-                stale = self._id is None or self._generation != client._generation
-                if stale and not self._open(deadline):
-                    continue
-                assert self._id is not None
-                try:
-                    response = client._wait(self._id, deadline)
-                except _Overflow:
-                    client._inbox.pop(self._id, None)
-                    self._id = None
-                    continue
-                except _ConnectionLost as lost:
-                    self._id = None
-                    if not self._state.is_retryable(lost.error):
-                        # A connection error the daemon stated (too many
-                        # connections, permission denied, ...) or a broken
-                        # frame: retrying would only be refused again.
-                        self._state.done = True
-                        raise lost.error from None
-                    self._retry_or_raise(lost.error, deadline)
-                    continue
-                kind = response.WhichOneof("result")
-                if kind == "error":
-                    client._inbox.pop(self._id, None)
-                    self._id = None
-                    error = error_from_proto(response.error)
-                    if self._state.is_retryable(error):
-                        self._retry_or_raise(error, deadline)
-                        continue
+        deadline = to_deadline(timeout)
+        while not self._state.done:
+            conn, stream_id = self._conn, self._id
+            if conn is None or stream_id is None:
+                self._open(deadline)
+                continue
+            try:
+                response = self._client._wait(conn, stream_id, deadline)
+            except _Overflow:
+                self._detach()  # resume from the daemon's history
+                continue
+            except _ConnectionLost as lost:
+                self._detach()
+                if not self._state.is_retryable(lost.error):
+                    # A connection error the daemon stated (too many
+                    # connections, permission denied, ...) or a broken frame:
+                    # retrying would only be refused again.
                     self._state.done = True
-                    raise error
-                if kind != "event":
+                    raise lost.error from None
+                self._retry_or_raise(lost.error, deadline)
+                continue
+            kind = response.WhichOneof("result")
+            if kind == "error":
+                self._detach()
+                error = error_from_proto(response.error)
+                if self._state.is_retryable(error):
+                    self._retry_or_raise(error, deadline)
                     continue
-                self._backoff.reset()  # any event proves the daemon is back
-                action, event = self._state.process(response.event)
-                if action == DROP:
-                    continue
-                if action == REOPEN:
-                    client._inbox.pop(self._id, None)
-                    self._id = None
-                    self._retry_or_raise(
-                        UnavailableError(f"stream ended: {response.event.message or 'resumable'}"),
-                        deadline,
-                    )
-                    continue
-                if action == FINISH:
-                    client._inbox.pop(self._id, None)
-                    self._id = None
-                return event
+                self._state.done = True
+                raise error
+            if kind != "event":
+                continue
+            self._backoff.reset()  # any event proves the daemon is back
+            action, event = self._state.process(response.event)
+            if action == DROP:
+                continue
+            if action == REOPEN:
+                self._detach()
+                self._retry_or_raise(
+                    UnavailableError(f"stream ended: {response.event.message or 'resumable'}"),
+                    deadline,
+                )
+                continue
+            if action == FINISH:
+                self._detach()
+            return event
         return None
 
-    def _open(self, deadline: Optional[float]) -> bool:
-        """(Re)send the subscribe request; False when it must be retried."""
+    def _open(self, deadline: Optional[float]) -> None:
+        """(Re)send the subscribe request, or wait the backoff delay when it fails."""
         client = self._client
+        request = daemon_pb2.Request(subscribe=self._state.subscribe_request())
         try:
-            request = daemon_pb2.Request(subscribe=self._state.subscribe_request())
-            self._id = client._open_request(request, client.stream_buffer)
-            self._generation = client._generation
-            return True
+            self._conn, self._id = client._send(request, client.stream_buffer)
+        except ImpostorError:
+            self._state.done = True  # not the daemon: retrying would not help
+            raise
         except UnavailableError as error:
             if client._closed:
                 self._state.done = True
                 raise
-            self._id = None
             self._retry_or_raise(error, deadline)
-            return False
 
     def _retry_or_raise(self, error: StigmerError, deadline: Optional[float]) -> None:
         """Sleep the backoff delay before reconnecting, or raise when that is not allowed."""
@@ -646,8 +673,8 @@ class Subscription(Iterator[Event]):
         except UnavailableError:
             self._state.done = True
             raise
-        remaining = _remaining(deadline)
-        if remaining is not None and remaining < delay:
-            time.sleep(remaining)
+        left = time_left(deadline)
+        if left is not None and left < delay:
+            sync_sleep(left)
             raise DeadlineExceededError("timed out waiting for a subscription event")
-        time.sleep(delay)
+        sync_sleep(delay)

@@ -5,7 +5,9 @@ Every error the daemon returns is raised as the subclass of
 gRPC canonical codes). The client raises the same classes for conditions it
 detects itself: :class:`UnavailableError` when the daemon cannot be reached or
 the connection drops, :class:`DeadlineExceededError` when a call times out,
-:class:`ResourceExhaustedError` for a frame over the length limit.
+:class:`ResourceExhaustedError` for a frame over the length limit,
+:class:`ImpostorError` (an :class:`UnavailableError`) when the socket may not
+lead to the real daemon.
 
 :class:`UnavailableError` is also a :class:`ConnectionError` and
 :class:`DeadlineExceededError` a :class:`TimeoutError`, so code that already
@@ -25,6 +27,7 @@ __all__ = [
     "DataLossError",
     "DeadlineExceededError",
     "FailedPreconditionError",
+    "ImpostorError",
     "InternalError",
     "InvalidArgumentError",
     "NotFoundError",
@@ -167,6 +170,18 @@ class UnavailableError(StigmerError, ConnectionError):
     """
 
     CODE = daemon_pb2.UNAVAILABLE
+
+
+class ImpostorError(UnavailableError):
+    """Refused before sending anything: the socket may not lead to the real daemon.
+
+    The process that accepted the connection runs as another user than root,
+    this user, or the uid expected (``expected_uid=``, ``$STIGMER_EXPECTED_UID``);
+    or the fallback socket's directory (``/tmp/stigmer-<uid>``) is not this
+    user's private directory (owned by the user, mode 0700, not a symbolic
+    link). Raised by the client (code ``UNAVAILABLE``); a subscription does
+    not retry it.
+    """
 
 
 class DataLossError(StigmerError):
