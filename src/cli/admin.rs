@@ -189,13 +189,13 @@ fn copy_to(source: &Path, tmp: &Path) -> Result<BackupReport, CliError> {
             "the copy failed SQLite's quick_check: {check}"
         )));
     }
+    // The newest revision the copy holds (its history's last row).
     let revision = dst
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'last_revision'",
-            [],
-            |r| r.get(0),
-        )
-        .ok();
+        .query_row("SELECT MAX(revision) FROM history", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
+        .ok()
+        .flatten();
     drop(dst);
     let file = std::fs::File::open(tmp)
         .map_err(|e| CliError::Other(format!("cannot reopen {}: {e}", tmp.display())))?;

@@ -306,7 +306,7 @@ pub fn write_list(out: &mut impl Write, rows: &[Row], style: TableStyle) -> io::
         if style.wide {
             line.push_str(&format!(
                 "  {:<session_w$}  {:<20}  {:<20}  {:>8}  {:>5}  {}",
-                one_line(&spec.session_id, session_w),
+                or_dash(&one_line(&spec.session_id, session_w)),
                 or_dash(&status.started_at),
                 or_dash(&status.completed_at),
                 status.messages.len(),
