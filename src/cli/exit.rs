@@ -65,8 +65,8 @@ Exit status:
 /// Everything a client command can fail with; printed as `error: ...`.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// No connection could be made to the socket.
-    #[error("cannot connect to the daemon at {}: {source}", path.display())]
+    /// No connection could be made to the socket (or it was refused).
+    #[error("{}", connect_text(path, source))]
     Connect {
         /// The socket tried.
         path: PathBuf,
@@ -96,6 +96,15 @@ pub enum CliError {
     /// Anything else, already worded for a person (status 1).
     #[error("{0}")]
     Other(String),
+}
+
+/// `Connect`'s message: the client's own refusals already name the socket.
+fn connect_text(path: &std::path::Path, source: &stigmer_client::Error) -> String {
+    match source {
+        stigmer_client::Error::UntrustedDaemon { .. }
+        | stigmer_client::Error::UnsafeDirectory { .. } => source.to_string(),
+        _ => format!("cannot connect to the daemon at {}: {source}", path.display()),
+    }
 }
 
 impl CliError {
