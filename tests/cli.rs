@@ -225,7 +225,11 @@ fn errors_and_usage() {
     );
 
     let out = d.run(&["executions", "create", "--agent", "", "--message", "m"]);
-    assert_eq!(out.status.code(), Some(2), "INVALID_ARGUMENT is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "INVALID_ARGUMENT is a usage error"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: INVALID_ARGUMENT: "));
 
     // Usage errors are clap's: status 2.
@@ -555,7 +559,8 @@ fn subscribe_reports_a_lost_daemon_and_resumes_without_a_gap() {
     expected.extend(phases);
     assert_eq!(seen, expected, "{out:?}");
     assert!(
-        out.last().is_some_and(|l| l.starts_with("-- end: terminal")),
+        out.last()
+            .is_some_and(|l| l.starts_with("-- end: terminal")),
         "{out:?}"
     );
     assert!(err.iter().any(|l| l.contains("reconnected")), "{err:?}");
@@ -637,10 +642,21 @@ fn update_from_file_sets_tool_calls_todos_sub_agents_and_a_large_message() {
     let file = d.inner.dir.join("status.json");
     std::fs::write(&file, status.to_string()).expect("write");
     let path = file.to_str().expect("utf-8 path");
-    let v = d.json(&["executions", "update", &id, "--from-file", path, "-o", "json"]);
+    let v = d.json(&[
+        "executions",
+        "update",
+        &id,
+        "--from-file",
+        path,
+        "-o",
+        "json",
+    ]);
     let st = &v["status"];
     assert_eq!(st["phase"], "EXECUTION_IN_PROGRESS");
-    assert_eq!(st["messages"][0]["content"].as_str().map(str::len), Some(big.len()));
+    assert_eq!(
+        st["messages"][0]["content"].as_str().map(str::len),
+        Some(big.len())
+    );
     assert_eq!(st["toolCalls"][0]["name"], "get_weather");
     assert_eq!(st["toolCalls"][0]["args"]["city"], "Paris");
     assert_eq!(st["toolCalls"][0]["status"], "TOOL_CALL_RUNNING");
@@ -653,7 +669,15 @@ fn update_from_file_sets_tool_calls_todos_sub_agents_and_a_large_message() {
     let mut child = d
         .cmd()
         .args([
-            "executions", "update", &id, "-f", "-", "--phase", "completed", "-o", "json",
+            "executions",
+            "update",
+            &id,
+            "-f",
+            "-",
+            "--phase",
+            "completed",
+            "-o",
+            "json",
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -666,7 +690,11 @@ fn update_from_file_sets_tool_calls_todos_sub_agents_and_a_large_message() {
         stdin.write_all(whole.as_bytes()).expect("write stdin");
     }
     let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["status"]["phase"], "EXECUTION_COMPLETED");
     assert_eq!(v["status"]["todos"]["t1"]["content"], "check the logs");
@@ -695,7 +723,10 @@ fn exit_statuses_and_a_closed_pipe() {
 
     let help = d.ok(&["--help"]);
     assert!(help.contains("Exit status:"), "{help}");
-    assert!(help.contains("12  subscribe/wait: gave up reconnecting"), "{help}");
+    assert!(
+        help.contains("12  subscribe/wait: gave up reconnecting"),
+        "{help}"
+    );
 
     // `list -o json | head -c 400`, with more JSON than a pipe holds: the
     // CLI meets EPIPE and exits quietly.
@@ -717,7 +748,11 @@ fn exit_statuses_and_a_closed_pipe() {
     // The read end is closed here (the stdout handle was dropped).
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "nothing on stderr");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "nothing on stderr"
+    );
 }
 
 /// Point 9: `cancel`, and the runner then being refused.
@@ -726,7 +761,13 @@ fn cancel_ends_an_execution_and_its_runner_learns_it() {
     let d = Daemon::start();
     let id = d.create("a");
     d.ok(&["executions", "update", &id, "--phase", "in-progress"]);
-    let out = d.ok(&["executions", "cancel", &id, "--reason", "stopped by the operator"]);
+    let out = d.ok(&[
+        "executions",
+        "cancel",
+        &id,
+        "--reason",
+        "stopped by the operator",
+    ]);
     assert!(out.contains("cancelled"), "{out}");
     let v = d.json(&["executions", "get", &id, "-o", "json"]);
     assert_eq!(v["status"]["phase"], "EXECUTION_CANCELLED");
@@ -737,7 +778,10 @@ fn cancel_ends_an_execution_and_its_runner_learns_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("FAILED_PRECONDITION"));
     assert_eq!(d.run(&["executions", "cancel", &id]).status.code(), Some(7));
     let unknown = "aex-01jf8zq3k4m5n6p7q8r9s0t1v2";
-    assert_eq!(d.run(&["executions", "cancel", unknown]).status.code(), Some(6));
+    assert_eq!(
+        d.run(&["executions", "cancel", unknown]).status.code(),
+        Some(6)
+    );
 }
 
 /// Point 9: `wait --for ... --timeout ...`, as kubectl wait.
@@ -763,11 +807,22 @@ fn wait_for_conditions_and_timeouts() {
     let id = d.create("a");
     let waiter = spawn_wait(&id, "phase=paused");
     d.ok(&["executions", "update", &id, "--phase", "paused"]);
-    assert_eq!(waiter.wait_with_output().expect("wait").status.code(), Some(0));
+    assert_eq!(
+        waiter.wait_with_output().expect("wait").status.code(),
+        Some(0)
+    );
 
     // Timeout: status 11.
     let id = d.create("a");
-    let out = d.run(&["executions", "wait", &id, "--for", "completed", "--timeout", "300ms"]);
+    let out = d.run(&[
+        "executions",
+        "wait",
+        &id,
+        "--for",
+        "completed",
+        "--timeout",
+        "300ms",
+    ]);
     assert_eq!(out.status.code(), Some(11));
     assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"));
 
@@ -789,7 +844,10 @@ fn wait_for_conditions_and_timeouts() {
     let id = d.create("a");
     let waiter = spawn_wait(&id, "completed");
     d.ok(&["executions", "delete", &id]);
-    assert_eq!(waiter.wait_with_output().expect("wait").status.code(), Some(6));
+    assert_eq!(
+        waiter.wait_with_output().expect("wait").status.code(),
+        Some(6)
+    );
 }
 
 /// Point 9: list's columns, --no-headers, -o wide, --agent and --limit.
@@ -809,7 +867,9 @@ fn list_columns_filters_and_formats() {
     let text = d.ok(&["executions", "list"]);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 6, "{text}");
-    for col in ["ID", "PHASE", "AGENT", "REVISION", "AGE", "UPDATED", "PROMPT"] {
+    for col in [
+        "ID", "PHASE", "AGENT", "REVISION", "AGE", "UPDATED", "PROMPT",
+    ] {
         assert!(lines[0].contains(col), "{col}: {text}");
     }
     let row = lines
@@ -846,7 +906,16 @@ fn list_columns_filters_and_formats() {
         alpha[..2].to_vec()
     );
     assert_eq!(
-        ids(d.json(&["executions", "list", "--agent", "beta", "--limit", "1", "-o", "json"])),
+        ids(d.json(&[
+            "executions",
+            "list",
+            "--agent",
+            "beta",
+            "--limit",
+            "1",
+            "-o",
+            "json"
+        ])),
         beta[..1].to_vec()
     );
 }
@@ -877,7 +946,11 @@ fn completions_man_page_and_packaging() {
         .env("STIGMER_BIN", BIN)
         .output()
         .expect("run packaging/install");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for file in [
         "usr/bin/stigmer",
         "usr/share/man/man1/stigmer.1",
@@ -977,7 +1050,9 @@ fn colour_on_a_terminal_unless_no_color() {
     let id = d.create("a");
     d.ok(&["executions", "update", &id, "--phase", "completed"]);
     assert!(!d.ok(&["executions", "list"]).contains('\x1b'));
-    assert!(d.ok(&["--color", "always", "executions", "list"]).contains("\x1b["));
+    assert!(d
+        .ok(&["--color", "always", "executions", "list"])
+        .contains("\x1b["));
     let sub = d.run(&["--color", "always", "executions", "subscribe", &id]);
     assert!(String::from_utf8_lossy(&sub.stdout).contains("\x1b["));
 
@@ -1008,9 +1083,15 @@ fn colour_on_a_terminal_unless_no_color() {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let coloured = on_tty(false);
-    assert!(coloured.contains("[phase]") && coloured.contains("\x1b["), "{coloured:?}");
+    assert!(
+        coloured.contains("[phase]") && coloured.contains("\x1b["),
+        "{coloured:?}"
+    );
     let plain = on_tty(true);
-    assert!(plain.contains("[phase]") && !plain.contains("\x1b["), "{plain:?}");
+    assert!(
+        plain.contains("[phase]") && !plain.contains("\x1b["),
+        "{plain:?}"
+    );
 }
 
 /// Point 11: `--timestamps` prefixes each transcript line with the commit

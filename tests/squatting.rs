@@ -265,7 +265,9 @@ fn squatters_get_nothing_and_the_fallback_directory_is_private() {
     }
     for tool in ["useradd", "userdel", "runuser", "getent"] {
         if !have(tool) {
-            return skip(&format!("{tool} is not installed (Debian: passwd, util-linux)"));
+            return skip(&format!(
+                "{tool} is not installed (Debian: passwd, util-linux)"
+            ));
         }
     }
     let users = match Users::create() {

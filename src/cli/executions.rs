@@ -46,7 +46,11 @@ pub async fn connect_with(ctx: &Ctx, config: stigmer_client::Config) -> Result<C
 fn check_id(id: &str) -> Result<(), CliError> {
     let ok = id
         .strip_prefix("aex-")
-        .filter(|u| u.len() == 26 && u.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()))
+        .filter(|u| {
+            u.len() == 26
+                && u.bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        })
         .is_some_and(|u| ulid::Ulid::from_string(u).is_ok());
     if ok {
         Ok(())
@@ -269,7 +273,10 @@ fn read_status(path: &Path) -> Result<AgentExecutionStatus, CliError> {
         ("standard input".to_string(), text)
     } else {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            CliError::Other(format!("cannot read the status from {}: {e}", path.display()))
+            CliError::Other(format!(
+                "cannot read the status from {}: {e}",
+                path.display()
+            ))
         })?;
         (path.display().to_string(), text)
     };

@@ -103,7 +103,10 @@ fn connect_text(path: &std::path::Path, source: &stigmer_client::Error) -> Strin
     match source {
         stigmer_client::Error::UntrustedDaemon { .. }
         | stigmer_client::Error::UnsafeDirectory { .. } => source.to_string(),
-        _ => format!("cannot connect to the daemon at {}: {source}", path.display()),
+        _ => format!(
+            "cannot connect to the daemon at {}: {source}",
+            path.display()
+        ),
     }
 }
 

@@ -28,11 +28,13 @@ pub fn man(dir: Option<&Path>) -> Result<ExitCode, CliError> {
     let cmd = Cli::command();
     match dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                CliError::Other(format!("cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| CliError::Other(format!("cannot create {}: {e}", dir.display())))?;
             clap_mangen::generate_to(cmd, dir).map_err(|e| {
-                CliError::Other(format!("cannot write the manual pages to {}: {e}", dir.display()))
+                CliError::Other(format!(
+                    "cannot write the manual pages to {}: {e}",
+                    dir.display()
+                ))
             })?;
         }
         None => {

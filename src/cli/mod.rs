@@ -506,7 +506,9 @@ mod tests {
         );
         assert_eq!(
             parse_condition("phase=waiting-for-approval"),
-            Ok(Condition::Phase(ExecutionPhase::ExecutionWaitingForApproval))
+            Ok(Condition::Phase(
+                ExecutionPhase::ExecutionWaitingForApproval
+            ))
         );
         assert!(parse_condition("phase=sideways").is_err());
     }

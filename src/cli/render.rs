@@ -265,13 +265,23 @@ pub fn write_list(out: &mut impl Write, rows: &[Row], style: TableStyle) -> io::
         .max(2);
     let agent_w = rows
         .iter()
-        .map(|r| r.execution.spec.as_ref().map_or(0, |s| s.agent_id.chars().count()))
+        .map(|r| {
+            r.execution
+                .spec
+                .as_ref()
+                .map_or(0, |s| s.agent_id.chars().count())
+        })
         .max()
         .unwrap_or(0)
         .clamp(5, 24);
     let session_w = rows
         .iter()
-        .map(|r| r.execution.spec.as_ref().map_or(0, |s| s.session_id.chars().count()))
+        .map(|r| {
+            r.execution
+                .spec
+                .as_ref()
+                .map_or(0, |s| s.session_id.chars().count())
+        })
         .max()
         .unwrap_or(0)
         .clamp(7, 24);
@@ -282,7 +292,7 @@ pub fn write_list(out: &mut impl Write, rows: &[Row], style: TableStyle) -> io::
         );
         if style.wide {
             head.push_str(&format!(
-                "  {:<session_w$}  {:<20}  {:<20}  {:>8}  {:>5}  ERROR",
+                "  {:<session_w$}  {:<27}  {:<27}  {:>8}  {:>5}  ERROR",
                 "SESSION", "STARTED", "COMPLETED", "MESSAGES", "TOOLS"
             ));
         }
@@ -299,13 +309,14 @@ pub fn write_list(out: &mut impl Write, rows: &[Row], style: TableStyle) -> io::
             execution_id(e),
             p.paint_padded(phase_style(phase), phase_name(phase), 20),
             one_line(&spec.agent_id, agent_w),
-            row.revision.map_or_else(|| "-".to_string(), |r| r.to_string()),
+            row.revision
+                .map_or_else(|| "-".to_string(), |r| r.to_string()),
             age_since(created_at(e), now),
             age_since(updated_at(e), now),
         );
         if style.wide {
             line.push_str(&format!(
-                "  {:<session_w$}  {:<20}  {:<20}  {:>8}  {:>5}  {}",
+                "  {:<session_w$}  {:<27}  {:<27}  {:>8}  {:>5}  {}",
                 or_dash(&one_line(&spec.session_id, session_w)),
                 or_dash(&status.started_at),
                 or_dash(&status.completed_at),
@@ -446,7 +457,8 @@ impl<W: Write> Transcript<W> {
                 if !self.started {
                     self.header(execution, *revision)?;
                 } else {
-                    let text = format!("-- resync at revision {revision}: some changes were skipped");
+                    let text =
+                        format!("-- resync at revision {revision}: some changes were skipped");
                     let text = self.painter.paint(Style::Yellow, &text);
                     self.line(&text)?;
                 }
@@ -590,7 +602,9 @@ impl<W: Write> Transcript<W> {
         }
 
         if !new.error.is_empty() && new.error != old.error {
-            let text = self.painter.paint(Style::Red, &format!("[error] {}", new.error));
+            let text = self
+                .painter
+                .paint(Style::Red, &format!("[error] {}", new.error));
             self.line(&text)?;
         }
 

@@ -201,7 +201,10 @@ impl Conn {
     /// Opens the socket and starts the reader and writer tasks (on the
     /// current tokio runtime).
     pub(crate) async fn connect(path: &Path, config: &Config) -> Result<Arc<Conn>> {
-        if let Some(dir) = path.parent().filter(|_| crate::paths::in_fallback_dir(path)) {
+        if let Some(dir) = path
+            .parent()
+            .filter(|_| crate::paths::in_fallback_dir(path))
+        {
             // A missing directory means no daemon: the connect below fails
             // with ENOENT. One that exists must be private to this user.
             if std::fs::symlink_metadata(dir).is_ok() {
