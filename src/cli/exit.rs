@@ -140,6 +140,13 @@ impl CliError {
                         .into(),
                 )
             }
+            stigmer_client::Error::GaveUp { .. } => Some(
+                "the daemon did not come back in time: start it (`stigmer daemon`, or \
+                 `systemctl --user start stigmer.socket`), then subscribe again with \
+                 --from-revision set to the last revision printed, or allow longer with \
+                 --reconnect-timeout"
+                    .into(),
+            ),
             stigmer_client::Error::Io(e) if e.kind() == ErrorKind::PermissionDenied => Some(
                 "the socket's mode or group does not let you connect; ask for the daemon's \
                  group (--allow-group) or use your own daemon (--socket)"

@@ -342,7 +342,11 @@ impl State {
                 Some(Ok(ev)) => match self.on_event(ev) {
                     Step::Yield(e) => return Some(Ok(e)),
                     Step::Skip => {}
-                    Step::Resume => self.broke(Error::Closed),
+                    Step::Resume => self.broke(Error::Status {
+                        code: Code::Unavailable,
+                        message: "the daemon ended the stream (shutting down or slow consumer)"
+                            .into(),
+                    }),
                     Step::Fail(e) => {
                         self.finished = true;
                         return Some(Err(e));
