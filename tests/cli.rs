@@ -1140,4 +1140,55 @@ fn release_profile_is_stripped_and_profiling_keeps_debug_info() {
     let profiling = section("profile.profiling");
     assert!(profiling.contains("inherits = \"release\""), "{profiling}");
     assert!(profiling.contains("debug = true"), "{profiling}");
+
+    // A release binary built since the manifest last changed carries no
+    // DWARF: its section names hold no `.debug_info`.
+    let target = std::path::Path::new(BIN)
+        .parent()
+        .and_then(|debug| debug.parent())
+        .expect("target dir");
+    let release = target.join("release").join("stigmer");
+    let manifest_time = std::fs::metadata(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .and_then(|m| m.modified())
+        .expect("manifest time");
+    match std::fs::metadata(&release).and_then(|m| m.modified()) {
+        Ok(built) if built >= manifest_time => {
+            let bytes = std::fs::read(&release).expect("read the release binary");
+            match elf_section_names(&bytes) {
+                Some(names) => assert!(
+                    !names.iter().any(|n| n == ".debug_info"),
+                    "{} carries debug info: {names:?}",
+                    release.display()
+                ),
+                None => println!("SKIPPED (binary part): not a 64-bit little-endian ELF file"),
+            }
+        }
+        _ => println!(
+            "SKIPPED (binary part): no release build at {} newer than Cargo.toml",
+            release.display()
+        ),
+    }
+}
+
+/// The section names of a 64-bit little-endian ELF file (None for anything
+/// else), read from its section headers and their string table.
+fn elf_section_names(elf: &[u8]) -> Option<Vec<String>> {
+    if elf.get(..4)? != b"\x7fELF" || *elf.get(4)? != 2 || *elf.get(5)? != 1 {
+        return None;
+    }
+    let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?) as usize);
+    let u32_at = |o: usize| Some(u32::from_le_bytes(elf.get(o..o + 4)?.try_into().ok()?) as usize);
+    let u64_at =
+        |o: usize| usize::try_from(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?)).ok();
+    let (shoff, shentsize, shnum, shstrndx) =
+        (u64_at(0x28)?, u16_at(0x3a)?, u16_at(0x3c)?, u16_at(0x3e)?);
+    let header = |i: usize| shoff + i * shentsize;
+    let strtab = u64_at(header(shstrndx) + 0x18)?;
+    let mut names = Vec::new();
+    for i in 0..shnum {
+        let start = strtab + u32_at(header(i))?;
+        let len = elf.get(start..)?.iter().position(|&b| b == 0)?;
+        names.push(String::from_utf8_lossy(&elf[start..start + len]).into_owned());
+    }
+    Some(names)
 }
