@@ -191,7 +191,8 @@ pub enum ExecutionsCommand {
     /// Wait until an execution meets a condition (like `kubectl wait`).
     /// Exit status: 0 when it is met, 3 or 4 when the execution failed or
     /// was cancelled before `--for completed` could hold, 7 when it ended
-    /// in a phase that can no longer meet the condition, 11 on timeout.
+    /// in a phase that can no longer meet the condition, 11 on timeout, 12
+    /// when the daemon stayed unreachable (for --timeout, else 30 s).
     Wait {
         /// The execution id.
         id: String,
