@@ -5,7 +5,7 @@
 //! executable, in a temporary directory) and stops it afterwards.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,8 +15,9 @@ use stigmer_client::proto::agentexecution::{
 use stigmer_client::proto::wkt::{value::Kind, Struct, Value};
 use stigmer_client::{Client, NewExecution};
 
-use super::executions::{self, CliError};
-use super::{Output, EXIT_ERROR};
+use super::executions::{self, WatchOptions};
+use super::style::Painter;
+use super::{CliError, Ctx, Output};
 
 const PROMPT: &str = "What's the weather in Paris today, and do I need an umbrella?";
 const THINKING: &str = "Let me check the current forecast for Paris.";
@@ -31,18 +32,13 @@ const TOKENS_PER_UPDATE: usize = 3;
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Runs the demo; the exit status is `subscribe`'s.
-pub(super) async fn run(socket: PathBuf) -> ExitCode {
-    match demo(&socket).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_ERROR)
-        }
-    }
+pub(super) async fn run(ctx: Ctx) -> Result<ExitCode, CliError> {
+    demo(&ctx).await
 }
 
-async fn demo(socket: &Path) -> Result<ExitCode, CliError> {
-    let (client, daemon) = match existing_daemon(socket).await {
+async fn demo(ctx: &Ctx) -> Result<ExitCode, CliError> {
+    let socket = ctx.socket.as_path();
+    let (client, daemon) = match existing_daemon(ctx).await {
         Some(client) => {
             eprintln!("(using the daemon at {})", socket.display());
             (client, None)
@@ -56,11 +52,15 @@ async fn demo(socket: &Path) -> Result<ExitCode, CliError> {
                 daemon.socket.display()
             );
             // Connects to the daemon just started (it answered a ping).
-            let client = executions::connect(&daemon.socket).await?;
+            let private = Ctx {
+                socket: daemon.socket.clone(),
+                ..ctx.clone()
+            };
+            let client = executions::connect(&private).await?;
             (client, Some(daemon))
         }
     };
-    let result = run_agent_and_watch(&client).await;
+    let result = run_agent_and_watch(&client, Painter { on: ctx.color }).await;
     drop(client);
     if let Some(daemon) = daemon {
         // Waits for the private daemon to shut down cleanly.
@@ -69,10 +69,13 @@ async fn demo(socket: &Path) -> Result<ExitCode, CliError> {
     result
 }
 
-/// A client for the daemon at `socket`, if one answers a ping.
-async fn existing_daemon(socket: &Path) -> Option<Client> {
-    // Fails at once when nothing listens.
-    let client = Client::connect(socket).await.ok()?;
+/// A client for the daemon on the socket, if one answers a ping (an
+/// untrusted daemon is not used).
+async fn existing_daemon(ctx: &Ctx) -> Option<Client> {
+    // Fails at once when nothing listens, or when the listener is untrusted.
+    let client = Client::connect_with(&ctx.socket, ctx.client_config())
+        .await
+        .ok()?;
     // A live daemon answers within milliseconds; a wedged one is ignored.
     match tokio::time::timeout(Duration::from_secs(2), client.ping()).await {
         Ok(Ok(_)) => Some(client),
@@ -80,13 +83,19 @@ async fn existing_daemon(socket: &Path) -> Option<Client> {
     }
 }
 
-async fn run_agent_and_watch(client: &Client) -> Result<ExitCode, CliError> {
+async fn run_agent_and_watch(client: &Client, painter: Painter) -> Result<ExitCode, CliError> {
     let new = NewExecution::new("demo-agent", PROMPT).session_id("demo");
     // Waits until the execution is created.
     let (execution, _) = client.create(new).await?;
     let id = super::render::execution_id(&execution).to_string();
 
-    let watcher = executions::watch(client, &id, None, Output::Text);
+    let options = WatchOptions {
+        output: Output::Text,
+        timestamps: false,
+        painter,
+        notices: false,
+    };
+    let watcher = executions::watch(client, &id, None, options);
     tokio::pin!(watcher);
     // Runs the agent while the watcher prints; the watcher only ends early
     // on an error (the agent is what ends the execution).

@@ -1,75 +1,81 @@
 //! `stigmer executions ...`: one function per subcommand, each a thin layer
 //! over `stigmer_client::Client` plus rendering. `watch` is shared with
-//! `demo`, which shows its transcript exactly as `subscribe` does.
+//! `demo`, which shows its transcript exactly as `subscribe` does; `wait`
+//! is built on the same resuming subscription.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::io::{Read, Write};
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::json;
 use stigmer_client::proto::agentexecution::{AgentExecutionStatus, AgentMessage, ExecutionPhase};
 use stigmer_client::proto::daemon::EndReason;
-use stigmer_client::{Client, Event, ListFilter, NewExecution};
+use stigmer_client::{Client, Event, ListFilter, NewExecution, Notice, Reconnect};
 
-use super::render::{self, Transcript};
-use super::{ExecutionsCommand, Output, EXIT_ERROR};
+use super::exit::{self, CliError};
+use super::render::{self, Row, TableStyle, Transcript};
+use super::style::{Painter, Style};
+use super::{Condition, Ctx, ExecutionsCommand, ListOutput, Output};
 
-/// Exit status of `subscribe` when the execution FAILED.
-pub(super) const EXIT_FAILED: u8 = 3;
-/// Exit status of `subscribe` when the execution was CANCELLED or TERMINATED.
-pub(super) const EXIT_CANCELLED: u8 = 4;
+/// Rows whose revision `list` asks for at once (one `get` each, multiplexed
+/// on one connection).
+const REVISION_LOOKUPS_IN_FLIGHT: usize = 64;
 
-/// Everything a client command can fail with; printed as `error: ...`.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum CliError {
-    /// No daemon answered on the socket.
-    #[error("cannot connect to the daemon at {}: {source}", path.display())]
-    Connect {
-        /// The socket tried.
-        path: PathBuf,
-        /// Why it failed.
-        source: stigmer_client::Error,
-    },
-    /// The daemon refused the request, or the connection failed.
-    #[error(transparent)]
-    Client(#[from] stigmer_client::Error),
-    /// Writing the output failed (e.g. a closed pipe).
-    #[error("cannot write output: {0}")]
-    Io(#[from] std::io::Error),
-    /// An execution could not be rendered as JSON.
-    #[error("cannot render JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    /// Anything else, already worded for a person.
-    #[error("{0}")]
-    Other(String),
+/// Connects to the daemon on `ctx.socket`, checking whom it talks to
+/// (the peer's uid, the fallback directory) before sending anything.
+pub(super) async fn connect(ctx: &Ctx) -> Result<Client, CliError> {
+    connect_with(ctx, ctx.client_config()).await
 }
 
-/// Connects to the daemon at `socket`.
-pub(super) async fn connect(socket: &Path) -> Result<Client, CliError> {
-    // Fails at once when no daemon listens on the socket.
-    Client::connect(socket)
+/// [`connect`] with explicit client settings.
+pub(super) async fn connect_with(
+    ctx: &Ctx,
+    config: stigmer_client::Config,
+) -> Result<Client, CliError> {
+    // Fails at once when no daemon listens on the socket, or when the one
+    // listening is not trusted.
+    Client::connect_with(&ctx.socket, config)
         .await
         .map_err(|source| CliError::Connect {
-            path: socket.to_path_buf(),
+            path: ctx.socket.clone(),
             source,
         })
 }
 
-/// Runs one `executions` subcommand; errors go to stderr with exit status 1.
-pub(super) async fn run(socket: PathBuf, cmd: ExecutionsCommand) -> ExitCode {
-    match dispatch(&socket, cmd).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_ERROR)
-        }
+/// Refuses an id that is not `aex-` and a lowercase ULID before asking the
+/// daemon (status 2, as the daemon's INVALID_ARGUMENT would be).
+fn check_id(id: &str) -> Result<(), CliError> {
+    let ok = id
+        .strip_prefix("aex-")
+        .filter(|u| {
+            u.len() == 26
+                && u.bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        })
+        .is_some_and(|u| ulid::Ulid::from_string(u).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "{id:?} is not an execution id (\"aex-\" followed by a lowercase ULID, as `create` prints)"
+        )))
     }
 }
 
-async fn dispatch(socket: &Path, cmd: ExecutionsCommand) -> Result<ExitCode, CliError> {
-    // Every subcommand talks to the daemon; fails when it is not running.
-    let client = connect(socket).await?;
+/// Runs one `executions` subcommand.
+pub(super) async fn run(ctx: Ctx, cmd: ExecutionsCommand) -> Result<ExitCode, CliError> {
+    match &cmd {
+        ExecutionsCommand::Update { id, .. }
+        | ExecutionsCommand::Cancel { id, .. }
+        | ExecutionsCommand::Wait { id, .. }
+        | ExecutionsCommand::Get { id, .. }
+        | ExecutionsCommand::Delete { id, .. }
+        | ExecutionsCommand::Subscribe { id, .. } => check_id(id)?,
+        ExecutionsCommand::Create { .. } | ExecutionsCommand::List { .. } => {}
+    }
+    let painter = Painter { on: ctx.color };
     let mut out = std::io::stdout().lock();
     match cmd {
         ExecutionsCommand::Create {
@@ -78,6 +84,7 @@ async fn dispatch(socket: &Path, cmd: ExecutionsCommand) -> Result<ExitCode, Cli
             message,
             output,
         } => {
+            let client = connect(&ctx).await?;
             let mut new = NewExecution::new(agent, message);
             new.session_id = session;
             // Waits until the creation is committed.
@@ -89,39 +96,61 @@ async fn dispatch(socket: &Path, cmd: ExecutionsCommand) -> Result<ExitCode, Cli
         }
         ExecutionsCommand::Update {
             id,
+            from_file,
             phase,
             messages,
             error,
             output,
         } => {
-            let status = AgentExecutionStatus {
-                phase: phase.map_or(ExecutionPhase::Unspecified, Into::into) as i32,
-                messages: messages
+            let mut status = match from_file {
+                Some(path) => read_status(&path)?,
+                None => AgentExecutionStatus::default(),
+            };
+            if let Some(phase) = phase {
+                status.phase = ExecutionPhase::from(phase) as i32;
+            }
+            if !messages.is_empty() {
+                status.messages = messages
                     .into_iter()
                     .map(|(kind, content)| AgentMessage {
                         r#type: kind as i32,
                         content,
                         ..Default::default()
                     })
-                    .collect(),
-                error: error.unwrap_or_default(),
-                ..Default::default()
-            };
+                    .collect();
+            }
+            if let Some(error) = error {
+                status.error = error;
+            }
+            let client = connect(&ctx).await?;
             // Waits until the update is committed; fails e.g. with
             // FAILED_PRECONDITION when the execution's phase is final.
             let (execution, revision) = client.update_status(id, status).await?;
-            match output.output {
-                Output::Text => writeln!(
-                    out,
-                    "{} revision {} {}",
-                    render::execution_id(&execution),
-                    revision,
-                    render::phase_name(render::execution_phase(&execution))
-                )?,
-                Output::Json => print_json(&mut out, &render::execution_json(&execution)?)?,
-            }
+            write_change(&mut out, &execution, revision, output.output, painter)?;
+        }
+        ExecutionsCommand::Cancel { id, reason, output } => {
+            let client = connect(&ctx).await?;
+            let status = AgentExecutionStatus {
+                phase: ExecutionPhase::ExecutionCancelled as i32,
+                error: reason.unwrap_or_default(),
+                ..Default::default()
+            };
+            // Waits until the cancellation is committed; FAILED_PRECONDITION
+            // when the execution had already ended.
+            let (execution, revision) = client.update_status(id, status).await?;
+            write_change(&mut out, &execution, revision, output.output, painter)?;
+        }
+        ExecutionsCommand::Wait {
+            id,
+            condition,
+            timeout,
+            output,
+        } => {
+            drop(out);
+            return wait(&ctx, &id, condition, timeout, output.output).await;
         }
         ExecutionsCommand::Get { id, output } => {
+            let client = connect(&ctx).await?;
             // Waits for the daemon's read; NOT_FOUND for an unknown id.
             let (execution, revision) = client.get(id).await?;
             match output.output {
@@ -132,18 +161,32 @@ async fn dispatch(socket: &Path, cmd: ExecutionsCommand) -> Result<ExitCode, Cli
         ExecutionsCommand::List {
             phase,
             session,
+            agent,
+            limit,
+            no_headers,
             output,
         } => {
+            let client = connect(&ctx).await?;
             let filter = ListFilter {
                 phase: phase.map(Into::into),
                 session_id: session,
                 ..Default::default()
             };
-            // Waits for every page.
-            let executions = client.list_all(&filter).await?;
+            // Waits for as many pages as the filters need.
+            let executions = list_filtered(&client, filter, agent.as_deref(), limit).await?;
             match output.output {
-                Output::Text => render::write_list(&mut out, &executions)?,
-                Output::Json => {
+                ListOutput::Text | ListOutput::Wide => {
+                    // Waits for one `get` per row (list replies carry no
+                    // revisions).
+                    let rows = with_revisions(&client, executions).await;
+                    let style = TableStyle {
+                        wide: output.output == ListOutput::Wide,
+                        headers: !no_headers,
+                        painter,
+                    };
+                    render::write_list(&mut out, &rows, style)?;
+                }
+                ListOutput::Json => {
                     let all = executions
                         .iter()
                         .map(render::execution_json)
@@ -153,6 +196,7 @@ async fn dispatch(socket: &Path, cmd: ExecutionsCommand) -> Result<ExitCode, Cli
             }
         }
         ExecutionsCommand::Delete { id, output } => {
+            let client = connect(&ctx).await?;
             // Waits until the deletion is committed.
             let revision = client.delete(&id).await?;
             match output.output {
@@ -165,14 +209,153 @@ async fn dispatch(socket: &Path, cmd: ExecutionsCommand) -> Result<ExitCode, Cli
         ExecutionsCommand::Subscribe {
             id,
             from_revision,
+            reconnect_timeout,
+            timestamps,
             output,
         } => {
             drop(out);
-            return watch(&client, &id, from_revision, output.output).await;
+            let client = connect_with(&ctx, resuming_config(&ctx, reconnect_timeout)).await?;
+            let options = WatchOptions {
+                output: output.output,
+                timestamps,
+                painter,
+                notices: true,
+            };
+            return watch(&client, &id, from_revision, options).await;
         }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Client settings for a stream that resumes across daemon restarts but
+/// gives up after `timeout` without a daemon.
+fn resuming_config(ctx: &Ctx, timeout: Duration) -> stigmer_client::Config {
+    stigmer_client::Config {
+        reconnect: Reconnect {
+            give_up_after: Some(timeout),
+            ..Default::default()
+        },
+        ..ctx.client_config()
+    }
+}
+
+/// The one-line (or JSON) answer of `update` and `cancel`.
+fn write_change(
+    out: &mut impl Write,
+    execution: &stigmer_client::proto::agentexecution::AgentExecution,
+    revision: u64,
+    output: Output,
+    painter: Painter,
+) -> Result<(), CliError> {
+    match output {
+        Output::Text => {
+            let phase = render::execution_phase(execution);
+            writeln!(
+                out,
+                "{} revision {} {}",
+                render::execution_id(execution),
+                revision,
+                painter.paint(super::style::phase_style(phase), render::phase_name(phase))
+            )?
+        }
+        Output::Json => print_json(out, &render::execution_json(execution)?)?,
+    }
+    Ok(())
+}
+
+/// Reads `update --from-file`: an `AgentExecutionStatus` in canonical proto3
+/// JSON, or any object whose `status` field holds one (an `AgentExecution`
+/// as `get -o json` prints it, an `AgentExecutionUpdateStatusInput`).
+fn read_status(path: &Path) -> Result<AgentExecutionStatus, CliError> {
+    let (name, text) = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::Other(format!("cannot read the status from stdin: {e}")))?;
+        ("standard input".to_string(), text)
+    } else {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            CliError::Other(format!(
+                "cannot read the status from {}: {e}",
+                path.display()
+            ))
+        })?;
+        (path.display().to_string(), text)
+    };
+    let bad = |e: serde_json::Error| {
+        CliError::Usage(format!(
+            "{name} is not a status in canonical proto3 JSON (an AgentExecutionStatus, e.g. \
+             {{\"phase\": \"EXECUTION_IN_PROGRESS\", \"todos\": {{...}}}}): {e}"
+        ))
+    };
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+    if let Some(inner) = value.get_mut("status").filter(|v| v.is_object()) {
+        value = inner.take();
+    }
+    serde_json::from_value(value).map_err(bad)
+}
+
+/// The executions matching `filter` and `agent` (checked here: the protocol
+/// has no agent filter), at most `limit`, fetching no more pages than needed.
+async fn list_filtered(
+    client: &Client,
+    mut filter: ListFilter,
+    agent: Option<&str>,
+    limit: Option<usize>,
+) -> Result<Vec<stigmer_client::proto::agentexecution::AgentExecution>, CliError> {
+    let mut all = Vec::new();
+    if limit == Some(0) {
+        return Ok(all);
+    }
+    if agent.is_none() {
+        if let Some(n) = limit {
+            filter.page_size = u32::try_from(n.min(1000)).unwrap_or(1000);
+        }
+    }
+    loop {
+        // Waits for one page.
+        let page = client.list(&filter).await?;
+        for e in page.executions {
+            let matches = agent.is_none_or(|a| e.spec.as_ref().is_some_and(|s| s.agent_id == a));
+            if matches {
+                all.push(e);
+                if limit.is_some_and(|n| all.len() >= n) {
+                    return Ok(all);
+                }
+            }
+        }
+        match page.next_page_token {
+            None => return Ok(all),
+            Some(token) if Some(&token) == filter.page_token.as_ref() => {
+                return Err(CliError::Other(
+                    "the daemon returned the same page token twice".into(),
+                ))
+            }
+            Some(token) => filter.page_token = Some(token),
+        }
+    }
+}
+
+/// Each execution with its revision, looked up with concurrent `get`s on
+/// the one connection; an execution deleted meanwhile shows no revision.
+async fn with_revisions(
+    client: &Client,
+    executions: Vec<stigmer_client::proto::agentexecution::AgentExecution>,
+) -> Vec<Row> {
+    futures::stream::iter(executions)
+        .map(|execution| async move {
+            let id = render::execution_id(&execution).to_string();
+            // Waits for the daemon's read.
+            let revision = client.get(id).await.ok().map(|(_, r)| r);
+            Row {
+                execution,
+                revision,
+            }
+        })
+        .buffered(REVISION_LOOKUPS_IN_FLIGHT)
+        .collect()
+        .await
 }
 
 fn print_json(out: &mut impl Write, value: &serde_json::Value) -> Result<(), CliError> {
@@ -181,18 +364,70 @@ fn print_json(out: &mut impl Write, value: &serde_json::Value) -> Result<(), Cli
     Ok(())
 }
 
+/// How `watch` prints.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WatchOptions {
+    /// Text transcript or JSON lines.
+    pub output: Output,
+    /// `--timestamps`.
+    pub timestamps: bool,
+    /// Colour for the transcript.
+    pub painter: Painter,
+    /// Tell stderr when the daemon goes away and comes back.
+    pub notices: bool,
+}
+
+/// Prints a subscription's reconnect notices on stderr (never stdout, so
+/// `-o json` output stays pure JSON lines).
+fn print_notice(notice: &Notice, give_up_after: Option<Duration>, painter: Painter) {
+    let text = match notice {
+        Notice::Reconnecting {
+            reason,
+            last_revision,
+        } => {
+            let after = last_revision.map_or(String::new(), |r| format!(" after revision {r}"));
+            let limit = give_up_after.map_or(String::new(), |d| {
+                format!(" (giving up after {})", humantime::format_duration(d))
+            });
+            format!("stigmer: lost the daemon ({reason}); reconnecting to resume{after}{limit}...")
+        }
+        Notice::Resumed {
+            from_revision,
+            after,
+        } => {
+            let from = from_revision.map_or(String::new(), |r| format!(" after revision {r}"));
+            format!(
+                "stigmer: reconnected after {}; resuming{from}",
+                humantime::format_duration(Duration::from_millis(
+                    u64::try_from(after.as_millis()).unwrap_or(u64::MAX)
+                ))
+            )
+        }
+    };
+    // The notice is painted only when stdout is coloured (then stderr is
+    // very likely the same terminal).
+    eprintln!("{}", painter.paint(Style::Dim, &text));
+}
+
 /// Watches `id` until its stream ends, printing each event as text (a live
 /// transcript) or JSON lines; the exit status follows the final phase: 0
-/// completed, 3 failed, 4 cancelled or terminated, 1 otherwise.
+/// completed, 3 failed, 4 cancelled or terminated.
 pub(super) async fn watch(
     client: &Client,
     id: &str,
     from_revision: Option<u64>,
-    output: Output,
+    options: WatchOptions,
 ) -> Result<ExitCode, CliError> {
     // Sends the subscribe; errors such as NOT_FOUND arrive as the first item.
     let mut events = client.subscribe(id, from_revision).await?;
-    let mut transcript = Transcript::new(std::io::stdout());
+    if options.notices {
+        let give_up = client.config().reconnect.give_up_after;
+        let painter = options.painter;
+        events = events.on_notice(move |n| print_notice(n, give_up, painter));
+    }
+    let mut transcript = Transcript::new(std::io::stdout())
+        .painted(options.painter)
+        .with_timestamps(options.timestamps);
     let mut phase = ExecutionPhase::Unspecified;
     // Waits for each event; the stream resumes by itself if the daemon
     // restarts, and ends after END or an error.
@@ -207,7 +442,7 @@ pub(super) async fn watch(
         if let Some(e) = event.execution() {
             phase = render::execution_phase(e);
         }
-        match output {
+        match options.output {
             Output::Text => transcript.event(&event)?,
             Output::Json => {
                 let mut out = std::io::stdout().lock();
@@ -242,13 +477,139 @@ async fn end_status(
             }
             Ok(exit_for_phase(phase))
         }
-        EndReason::Deleted => Err(CliError::Other(format!("execution {id} was deleted"))),
+        EndReason::Deleted => Err(CliError::Coded {
+            code: exit::NOT_FOUND,
+            message: format!("execution {id} was deleted"),
+        }),
         EndReason::Cancelled => Ok(ExitCode::SUCCESS),
         other => Err(CliError::Other(format!(
             "the stream ended: {}",
             stigmer_client::end_reason_name(other)
         ))),
     }
+}
+
+/// `executions wait`: follows the execution's stream until `condition`
+/// holds (status 0), it can no longer hold, or `timeout` passes (status 11).
+async fn wait(
+    ctx: &Ctx,
+    id: &str,
+    condition: Condition,
+    timeout: Option<Duration>,
+    output: Output,
+) -> Result<ExitCode, CliError> {
+    // Keep resuming across daemon restarts for as long as the wait may last.
+    let reconnect_limit = timeout.unwrap_or(Duration::from_secs(30));
+    let client = connect_with(ctx, resuming_config(ctx, reconnect_limit)).await?;
+    let outcome = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, wait_for(&client, id, condition)).await {
+            Ok(outcome) => outcome?,
+            Err(_) => {
+                return Err(CliError::Coded {
+                    code: exit::TIMEOUT,
+                    message: format!(
+                        "timed out after {} waiting for {id} to be {}",
+                        humantime::format_duration(limit),
+                        condition_text(condition)
+                    ),
+                })
+            }
+        },
+        None => wait_for(&client, id, condition).await?,
+    };
+    let (execution, met) = outcome;
+    let phase = render::execution_phase(&execution);
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Text => writeln!(
+            out,
+            "{id} {} ({})",
+            render::phase_name(phase),
+            if met {
+                "condition met"
+            } else {
+                "condition can no longer be met"
+            }
+        )?,
+        Output::Json => print_json(&mut out, &render::execution_json(&execution)?)?,
+    }
+    out.flush()?;
+    if met {
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(match (condition, phase) {
+        // Waiting for completion: say how it ended instead, as `subscribe`.
+        (Condition::Phase(ExecutionPhase::ExecutionCompleted), _)
+            if matches!(
+                phase,
+                ExecutionPhase::ExecutionFailed
+                    | ExecutionPhase::ExecutionCancelled
+                    | ExecutionPhase::ExecutionTerminated
+            ) =>
+        {
+            exit_for_phase(phase)
+        }
+        _ => ExitCode::from(exit::PRECONDITION),
+    })
+}
+
+fn condition_text(c: Condition) -> String {
+    match c {
+        Condition::Terminal => "in a terminal phase".into(),
+        Condition::Phase(p) => render::phase_name(p).into(),
+    }
+}
+
+/// Follows the stream until the condition holds (true) or the execution is
+/// terminal without it (false); returns the execution's last state.
+async fn wait_for(
+    client: &Client,
+    id: &str,
+    condition: Condition,
+) -> Result<(stigmer_client::proto::agentexecution::AgentExecution, bool), CliError> {
+    let reached = |phase: ExecutionPhase| match condition {
+        Condition::Terminal => is_terminal(phase),
+        Condition::Phase(p) => phase == p,
+    };
+    let notices_painter = Painter { on: false };
+    let give_up = client.config().reconnect.give_up_after;
+    // Sends the subscribe; NOT_FOUND arrives as the first item.
+    let mut events = client
+        .subscribe(id, None)
+        .await?
+        .on_notice(move |n| print_notice(n, give_up, notices_painter));
+    let mut last = None;
+    // Waits for each change of the execution.
+    while let Some(event) = events.next().await {
+        match event? {
+            Event::End { reason, .. } => {
+                return match (reason, last) {
+                    (EndReason::Deleted, _) => Err(CliError::Coded {
+                        code: exit::NOT_FOUND,
+                        message: format!("execution {id} was deleted"),
+                    }),
+                    (_, Some(execution)) => Ok((execution, false)),
+                    (_, None) => {
+                        // Waits for the daemon's read of the final state.
+                        let (execution, _) = client.get(id).await?;
+                        let met = reached(render::execution_phase(&execution));
+                        Ok((execution, met))
+                    }
+                };
+            }
+            other => {
+                if let Some(execution) = other.execution() {
+                    if reached(render::execution_phase(execution)) {
+                        return Ok((execution.clone(), true));
+                    }
+                    last = Some(execution.clone());
+                }
+            }
+        }
+    }
+    Err(CliError::Other(
+        "the stream ended without an END event".into(),
+    ))
 }
 
 fn is_terminal(phase: ExecutionPhase) -> bool {
@@ -264,11 +625,11 @@ fn is_terminal(phase: ExecutionPhase) -> bool {
 /// `subscribe`'s exit status for a final phase.
 pub(super) fn exit_for_phase(phase: ExecutionPhase) -> ExitCode {
     match phase {
-        ExecutionPhase::ExecutionCompleted => ExitCode::SUCCESS,
-        ExecutionPhase::ExecutionFailed => ExitCode::from(EXIT_FAILED),
+        ExecutionPhase::ExecutionCompleted => ExitCode::from(exit::OK),
+        ExecutionPhase::ExecutionFailed => ExitCode::from(exit::FAILED),
         ExecutionPhase::ExecutionCancelled | ExecutionPhase::ExecutionTerminated => {
-            ExitCode::from(EXIT_CANCELLED)
+            ExitCode::from(exit::CANCELLED)
         }
-        _ => ExitCode::from(EXIT_ERROR),
+        _ => ExitCode::from(exit::ERROR),
     }
 }

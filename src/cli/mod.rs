@@ -1,33 +1,71 @@
 //! The `stigmer` command line: clap definitions and dispatch. `stigmer
 //! daemon` runs the daemon; every other command is a client of it, built on
-//! the `stigmer-client` crate (executions.rs, demo.rs), with output shaped
-//! by render.rs.
+//! the `stigmer-client` crate (executions.rs, admin.rs, demo.rs), with
+//! output shaped by render.rs and style.rs, and every failure mapped to a
+//! documented exit status by exit.rs.
 
+mod admin;
 mod demo;
 mod executions;
+mod exit;
+mod generate;
 mod render;
 mod status;
+mod style;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use stigmer_client::proto::agentexecution::{ExecutionPhase, MessageType};
 
 use crate::config::DaemonArgs;
 
+pub use exit::CliError;
+
 /// stigmer: the local hub through which AI agent executions report progress
 /// and are watched live.
 #[derive(Debug, Parser)]
-#[command(name = "stigmer", version, about, propagate_version = true)]
+#[command(
+    name = "stigmer",
+    version,
+    about,
+    propagate_version = true,
+    after_long_help = exit::EXIT_STATUS_HELP
+)]
 pub struct Cli {
     /// The daemon's socket [default: $STIGMER_SOCKET, else /run/stigmer.sock
-    /// as root, else $XDG_RUNTIME_DIR/stigmer.sock].
+    /// as root, else $XDG_RUNTIME_DIR/stigmer.sock, else
+    /// /tmp/stigmer-$UID/stigmer.sock].
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
+    /// Also trust a daemon running as this uid. By default the CLI talks
+    /// only to a daemon running as root or as yourself, and refuses any
+    /// other before sending anything (another user may have taken the
+    /// socket's path).
+    #[arg(long, global = true, value_name = "UID", env = "STIGMER_EXPECTED_UID")]
+    pub expected_uid: Option<u32>,
+
+    /// When to colour the output: `auto` (on a terminal, unless NO_COLOR is
+    /// set), `always` or `never`.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour on a terminal unless NO_COLOR is set.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
 }
 
 /// The top-level commands.
@@ -35,7 +73,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon in the foreground (until SIGTERM or SIGINT).
     Daemon(DaemonArgs),
-    /// Create, update, inspect, delete and watch executions.
+    /// Create, update, inspect, cancel, wait for, delete and watch
+    /// executions.
     #[command(subcommand, visible_alias = "exec")]
     Executions(ExecutionsCommand),
     /// Show a simulated agent streaming into a live transcript (starts a
@@ -43,11 +82,57 @@ pub enum Command {
     Demo,
     /// Show the daemon's version, paths, load, counters and latencies.
     Status {
-        /// Print the Prometheus text exposition instead.
-        #[arg(long)]
+        /// Print the Prometheus text exposition instead (it has one format,
+        /// so `-o` cannot be combined with it).
+        #[arg(long, conflicts_with = "output")]
         prometheus: bool,
         #[command(flatten)]
         output: OutputArg,
+    },
+    /// Back up and export the daemon's data.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish or
+    /// powershell) to standard output.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to standard output, or write one page
+    /// per command into a directory.
+    Man {
+        /// Write stigmer.1 and a page per subcommand (stigmer-executions.1,
+        /// ...) into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `stigmer admin ...`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Copy the database, consistently, while the daemon runs and writes
+    /// (SQLite's online backup API, from a separate read-only connection).
+    Backup {
+        /// Where to write the copy (refused if it exists, unless --force).
+        path: PathBuf,
+        /// The database to copy [default: the one the daemon on the socket
+        /// reports in `status`].
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+        /// Replace PATH if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print every execution as JSON Lines (one canonical proto3 JSON
+    /// object per line), read page by page through the daemon.
+    Export {
+        /// Only executions in this phase.
+        #[arg(long, value_enum)]
+        phase: Option<PhaseArg>,
+        /// Only executions of this session.
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
     },
 }
 
@@ -72,6 +157,12 @@ pub enum ExecutionsCommand {
     Update {
         /// The execution id.
         id: String,
+        /// A status in canonical proto3 JSON (an AgentExecutionStatus, or
+        /// any object with a `status` field holding one, such as the output
+        /// of `get -o json`); `-` reads standard input. Flags given as well
+        /// override its fields.
+        #[arg(short = 'f', long, value_name = "PATH|-")]
+        from_file: Option<PathBuf>,
         /// The new phase.
         #[arg(long, value_enum)]
         phase: Option<PhaseArg>,
@@ -83,6 +174,36 @@ pub enum ExecutionsCommand {
         /// The execution's error text.
         #[arg(long, value_name = "TEXT")]
         error: Option<String>,
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Cancel an execution: its phase becomes cancelled (final), and its
+    /// runner's next update is refused with FAILED_PRECONDITION.
+    Cancel {
+        /// The execution id.
+        id: String,
+        /// The error text to record with the cancellation.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Wait until an execution meets a condition (like `kubectl wait`).
+    /// Exit status: 0 when it is met, 3 or 4 when the execution failed or
+    /// was cancelled before `--for completed` could hold, 7 when it ended
+    /// in a phase that can no longer meet the condition, 11 on timeout, 12
+    /// when the daemon stayed unreachable (for --timeout, else 30 s).
+    Wait {
+        /// The execution id.
+        id: String,
+        /// The condition: `terminal` (any final phase), `completed`, or
+        /// `phase=P` (P as in --phase).
+        #[arg(long = "for", value_name = "CONDITION", default_value = "terminal", value_parser = parse_condition)]
+        condition: Condition,
+        /// Give up after this long (e.g. 30s, 5m) with exit status 11
+        /// [default: wait forever].
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Option<Duration>,
         #[command(flatten)]
         output: OutputArg,
     },
@@ -101,8 +222,18 @@ pub enum ExecutionsCommand {
         /// Only executions of this session.
         #[arg(long, value_name = "ID")]
         session: Option<String>,
+        /// Only executions of this agent (filtered by the CLI: the protocol
+        /// has no agent filter).
+        #[arg(long, value_name = "ID")]
+        agent: Option<String>,
+        /// At most this many executions (the first, in creation order).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Leave out the header line.
+        #[arg(long)]
+        no_headers: bool,
         #[command(flatten)]
-        output: OutputArg,
+        output: ListOutputArg,
     },
     /// Delete an execution.
     Delete {
@@ -112,13 +243,23 @@ pub enum ExecutionsCommand {
         output: OutputArg,
     },
     /// Watch an execution live until it ends. Exit status: 0 completed,
-    /// 3 failed, 4 cancelled or terminated, 1 on errors.
+    /// 3 failed, 4 cancelled or terminated, 12 when the daemon stayed
+    /// unreachable for --reconnect-timeout (see `stigmer --help`).
     Subscribe {
         /// The execution id.
         id: String,
         /// Resume after this revision instead of starting with a snapshot.
         #[arg(long, value_name = "N")]
         from_revision: Option<u64>,
+        /// When the daemon goes away, keep reconnecting this long (e.g.
+        /// 30s, 2m) before giving up with exit status 12; the stream
+        /// resumes where it left off, losing nothing.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+        reconnect_timeout: Duration,
+        /// Prefix each line of the transcript with the commit time of the
+        /// change that produced it.
+        #[arg(long)]
+        timestamps: bool,
         #[command(flatten)]
         output: OutputArg,
     },
@@ -133,6 +274,14 @@ pub struct OutputArg {
     pub output: Output,
 }
 
+/// `-o text|wide|json` for `list`.
+#[derive(Clone, Copy, Debug, Args)]
+pub struct ListOutputArg {
+    /// Output format: `text` (a table), `wide` (more columns) or `json`.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = ListOutput::Text)]
+    pub output: ListOutput,
+}
+
 /// The output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -142,19 +291,36 @@ pub enum Output {
     Json,
 }
 
-/// The phases as the CLI spells them.
+/// `list`'s output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ListOutput {
+    /// A table.
+    Text,
+    /// A table with more columns.
+    Wide,
+    /// A JSON array, canonical proto3 JSON.
+    Json,
+}
+
+/// The phases as the CLI spells them: every phase of ExecutionPhase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PhaseArg {
     /// EXECUTION_PENDING.
     Pending,
     /// EXECUTION_IN_PROGRESS.
     InProgress,
+    /// EXECUTION_WAITING_FOR_APPROVAL.
+    WaitingForApproval,
+    /// EXECUTION_PAUSED.
+    Paused,
     /// EXECUTION_COMPLETED.
     Completed,
     /// EXECUTION_FAILED.
     Failed,
     /// EXECUTION_CANCELLED.
     Cancelled,
+    /// EXECUTION_TERMINATED.
+    Terminated,
 }
 
 impl From<PhaseArg> for ExecutionPhase {
@@ -162,11 +328,49 @@ impl From<PhaseArg> for ExecutionPhase {
         match p {
             PhaseArg::Pending => ExecutionPhase::ExecutionPending,
             PhaseArg::InProgress => ExecutionPhase::ExecutionInProgress,
+            PhaseArg::WaitingForApproval => ExecutionPhase::ExecutionWaitingForApproval,
+            PhaseArg::Paused => ExecutionPhase::ExecutionPaused,
             PhaseArg::Completed => ExecutionPhase::ExecutionCompleted,
             PhaseArg::Failed => ExecutionPhase::ExecutionFailed,
             PhaseArg::Cancelled => ExecutionPhase::ExecutionCancelled,
+            PhaseArg::Terminated => ExecutionPhase::ExecutionTerminated,
         }
     }
+}
+
+/// What `wait --for` waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// Any final phase.
+    Terminal,
+    /// This phase.
+    Phase(ExecutionPhase),
+}
+
+/// Parses `--for terminal|completed|phase=P`.
+fn parse_condition(s: &str) -> Result<Condition, String> {
+    let s = s.trim();
+    if s == "terminal" {
+        return Ok(Condition::Terminal);
+    }
+    let phase = s.strip_prefix("phase=").unwrap_or(s);
+    match PhaseArg::from_str(phase, true) {
+        Ok(p) => Ok(Condition::Phase(p.into())),
+        Err(_) => Err(format!(
+            "unknown condition {s:?} (expected terminal, completed or phase=P with P one of {})",
+            PhaseArg::value_variants()
+                .iter()
+                .filter_map(|v| v.to_possible_value())
+                .map(|v| v.get_name().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// Parses a duration such as `30s`, `5m`, `1h 30m` or `250ms`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration ({e})"))
 }
 
 /// Parses `--message TYPE:TEXT`.
@@ -188,9 +392,27 @@ fn parse_message(s: &str) -> Result<(MessageType, String), String> {
     Ok((kind, text.to_string()))
 }
 
-/// Exit status for errors talking to the daemon (usage errors are 2, as
-/// clap makes them).
-pub(crate) const EXIT_ERROR: u8 = 1;
+/// What every client command needs: where the daemon is, whom to trust,
+/// and whether to colour.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    /// The socket.
+    pub socket: PathBuf,
+    /// The uid trusted besides root and our own.
+    pub expected_uid: Option<u32>,
+    /// Whether standard output gets colour.
+    pub color: bool,
+}
+
+impl Ctx {
+    /// The client settings for this invocation.
+    pub fn client_config(&self) -> stigmer_client::Config {
+        stigmer_client::Config {
+            expected_uid: self.expected_uid,
+            ..Default::default()
+        }
+    }
+}
 
 /// The `stigmer` binary's entry point.
 pub fn main() -> ExitCode {
@@ -199,14 +421,43 @@ pub fn main() -> ExitCode {
         .socket
         .clone()
         .unwrap_or_else(stigmer_client::paths::default_socket_path);
+    let ctx = Ctx {
+        socket: socket.clone(),
+        expected_uid: cli.expected_uid,
+        color: style::enabled(cli.color),
+    };
     match cli.command {
-        Command::Daemon(args) => crate::daemon::run(socket, args),
-        Command::Executions(cmd) => with_runtime(|| executions::run(socket, cmd)),
-        Command::Demo => with_runtime(|| demo::run(socket)),
-        Command::Status { prometheus, output } => {
-            with_runtime(|| status::run(socket, prometheus, output.output))
+        Command::Daemon(args) => {
+            if let Err(code) = prepare_fallback_dir(&socket) {
+                return code;
+            }
+            crate::daemon::run(socket, args)
         }
+        Command::Executions(cmd) => with_runtime(|| executions::run(ctx, cmd)),
+        Command::Demo => with_runtime(|| demo::run(ctx)),
+        Command::Status { prometheus, output } => {
+            with_runtime(|| status::run(ctx, prometheus, output.output))
+        }
+        Command::Admin(cmd) => with_runtime(|| admin::run(ctx, cmd)),
+        Command::Completion { shell } => exit::report(generate::completion(shell)),
+        Command::Man { dir } => exit::report(generate::man(dir.as_deref())),
     }
+}
+
+/// Before the daemon binds a socket in the user's fallback directory
+/// (`/tmp/stigmer-<uid>/`), creates it 0700, or refuses to start when it
+/// exists and is not private to this user (someone may be squatting on it).
+fn prepare_fallback_dir(socket: &std::path::Path) -> Result<(), ExitCode> {
+    if !stigmer_client::paths::in_fallback_dir(socket) {
+        return Ok(());
+    }
+    let Some(dir) = socket.parent() else {
+        return Ok(());
+    };
+    stigmer_client::paths::ensure_private_dir(dir).map_err(|e| {
+        eprintln!("stigmer daemon: {e}");
+        ExitCode::from(exit::UNTRUSTED)
+    })
 }
 
 /// Runs a client command on a current-thread runtime (one connection needs
@@ -214,17 +465,16 @@ pub fn main() -> ExitCode {
 fn with_runtime<F, Fut>(f: F) -> ExitCode
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = ExitCode>,
+    Fut: std::future::Future<Output = Result<ExitCode, CliError>>,
 {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(f()),
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            ExitCode::from(EXIT_ERROR)
-        }
+        Ok(rt) => exit::report(rt.block_on(f())),
+        Err(e) => exit::report(Err(CliError::Other(format!(
+            "cannot start the async runtime: {e}"
+        )))),
     }
 }
 
@@ -246,5 +496,42 @@ mod tests {
         );
         assert!(parse_message("robot:hi").is_err());
         assert!(parse_message("no colon").is_err());
+    }
+
+    #[test]
+    fn conditions_parse() {
+        assert_eq!(parse_condition("terminal"), Ok(Condition::Terminal));
+        assert_eq!(
+            parse_condition("completed"),
+            Ok(Condition::Phase(ExecutionPhase::ExecutionCompleted))
+        );
+        assert_eq!(
+            parse_condition("phase=waiting-for-approval"),
+            Ok(Condition::Phase(
+                ExecutionPhase::ExecutionWaitingForApproval
+            ))
+        );
+        assert!(parse_condition("phase=sideways").is_err());
+    }
+
+    #[test]
+    fn every_phase_has_a_flag_value() {
+        use stigmer_client::proto::agentexecution::ExecutionPhase as P;
+        let all: Vec<ExecutionPhase> = PhaseArg::value_variants()
+            .iter()
+            .map(|p| (*p).into())
+            .collect();
+        for p in [
+            P::ExecutionPending,
+            P::ExecutionInProgress,
+            P::ExecutionCompleted,
+            P::ExecutionFailed,
+            P::ExecutionCancelled,
+            P::ExecutionWaitingForApproval,
+            P::ExecutionPaused,
+            P::ExecutionTerminated,
+        ] {
+            assert!(all.contains(&p), "{p:?}");
+        }
     }
 }

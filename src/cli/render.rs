@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use stigmer_client::proto::agentexecution::{
@@ -11,6 +12,8 @@ use stigmer_client::proto::agentexecution::{
     ToolCall, ToolCallStatus,
 };
 use stigmer_client::{end_reason_name, Event};
+
+use super::style::{phase_style, Painter, Style};
 
 /// The CLI's short name for a phase (the `--phase` values).
 pub(super) fn phase_name(phase: ExecutionPhase) -> &'static str {
@@ -34,6 +37,15 @@ fn message_label(t: i32) -> &'static str {
         Ok(MessageType::MessageTool) => "tool",
         Ok(MessageType::MessageSystem) => "system",
         _ => "message",
+    }
+}
+
+fn message_style(t: i32) -> Style {
+    match MessageType::try_from(t) {
+        Ok(MessageType::MessageHuman) => Style::Blue,
+        Ok(MessageType::MessageAi) => Style::Green,
+        Ok(MessageType::MessageTool) => Style::Yellow,
+        _ => Style::Dim,
     }
 }
 
@@ -178,26 +190,158 @@ pub(super) fn write_execution(
     Ok(())
 }
 
-/// `list -o text`: one line per execution.
-pub(super) fn write_list(out: &mut impl Write, executions: &[AgentExecution]) -> io::Result<()> {
-    writeln!(
-        out,
-        "{:<30}  {:<12}  {:<16}  {:<16}  PROMPT",
-        "ID", "PHASE", "AGENT", "SESSION"
-    )?;
-    for e in executions {
+/// When the execution was created (`status.audit.spec_audit.created_at`).
+pub(super) fn created_at(e: &AgentExecution) -> Option<SystemTime> {
+    let audit = e.status.as_ref()?.audit.as_ref()?.spec_audit.as_ref()?;
+    audit.created_at.as_ref().and_then(to_system_time)
+}
+
+/// The commit time of the execution's latest change
+/// (`status.audit.status_audit.updated_at`).
+pub(super) fn updated_at(e: &AgentExecution) -> Option<SystemTime> {
+    let audit = e.status.as_ref()?.audit.as_ref()?.status_audit.as_ref()?;
+    audit.updated_at.as_ref().and_then(to_system_time)
+}
+
+fn to_system_time(t: &pbjson_types::Timestamp) -> Option<SystemTime> {
+    let secs = u64::try_from(t.seconds).ok()?;
+    let nanos = u32::try_from(t.nanos).ok()?;
+    UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+}
+
+/// The RFC 3339 form of `updated_at` (UTC, as stored), for `--timestamps`.
+pub(super) fn updated_at_text(e: &AgentExecution) -> Option<String> {
+    let audit = e.status.as_ref()?.audit.as_ref()?.status_audit.as_ref()?;
+    let ts = audit.updated_at.as_ref()?;
+    let json = serde_json::to_string(ts).ok()?;
+    Some(json.trim_matches('"').to_string())
+}
+
+/// A short age, as kubectl prints it: `42s`, `5m12s`, `3h5m`, `12d`.
+pub(super) fn age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=599 => format!("{}m{}s", s / 60, s % 60),
+        600..=3599 => format!("{}m", s / 60),
+        3600..=35_999 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        36_000..=86_399 => format!("{}h", s / 3600),
+        86_400..=863_999 => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+fn age_since(t: Option<SystemTime>, now: SystemTime) -> String {
+    match t {
+        Some(t) => age(now.duration_since(t).unwrap_or_default()),
+        None => "-".into(),
+    }
+}
+
+/// One row of `list`: the execution and its revision, when known.
+pub(super) struct Row {
+    /// The execution.
+    pub execution: AgentExecution,
+    /// Its revision (a `get` per row: list replies carry none).
+    pub revision: Option<u64>,
+}
+
+/// How `list` prints its table.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct TableStyle {
+    /// `-o wide`: session, start and end times, counts, error.
+    pub wide: bool,
+    /// `--no-headers`.
+    pub headers: bool,
+    /// Colour.
+    pub painter: Painter,
+}
+
+/// `list -o text|wide`: one line per execution.
+pub(super) fn write_list(out: &mut impl Write, rows: &[Row], style: TableStyle) -> io::Result<()> {
+    let now = SystemTime::now();
+    let p = style.painter;
+    let id_w = rows
+        .iter()
+        .map(|r| execution_id(&r.execution).len())
+        .max()
+        .unwrap_or(0)
+        .max(2);
+    let agent_w = rows
+        .iter()
+        .map(|r| {
+            r.execution
+                .spec
+                .as_ref()
+                .map_or(0, |s| s.agent_id.chars().count())
+        })
+        .max()
+        .unwrap_or(0)
+        .clamp(5, 24);
+    let session_w = rows
+        .iter()
+        .map(|r| {
+            r.execution
+                .spec
+                .as_ref()
+                .map_or(0, |s| s.session_id.chars().count())
+        })
+        .max()
+        .unwrap_or(0)
+        .clamp(7, 24);
+    if style.headers {
+        let mut head = format!(
+            "{:<id_w$}  {:<20}  {:<agent_w$}  {:>8}  {:>6}  {:>7}",
+            "ID", "PHASE", "AGENT", "REVISION", "AGE", "UPDATED"
+        );
+        if style.wide {
+            head.push_str(&format!(
+                "  {:<session_w$}  {:<27}  {:<27}  {:>8}  {:>5}  ERROR",
+                "SESSION", "STARTED", "COMPLETED", "MESSAGES", "TOOLS"
+            ));
+        }
+        head.push_str("  PROMPT");
+        writeln!(out, "{}", p.paint(Style::Bold, &head))?;
+    }
+    for row in rows {
+        let e = &row.execution;
         let spec = e.spec.clone().unwrap_or_default();
-        writeln!(
-            out,
-            "{:<30}  {:<12}  {:<16}  {:<16}  {}",
+        let status = e.status.clone().unwrap_or_default();
+        let phase = execution_phase(e);
+        let mut line = format!(
+            "{:<id_w$}  {}  {:<agent_w$}  {:>8}  {:>6}  {:>7}",
             execution_id(e),
-            phase_name(execution_phase(e)),
-            spec.agent_id,
-            spec.session_id,
-            one_line(&spec.message, 50)
-        )?;
+            p.paint_padded(phase_style(phase), phase_name(phase), 20),
+            one_line(&spec.agent_id, agent_w),
+            row.revision
+                .map_or_else(|| "-".to_string(), |r| r.to_string()),
+            age_since(created_at(e), now),
+            age_since(updated_at(e), now),
+        );
+        if style.wide {
+            line.push_str(&format!(
+                "  {:<session_w$}  {:<27}  {:<27}  {:>8}  {:>5}  {}",
+                or_dash(&one_line(&spec.session_id, session_w)),
+                or_dash(&status.started_at),
+                or_dash(&status.completed_at),
+                status.messages.len(),
+                all_tool_calls(&status).len(),
+                p.paint(Style::Red, &or_dash(&one_line(&status.error, 40))),
+            ));
+        }
+        let prompt_max = if style.wide { 200 } else { 50 };
+        line.push_str(&format!("  {}", one_line(&spec.message, prompt_max)));
+        writeln!(out, "{line}")?;
     }
     Ok(())
+}
+
+fn or_dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_string()
+    }
 }
 
 /// Tool calls of the status and of its messages, each id once, in order of
@@ -226,6 +370,11 @@ pub(super) struct Transcript<W: Write> {
     /// line, so its next tokens continue it.
     open_message: Option<usize>,
     started: bool,
+    painter: Painter,
+    /// `--timestamps`: prefix each line with its change's commit time.
+    timestamps: bool,
+    /// The prefix of lines printed for the current event.
+    prefix: String,
 }
 
 impl<W: Write> Transcript<W> {
@@ -236,7 +385,32 @@ impl<W: Write> Transcript<W> {
             prev: AgentExecutionStatus::default(),
             open_message: None,
             started: false,
+            painter: Painter { on: false },
+            timestamps: false,
+            prefix: String::new(),
         }
+    }
+
+    /// Colours the transcript (for a terminal).
+    pub(super) fn painted(mut self, painter: Painter) -> Self {
+        self.painter = painter;
+        self
+    }
+
+    /// Prefixes each line with the commit time of the change it shows.
+    pub(super) fn with_timestamps(mut self, on: bool) -> Self {
+        self.timestamps = on;
+        self
+    }
+
+    /// Starts a new line: its timestamp, if asked for.
+    fn begin(&mut self) -> io::Result<()> {
+        self.close_line()?;
+        if !self.prefix.is_empty() {
+            let prefix = self.painter.paint(Style::Dim, &self.prefix);
+            write!(self.out, "{prefix} ")?;
+        }
+        Ok(())
     }
 
     /// Ends the open line, if any, so the next output starts on its own.
@@ -248,12 +422,24 @@ impl<W: Write> Transcript<W> {
     }
 
     fn line(&mut self, text: &str) -> io::Result<()> {
-        self.close_line()?;
+        self.begin()?;
         writeln!(self.out, "{text}")
+    }
+
+    fn label(&self, message_type: i32) -> String {
+        self.painter
+            .paint(message_style(message_type), message_label(message_type))
     }
 
     /// Prints what `ev` changes and flushes.
     pub(super) fn event(&mut self, ev: &Event) -> io::Result<()> {
+        if self.timestamps {
+            self.prefix = match ev.execution() {
+                Some(e) => updated_at_text(e).unwrap_or_else(|| "-".into()),
+                // END is not a change: its line has no commit time.
+                None => String::new(),
+            };
+        }
         match ev {
             Event::Snapshot {
                 revision,
@@ -275,9 +461,10 @@ impl<W: Write> Transcript<W> {
                 if !self.started {
                     self.header(execution, *revision)?;
                 } else {
-                    self.line(&format!(
-                        "-- resync at revision {revision}: some changes were skipped"
-                    ))?;
+                    let text =
+                        format!("-- resync at revision {revision}: some changes were skipped");
+                    let text = self.painter.paint(Style::Yellow, &text);
+                    self.line(&text)?;
                 }
                 self.diff(execution)?;
             }
@@ -291,10 +478,12 @@ impl<W: Write> Transcript<W> {
                 } else {
                     format!(" ({message})")
                 };
-                self.line(&format!(
+                let text = format!(
                     "-- end: {} at revision {revision}{detail}",
                     end_reason_name(*reason)
-                ))?;
+                );
+                let text = self.painter.paint(Style::Bold, &text);
+                self.line(&text)?;
             }
         }
         self.out.flush()
@@ -308,12 +497,15 @@ impl<W: Write> Transcript<W> {
         } else {
             format!(", session {}", spec.session_id)
         };
-        self.line(&format!(
+        let text = format!(
             "-- {} (agent {}{session}) at revision {revision}",
             execution_id(e),
             spec.agent_id
-        ))?;
-        self.line(&format!("prompt: {}", spec.message))
+        );
+        let text = self.painter.paint(Style::Bold, &text);
+        self.line(&text)?;
+        let label = self.painter.paint(Style::Bold, "prompt:");
+        self.line(&format!("{label} {}", spec.message))
     }
 
     fn diff(&mut self, e: &AgentExecution) -> io::Result<()> {
@@ -321,7 +513,9 @@ impl<W: Write> Transcript<W> {
         let old = std::mem::take(&mut self.prev);
 
         if new.phase != old.phase {
-            self.line(&format!("[phase] {}", phase_name(new.phase())))?;
+            let phase = new.phase();
+            let name = self.painter.paint(phase_style(phase), phase_name(phase));
+            self.line(&format!("[phase] {name}"))?;
         }
 
         for (i, msg) in new.messages.iter().enumerate() {
@@ -336,20 +530,17 @@ impl<W: Write> Transcript<W> {
                         if self.open_message == Some(i) {
                             write!(self.out, "{suffix}")?;
                         } else {
-                            self.close_line()?;
-                            write!(self.out, "{} (cont.): {suffix}", message_label(msg.r#type))?;
+                            self.begin()?;
+                            let label = self.label(msg.r#type);
+                            write!(self.out, "{label} (cont.): {suffix}")?;
                             self.open_message = Some(i);
                         }
                     }
                 }
                 Some(before) if before.content != msg.content || before.r#type != msg.r#type => {
-                    self.close_line()?;
-                    write!(
-                        self.out,
-                        "{} (edited): {}",
-                        message_label(msg.r#type),
-                        msg.content
-                    )?;
+                    self.begin()?;
+                    let label = self.label(msg.r#type);
+                    write!(self.out, "{label} (edited): {}", msg.content)?;
                     self.open_message = Some(i);
                 }
                 Some(_) => {}
@@ -395,6 +586,7 @@ impl<W: Write> Transcript<W> {
                 if !tc.error.is_empty() {
                     text.push_str(&format!(" (error: {})", tc.error));
                 }
+                let text = text.replacen("[tool]", &self.painter.paint(Style::Yellow, "[tool]"), 1);
                 self.line(&text)?;
             }
         }
@@ -414,7 +606,10 @@ impl<W: Write> Transcript<W> {
         }
 
         if !new.error.is_empty() && new.error != old.error {
-            self.line(&format!("[error] {}", new.error))?;
+            let text = self
+                .painter
+                .paint(Style::Red, &format!("[error] {}", new.error));
+            self.line(&text)?;
         }
 
         self.prev = new;
@@ -422,8 +617,9 @@ impl<W: Write> Transcript<W> {
     }
 
     fn new_message(&mut self, i: usize, msg: &AgentMessage) -> io::Result<()> {
-        self.close_line()?;
-        write!(self.out, "{}: {}", message_label(msg.r#type), msg.content)?;
+        self.begin()?;
+        let label = self.label(msg.r#type);
+        write!(self.out, "{label}: {}", msg.content)?;
         self.open_message = Some(i);
         Ok(())
     }
@@ -510,6 +706,16 @@ mod tests {
             text.contains("[phase] pending\n[phase] in-progress\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        assert_eq!(age(Duration::from_secs(42)), "42s");
+        assert_eq!(age(Duration::from_secs(312)), "5m12s");
+        assert_eq!(age(Duration::from_secs(1800)), "30m");
+        assert_eq!(age(Duration::from_secs(3 * 3600 + 300)), "3h5m");
+        assert_eq!(age(Duration::from_secs(2 * 86_400 + 4 * 3600)), "2d4h");
+        assert_eq!(age(Duration::from_secs(40 * 86_400)), "40d");
     }
 
     #[test]

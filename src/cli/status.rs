@@ -2,27 +2,22 @@
 //! people, canonical JSON for programs, or the Prometheus exposition.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use stigmer_client::proto::daemon::DaemonStatus;
 
-use super::executions::{connect, CliError};
-use super::{Output, EXIT_ERROR};
+use super::executions::connect;
+use super::{CliError, Ctx, Output};
 
-/// Runs `stigmer status`.
-pub(super) async fn run(socket: PathBuf, prometheus: bool, output: Output) -> ExitCode {
-    match show(socket, prometheus, output).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_ERROR)
-        }
-    }
+/// Runs `stigmer status` (`--prometheus` with `-o` is refused by clap as a
+/// usage error: the exposition has one format).
+pub(super) async fn run(ctx: Ctx, prometheus: bool, output: Output) -> Result<ExitCode, CliError> {
+    show(&ctx, prometheus, output).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn show(socket: PathBuf, prometheus: bool, output: Output) -> Result<(), CliError> {
-    let client = connect(&socket).await?;
+async fn show(ctx: &Ctx, prometheus: bool, output: Output) -> Result<(), CliError> {
+    let client = connect(ctx).await?;
     // Waits for the daemon's status reply.
     let status = client.status(prometheus).await?;
     let mut out = std::io::stdout().lock();
@@ -37,6 +32,7 @@ async fn show(socket: PathBuf, prometheus: bool, output: Output) -> Result<(), C
         }
         Output::Text => out.write_all(text(&status).as_bytes())?,
     }
+    out.flush()?;
     Ok(())
 }
 

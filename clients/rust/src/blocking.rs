@@ -143,6 +143,16 @@ impl Client {
 }
 
 impl Subscription {
+    /// See [`crate::Subscription::on_notice`]: `f` hears when the stream
+    /// breaks and when it resumes.
+    pub fn on_notice(self, f: impl Fn(&crate::Notice) + Send + Sync + 'static) -> Self {
+        let Subscription { inner, rt } = self;
+        Subscription {
+            inner: inner.on_notice(f),
+            rt,
+        }
+    }
+
     /// See [`crate::Subscription::last_revision`].
     pub fn last_revision(&self) -> Option<u64> {
         self.inner.last_revision()

@@ -26,6 +26,15 @@ pub struct Config {
     pub resume: bool,
     /// How resuming subscriptions reconnect.
     pub reconnect: Reconnect,
+    /// A uid, besides root and this process's effective uid, accepted as the
+    /// daemon's. After connecting, the client reads the socket's peer
+    /// credentials and refuses any other daemon with
+    /// [`crate::Error::UntrustedDaemon`] before sending a byte (the defence
+    /// against another local user squatting on the socket path). Set it
+    /// when the daemon legitimately runs as another user, e.g. a system
+    /// service started without socket activation. Defaults to
+    /// `$STIGMER_EXPECTED_UID` when that holds a number.
+    pub expected_uid: Option<u32>,
 }
 
 impl Default for Config {
@@ -35,6 +44,28 @@ impl Default for Config {
             stream_queue: 256,
             resume: true,
             reconnect: Reconnect::default(),
+            expected_uid: expected_uid_from_env(),
+        }
+    }
+}
+
+/// `$STIGMER_EXPECTED_UID` as a uid; unset, empty or not a number is none
+/// (a bad value is logged, and only narrows whom the client trusts).
+fn expected_uid_from_env() -> Option<u32> {
+    let text = std::env::var(crate::paths::EXPECTED_UID_ENV).ok()?;
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    match text.parse() {
+        Ok(uid) => Some(uid),
+        Err(_) => {
+            tracing::warn!(
+                value = text,
+                "{} is not a uid; ignored",
+                crate::paths::EXPECTED_UID_ENV
+            );
+            None
         }
     }
 }

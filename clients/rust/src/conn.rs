@@ -201,8 +201,23 @@ impl Conn {
     /// Opens the socket and starts the reader and writer tasks (on the
     /// current tokio runtime).
     pub(crate) async fn connect(path: &Path, config: &Config) -> Result<Arc<Conn>> {
+        if let Some(dir) = path
+            .parent()
+            .filter(|_| crate::paths::in_fallback_dir(path))
+        {
+            // A missing directory means no daemon: the connect below fails
+            // with ENOENT. One that exists must be private to this user.
+            if std::fs::symlink_metadata(dir).is_ok() {
+                crate::paths::check_private_dir(dir).map_err(|why| Error::UnsafeDirectory {
+                    path: dir.display().to_string(),
+                    why,
+                })?;
+            }
+        }
         // Fails at once when no daemon listens (ENOENT / ECONNREFUSED).
         let stream = UnixStream::connect(path).await?;
+        // Before a single byte is written: is the listener someone we trust?
+        check_peer(&stream, path, config.expected_uid)?;
         let (rd, wr) = stream.into_split();
         let codec = frame::codec(config.max_frame_length);
         let shared = Arc::new(Shared::default());
@@ -331,6 +346,27 @@ impl Conn {
         }
         send_cancel(&self.writer, &self.next_id, id, self.max_frame_length);
     }
+}
+
+/// Refuses a daemon whose uid is neither root, nor ours, nor `expected`.
+///
+/// The uid comes from the connected socket's peer credentials (tokio reads
+/// `SO_PEERCRED` on Linux and `getpeereid` on macOS and the BSDs): the
+/// credentials of whoever called `listen` on the socket, which the
+/// listener cannot forge. Under socket activation that is the service
+/// manager (root), which is trusted.
+fn check_peer(stream: &UnixStream, path: &Path, expected: Option<u32>) -> Result<()> {
+    let cred = stream.peer_cred()?;
+    let found = cred.uid();
+    let own = nix::unistd::geteuid().as_raw();
+    if found == 0 || found == own || Some(found) == expected {
+        return Ok(());
+    }
+    Err(Error::UntrustedDaemon {
+        path: path.display().to_string(),
+        found,
+        own,
+    })
 }
 
 /// A request encoded and ready to write, with its command kept for a retry.

@@ -41,6 +41,33 @@ pub enum Error {
     /// may not have been applied.
     #[error("connection to the daemon closed")]
     Closed,
+    /// The process listening on the socket is not one this client trusts:
+    /// its uid (read from the connected socket's peer credentials) is
+    /// neither root, nor this process's effective uid, nor
+    /// [`crate::Config::expected_uid`]. Nothing was sent to it. Someone else
+    /// may be squatting on the socket path (docs/SECURITY.md).
+    #[error(
+        "refusing the daemon at {path}: it runs as uid {found}, which is neither root nor you (uid {own}); \
+         nothing was sent. If you trust uid {found}, pass --expected-uid {found} or set STIGMER_EXPECTED_UID={found}"
+    )]
+    UntrustedDaemon {
+        /// The socket connected to.
+        path: String,
+        /// The uid of the process that listens on it.
+        found: u32,
+        /// This process's effective uid.
+        own: u32,
+    },
+    /// The socket's directory is not private to this user (the fallback
+    /// `/tmp/stigmer-<uid>/` must be a real directory owned by the user
+    /// with mode 0700); the client does not connect through it.
+    #[error("refusing the socket directory {path}: {why}")]
+    UnsafeDirectory {
+        /// The directory.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A subscription could not reconnect within
     /// [`crate::Reconnect::give_up_after`].
     #[error("gave up reconnecting after {elapsed:?}: {last}")]
@@ -102,6 +129,15 @@ impl Error {
                 max: *max,
             },
             Error::Closed => Error::Closed,
+            Error::UntrustedDaemon { path, found, own } => Error::UntrustedDaemon {
+                path: path.clone(),
+                found: *found,
+                own: *own,
+            },
+            Error::UnsafeDirectory { path, why } => Error::UnsafeDirectory {
+                path: path.clone(),
+                why: why.clone(),
+            },
             Error::GaveUp { elapsed, last } => Error::GaveUp {
                 elapsed: *elapsed,
                 last: Box::new(last.duplicate()),

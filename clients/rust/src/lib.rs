@@ -55,6 +55,9 @@
 //!   stall the connection: its stream is dropped and resubscribed from the
 //!   last delivered revision, losing nothing.
 //!
+//! [`Subscription::on_notice`] reports each break and each resumption, so a
+//! program can tell its user it is reconnecting.
+//!
 //! The stream ends after an [`Event::End`] (terminal phase, deletion, or
 //! cancel) or an error (e.g. `NOT_FOUND`). Turn resuming off with
 //! [`Config::resume`].
@@ -65,6 +68,17 @@
 //! [`Error::Status`] with the protocol's [`proto::daemon::Code`]
 //! (`err.code()`); for example an update of a cancelled execution fails with
 //! `FAILED_PRECONDITION`, which is how a runner learns it should stop.
+//!
+//! # Whom the client talks to
+//!
+//! Right after connecting, before sending anything, the client reads the
+//! socket's peer credentials (`SO_PEERCRED` on Linux, `getpeereid` on macOS)
+//! and refuses a daemon whose uid is neither root, nor the process's own,
+//! nor [`Config::expected_uid`] ([`Error::UntrustedDaemon`]). When the socket
+//! is in the fallback directory `/tmp/stigmer-<uid>/`, that directory must
+//! be the user's own, mode 0700, not a symlink ([`Error::UnsafeDirectory`]).
+//! Together they defeat another local user binding the socket path first
+//! (docs/SECURITY.md).
 //!
 //! # Blocking
 //!
@@ -88,4 +102,4 @@ pub use error::{Error, Result};
 pub use stigmer_proto as proto;
 /// The protocol's status codes, for matching on [`Error::code`].
 pub use stigmer_proto::daemon::Code;
-pub use subscription::{end_reason_name, Event, Subscription};
+pub use subscription::{end_reason_name, Event, Notice, Subscription};

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::Stream;
 
@@ -111,6 +111,32 @@ pub fn end_reason_name(reason: EndReason) -> &'static str {
     }
 }
 
+/// What a resuming subscription reports about its connection, for programs
+/// that tell their user (see [`Subscription::on_notice`]). Each break is
+/// reported once, and so is each successful resumption.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// The stream broke (the connection dropped, or the daemon is shutting
+    /// down); the subscription is reconnecting with backoff.
+    Reconnecting {
+        /// Why it broke, for a person.
+        reason: String,
+        /// The last revision delivered, where the stream will resume.
+        last_revision: Option<u64>,
+    },
+    /// The subscription is back: the daemon accepted the connection and the
+    /// stream resumes after `from_revision`, so nothing is missed.
+    Resumed {
+        /// The revision it resumes after.
+        from_revision: Option<u64>,
+        /// How long it was disconnected.
+        after: Duration,
+    },
+}
+
+/// A callback for [`Notice`]s.
+type Notify = Arc<dyn Fn(&Notice) + Send + Sync>;
+
 type NextFuture = Pin<Box<dyn Future<Output = (Box<State>, Option<Result<Event>>)> + Send>>;
 
 /// A resuming stream of one execution's changes; see the module docs.
@@ -168,6 +194,11 @@ struct State {
     /// When the stream broke, for `give_up_after`.
     broken_since: Option<Instant>,
     last_error: Option<Error>,
+    /// Who hears about breaks and resumptions.
+    notify: Option<Notify>,
+    /// When the current break was announced (a `Reconnecting` notice is
+    /// pending its `Resumed`).
+    announced: Option<Instant>,
 }
 
 /// What one event from the daemon means for the consumer.
@@ -203,9 +234,21 @@ impl Subscription {
                 attempt: 0,
                 broken_since: None,
                 last_error: None,
+                notify: None,
+                announced: None,
             })),
             next: None,
         }
+    }
+
+    /// Calls `f` with a [`Notice`] whenever the stream breaks and whenever it
+    /// resumes (from the task polling the subscription), so a program can
+    /// tell its user that it is reconnecting rather than silently waiting.
+    pub fn on_notice(mut self, f: impl Fn(&Notice) + Send + Sync + 'static) -> Self {
+        if let Some(state) = self.state.as_mut() {
+            state.notify = Some(Arc::new(f));
+        }
+        self
     }
 
     /// The execution this subscription watches.
@@ -299,7 +342,11 @@ impl State {
                 Some(Ok(ev)) => match self.on_event(ev) {
                     Step::Yield(e) => return Some(Ok(e)),
                     Step::Skip => {}
-                    Step::Resume => self.broke(Error::Closed),
+                    Step::Resume => self.broke(Error::Status {
+                        code: Code::Unavailable,
+                        message: "the daemon ended the stream (shutting down or slow consumer)"
+                            .into(),
+                    }),
                     Step::Fail(e) => {
                         self.finished = true;
                         return Some(Err(e));
@@ -350,6 +397,15 @@ impl State {
         self.active = None;
         self.attempt = self.attempt.saturating_add(1);
         self.broken_since.get_or_insert_with(Instant::now);
+        if self.announced.is_none() {
+            self.announced = Some(Instant::now());
+            if let Some(notify) = &self.notify {
+                notify(&Notice::Reconnecting {
+                    reason: why.to_string(),
+                    last_revision: self.last,
+                });
+            }
+        }
         self.last_error = Some(why);
     }
 
@@ -384,6 +440,14 @@ impl State {
                         opened_at: Instant::now(),
                         ended: false,
                     });
+                    if let Some(since) = self.announced.take() {
+                        if let Some(notify) = &self.notify {
+                            notify(&Notice::Resumed {
+                                from_revision: self.last,
+                                after: since.elapsed(),
+                            });
+                        }
+                    }
                     return Ok(());
                 }
                 Err(e) if e.is_transient() => {

@@ -610,3 +610,53 @@ fn blocking_api() {
     assert_eq!(err.code(), Some(Code::FailedPrecondition));
     assert!(client.delete(&id).is_ok());
 }
+
+#[tokio::test]
+async fn notices_report_the_break_and_the_resumption() {
+    // Subscription::on_notice hears once that the stream broke and once
+    // that it resumed, from where, so a program can tell its user.
+    use std::sync::{Arc, Mutex};
+    use stigmer_client::Notice;
+
+    let mut daemon = Daemon::start();
+    let client = Client::connect(&daemon.socket).await.expect("connect");
+    let (id, _) = create(&client, "a").await;
+    let notices = Arc::new(Mutex::new(Vec::new()));
+    let heard = notices.clone();
+    let mut sub = client
+        .subscribe(&id, None)
+        .await
+        .expect("subscribe")
+        .on_notice(move |n| heard.lock().expect("lock").push(n.clone()));
+    let snap = sub.next().await.expect("an event").expect("snapshot");
+
+    let socket = daemon.socket.clone();
+    let waiter = tokio::spawn(async move { collect_until_end(&mut sub).await });
+    let daemon = tokio::task::spawn_blocking(move || {
+        daemon.stop();
+        daemon.spawn();
+        daemon
+    })
+    .await
+    .expect("restart");
+    let writer = Client::connect(&socket)
+        .await
+        .expect("connect after restart");
+    writer
+        .update_status(&id, says("done", ExecutionPhase::ExecutionCompleted))
+        .await
+        .expect("complete");
+    let events = waiter.await.expect("waiter");
+    assert_ordered_unique(&events, EndReason::Terminal);
+    let notices = notices.lock().expect("lock").clone();
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(
+        matches!(&notices[0], Notice::Reconnecting { last_revision, .. } if *last_revision == Some(snap.revision())),
+        "{notices:?}"
+    );
+    assert!(
+        matches!(&notices[1], Notice::Resumed { from_revision, .. } if *from_revision == Some(snap.revision())),
+        "{notices:?}"
+    );
+    drop(daemon);
+}
