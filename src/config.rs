@@ -146,6 +146,12 @@ pub struct DaemonArgs {
     #[arg(long, default_value_t = DEFAULT_HISTORY_RETENTION)]
     pub(crate) history_retention: u64,
 
+    /// Delete executions that finished (completed, failed, cancelled or
+    /// terminated) longer ago than this, e.g. 30d or 12h [default: off:
+    /// executions are kept until deleted].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) keep_finished: Option<std::time::Duration>,
+
     /// Most connections open at once from one uid.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS_PER_UID)]
     pub(crate) max_connections_per_uid: usize,
@@ -196,6 +202,15 @@ impl DaemonArgs {
         self.db
             .clone()
             .unwrap_or_else(stigmer_client::paths::default_db_path)
+    }
+}
+
+/// A duration such as `30d`, `12h` or `90s` (humantime's syntax), not zero.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (e.g. 30d, 12h, 90s)")),
     }
 }
 

@@ -99,7 +99,8 @@ pub fn run(socket: PathBuf, args: DaemonArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            tracing::error!("{message}");
+            // Printed once, for a person (under systemd, stderr is the
+            // journal too): not also as a log line.
             eprintln!("stigmer daemon: {message}");
             ExitCode::FAILURE
         }
@@ -210,13 +211,23 @@ impl Daemon {
         }
         let db_path = args.db_path();
         let groups = peer::resolve_groups(&args.allow_groups)?;
-        let lock = store::lock_database(&db_path)?;
-        // Bound before anything that leaves files behind, so a bad address
-        // fails start-up cleanly.
+        // Every check that creates nothing comes first, so that a refused
+        // start leaves no file behind: the socket's path and directory (no
+        // live daemon on it), the database's directory, the metrics address.
+        let socket_checked = match activation {
+            Activation::None => Some(server::listener::check(socket)?),
+            _ => None,
+        };
+        if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::dirs::check(dir, "database directory")?;
+        }
         let metrics_listener = match args.metrics_listen {
             Some(addr) => Some(crate::report::http::bind(addr).await?),
             None => None,
         };
+        // Then what creates files: the database's directory and lock (which
+        // also keeps a second daemon off this database), the database.
+        let lock = store::lock_database(&db_path)?;
         let broker = Arc::new(Broker::new(args.subscriber_queue));
         // Opens and migrates the database, then starts the writer thread,
         // which broadcasts every commit to `broker`.
@@ -231,17 +242,22 @@ impl Daemon {
             },
             broker.clone(),
         )?;
-        let bound = match activation {
-            Activation::Systemd(listener) | Activation::Launchd(listener) => {
+        let bound = match (activation, socket_checked) {
+            (Activation::Systemd(listener) | Activation::Launchd(listener), _) => {
                 tracing::info!("using the socket passed by the service manager");
                 server::listener::Bound::activated(listener)
             }
-            Activation::None => {
+            (Activation::None, Some(checked)) => {
                 let default_mode = if groups.is_empty() { 0o600 } else { 0o660 };
                 let mode = args.socket_mode.unwrap_or(default_mode);
-                server::listener::bind(socket, mode, groups.first().map(|(_, gid)| *gid))?
+                server::listener::bind(checked, mode, groups.first().map(|(_, gid)| *gid))?
             }
+            (Activation::None, None) => return Err("the socket was not checked".into()),
         };
+        // The socket actually in use: a service manager's may differ from
+        // `--socket` (and from the default path).
+        let socket = bound.path().unwrap_or_else(|| socket.to_path_buf());
+        let socket = socket.as_path();
         let listener = bound
             .listener
             .try_clone()
@@ -309,6 +325,14 @@ impl Daemon {
             tracker.spawn(crate::report::http::serve(
                 http,
                 sources.clone(),
+                shared.shutdown.clone(),
+            ));
+        }
+        if let Some(keep) = args.keep_finished {
+            tracker.spawn(crate::retention::run(
+                keep,
+                Reader::new(db_path.clone()),
+                running.writer.clone(),
                 shared.shutdown.clone(),
             ));
         }

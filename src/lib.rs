@@ -8,6 +8,8 @@
 //!
 //! - [`config`](crate::config): flags, paths and every bound with its
 //!   reasoning.
+//! - `dirs`: which directories the daemon accepts to bind and store in, and
+//!   creating the missing ones 0700.
 //! - `protocol`: decoding request frames, encoding replies and events, and
 //!   `ApiError`, the one error type every answer uses (gRPC canonical
 //!   codes).
@@ -31,6 +33,7 @@
 //!   write travels to the writer thread as.
 //! - `writer`: the writer thread (group commit, revisions, broadcast, then
 //!   the answers) and the `Writer` handle jobs are submitted through.
+//! - `retention`: `--keep-finished`, deleting long-finished executions.
 //! - `report`: the daemon's report on itself (`status`, STATUS=,
 //!   Prometheus, the loopback metrics endpoint).
 //! - `cmd`: one file per command: parse, apply, reply, with a narrow
@@ -54,6 +57,7 @@
 pub mod cli;
 pub(crate) mod config;
 pub mod daemon;
+pub(crate) mod dirs;
 pub mod internals;
 
 pub(crate) mod broker;
@@ -64,6 +68,7 @@ pub(crate) mod pipeline;
 pub(crate) mod poll;
 pub(crate) mod protocol;
 pub(crate) mod report;
+pub(crate) mod retention;
 pub(crate) mod server;
 pub(crate) mod service;
 pub(crate) mod store;

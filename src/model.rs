@@ -128,6 +128,31 @@ pub fn is_terminal(execution: &AgentExecution) -> bool {
         .unwrap_or(false)
 }
 
+/// When an execution finished: its `completed_at`, else (a terminal
+/// execution written before that stamp existed) the last status update's
+/// time; `None` while it has not finished.
+pub(crate) fn finished_at(execution: &AgentExecution) -> Option<std::time::SystemTime> {
+    let status = execution.status.as_ref()?;
+    if !is_terminal_phase(status.phase) {
+        return None;
+    }
+    if let Ok(t) = humantime::parse_rfc3339_weak(&status.completed_at) {
+        return Some(t);
+    }
+    let updated = status
+        .audit
+        .as_ref()?
+        .status_audit
+        .as_ref()?
+        .updated_at
+        .as_ref()?;
+    let since_epoch = std::time::Duration::new(
+        u64::try_from(updated.seconds).ok()?,
+        u32::try_from(updated.nanos).ok()?,
+    );
+    std::time::UNIX_EPOCH.checked_add(since_epoch)
+}
+
 /// Revisions the daemon has committed, shared by the writer (which advances
 /// them) and every reader of them.
 #[derive(Debug, Default)]

@@ -82,18 +82,36 @@ async fn ping_create_get_update_and_terminal_finality() {
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].r#type, SNAPSHOT);
     assert_eq!(events[1].reason, EndReason::Terminal as i32);
-    // Unknown ids.
+    // Unknown ids: well-formed, and naming no execution.
+    expect_error(
+        &c.call(Cmd::Get(AgentExecutionId {
+            value: MISSING.into(),
+        }))
+        .await,
+        Code::NotFound,
+    );
+    let sub = c.subscribe(MISSING, None).await;
+    expect_error(&c.recv(sub).await, Code::NotFound);
+    expect_error(&c.update(MISSING, ai_status("x")).await, Code::NotFound);
+    // Malformed ids can name no execution: INVALID_ARGUMENT, never
+    // NOT_FOUND (docs/PROTOCOL.md, "Errors").
     expect_error(
         &c.call(Cmd::Get(AgentExecutionId {
             value: "aex-nope".into(),
         }))
         .await,
-        Code::NotFound,
+        Code::InvalidArgument,
     );
     let sub = c.subscribe("aex-nope", None).await;
-    expect_error(&c.recv(sub).await, Code::NotFound);
-    expect_error(&c.update("aex-nope", ai_status("x")).await, Code::NotFound);
+    expect_error(&c.recv(sub).await, Code::InvalidArgument);
+    expect_error(
+        &c.update("aex-nope", ai_status("x")).await,
+        Code::InvalidArgument,
+    );
 }
+
+/// A well-formed execution id that names no execution.
+const MISSING: &str = "aex-01jzzzzzzzzzzzzzzzzzzzzzzz";
 
 /// `Request.minimal_reply`: create and update_status answer with the
 /// revision and the execution id only; subscribers still get every state
@@ -148,7 +166,7 @@ async fn minimal_replies_carry_the_revision_and_id_only() {
     // Errors are errors; other commands ignore the flag.
     c.send_with(
         3,
-        Cmd::UpdateStatus(update_input("aex-nope", ai_status("x"))),
+        Cmd::UpdateStatus(update_input(MISSING, ai_status("x"))),
         true,
     )
     .await;
@@ -498,29 +516,26 @@ async fn cancel_and_subscription_ids() {
     let d = Daemon::start(&["--max-subscriptions-per-connection", "3"]);
     let mut c = d.connect().await;
     let (id, _) = c.create("cancel").await;
-    let s = c.subscribe(&id, None).await;
-    assert_eq!(c.event(s).await.r#type, SNAPSHOT);
-    // Reusing a live stream's id is refused, for any command; the stream
-    // is unaffected.
-    c.send(s, Cmd::Ping(PingRequest {})).await;
-    expect_error(&c.recv(s).await, Code::InvalidArgument);
-    c.send(
-        s,
+    // Reusing a live stream's id, for any command, is a connection error
+    // (id 0, then close; docs/PROTOCOL.md): an error under the stream's id
+    // would read as the end of the stream. Other connections go on.
+    for reuse in [
+        Cmd::Ping(PingRequest {}),
         Cmd::Subscribe(stigmer_proto::daemon::SubscribeRequest {
             execution_id: id.clone(),
             from_revision: None,
             ..Default::default()
         }),
-    )
-    .await;
-    let mut saw_reuse_error = false;
-    while !saw_reuse_error {
-        let r = c.recv(s).await;
-        if let Some(response::Result::Error(e)) = &r.result {
-            assert_eq!(e.code, Code::InvalidArgument as i32);
-            saw_reuse_error = true;
-        }
+    ] {
+        let mut r = d.connect().await;
+        let s = r.subscribe(&id, None).await;
+        assert_eq!(r.event(s).await.r#type, SNAPSHOT);
+        r.send(s, reuse).await;
+        let message = r.expect_refused(Code::InvalidArgument).await;
+        assert!(message.contains("already used"), "{message}");
     }
+    let s = c.subscribe(&id, None).await;
+    assert_eq!(c.event(s).await.r#type, SNAPSHOT);
     // The limit of 3 streams per connection.
     let s2 = c.subscribe(&id, None).await;
     let s3 = c.subscribe(&id, None).await;

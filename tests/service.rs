@@ -330,6 +330,56 @@ fn socket_activation_with_systemd_socket_activate_and_idle_exit() {
     assert_eq!(json["status"]["phase"], "EXECUTION_COMPLETED");
 }
 
+/// Under socket activation the daemon reports (in `status` and its log) the
+/// socket the service manager passed, not its `--socket` flag or default.
+#[test]
+fn socket_activation_reports_the_socket_in_use() {
+    if !have("systemd-socket-activate") {
+        return skip("systemd-socket-activate is not installed (Debian package systemd)");
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let socket = tmp.path().join("act.sock");
+    let elsewhere = tmp.path().join("not-this-one.sock");
+    let mut activator = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&socket)
+        .arg("--fdname=stigmer")
+        .arg(bin())
+        .arg("--socket")
+        .arg(&elsewhere)
+        .args(["daemon", "--db"])
+        .arg(tmp.path().join("db"))
+        .args(["--idle-exit", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn systemd-socket-activate");
+    let stderr = activator.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        if line.expect("line").contains("Listening on") {
+            break;
+        }
+    }
+    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let out = Command::new(bin())
+        .arg("--socket")
+        .arg(&socket)
+        .args(["status", "-o", "json"])
+        .output()
+        .expect("run stigmer status");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["socket"], socket.display().to_string(), "{json}");
+    assert_eq!(activator.wait().expect("wait").code(), Some(0));
+    let log = log.join().expect("log").join("\n");
+    let listening = log.lines().find(|l| l.contains("listening")).unwrap_or_default();
+    assert!(
+        listening.contains(&socket.display().to_string()),
+        "the log names the socket in use: {log}"
+    );
+    assert!(!elsewhere.exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_uid_connection_limit() {
     let d = Daemon::start(&["--max-connections-per-uid", "2"]);

@@ -9,6 +9,9 @@
 //!   one self-contained file, synced, and only then renamed to PATH.
 //! - `export`: every execution as JSON Lines, read through the daemon's
 //!   `list` command page by page (no database access needed).
+//! - `prune --older-than D`: deletes, through the daemon, the executions
+//!   that finished longer ago than D (what `--keep-finished` does
+//!   continuously; `crate::model::finished_at` is the rule for both).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -81,8 +84,61 @@ pub(super) async fn run(ctx: Ctx, cmd: AdminCommand) -> Result<ExitCode, CliErro
             }
             out.flush()?;
         }
+        AdminCommand::Prune {
+            older_than,
+            dry_run,
+        } => prune(&ctx, older_than, dry_run).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `admin prune`: lists the finished executions, phase by phase, and
+/// deletes those that finished before the cutoff.
+async fn prune(ctx: &Ctx, older_than: Duration, dry_run: bool) -> Result<(), CliError> {
+    use stigmer_proto::agentexecution::ExecutionPhase;
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(older_than)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let client = connect(ctx).await?;
+    let mut old = Vec::new();
+    for phase in [
+        ExecutionPhase::ExecutionCompleted,
+        ExecutionPhase::ExecutionFailed,
+        ExecutionPhase::ExecutionCancelled,
+        ExecutionPhase::ExecutionTerminated,
+    ] {
+        let filter = ListFilter {
+            phase: Some(phase),
+            page_size: 1000,
+            ..Default::default()
+        };
+        // Waits for every page of this phase.
+        for e in client.list_all(&filter).await? {
+            if crate::model::finished_at(&e).is_some_and(|t| t < cutoff) {
+                old.extend(e.metadata.map(|m| m.id));
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let mut deleted = 0;
+    for id in old {
+        if dry_run {
+            writeln!(out, "{id}")?;
+            continue;
+        }
+        // Waits for the delete's commit; an execution deleted meanwhile is
+        // not an error here.
+        match client.delete(id.as_str()).await {
+            Ok(_) => deleted += 1,
+            Err(e) if e.is(stigmer_client::Code::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !dry_run {
+        writeln!(out, "deleted {deleted} executions")?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// What a backup copied.

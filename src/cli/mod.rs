@@ -134,6 +134,17 @@ pub enum AdminCommand {
         #[arg(long, value_name = "ID")]
         session: Option<String>,
     },
+    /// Delete, once, the executions that finished (completed, failed,
+    /// cancelled or terminated) longer ago than --older-than; the daemon's
+    /// --keep-finished does the same continuously.
+    Prune {
+        /// How long ago they finished, e.g. 30d, 12h, 90s.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        older_than: Duration,
+        /// Print the ids that would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `stigmer executions ...`.
@@ -444,9 +455,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Before the daemon binds a socket in the user's fallback directory
-/// (`/tmp/stigmer-<uid>/`), creates it 0700, or refuses to start when it
-/// exists and is not private to this user (someone may be squatting on it).
+/// Before the daemon starts on a socket in the user's fallback directory
+/// (`/tmp/stigmer-<uid>/`), refuses it with the "not trusted" exit status
+/// when it exists and is not private to this user (someone may be squatting
+/// on it). A missing one is created 0700 by the daemon itself, once every
+/// start-up check has passed (`crate::dirs`).
 fn prepare_fallback_dir(socket: &std::path::Path) -> Result<(), ExitCode> {
     if !stigmer_client::paths::in_fallback_dir(socket) {
         return Ok(());
@@ -454,8 +467,14 @@ fn prepare_fallback_dir(socket: &std::path::Path) -> Result<(), ExitCode> {
     let Some(dir) = socket.parent() else {
         return Ok(());
     };
-    stigmer_client::paths::ensure_private_dir(dir).map_err(|e| {
-        eprintln!("stigmer daemon: {e}");
+    if std::fs::symlink_metadata(dir).is_err() {
+        return Ok(());
+    }
+    stigmer_client::paths::check_private_dir(dir).map_err(|why| {
+        eprintln!(
+            "stigmer daemon: refusing the socket directory {}: {why}",
+            dir.display()
+        );
         ExitCode::from(exit::UNTRUSTED)
     })
 }

@@ -10,10 +10,10 @@ use crate::store::reader;
 use crate::wire::Reply;
 
 pub(super) fn apply(ctx: &Arc<Context>, reply: Reply, execution_id: String) {
-    if execution_id.is_empty() {
-        return reply.error(ApiError::invalid_argument(
-            "value (the execution id) is required",
-        ));
+    if let Err(err) =
+        crate::pipeline::validate::execution_id("value (the execution id)", &execution_id)
+    {
+        return reply.error(err);
     }
     let ctx = ctx.clone();
     tokio::spawn(async move {

@@ -20,6 +20,17 @@ pub(crate) const DEFAULT_PAGE_SIZE: u32 = 100;
 /// Largest page: bounds one reply's size and one read's duration.
 pub(crate) const MAX_PAGE_SIZE: u32 = 1000;
 
+/// Bytes of a list reply kept for everything but the states: the response
+/// envelope, the field headers and the page token, which carries the
+/// session filter (at most [`MAX_SESSION_FILTER`] bytes, 4/3 of that in
+/// base64).
+const REPLY_ALLOWANCE: usize = 64 * 1024;
+
+/// The longest `session_id` filter: far beyond any real session id, and
+/// small enough that the page token quoting it stays within the reply's
+/// allowance.
+const MAX_SESSION_FILTER: usize = 4 * 1024;
+
 /// Separates the fields inside a page token (a byte no id or filter holds).
 const SEP: char = '\u{1f}';
 /// Version tag of the page token format.
@@ -32,9 +43,10 @@ pub(super) fn apply(ctx: &Arc<Context>, reply: Reply, req: ListExecutionsRequest
     };
     let ctx = ctx.clone();
     tokio::spawn(async move {
-        let limit = query.limit;
+        // The page's states leave room in the reply frame for its envelope
+        // and the page token.
         let q = ListQuery {
-            limit: limit + 1,
+            max_bytes: ctx.max_frame_length.saturating_sub(REPLY_ALLOWANCE),
             ..query.clone()
         };
         // Waits for a read connection and the query.
@@ -42,20 +54,18 @@ pub(super) fn apply(ctx: &Arc<Context>, reply: Reply, req: ListExecutionsRequest
             .reader
             .run(move |c| reader::list(c, &q))
             .await
-            .map(|mut entries| {
-                let next_page_token = if entries.len() > limit {
-                    entries.truncate(limit);
-                    let last = entries
-                        .last()
-                        .and_then(|e| e.metadata.as_ref())
-                        .map(|m| m.id.as_str());
-                    last.map(|last| make_token(&query, last))
-                        .unwrap_or_default()
-                } else {
-                    String::new()
+            .map(|page| {
+                let last = page
+                    .entries
+                    .last()
+                    .and_then(|e| e.metadata.as_ref())
+                    .map(|m| m.id.as_str());
+                let next_page_token = match last {
+                    Some(last) if page.more => make_token(&query, last),
+                    _ => String::new(),
                 };
                 response::Result::List(ListExecutionsResponse {
-                    entries,
+                    entries: page.entries,
                     next_page_token,
                 })
             });
@@ -82,12 +92,19 @@ fn parse(req: &ListExecutionsRequest) -> Result<ListQuery, ApiError> {
             Some(p)
         }
     };
+    if req.session_id.len() > MAX_SESSION_FILTER {
+        return Err(ApiError::invalid_argument(format!(
+            "session_id is {} bytes, over the {MAX_SESSION_FILTER}-byte limit",
+            req.session_id.len()
+        )));
+    }
     let session_id = (!req.session_id.is_empty()).then(|| req.session_id.clone());
     let mut query = ListQuery {
         phase,
         session_id,
         after_id: None,
         limit: page_size as usize,
+        max_bytes: usize::MAX,
     };
     if !req.page_token.is_empty() {
         query.after_id = Some(read_token(&req.page_token, &query)?);

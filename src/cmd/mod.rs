@@ -118,11 +118,12 @@ pub(crate) async fn dispatch(
         return Ok(());
     }
     if session.streams().contains_key(&id) {
-        reply.error(ApiError::invalid_argument(format!(
+        // A connection error, as HTTP/2 treats a reused stream id: an error
+        // reply under this id would read as the end of the open stream.
+        return Err(ApiError::invalid_argument(format!(
             "request id {id} is already used by an open subscription on this connection; \
-             ids must not be reused until the stream ends"
+             ids must not be reused until the stream ends; closing the connection"
         )));
-        return Ok(());
     }
     let form = if request.minimal_reply {
         ReplyForm::Minimal

@@ -61,9 +61,7 @@ fn open(
     id: u64,
     req: SubscribeRequest,
 ) -> Result<(), ApiError> {
-    if req.execution_id.is_empty() {
-        return Err(ApiError::invalid_argument("execution_id is required"));
-    }
+    crate::pipeline::validate::execution_id("execution_id", &req.execution_id)?;
     if let Some(from) = req.from_revision {
         let last = ctx.revisions.last();
         if from > last {

@@ -16,7 +16,7 @@ use crate::store::Txn;
 
 /// Step 1, on the connection's task before the write is queued.
 pub(crate) fn validate(id: &str) -> Result<(), ApiError> {
-    check::required("value (the execution id)", id)
+    check::execution_id("value (the execution id)", id)
 }
 
 /// Steps 2-3, on the writer thread inside its transaction, in this order.

@@ -28,7 +28,7 @@ use crate::store::Txn;
 /// Step 1, on the connection's task before the write is queued: checks the
 /// input.
 pub(crate) fn validate(input: &AgentExecutionUpdateStatusInput) -> Result<(), ApiError> {
-    check::required("execution_id", &input.execution_id)?;
+    check::execution_id("execution_id", &input.execution_id)?;
     let status = input.status.as_ref().ok_or_else(|| {
         ApiError::invalid_argument("status is required (an empty status changes nothing)")
     })?;

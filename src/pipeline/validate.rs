@@ -28,9 +28,18 @@ pub(crate) fn execution_id_form(id: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::invalid_argument(format!(
-            "execution id {id:?} is not \"aex-\" followed by a lowercase ULID"
+            "execution id {} is not \"aex-\" followed by a lowercase ULID",
+            crate::protocol::quote(id)
         )))
     }
+}
+
+/// Checks a reference to an execution (`field` names it): present and of
+/// the form every id has. An id of another form can name no execution, so
+/// it is INVALID_ARGUMENT, not NOT_FOUND.
+pub(crate) fn execution_id(field: &str, id: &str) -> Result<(), ApiError> {
+    required(field, id)?;
+    execution_id_form(id)
 }
 
 /// Checks that a required string is present.

@@ -88,3 +88,36 @@ impl From<prost::DecodeError> for ApiError {
         Self::internal(format!("stored record does not decode: {err}"))
     }
 }
+
+/// The most characters of a peer's input an error message quotes. Enough to
+/// recognise what was sent; short enough that no answer can outgrow a frame
+/// whatever the peer sent (a 4 MiB id is not echoed back in full), and that
+/// logs stay readable.
+pub(crate) const QUOTE_MAX_CHARS: usize = 64;
+
+/// `s` quoted for an error message (Rust debug syntax), cut to its first
+/// [`QUOTE_MAX_CHARS`] characters with its length in bytes when longer.
+pub(crate) fn quote(s: &str) -> String {
+    match s.char_indices().nth(QUOTE_MAX_CHARS) {
+        None => format!("{s:?}"),
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &s[..cut], s.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_are_bounded() {
+        assert_eq!(quote("aex-1"), "\"aex-1\"");
+        let long = "é".repeat(1 << 20);
+        let quoted = quote(&long);
+        assert!(quoted.len() < 200, "{}", quoted.len());
+        assert!(quoted.ends_with("... (2097152 bytes)"), "{quoted}");
+        assert_eq!(
+            quote(&"x".repeat(QUOTE_MAX_CHARS)).len(),
+            QUOTE_MAX_CHARS + 2
+        );
+    }
+}

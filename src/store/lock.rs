@@ -2,7 +2,7 @@
 //! lifetime, so two daemons never share one database.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// An exclusive lock on the database (a `flock` on `<db>.lock`), held for
@@ -11,15 +11,12 @@ pub(crate) struct DbLock {
     _lock: nix::fcntl::Flock<File>,
 }
 
-/// Creates the database's directory (mode 0700 when we create it) and takes
+/// Creates the database's directory (mode 0700 when we create it, see
+/// `crate::dirs`) and takes
 /// the lock. Fails with a clear message when another daemon holds it.
 pub(crate) fn lock_database(path: &Path) -> Result<DbLock, String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        }
+        crate::dirs::create(dir, "database directory")?;
     }
     let lock_path = lock_path(path);
     let file = OpenOptions::new()

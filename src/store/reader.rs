@@ -40,14 +40,18 @@ pub(crate) struct HistoryRow {
 }
 
 /// Filters and position of a `list`.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct ListQuery {
     pub(crate) phase: Option<i32>,
     pub(crate) session_id: Option<String>,
     /// Only ids greater than this (keyset pagination).
     pub(crate) after_id: Option<String>,
-    /// Rows to return (the caller asks for one more to learn if a next page exists).
+    /// Rows to return at most.
     pub(crate) limit: usize,
+    /// Stop before the encoded states returned pass this many bytes (the
+    /// first is always returned): a page must fit in one reply frame, and
+    /// its memory is bounded whatever the states' sizes.
+    pub(crate) max_bytes: usize,
 }
 
 impl Reader {
@@ -144,7 +148,26 @@ fn decode_latest(
 }
 
 /// Executions matching `q`, ordered by id.
-pub(crate) fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<AgentExecution>, ApiError> {
+impl Default for ListQuery {
+    /// No filter, no page bound but [`ListQuery::limit`]'s 0.
+    fn default() -> Self {
+        ListQuery {
+            phase: None,
+            session_id: None,
+            after_id: None,
+            limit: 0,
+            max_bytes: usize::MAX,
+        }
+    }
+}
+
+/// One page of `list`: the entries, and whether more match after them.
+pub(crate) struct ListPage {
+    pub(crate) entries: Vec<AgentExecution>,
+    pub(crate) more: bool,
+}
+
+pub(crate) fn list(conn: &Connection, q: &ListQuery) -> Result<ListPage, ApiError> {
     // LEFT JOIN also keeps `executions` the outer loop (SQLite does not
     // reorder it), so the filters and the order use its indexes and each
     // state is one rowid lookup in `history`.
@@ -156,8 +179,9 @@ pub(crate) fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<AgentExecutio
            AND (?3 IS NULL OR e.id > ?3)
          ORDER BY e.id LIMIT ?4",
     )?;
+    // One row more than the page tells whether a next page exists.
     let rows = stmt.query_map(
-        params![q.phase, q.session_id, q.after_id, q.limit as i64],
+        params![q.phase, q.session_id, q.after_id, q.limit as i64 + 1],
         |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -166,12 +190,25 @@ pub(crate) fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<AgentExecutio
             ))
         },
     )?;
-    let mut out = Vec::new();
+    let mut entries = Vec::new();
+    let mut bytes = 0usize;
     for row in rows {
         let (id, revision, data) = row?;
-        out.push(decode_latest(&id, revision, data)?);
+        // Each entry costs its state and a few bytes of field header.
+        let size = data.as_ref().map_or(0, Vec::len) + 8;
+        if entries.len() == q.limit || (!entries.is_empty() && bytes + size > q.max_bytes) {
+            return Ok(ListPage {
+                entries,
+                more: true,
+            });
+        }
+        bytes += size;
+        entries.push(decode_latest(&id, revision, data)?);
     }
-    Ok(out)
+    Ok(ListPage {
+        entries,
+        more: false,
+    })
 }
 
 /// History rows of one execution after `after` (exclusive), in revision

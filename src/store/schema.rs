@@ -272,7 +272,8 @@ mod tests {
                 ..Default::default()
             },
         )
-        .expect("list");
+        .expect("list")
+        .entries;
         assert_eq!(
             all,
             [pruned_v1.clone(), kept_v1.clone(), created_v1.clone()]
@@ -286,7 +287,8 @@ mod tests {
                 ..Default::default()
             },
         )
-        .expect("list");
+        .expect("list")
+        .entries;
         assert_eq!(s1, std::slice::from_ref(&kept_v1));
 
         // The pruned latest state was re-inserted (below the floor, as an
