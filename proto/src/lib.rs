@@ -5,6 +5,7 @@
 //!   Stigmer's data model, wire-identical (same packages, names, field numbers
 //!   and enum values), so bytes encoded by an upstream program decode here.
 //! - [`daemon`]: the daemon's envelopes (`Request`, `Response`, `Event`, ...).
+//! - [`delta`]: applying, diffing and stamping the operations of a delta.
 //! - [`frame`]: the length-delimited framing of docs/PROTOCOL.md.
 //!
 //! Every message also implements serde with the canonical proto3 JSON mapping
@@ -12,6 +13,7 @@
 
 #![allow(clippy::all, missing_docs)]
 
+pub mod delta;
 pub mod frame;
 
 /// Generated code, laid out by protobuf package.
