@@ -162,10 +162,7 @@ fn change(revision: u64, execution: &Arc<AgentExecution>, encoded: &bytes::Bytes
     Arc::new(Change::new(
         revision,
         Arc::from("aex-1"),
-        State {
-            execution: execution.clone(),
-            encoded: encoded.clone(),
-        },
+        State::new(execution.clone(), Some(encoded.clone())),
     ))
 }
 
@@ -222,7 +219,7 @@ fn broker_direct(c: &mut Criterion) {
         b.set_nonblocking(true).expect("nonblocking");
         let outbox = Arc::new(Outbox::new(WriteHalf::from_std(a), 1 << 20));
         let sub = broker.subscribe("aex-1");
-        sub.arm(&outbox, i as u64 + 1, 0);
+        sub.arm(&outbox, i as u64 + 1, 0, false);
         peers.push(b);
         keep.push((sub, outbox));
     }

@@ -42,8 +42,8 @@ use std::time::{Duration, Instant};
 use prost::Message;
 use rusqlite::{params, Connection};
 use stigmer::internals::{
-    prune_floor, start_writer, Answer, Broker, Durability, Job, JobResult, Running, Write, Writer,
-    WriterConfig, CHECKPOINT_AFTER_CHANGES, DEFAULT_HISTORY_RETENTION, MAX_BATCH,
+    prune_floor, start_writer, Answer, Broker, Durability, Job, JobResult, Outcome, Running, Write,
+    Writer, WriterConfig, CHECKPOINT_AFTER_CHANGES, DEFAULT_HISTORY_RETENTION, MAX_BATCH,
     WRITER_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB,
 };
 use stigmer_proto::agentexecution::{
@@ -241,7 +241,7 @@ fn stigmer_store(dir: &Path, args: &Args) -> Cost {
     });
     let ids: Vec<String> = (0..EXECUTIONS)
         .map(|_| match rx.recv() {
-            Ok(Ok(change)) => change.execution_id.to_string(),
+            Ok(Ok(Outcome::Committed(change))) => change.execution_id.to_string(),
             other => panic!("create failed: {other:?}"),
         })
         .collect();

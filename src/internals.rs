@@ -20,6 +20,6 @@ pub use crate::store::WRITER_CACHE_KIB;
 pub use crate::wire::outbox::Outbox;
 pub use crate::wire::socket::WriteHalf;
 pub use crate::writer::{
-    start as start_writer, Answer, Job, JobResult, Running, Writer, WriterConfig, WriterStats,
-    MAX_BATCH,
+    start as start_writer, Answer, Job, JobResult, Outcome, Running, Writer, WriterConfig,
+    WriterStats, MAX_BATCH,
 };

@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use stigmer_proto::agentexecution::{AgentExecution, ExecutionPhase};
+use stigmer_proto::daemon::Op;
 
 use crate::protocol::ApiError;
 
@@ -34,13 +35,45 @@ impl ChangeKind {
     }
 }
 
-/// The state a create or status update left: the message (for phase checks)
-/// and the bytes the writer encoded and stored, which replies and events
-/// wrap as they are instead of encoding the execution again.
+/// The state a create or status update left: the message (for phase checks
+/// and replies), and its encoding, made at most once: by the writer when it
+/// stores a whole state, else on first use (a full reply, a whole-state
+/// subscriber), and then shared. A change stored as a delta, answered
+/// minimally and watched only by delta streams is never encoded whole.
 #[derive(Debug)]
 pub struct State {
     pub execution: Arc<AgentExecution>,
-    pub encoded: Bytes,
+    encoded: OnceLock<Bytes>,
+}
+
+impl State {
+    /// A state, with its encoding when the writer already made it.
+    pub fn new(execution: Arc<AgentExecution>, encoded: Option<Bytes>) -> Self {
+        let cell = OnceLock::new();
+        if let Some(bytes) = encoded {
+            let _ = cell.set(bytes);
+        }
+        State {
+            execution,
+            encoded: cell,
+        }
+    }
+
+    /// The encoded `AgentExecution`.
+    pub fn encoded(&self) -> &Bytes {
+        self.encoded
+            .get_or_init(|| Bytes::from(prost::Message::encode_to_vec(&*self.execution)))
+    }
+}
+
+/// What a change made by operations carries for delta streams: the
+/// operations and the revision they apply on top of.
+#[derive(Debug)]
+pub struct Delta {
+    /// The operations, in order (the commit stamp last).
+    pub ops: Vec<Op>,
+    /// The execution's revision before this change.
+    pub prev_revision: u64,
 }
 
 /// One committed change: what the broker fans out and what history replays.
@@ -52,9 +85,15 @@ pub struct Change {
     pub execution_id: Arc<str>,
     /// The execution after the change; `None` for a delete.
     pub state: Option<State>,
+    /// The operations of a change made by them (`update_status`, `append`);
+    /// `None` for a create or a delete.
+    pub delta: Option<Delta>,
     /// The `Event { UPDATE }` for this change, built on first use and then
-    /// shared by every subscriber (see `protocol::encode_event_frame`).
+    /// shared by every whole-state subscriber (see
+    /// `protocol::encode_event_frame`).
     event: OnceLock<Bytes>,
+    /// The `Event { DELTA }`, likewise, for delta subscribers.
+    delta_event: OnceLock<Bytes>,
     /// When the broker received it (just after COMMIT), for the broadcast
     /// latency histogram.
     published_at: OnceLock<std::time::Instant>,
@@ -63,20 +102,37 @@ pub struct Change {
 impl Change {
     /// A create or status update as committed.
     pub fn new(revision: u64, execution_id: Arc<str>, state: State) -> Self {
-        Self::with_state(revision, execution_id, Some(state))
+        Self::with(revision, execution_id, Some(state), None)
+    }
+
+    /// A change made by operations, as committed.
+    pub(crate) fn by_ops(
+        revision: u64,
+        execution_id: Arc<str>,
+        state: State,
+        delta: Delta,
+    ) -> Self {
+        Self::with(revision, execution_id, Some(state), Some(delta))
     }
 
     /// A delete as committed.
     pub(crate) fn deleted(revision: u64, execution_id: Arc<str>) -> Self {
-        Self::with_state(revision, execution_id, None)
+        Self::with(revision, execution_id, None, None)
     }
 
-    fn with_state(revision: u64, execution_id: Arc<str>, state: Option<State>) -> Self {
+    fn with(
+        revision: u64,
+        execution_id: Arc<str>,
+        state: Option<State>,
+        delta: Option<Delta>,
+    ) -> Self {
         Self {
             revision,
             execution_id,
             state,
+            delta,
             event: OnceLock::new(),
+            delta_event: OnceLock::new(),
             published_at: OnceLock::new(),
         }
     }
@@ -103,8 +159,26 @@ impl Change {
     pub(crate) fn update_event_bytes(&self) -> Option<&Bytes> {
         let state = self.state.as_ref()?;
         Some(self.event.get_or_init(|| {
-            crate::protocol::encode_update_event(self.revision, &self.execution_id, &state.encoded)
+            crate::protocol::encode_update_event(self.revision, &self.execution_id, state.encoded())
         }))
+    }
+
+    /// The event a stream sends for this change: a DELTA for a delta
+    /// stream when the change was made by operations, else the whole-state
+    /// UPDATE; `None` for a delete.
+    pub(crate) fn event_bytes(&self, deltas: bool) -> Option<&Bytes> {
+        match (&self.delta, deltas) {
+            (Some(delta), true) if self.state.is_some() => {
+                Some(self.delta_event.get_or_init(|| {
+                    crate::protocol::encode_delta_event(
+                        self.revision,
+                        delta.prev_revision,
+                        &delta.ops,
+                    )
+                }))
+            }
+            _ => self.update_event_bytes(),
+        }
     }
 }
 

@@ -367,12 +367,19 @@ fn socket_activation_reports_the_socket_in_use() {
         .args(["status", "-o", "json"])
         .output()
         .expect("run stigmer status");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(json["socket"], socket.display().to_string(), "{json}");
     assert_eq!(activator.wait().expect("wait").code(), Some(0));
     let log = log.join().expect("log").join("\n");
-    let listening = log.lines().find(|l| l.contains("listening")).unwrap_or_default();
+    let listening = log
+        .lines()
+        .find(|l| l.contains("listening"))
+        .unwrap_or_default();
     assert!(
         listening.contains(&socket.display().to_string()),
         "the log names the socket in use: {log}"

@@ -96,10 +96,12 @@ struct Tally {
     direct: u64,
 }
 
-/// An armed stream's connection and request id.
+/// An armed stream's connection and request id, and which events it takes
+/// (DELTA events for a delta stream, else whole states).
 struct Armed {
     outbox: Arc<Outbox>,
     request_id: u64,
+    deltas: bool,
 }
 
 /// What [`Subscriber::recv`] found.
@@ -213,10 +215,11 @@ impl Broker {
             return;
         };
         // Only a plain update may bypass the stream task: a terminal one or
-        // a delete ends the stream, which the task must do itself.
-        let event = change
-            .update_event_bytes()
-            .filter(|_| !change.is_terminal());
+        // a delete ends the stream, which the task must do itself. Each kind
+        // of event is encoded at most once per change, shared by every
+        // stream that takes it.
+        let terminal = change.is_terminal();
+        let event = |deltas: bool| change.event_bytes(deltas).filter(|_| !terminal);
         for slot in slots.iter() {
             let mut state = lock(&slot.state);
             if state.armed.is_some() && change.revision <= state.delivered {
@@ -225,7 +228,11 @@ impl Broker {
                 // publication reaches here).
                 continue;
             }
-            if let (Some(armed), Some(event)) = (state.armed.take(), event) {
+            if let Some((armed, event)) = state
+                .armed
+                .take()
+                .and_then(|armed| event(armed.deltas).map(|event| (armed, event)))
+            {
                 let frame = Frame::event(armed.request_id, event.clone());
                 let taken = match touched.as_deref_mut() {
                     None => armed.outbox.try_send(frame),
@@ -306,7 +313,7 @@ impl Subscriber {
     /// `last_sent` the last revision the stream sent. Returns false (and
     /// arms nothing) when changes are already pending: [`Subscriber::recv`]
     /// then returns at once.
-    pub fn arm(&self, outbox: &Arc<Outbox>, request_id: u64, last_sent: u64) -> bool {
+    pub fn arm(&self, outbox: &Arc<Outbox>, request_id: u64, last_sent: u64, deltas: bool) -> bool {
         let mut state = lock(&self.slot.state);
         if !state.queue.is_empty() || state.overflowed {
             return false;
@@ -315,6 +322,7 @@ impl Subscriber {
         state.armed = Some(Armed {
             outbox: outbox.clone(),
             request_id,
+            deltas,
         });
         true
     }
@@ -404,10 +412,7 @@ mod tests {
         Arc::new(Change::new(
             rev,
             Arc::from("aex-1"),
-            crate::model::State {
-                execution: Arc::new(execution),
-                encoded,
-            },
+            crate::model::State::new(Arc::new(execution), Some(encoded)),
         ))
     }
 
@@ -448,7 +453,7 @@ mod tests {
     ) -> (Subscriber, Arc<Outbox>, tokio::net::UnixStream) {
         let (outbox, peer) = outbox_pair();
         let sub = broker.subscribe("aex-1");
-        assert!(sub.arm(&outbox, 9, last_sent));
+        assert!(sub.arm(&outbox, 9, last_sent, false));
         (sub, outbox, peer)
     }
 

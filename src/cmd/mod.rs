@@ -16,6 +16,7 @@
 //! registering a stream) and moves every wait (a commit, a read, a stream)
 //! elsewhere, so the reader goes straight back to reading.
 
+mod append;
 mod cancel;
 mod create;
 mod delete;
@@ -132,8 +133,8 @@ pub(crate) async fn dispatch(
     };
     let Some(command) = request.command else {
         reply.error(ApiError::unimplemented(
-            "unknown or missing command; protocol 1 has ping, create, update_status, get, \
-             list, delete, subscribe, cancel and status",
+            "unknown or missing command; protocol 1 has ping, create, update_status, append, \
+             get, list, delete, subscribe, cancel and status",
         ));
         return Ok(());
     };
@@ -147,9 +148,7 @@ pub(crate) async fn dispatch(
         Command::Subscribe(sub) => subscribe::apply(ctx, session, reply, sub),
         Command::Cancel(cancel) => cancel::apply(session, reply, cancel.subscription_id),
         Command::Status(req) => status::apply(ctx, reply, req.prometheus),
-        Command::Append(_) => reply.error(ApiError::unimplemented(
-            "append is not implemented by this daemon yet",
-        )),
+        Command::Append(req) => append::apply(ctx, reply, req).await,
     }
     Ok(())
 }

@@ -31,8 +31,21 @@ use super::{Context, Session};
 use crate::broker::{Received, Subscriber};
 use crate::model::{is_terminal, Change, ChangeKind};
 use crate::protocol::{encode_response, ApiError};
-use crate::store::reader::{self, HistoryRow};
+use crate::store::reader::{self, HistoryRow, StateAt};
 use crate::wire::{Frame, Producer, Reply};
+
+/// True when `ops` leave the execution in a terminal phase (only
+/// `set_phase` changes the phase).
+fn ends_terminal(ops: &[stigmer_proto::daemon::Op]) -> bool {
+    use stigmer_proto::daemon::op;
+    ops.iter()
+        .rev()
+        .find_map(|o| match o.op {
+            Some(op::Op::SetPhase(phase)) => Some(phase),
+            _ => None,
+        })
+        .is_some_and(crate::model::is_terminal_phase)
+}
 
 /// History rows read per catch-up query.
 const HISTORY_PAGE_ROWS: usize = 64;
@@ -99,6 +112,9 @@ fn open(
         token,
         last_sent: 0,
         sent_any: false,
+        deltas: req.deltas,
+        skip_initial_state: req.deltas && req.skip_initial_state,
+        current: None,
     };
     tokio::spawn(stream.run(req.from_revision));
     Ok(())
@@ -137,6 +153,15 @@ struct Stream {
     last_sent: u64,
     /// Whether any state event has been sent.
     sent_any: bool,
+    /// A delta stream (`SubscribeRequest.deltas`): changes made by
+    /// operations go as DELTA events.
+    deltas: bool,
+    /// A delta stream resumed by a client that holds the state at its
+    /// `from_revision`: no initial whole state.
+    skip_initial_state: bool,
+    /// While a whole-state stream catches up over deltas: the state at
+    /// `last_sent`, which the next delta applies to.
+    current: Option<AgentExecution>,
 }
 
 impl Stream {
@@ -181,15 +206,20 @@ impl Stream {
             None => Box::pin(self.snapshot()).await?,
             Some(revision) => {
                 self.last_sent = revision;
+                if self.deltas && !self.skip_initial_state {
+                    Box::pin(self.initial_state(revision)).await?;
+                }
                 Box::pin(self.catch_up(true)).await?;
             }
         }
         let mut batch: Vec<Arc<Change>> = Vec::new();
         loop {
+            // A state kept while catching up is not kept while idle.
+            self.current = None;
             // Caught up: until something needs this task, the broker writes
             // live events to the connection itself (no wake-up of this task).
             self.subscriber
-                .arm(self.out.outbox(), self.id, self.last_sent);
+                .arm(self.out.outbox(), self.id, self.last_sent, self.deltas);
             let received = tokio::select! {
                 // Waits for the broker to queue a change this task must send
                 // (one it could not deliver directly, a terminal one, a delete).
@@ -288,7 +318,7 @@ impl Stream {
 
     /// Sends one live change (its event bytes are shared by all streams).
     async fn send_change(&mut self, change: &Change) -> Result<(), Stop> {
-        let Some(event) = change.update_event_bytes() else {
+        let Some(event) = change.event_bytes(self.deltas) else {
             self.last_sent = change.revision;
             return Err(self.deleted_end());
         };
@@ -335,6 +365,8 @@ impl Stream {
     /// time, until the history has nothing newer (rule 2), or a RESYNC when
     /// it no longer reaches back (rule 3).
     async fn catch_up(&mut self, initial: bool) -> Result<(), Stop> {
+        // Rebuilt on the first delta, if one comes.
+        self.current = None;
         loop {
             let after = self.last_sent;
             let id = self.execution_id.clone();
@@ -427,20 +459,95 @@ impl Stream {
         if row.revision <= self.last_sent {
             return Ok(());
         }
-        match (row.kind, row.execution) {
-            (ChangeKind::Deleted, _) => {
+        match (row.kind, row.execution, row.ops) {
+            (ChangeKind::Deleted, _, _) => {
                 self.last_sent = row.revision;
                 Err(self.deleted_end())
             }
-            (_, Some(execution)) => {
+            // A delta stream: a change made by operations goes as them.
+            (_, _, Some(ops)) if self.deltas => {
+                let terminal = ends_terminal(&ops);
+                let prev = row.prev.unwrap_or(0);
+                let event = crate::protocol::encode_delta_event(row.revision, prev, &ops);
+                self.send(Frame::event(self.id, event)).await?;
+                self.note_sent(row.revision, terminal)
+            }
+            // A whole state (a create, a base, a row from before deltas).
+            (_, Some(execution), _) => {
+                self.current = (!self.deltas).then(|| execution.clone());
                 self.send_state(EventType::EventUpdate, execution, row.revision)
                     .await
             }
-            (_, None) => Err(Stop::Failed(ApiError::internal(format!(
+            // A whole-state stream over a delta: the state at the row's
+            // previous change, with its operations applied.
+            (_, None, Some(ops)) => {
+                let Some(mut execution) = self.current.take() else {
+                    let prev = row.prev.unwrap_or(0);
+                    let id = self.execution_id.clone();
+                    match self.read(move |c| reader::state_at(c, &id, prev)).await? {
+                        StateAt::State(state, _) => self.current = Some(*state),
+                        StateAt::None | StateAt::Pruned => {
+                            // The base before it was pruned: say so.
+                            return self.resync(false).await;
+                        }
+                    }
+                    return Box::pin(self.send_history(HistoryRow {
+                        revision: row.revision,
+                        kind: row.kind,
+                        execution: None,
+                        ops: Some(ops),
+                        prev: row.prev,
+                    }))
+                    .await;
+                };
+                let status = execution.status.get_or_insert_with(Default::default);
+                stigmer_proto::delta::apply_all(status, &ops).map_err(|e| {
+                    Stop::Failed(ApiError::internal(format!(
+                        "history row {}: stored operations do not apply: {e}",
+                        row.revision
+                    )))
+                })?;
+                self.current = Some(execution.clone());
+                self.send_state(EventType::EventUpdate, execution, row.revision)
+                    .await
+            }
+            (_, None, None) => Err(Stop::Failed(ApiError::internal(format!(
                 "history row {} has no state",
                 row.revision
             )))),
         }
+    }
+
+    /// A delta stream resumed from `revision` starts with the whole state
+    /// at it (rebuilt from the history: its last change at or before it),
+    /// so that any client can start there. The execution created after
+    /// `revision` needs none (its create comes whole); a state that can no
+    /// longer be rebuilt is left to the catch-up, which resyncs.
+    async fn initial_state(&mut self, revision: u64) -> Result<(), Stop> {
+        let id = self.execution_id.clone();
+        if let StateAt::State(execution, at) = self
+            .read(move |c| reader::state_at(c, &id, revision))
+            .await?
+        {
+            let terminal = is_terminal(&execution);
+            let event = Event {
+                r#type: EventType::EventSnapshot as i32,
+                revision: at,
+                execution_id: self.execution_id.clone(),
+                execution: Some(*execution),
+                ..Default::default()
+            };
+            self.send(Frame::new(encode_response(
+                self.id,
+                response::Result::Event(event),
+            )))
+            .await?;
+            self.sent_any = true;
+            if terminal {
+                return Err(self.terminal_end());
+            }
+        }
+        Ok(())
     }
 
     /// The history no longer reaches back to `last_sent`: send the whole

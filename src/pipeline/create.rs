@@ -113,6 +113,6 @@ fn persist(txn: &mut Txn<'_>, execution: AgentExecution) -> Result<Change, ApiEr
     Ok(Change::new(
         revision,
         Arc::from(id),
-        State { execution, encoded },
+        State::new(execution, Some(encoded)),
     ))
 }

@@ -4,8 +4,12 @@
 //! | command         | steps |
 //! |-----------------|-------|
 //! | [`create`]        | validate → build → persist → broadcast |
-//! | [`update_status`] | validate → load → build → persist → broadcast |
+//! | [`update_status`] | validate → load → build → diff → persist → broadcast |
+//! | [`append`]        | validate → load → check → apply → stamp → persist → broadcast |
 //! | [`delete`]        | validate → load → persist → broadcast |
+//!
+//! Status changes are made by operations ([`ops`]): `append` receives them,
+//! `update_status` computes them from a whole status (its `diff` step).
 //!
 //! - **validate** runs on the connection's task before the request is
 //!   queued (a refusal costs no disk access): `<command>::validate`.
@@ -20,8 +24,10 @@
 //! A write travels to the writer thread as a [`Write`]: a plain value naming
 //! its pipeline and carrying its (validated) input.
 
+pub(crate) mod append;
 pub(crate) mod create;
 pub(crate) mod delete;
+pub(crate) mod ops;
 pub(crate) mod update_status;
 pub(crate) mod validate;
 
@@ -29,6 +35,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use stigmer_proto::agentexecution::{AgentExecution, AgentExecutionUpdateStatusInput};
+use stigmer_proto::daemon::AppendRequest;
 
 use crate::broker::Broker;
 use crate::model::Change;
@@ -43,6 +50,8 @@ pub enum Write {
     Create(Box<AgentExecution>),
     /// A status update ([`update_status`]).
     UpdateStatus(Box<AgentExecutionUpdateStatusInput>),
+    /// Operations on a status ([`append`]).
+    Append(Box<AppendRequest>),
     /// A delete, by execution id ([`delete`]).
     Delete(String),
     /// Tests only: any change made inside the transaction (its type names
@@ -59,15 +68,32 @@ pub(crate) type TestWrite = Box<dyn FnOnce(&mut Txn<'_>) -> Result<Change, ApiEr
 impl Write {
     /// Runs this write's in-transaction steps (load, build, persist) in the
     /// writer's open transaction; `now` stamps the change.
-    pub(crate) fn apply(self, txn: &mut Txn<'_>, now: SystemTime) -> Result<Change, ApiError> {
+    pub(crate) fn apply(self, txn: &mut Txn<'_>, now: SystemTime) -> Result<Applied, ApiError> {
         match self {
-            Write::Create(execution) => create::in_transaction(txn, *execution, now),
-            Write::UpdateStatus(input) => update_status::in_transaction(txn, *input, now),
-            Write::Delete(id) => delete::in_transaction(txn, &id),
+            Write::Create(execution) => {
+                create::in_transaction(txn, *execution, now).map(Applied::Change)
+            }
+            Write::UpdateStatus(input) => {
+                update_status::in_transaction(txn, *input, now).map(Applied::Change)
+            }
+            Write::Append(req) => append::in_transaction(txn, *req, now),
+            Write::Delete(id) => delete::in_transaction(txn, &id).map(Applied::Change),
             #[cfg(test)]
-            Write::Test(apply) => apply(txn),
+            Write::Test(apply) => apply(txn).map(Applied::Change),
         }
     }
+}
+
+/// What a write did inside the transaction.
+pub(crate) enum Applied {
+    /// A change, to commit and broadcast.
+    Change(Change),
+    /// Nothing to write: an `append` whose operations were all already
+    /// applied (a retry); acknowledged with the execution's revision.
+    Unchanged {
+        execution_id: Arc<str>,
+        revision: u64,
+    },
 }
 
 /// The last step of every write pipeline: hands one transaction's committed
@@ -75,11 +101,6 @@ impl Write {
 /// right after COMMIT; it never blocks.
 pub(crate) fn broadcast(broker: &Broker, changes: &[Arc<Change>]) {
     broker.publish_all(changes);
-}
-
-/// RFC 3339 with microseconds, UTC: the format of upstream's string times.
-pub(crate) fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_micros(t).to_string()
 }
 
 /// A protobuf Timestamp.

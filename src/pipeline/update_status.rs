@@ -2,26 +2,31 @@
 //!
 //! | step        | runs on                                   | does |
 //! |-------------|-------------------------------------------|------|
-//! | `validate`  | the connection's task, before queuing     | id present, status present, enum values known |
-//! | `load`      | the writer thread, in the transaction     | reads the stored execution; NOT_FOUND; FAILED_PRECONDITION once terminal |
-//! | `build`     | the writer thread                         | upstream's merge rules, then started_at / completed_at / status_audit stamps |
-//! | `persist`   | the writer thread                         | takes the next revision; writes the state once (a history row) and points the execution at it |
+//! | `validate`  | the connection's task, before queuing     | id present and well-formed, status present, enum values known |
+//! | `load`      | the writer thread, in the transaction     | reads the stored execution; NOT_FOUND; FAILED_PRECONDITION once terminal ([`super::ops::load`]) |
+//! | `build`     | the writer thread                         | upstream's merge rules, into a copy of the stored status |
+//! | `diff`      | the writer thread                         | the operations from the stored status to the merged one, then the commit stamp (started_at / completed_at / status audit); applied to the stored state |
+//! | `persist`   | the writer thread                         | takes the next revision; stores the operations (a delta) or the whole state (a base) and points the execution at it ([`super::ops::persist`]) |
 //! | *(commit)*  | the writer thread                         | group commit of the whole batch |
 //! | `broadcast` | the writer thread, after COMMIT           | [`super::broadcast`]: hands the change to the broker |
 //!
 //! The caller is answered after broadcast, so an acknowledged update is
-//! committed and already queued to every subscriber.
+//! committed and already queued to every subscriber. Because the change is
+//! stored and streamed as operations, a runner that resends its whole
+//! cumulative status (upstream's pattern) costs what changed, not the whole
+//! transcript, on disk and to delta subscribers.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use stigmer_proto::agentexecution::{
-    AgentExecution, AgentExecutionStatus, AgentExecutionUpdateStatusInput, ExecutionPhase,
+    AgentExecutionStatus, AgentExecutionUpdateStatusInput, ExecutionPhase,
 };
-use stigmer_proto::apiresource::{ApiResourceAudit, ApiResourceAuditInfo};
+use stigmer_proto::daemon::Op;
+use stigmer_proto::delta;
 
-use super::{rfc3339, timestamp, validate as check};
-use crate::model::{is_terminal_phase, Change, State};
+use super::ops::{self, Loaded};
+use super::{timestamp, validate as check};
+use crate::model::Change;
 use crate::protocol::ApiError;
 use crate::store::Txn;
 
@@ -35,7 +40,7 @@ pub(crate) fn validate(input: &AgentExecutionUpdateStatusInput) -> Result<(), Ap
     check::status(status)
 }
 
-/// Steps 2-4, on the writer thread inside its transaction. Each step takes
+/// Steps 2-5, on the writer thread inside its transaction. Each step takes
 /// what the one before returned, so they can only run in this order.
 pub(crate) fn in_transaction(
     txn: &mut Txn<'_>,
@@ -43,56 +48,37 @@ pub(crate) fn in_transaction(
     now: SystemTime,
 ) -> Result<Change, ApiError> {
     let id = input.execution_id;
-    let loaded = load(txn, &id)?;
-    let built = build(loaded, input.status.unwrap_or_default(), now);
-    persist(txn, &id, built)
+    let loaded = ops::load(txn, &id)?;
+    let merged = build(&loaded, input.status.unwrap_or_default());
+    let (loaded, ops) = diff(loaded, &merged, now)?;
+    ops::persist(txn, &id, loaded, ops)
 }
 
-/// An execution as `load` found it: its state, and the phase and revision
-/// `persist` moves on from.
-struct Loaded {
-    execution: AgentExecution,
-    /// The stored phase, so `persist` rewrites the phase index only when the
-    /// phase changed.
-    phase: i32,
-    /// The stored revision: the head of its history chain.
-    revision: u64,
+/// Step "build": upstream's merge rules, applied to a copy of the stored
+/// status.
+fn build(loaded: &Loaded, incoming: AgentExecutionStatus) -> AgentExecutionStatus {
+    let mut merged = loaded.execution.status.clone().unwrap_or_default();
+    merge(&mut merged, incoming);
+    merged
 }
 
-/// Step "load": reads the stored execution (from the writer's cache of the
-/// states it wrote, else SQLite); NOT_FOUND; FAILED_PRECONDITION once
-/// terminal.
-fn load(txn: &mut Txn<'_>, id: &str) -> Result<Loaded, ApiError> {
-    let stored = txn
-        .load(id)?
-        .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))?;
-    let phase = stored
-        .execution
-        .status
-        .as_ref()
-        .map(|s| s.phase)
-        .unwrap_or(0);
-    if is_terminal_phase(phase) {
-        let name = ExecutionPhase::try_from(phase)
-            .map(|p| p.as_str_name())
-            .unwrap_or("a terminal phase");
-        return Err(ApiError::failed_precondition(format!(
-            "execution {id} is {name}; its phase is final and it takes no more updates"
-        )));
-    }
-    Ok(Loaded {
-        execution: stored.execution,
-        phase,
-        revision: stored.revision,
-    })
-}
-
-/// Step "build": upstream's merge rules, then the daemon's stamps.
-fn build(mut loaded: Loaded, incoming: AgentExecutionStatus, now: SystemTime) -> Loaded {
+/// Step "diff": the operations that lead from the stored status to the
+/// merged one, then the commit stamp; applied to the stored state, which
+/// therefore is exactly what a delta subscriber rebuilds.
+fn diff(
+    mut loaded: Loaded,
+    merged: &AgentExecutionStatus,
+    now: SystemTime,
+) -> Result<(Loaded, Vec<Op>), ApiError> {
     let status = loaded.execution.status.get_or_insert_with(Default::default);
-    merge(status, incoming);
-    stamp(status, now);
-    loaded
+    let mut ops = delta::diff(status, merged);
+    ops.push(ops::stamp(now));
+    delta::apply_all(status, &ops).map_err(|e| {
+        ApiError::internal(format!(
+            "the operations of a merged status do not apply: {e}"
+        ))
+    })?;
+    Ok((loaded, ops))
 }
 
 /// Upstream's updateStatus merge: lists and maps are replaced whole when the
@@ -126,56 +112,10 @@ pub fn merge(stored: &mut AgentExecutionStatus, incoming: AgentExecutionStatus) 
 }
 
 /// started_at when the execution has left PENDING, completed_at once
-/// terminal (each only when missing), and the status audit.
+/// terminal (each only when missing), and the status audit: the commit
+/// stamp, shared with the clients (`stigmer_proto::delta::stamp`).
 pub fn stamp(status: &mut AgentExecutionStatus, now: SystemTime) {
-    let phase = status.phase;
-    let started = phase != ExecutionPhase::Unspecified as i32
-        && phase != ExecutionPhase::ExecutionPending as i32;
-    if started && status.started_at.is_empty() {
-        status.started_at = rfc3339(now);
-    }
-    if is_terminal_phase(phase) && status.completed_at.is_empty() {
-        status.completed_at = rfc3339(now);
-    }
-    let audit = status.audit.get_or_insert_with(ApiResourceAudit::default);
-    let info = audit
-        .status_audit
-        .get_or_insert_with(ApiResourceAuditInfo::default);
-    if info.created_at.is_none() {
-        info.created_at = Some(timestamp(now));
-    }
-    info.updated_at = Some(timestamp(now));
-    info.event = "status_updated".to_string();
-}
-
-/// Step "persist": takes a revision, writes the new state as its history
-/// row and points the execution at it.
-fn persist(txn: &mut Txn<'_>, id: &str, built: Loaded) -> Result<Change, ApiError> {
-    let execution = Arc::new(built.execution);
-    // Encoded once: the same bytes go to the history row (which is also
-    // the latest state) and (via the change) every subscriber's event.
-    let encoded = txn.encode(&execution)?;
-    let revision = txn.allocate_revision();
-    let phase = execution.status.as_ref().map(|s| s.phase).unwrap_or(0);
-    let phase_changed = (phase != built.phase).then_some(phase);
-    if !txn.update_encoded(
-        id,
-        &execution,
-        phase_changed,
-        built.revision,
-        revision,
-        &encoded,
-    )? {
-        // `load` found the row at that revision in this same transaction.
-        return Err(ApiError::internal(format!(
-            "execution {id} vanished or moved inside its transaction"
-        )));
-    }
-    Ok(Change::new(
-        revision,
-        Arc::from(id),
-        State { execution, encoded },
-    ))
+    delta::stamp(status, &timestamp(now));
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
-use stigmer_proto::daemon::{response, Response};
+use stigmer_proto::daemon::{response, Event, EventType, Op, Response};
 
 /// Encodes a whole `Response` body.
 pub fn encode_response(id: u64, result: response::Result) -> Bytes {
@@ -78,7 +78,6 @@ const EVENT_EXECUTION_TAG: u32 = 4;
 /// execution a second time. Fields are written in tag order and defaults
 /// omitted, as prost does.
 pub fn encode_update_event(revision: u64, execution_id: &str, execution: &[u8]) -> Bytes {
-    use stigmer_proto::daemon::EventType;
     let mut buf = BytesMut::with_capacity(execution.len() + execution_id.len() + 32);
     put_varint(&mut buf, EVENT_TYPE_TAG, EventType::EventUpdate as u64);
     if revision != 0 {
@@ -89,6 +88,21 @@ pub fn encode_update_event(revision: u64, execution_id: &str, execution: &[u8]) 
     }
     put_bytes(&mut buf, EVENT_EXECUTION_TAG, execution);
     buf.freeze()
+}
+
+/// The body of `Event { type: DELTA, revision, ops, prev_revision }`: a
+/// change as its operations, for delta streams. `execution_id` is left out:
+/// a delta stream watches the one execution its `subscribe` named, and the
+/// id (30 bytes) would be most of a one-token event's envelope.
+pub(crate) fn encode_delta_event(revision: u64, prev_revision: u64, ops: &[Op]) -> Bytes {
+    let event = Event {
+        r#type: EventType::EventDelta as i32,
+        revision,
+        ops: ops.to_vec(),
+        prev_revision,
+        ..Default::default()
+    };
+    Bytes::from(event.encode_to_vec())
 }
 
 /// Field tags of `Response.execution` (11) and `ExecutionReply` (see

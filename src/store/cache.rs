@@ -32,6 +32,8 @@ use std::sync::Arc;
 
 use stigmer_proto::agentexecution::AgentExecution;
 
+use super::txn::Chain;
+
 /// Bytes counted for an entry beyond its encoded state: the key, the map's
 /// slot and the decoded message's headers (a rough allowance).
 const ENTRY_OVERHEAD: usize = 256;
@@ -41,6 +43,7 @@ const ENTRY_OVERHEAD: usize = 256;
 struct Entry {
     execution: Arc<AgentExecution>,
     revision: u64,
+    chain: Chain,
     bytes: usize,
 }
 
@@ -67,14 +70,14 @@ impl LatestCache {
     /// Moves the cached state of `id` and its revision out of the cache, if
     /// cached. The caller replaces it ([`LatestCache::put`]) or, when its job
     /// writes nothing after all, leaves the next load to read SQLite.
-    pub(crate) fn take(&mut self, id: &str) -> Option<(Arc<AgentExecution>, u64)> {
+    pub(crate) fn take(&mut self, id: &str) -> Option<(Arc<AgentExecution>, u64, Chain)> {
         if let Some(entry) = self.hot.remove(id) {
             self.hot_bytes -= entry.bytes;
-            return Some((entry.execution, entry.revision));
+            return Some((entry.execution, entry.revision, entry.chain));
         }
         self.cold
             .remove(id)
-            .map(|entry| (entry.execution, entry.revision))
+            .map(|entry| (entry.execution, entry.revision, entry.chain))
     }
 
     /// Records the latest state of `id` at `revision`; `encoded_len` is the
@@ -84,6 +87,7 @@ impl LatestCache {
         id: &str,
         execution: Arc<AgentExecution>,
         revision: u64,
+        chain: Chain,
         encoded_len: usize,
     ) {
         let bytes = encoded_len + id.len() + ENTRY_OVERHEAD;
@@ -96,6 +100,7 @@ impl LatestCache {
         let entry = Entry {
             execution,
             revision,
+            chain,
             bytes,
         };
         self.insert_hot(id.into(), entry);
@@ -142,9 +147,9 @@ mod tests {
     /// What the writer does with a state: takes it, and puts it back (here
     /// unchanged, at the same revision and size).
     fn kind(cache: &mut LatestCache, id: &str, encoded_len: usize) -> Option<(String, u64)> {
-        let (execution, revision) = cache.take(id)?;
+        let (execution, revision, _) = cache.take(id)?;
         let found = (execution.kind.clone(), revision);
-        cache.put(id, execution, revision, encoded_len);
+        cache.put(id, execution, revision, Chain::default(), encoded_len);
         Some(found)
     }
 
@@ -152,9 +157,9 @@ mod tests {
     fn put_take_remove_clear() {
         let mut cache = LatestCache::new(1 << 20);
         assert_eq!(kind(&mut cache, "a", 10), None);
-        cache.put("a", state("one"), 1, 10);
-        cache.put("a", state("two"), 2, 10);
-        cache.put("b", state("b"), 3, 10);
+        cache.put("a", state("one"), 1, Chain::default(), 10);
+        cache.put("a", state("two"), 2, Chain::default(), 10);
+        cache.put("b", state("b"), 3, Chain::default(), 10);
         assert_eq!(kind(&mut cache, "a", 10), Some(("two".into(), 2)));
         cache.remove("a");
         assert_eq!(kind(&mut cache, "a", 10), None);
@@ -169,18 +174,18 @@ mod tests {
     #[test]
     fn take_moves_the_state_out() {
         let mut cache = LatestCache::new(1 << 20);
-        cache.put("a", state("one"), 1, 10);
-        let (execution, revision) = cache.take("a").expect("cached");
+        cache.put("a", state("one"), 1, Chain::default(), 10);
+        let (execution, revision, _) = cache.take("a").expect("cached");
         assert_eq!((execution.kind.as_str(), revision), ("one", 1));
         assert_eq!(Arc::strong_count(&execution), 1);
         assert_eq!(cache.hot_bytes, 0);
         assert!(cache.take("a").is_none());
         // From the cold generation too.
-        cache.put("b", state("b"), 2, 10);
+        cache.put("b", state("b"), 2, Chain::default(), 10);
         cache.cold = std::mem::take(&mut cache.hot);
         cache.hot_bytes = 0;
         assert_eq!(
-            cache.take("b").map(|(e, r)| (e.kind.clone(), r)),
+            cache.take("b").map(|(e, r, _)| (e.kind.clone(), r)),
             Some(("b".into(), 2))
         );
         assert!(cache.take("b").is_none());
@@ -191,7 +196,13 @@ mod tests {
         // Room for 4 entries of 744 bytes per generation.
         let mut cache = LatestCache::new(2 * 4 * 1000);
         for i in 0..1000u64 {
-            cache.put(&format!("id-{i}"), state("x"), i, 1000 - ENTRY_OVERHEAD - 6);
+            cache.put(
+                &format!("id-{i}"),
+                state("x"),
+                i,
+                Chain::default(),
+                1000 - ENTRY_OVERHEAD - 6,
+            );
             // "id-0" is used all along and stays.
             assert_eq!(
                 kind(&mut cache, "id-0", 1000 - ENTRY_OVERHEAD - 6).map(|k| k.1),
@@ -202,14 +213,14 @@ mod tests {
             assert!(cache.hot_bytes <= 4000);
         }
         // A state larger than a generation is not kept, nor an older one.
-        cache.put("id-0", state("big"), 5000, 10_000);
+        cache.put("id-0", state("big"), 5000, Chain::default(), 10_000);
         assert_eq!(kind(&mut cache, "id-0", 10_000), None);
     }
 
     #[test]
     fn disabled() {
         let mut cache = LatestCache::new(0);
-        cache.put("a", state("one"), 1, 10);
+        cache.put("a", state("one"), 1, Chain::default(), 10);
         assert_eq!(kind(&mut cache, "a", 10), None);
     }
 }

@@ -20,13 +20,15 @@ pub const PRUNE_MAX_REVISIONS: u64 = 2048;
 /// (a lowered `--history-retention`), each commit prunes one more slice
 /// until it has caught up. Returns the new compaction floor.
 ///
-/// A row that holds an execution's latest state (`executions.revision`
-/// points at it) is kept: it is that execution's only copy of its state.
-/// The check is a lookup by `executions`' primary key (the row's
-/// `execution_id`); an index on `executions.revision` would be rewritten by
-/// every status update. Only the slice above the old floor is scanned: a row
-/// kept below the floor is deleted by the write that stops pointing at it
-/// (`Txn::release`), so the rows below the floor are exactly the kept ones.
+/// The rows an execution's latest state is rebuilt from (its base,
+/// `executions.base`, and every row after it) are kept: they are that
+/// execution's only copy of its state. The check is a lookup by
+/// `executions`' primary key (the row's `execution_id`); an index on
+/// `executions.base` would be rewritten by every new base. Only the slice
+/// above the old floor is scanned: a row kept below the floor is deleted by
+/// the write that stops needing it (a new base or a delete,
+/// `Txn::release_chain`), so the rows below the floor are exactly the kept
+/// ones.
 pub(crate) fn prune(
     tx: &Connection,
     last: u64,
@@ -39,7 +41,7 @@ pub(crate) fn prune(
     tx.prepare_cached(
         "DELETE FROM history WHERE revision > ?1 AND revision <= ?2
            AND NOT EXISTS (SELECT 1 FROM executions e
-                           WHERE e.id = history.execution_id AND e.revision = history.revision)",
+                           WHERE e.id = history.execution_id AND history.revision >= e.base)",
     )?
     .execute([compacted as i64, floor as i64])?;
     // Deletes older than the window go with their history.

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use prost::Message;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use stigmer_proto::agentexecution::AgentExecution;
+use stigmer_proto::daemon::{Delta, Op};
 
+use super::txn::Chain;
 pub(crate) use super::txn::Stored;
 use crate::model::ChangeKind;
 use crate::protocol::ApiError;
@@ -35,8 +37,13 @@ struct ReaderInner {
 pub(crate) struct HistoryRow {
     pub(crate) revision: u64,
     pub(crate) kind: ChangeKind,
-    /// The execution after the change; `None` for a delete.
+    /// The whole execution after the change, when the row holds it (a base);
+    /// `None` for a delta or a delete.
     pub(crate) execution: Option<AgentExecution>,
+    /// The change's operations, when it was made by them.
+    pub(crate) ops: Option<Vec<Op>>,
+    /// The execution's previous change.
+    pub(crate) prev: Option<u64>,
 }
 
 /// Filters and position of a `list`.
@@ -110,41 +117,166 @@ fn open_read(path: &std::path::Path) -> Result<Connection, ApiError> {
     Ok(conn)
 }
 
-/// The latest state of one execution: its `executions` row and the history
-/// row it points at (the state is stored only there).
+/// The latest state of one execution: its base (the history row
+/// `executions.base` points at) with the operations of the rows after it on
+/// its chain applied.
 pub(crate) fn get(conn: &Connection, id: &str) -> Result<Option<Stored>, ApiError> {
     // LEFT JOIN: a missing history row is a corrupt database (INTERNAL), not
     // an execution that does not exist.
     let mut stmt = conn.prepare_cached(
-        "SELECT e.revision, h.data FROM executions e
-         LEFT JOIN history h ON h.revision = e.revision
+        "SELECT e.revision, e.base, e.base_bytes, e.delta_bytes, h.data FROM executions e
+         LEFT JOIN history h ON h.revision = e.base
          WHERE e.id = ?1",
     )?;
-    let row: Option<(i64, Option<Vec<u8>>)> = stmt
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+    type Row = (i64, i64, i64, i64, Option<Vec<u8>>);
+    let row: Option<Row> = stmt
+        .query_row([id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
         .optional()?;
-    row.map(|(rev, data)| {
+    row.map(|(revision, base, base_bytes, delta_bytes, data)| {
         Ok(Stored {
-            execution: decode_latest(id, rev, data)?,
-            revision: rev as u64,
+            execution: latest(conn, id, revision as u64, base as u64, data)?,
+            revision: revision as u64,
+            chain: Chain {
+                base: base as u64,
+                base_bytes: base_bytes as u64,
+                delta_bytes: delta_bytes as u64,
+            },
         })
     })
     .transpose()
 }
 
-/// Decodes the state an `executions` row points at; its absence (no history
-/// row, or one without state) means the database was damaged.
-fn decode_latest(
+/// An execution's state at `head`, from its base at `base` (whose stored
+/// state is `data`) and the operations of the rows between.
+fn latest(
+    conn: &Connection,
     id: &str,
-    revision: i64,
+    head: u64,
+    base: u64,
     data: Option<Vec<u8>>,
 ) -> Result<AgentExecution, ApiError> {
     let data = data.ok_or_else(|| {
         ApiError::internal(format!(
-            "execution {id}: the history row {revision} holding its state is missing"
+            "execution {id}: the history row {base} holding its base state is missing"
         ))
     })?;
-    Ok(AgentExecution::decode(data.as_slice())?)
+    let mut execution = AgentExecution::decode(data.as_slice())?;
+    if head != base {
+        let deltas = deltas_since(conn, id, base, head)?.ok_or_else(|| {
+            ApiError::internal(format!(
+                "execution {id}: a history row between its base {base} and {head} is missing"
+            ))
+        })?;
+        apply_deltas(id, &mut execution, deltas)?;
+    }
+    Ok(execution)
+}
+
+/// The operations of the chain's rows after `base` up to `head`, oldest
+/// first; `None` when a row of it is missing (pruned).
+fn deltas_since(
+    conn: &Connection,
+    id: &str,
+    base: u64,
+    head: u64,
+) -> Result<Option<Vec<Vec<u8>>>, ApiError> {
+    let mut link = conn.prepare_cached("SELECT prev, ops FROM history WHERE revision = ?1")?;
+    let mut out = Vec::new();
+    let mut next = Some(head);
+    while let Some(revision) = next.filter(|r| *r > base) {
+        let row: Option<(Option<i64>, Option<Vec<u8>>)> = link
+            .query_row([revision as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((prev, ops)) = row else {
+            return Ok(None);
+        };
+        out.push(ops.ok_or_else(|| {
+            ApiError::internal(format!(
+                "execution {id}: history row {revision} after its base holds no operations"
+            ))
+        })?);
+        next = prev.map(|p| p as u64);
+    }
+    out.reverse();
+    Ok(Some(out))
+}
+
+/// Applies stored deltas (encoded `Delta`s, oldest first) to `execution`.
+/// They applied when they were committed, so a refusal now is a corrupt
+/// database.
+fn apply_deltas(
+    id: &str,
+    execution: &mut AgentExecution,
+    deltas: Vec<Vec<u8>>,
+) -> Result<(), ApiError> {
+    let status = execution.status.get_or_insert_with(Default::default);
+    for ops in deltas {
+        let delta = Delta::decode(ops.as_slice())?;
+        stigmer_proto::delta::apply_all(status, &delta.ops).map_err(|e| {
+            ApiError::internal(format!(
+                "execution {id}: stored operations do not apply: {e}"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// What [`state_at`] found.
+#[derive(Debug)]
+pub(crate) enum StateAt {
+    /// The state after the execution's last change at or before the
+    /// revision asked for, and that change's revision.
+    State(Box<AgentExecution>, u64),
+    /// The execution had no change by then (it was created later), or had
+    /// been deleted by then: there is no state to rebuild.
+    None,
+    /// A row on the way was pruned: the state cannot be rebuilt.
+    Pruned,
+}
+
+/// Execution `id`'s state as of its last change at or before `at`: the
+/// nearest base at or before that change, with the operations up to it.
+pub(crate) fn state_at(conn: &Connection, id: &str, at: u64) -> Result<StateAt, ApiError> {
+    let head: Option<i64> = conn
+        .prepare_cached("SELECT revision FROM executions WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    let head = match head {
+        Some(head) => Some(head as u64),
+        None => deleted_revision(conn, id)?,
+    };
+    let mut row =
+        conn.prepare_cached("SELECT prev, kind, data FROM history WHERE revision = ?1")?;
+    // Back to the last change at or before `at`, then on to its base.
+    let mut next = head;
+    let mut target = None;
+    while let Some(revision) = next {
+        type Row = (Option<i64>, i64, Option<Vec<u8>>);
+        let found: Option<Row> = row
+            .query_row([revision as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let Some((prev, kind, data)) = found else {
+            return Ok(StateAt::Pruned);
+        };
+        if revision <= at {
+            if target.is_none() && ChangeKind::from_i64(kind)? == ChangeKind::Deleted {
+                return Ok(StateAt::None);
+            }
+            let target = *target.get_or_insert(revision);
+            if let Some(data) = data {
+                let state = latest(conn, id, target, revision, Some(data))?;
+                return Ok(StateAt::State(Box::new(state), target));
+            }
+        }
+        next = prev.map(|p| p as u64);
+    }
+    Ok(if target.is_some() {
+        StateAt::Pruned
+    } else {
+        StateAt::None
+    })
 }
 
 /// Executions matching `q`, ordered by id.
@@ -172,8 +304,8 @@ pub(crate) fn list(conn: &Connection, q: &ListQuery) -> Result<ListPage, ApiErro
     // reorder it), so the filters and the order use its indexes and each
     // state is one rowid lookup in `history`.
     let mut stmt = conn.prepare_cached(
-        "SELECT e.id, e.revision, h.data FROM executions e
-         LEFT JOIN history h ON h.revision = e.revision
+        "SELECT e.id, e.revision, e.base, e.delta_bytes, h.data FROM executions e
+         LEFT JOIN history h ON h.revision = e.base
          WHERE (?1 IS NULL OR e.phase = ?1)
            AND (?2 IS NULL OR e.session_id = ?2)
            AND (?3 IS NULL OR e.id > ?3)
@@ -186,16 +318,19 @@ pub(crate) fn list(conn: &Connection, q: &ListQuery) -> Result<ListPage, ApiErro
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, i64>(1)?,
-                r.get::<_, Option<Vec<u8>>>(2)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<Vec<u8>>>(4)?,
             ))
         },
     )?;
     let mut entries = Vec::new();
     let mut bytes = 0usize;
     for row in rows {
-        let (id, revision, data) = row?;
-        // Each entry costs its state and a few bytes of field header.
-        let size = data.as_ref().map_or(0, Vec::len) + 8;
+        let (id, revision, base, delta_bytes, data) = row?;
+        // Each entry costs its state (at most its base and the operations
+        // since) and a few bytes of field header.
+        let size = data.as_ref().map_or(0, Vec::len) + delta_bytes as usize + 8;
         if entries.len() == q.limit || (!entries.is_empty() && bytes + size > q.max_bytes) {
             return Ok(ListPage {
                 entries,
@@ -203,7 +338,7 @@ pub(crate) fn list(conn: &Connection, q: &ListQuery) -> Result<ListPage, ApiErro
             });
         }
         bytes += size;
-        entries.push(decode_latest(&id, revision, data)?);
+        entries.push(latest(conn, &id, revision as u64, base as u64, data)?);
     }
     Ok(ListPage {
         entries,
@@ -279,17 +414,21 @@ pub(crate) fn rows(
     revisions: &[u64],
     max_bytes: usize,
 ) -> Result<Vec<HistoryRow>, ApiError> {
-    let mut stmt = conn.prepare_cached("SELECT kind, data FROM history WHERE revision = ?1")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT kind, data, ops, prev FROM history WHERE revision = ?1")?;
     let mut out = Vec::new();
     let mut bytes = 0usize;
     for &revision in revisions {
         if bytes >= max_bytes {
             break;
         }
-        let row: Option<(i64, Option<Vec<u8>>)> = stmt
-            .query_row([revision as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+        type Row = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>);
+        let row: Option<Row> = stmt
+            .query_row([revision as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .optional()?;
-        let Some((kind, data)) = row else {
+        let Some((kind, data, ops, prev)) = row else {
             // Read after the row: the floor only rises, so a prune that
             // removed the row shows here (in or out of a transaction).
             let compacted = compacted_revision(conn)?;
@@ -300,14 +439,19 @@ pub(crate) fn rows(
                 "history row {revision} is missing above the compaction floor {compacted}"
             )));
         };
-        bytes += data.as_ref().map(Vec::len).unwrap_or(0);
+        bytes += data.as_ref().map_or(0, Vec::len) + ops.as_ref().map_or(0, Vec::len);
         let execution = data
             .map(|d| AgentExecution::decode(d.as_slice()))
+            .transpose()?;
+        let ops = ops
+            .map(|o| Delta::decode(o.as_slice()).map(|d| d.ops))
             .transpose()?;
         out.push(HistoryRow {
             revision,
             kind: ChangeKind::from_i64(kind)?,
             execution,
+            ops,
+            prev: prev.map(|p| p as u64),
         });
     }
     Ok(out)

@@ -81,6 +81,22 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE executions_by_id RENAME TO executions;
      CREATE INDEX executions_by_session ON executions(session_id, id);
      CREATE INDEX executions_by_phase ON executions(phase, id);",
+    // 5: deltas (issue 16). A status change made by operations stores them
+    // (`history.ops`, an encoded `Delta`), and the whole state only now and
+    // then (`history.data`, a *base*): when the operations since the last
+    // base outgrow it, at a terminal phase, after an operation that replaces
+    // a whole part. An execution's latest state is its base plus the
+    // operations of the rows after it on its chain (`reader::get`);
+    // `executions.base` is that base's revision, `base_bytes` its size and
+    // `delta_bytes` the operations stored since. Every row written before
+    // is a whole state: its own base.
+    "ALTER TABLE history ADD COLUMN ops BLOB;
+     ALTER TABLE executions ADD COLUMN base INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE executions ADD COLUMN base_bytes INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE executions ADD COLUMN delta_bytes INTEGER NOT NULL DEFAULT 0;
+     UPDATE executions SET base = revision,
+        base_bytes = COALESCE((SELECT length(h.data) FROM history h
+                               WHERE h.revision = executions.revision), 0);",
 ];
 
 /// The schema version this build writes.
@@ -240,7 +256,18 @@ mod tests {
             .prepare("SELECT name FROM pragma_table_info('executions')")
             .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
             .expect("columns");
-        assert_eq!(columns, ["id", "session_id", "phase", "revision"]);
+        assert_eq!(
+            columns,
+            [
+                "id",
+                "session_id",
+                "phase",
+                "revision",
+                "base",
+                "base_bytes",
+                "delta_bytes"
+            ]
+        );
         // Version 4: keyed by id alone, with both list indexes rebuilt.
         let without_rowid: bool = conn
             .query_row(

@@ -2,10 +2,12 @@
 //! thread's open transaction. Jobs never see SQL; they load, insert, update
 //! and delete, and take revisions in commit order.
 //!
-//! Each state is written once: as a `history` row, which `executions.revision`
-//! points at while it is the execution's latest state (see `schema`,
-//! migration 2). Insert, update and delete write the history row and the
-//! `executions` row together, so the pointer always has its row.
+//! A change is written once, as a `history` row: a whole state (a *base*:
+//! creates, and every so often a status change), or the operations of a
+//! status change (a *delta*, schema migration 5). `executions` points at an
+//! execution's latest row (`revision`) and at the base its latest state is
+//! rebuilt from (`base`). Insert, update and delete write the history row and
+//! the `executions` row together, so the pointers always have their rows.
 
 use std::sync::Arc;
 
@@ -35,10 +37,36 @@ pub(crate) struct Txn<'c> {
     cache: &'c mut LatestCache,
 }
 
-/// An execution as stored: the decoded message and its revision.
+/// An execution as stored: the decoded message, its revision, and where
+/// its chain of deltas stands.
 pub(crate) struct Stored {
     pub(crate) execution: AgentExecution,
     pub(crate) revision: u64,
+    pub(crate) chain: Chain,
+}
+
+/// Where an execution's history chain stands (its `executions` row): the
+/// base its latest state is rebuilt from, and what was stored since.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Chain {
+    /// The revision of the row holding its last whole state.
+    pub(crate) base: u64,
+    /// That state's encoded size.
+    pub(crate) base_bytes: u64,
+    /// Bytes of operations stored after the base.
+    pub(crate) delta_bytes: u64,
+}
+
+/// How a status change is stored (see [`Txn::update`]).
+pub(crate) enum Record<'a> {
+    /// The whole new state, encoded (a base), with the change's operations
+    /// when it was made by them (for delta streams).
+    Base {
+        data: &'a [u8],
+        ops: Option<&'a [u8]>,
+    },
+    /// The change's operations only (an encoded `Delta`).
+    Delta { ops: &'a [u8] },
 }
 
 impl<'c> Txn<'c> {
@@ -66,12 +94,7 @@ impl<'c> Txn<'c> {
         // Encoding first costs a wasted encoding only for a refused state.
         let buf = execution.encode_to_vec();
         if buf.len() > self.max_execution_bytes {
-            return Err(ApiError::resource_exhausted(format!(
-                "the execution would be {} bytes, over the {} bytes that fit in a frame \
-                 (--max-frame-length less the envelope)",
-                buf.len(),
-                self.max_execution_bytes
-            )));
+            return Err(too_large(buf.len(), self.max_execution_bytes));
         }
         Ok(Bytes::from(buf))
     }
@@ -96,15 +119,51 @@ impl<'c> Txn<'c> {
     /// read, on the writer's connection, inside its transaction (so it sees
     /// this batch's earlier writes).
     pub(crate) fn load(&mut self, id: &str) -> Result<Option<Stored>, ApiError> {
-        if let Some((execution, revision)) = self.cache.take(id) {
+        if let Some((execution, revision, chain)) = self.cache.take(id) {
             let execution =
                 Arc::try_unwrap(execution).unwrap_or_else(|shared| AgentExecution::clone(&shared));
             return Ok(Some(Stored {
                 execution,
                 revision,
+                chain,
             }));
         }
         super::reader::get(self.conn, id)
+    }
+
+    /// Puts back a state `load` took that the job did not change after all
+    /// (an `append` whose operations were all already applied), so the next
+    /// load need not rebuild it.
+    pub(crate) fn keep(&mut self, id: &str, stored: Stored) {
+        let size = stored.chain.base_bytes + stored.chain.delta_bytes;
+        self.cache.put(
+            id,
+            Arc::new(stored.execution),
+            stored.revision,
+            stored.chain,
+            size as usize,
+        );
+    }
+
+    /// Refuses a state larger than a frame can carry. `estimate` bounds the
+    /// state's size from above (its base and the operations since, for a
+    /// delta); only near the limit is the exact size computed.
+    pub(crate) fn check_size(
+        &self,
+        execution: &AgentExecution,
+        estimate: usize,
+    ) -> Result<(), ApiError> {
+        // Below this margin under the limit the estimate decides alone; a
+        // stamp can add its two RFC 3339 times and the audit's timestamps.
+        const MARGIN: usize = 4096;
+        if estimate.saturating_add(MARGIN) <= self.max_execution_bytes {
+            return Ok(());
+        }
+        let size = execution.encoded_len();
+        if size > self.max_execution_bytes {
+            return Err(too_large(size, self.max_execution_bytes));
+        }
+        Ok(())
     }
 
     /// True when an execution with this id exists.
@@ -131,19 +190,32 @@ impl<'c> Txn<'c> {
             .map(|s| s.session_id.as_str())
             .unwrap_or("");
         let phase = execution.status.as_ref().map(|s| s.phase).unwrap_or(0);
-        self.append_history(revision, id, ChangeKind::Created, Some(data), None)?;
+        self.append_history(revision, id, ChangeKind::Created, Some(data), None, None)?;
         let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO executions(id, session_id, phase, revision) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO executions(id, session_id, phase, revision, base, base_bytes, delta_bytes)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, 0)",
         )?;
-        stmt.execute(params![id, session, phase, revision as i64])?;
-        self.cache.put(id, execution.clone(), revision, data.len());
+        stmt.execute(params![
+            id,
+            session,
+            phase,
+            revision as i64,
+            data.len() as i64
+        ])?;
+        let chain = Chain {
+            base: revision,
+            base_bytes: data.len() as u64,
+            delta_bytes: 0,
+        };
+        self.cache
+            .put(id, execution.clone(), revision, chain, data.len());
         Ok(())
     }
 
-    /// Records a status update of an execution whose latest state is at
-    /// `previous` (as loaded in this transaction): the new state `execution`,
-    /// already encoded as `data`, as a history row of kind `StatusUpdated`,
-    /// and the `executions` row moved to it.
+    /// Records a status change of an execution loaded at `previous` (in
+    /// this transaction): the new state `execution`, stored as `record` (a
+    /// base or a delta), as a history row of kind `StatusUpdated`, and the
+    /// `executions` row moved to it. A new base releases the old chain.
     ///
     /// `phase` is `Some` only when it changed: SQLite rewrites an index only
     /// when one of its columns is assigned, so an update that keeps the phase
@@ -152,41 +224,83 @@ impl<'c> Txn<'c> {
     /// touched (a status update cannot change the session).
     ///
     /// Returns false, writing nothing, when no row has this id at `previous`.
-    pub(crate) fn update_encoded(
+    pub(crate) fn update(
         &mut self,
         id: &str,
         execution: &Arc<AgentExecution>,
         phase: Option<i32>,
-        previous: u64,
+        previous: (u64, Chain),
         revision: u64,
-        data: &[u8],
+        record: Record<'_>,
     ) -> Result<bool, ApiError> {
+        let (previous, old_chain) = previous;
+        let (chain, data, ops) = match record {
+            Record::Base { data, ops } => (
+                Chain {
+                    base: revision,
+                    base_bytes: data.len() as u64,
+                    delta_bytes: 0,
+                },
+                Some(data),
+                ops,
+            ),
+            Record::Delta { ops } => (
+                Chain {
+                    delta_bytes: old_chain.delta_bytes + ops.len() as u64,
+                    ..old_chain
+                },
+                None,
+                Some(ops),
+            ),
+        };
         let changed = match phase {
             Some(phase) => self
                 .conn
                 .prepare_cached(
-                    "UPDATE executions SET phase = ?3, revision = ?4 WHERE id = ?1 AND revision = ?2",
+                    "UPDATE executions SET phase = ?3, revision = ?4, base = ?5, base_bytes = ?6,
+                        delta_bytes = ?7 WHERE id = ?1 AND revision = ?2",
                 )?
-                .execute(params![id, previous as i64, phase, revision as i64])?,
+                .execute(params![
+                    id,
+                    previous as i64,
+                    phase,
+                    revision as i64,
+                    chain.base as i64,
+                    chain.base_bytes as i64,
+                    chain.delta_bytes as i64
+                ])?,
             None => self
                 .conn
                 .prepare_cached(
-                    "UPDATE executions SET revision = ?3 WHERE id = ?1 AND revision = ?2",
+                    "UPDATE executions SET revision = ?3, base = ?4, base_bytes = ?5,
+                        delta_bytes = ?6 WHERE id = ?1 AND revision = ?2",
                 )?
-                .execute(params![id, previous as i64, revision as i64])?,
+                .execute(params![
+                    id,
+                    previous as i64,
+                    revision as i64,
+                    chain.base as i64,
+                    chain.base_bytes as i64,
+                    chain.delta_bytes as i64
+                ])?,
         };
         if changed != 1 {
             return Ok(false);
         }
-        self.release(previous)?;
+        if data.is_some() {
+            self.release_chain(previous, old_chain.base)?;
+        }
         self.append_history(
             revision,
             id,
             ChangeKind::StatusUpdated,
-            Some(data),
+            data,
+            ops,
             Some(previous),
         )?;
-        self.cache.put(id, execution.clone(), revision, data.len());
+        let size = chain.base_bytes + chain.delta_bytes;
+        self.cache
+            .put(id, execution.clone(), revision, chain, size as usize);
         Ok(true)
     }
 
@@ -194,19 +308,20 @@ impl<'c> Txn<'c> {
     /// history row without state). Returns false, writing nothing, when no
     /// row has this id.
     pub(crate) fn remove(&mut self, id: &str, revision: u64) -> Result<bool, ApiError> {
-        let previous: Option<i64> = self
+        let previous: Option<(i64, i64)> = self
             .conn
-            .prepare_cached("DELETE FROM executions WHERE id = ?1 RETURNING revision")?
-            .query_row([id], |r| r.get(0))
+            .prepare_cached("DELETE FROM executions WHERE id = ?1 RETURNING revision, base")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        let Some(previous) = previous else {
+        let Some((previous, base)) = previous else {
             return Ok(false);
         };
-        self.release(previous as u64)?;
+        self.release_chain(previous as u64, base as u64)?;
         self.append_history(
             revision,
             id,
             ChangeKind::Deleted,
+            None,
             None,
             Some(previous as u64),
         )?;
@@ -221,48 +336,80 @@ impl<'c> Txn<'c> {
         Ok(true)
     }
 
-    /// The history row at `previous` no longer holds an execution's latest
-    /// state. Above the compaction floor it stays for streams that catch up
-    /// until pruning reaches it; at or below the floor no stream can read it
-    /// (catch-up reads only after a revision at or above the floor) and
-    /// pruning, which only looks above the floor, would never see it again,
-    /// so it goes now. This keeps the rows at or below the floor to those
-    /// some execution points at: at most one per execution.
-    fn release(&self, previous: u64) -> Result<(), ApiError> {
-        if previous <= self.compacted {
-            self.conn
-                .prepare_cached("DELETE FROM history WHERE revision = ?1")?
-                .execute([previous as i64])?;
+    /// The chain from `head` back to `base` no longer holds an execution's
+    /// latest state (a new base was written, or the execution was deleted).
+    /// Above the compaction floor its rows stay for streams that catch up
+    /// until pruning reaches them; at or below the floor no stream can read
+    /// them (catch-up reads only after a revision at or above the floor) and
+    /// pruning, which only looks above the floor, would never see them
+    /// again, so they go now. This keeps the rows at or below the floor to
+    /// the chains executions are rebuilt from. The walk is bounded by the
+    /// chain since its base, which the base rule keeps short in bytes.
+    fn release_chain(&self, head: u64, base: u64) -> Result<(), ApiError> {
+        if base > self.compacted {
+            // The whole chain is above the floor: pruning will see it.
+            return Ok(());
+        }
+        let mut next = Some(head);
+        while let Some(revision) = next.filter(|r| *r >= base) {
+            next = self.prev_of(revision)?;
+            if revision <= self.compacted {
+                self.conn
+                    .prepare_cached("DELETE FROM history WHERE revision = ?1")?
+                    .execute([revision as i64])?;
+            }
         }
         Ok(())
     }
 
-    /// Records a change in the history: the state after it, already encoded
-    /// (`None` for a delete), and `prev`, the revision of the execution's
-    /// previous change (the link `reader::chain` follows). This row is both
-    /// what streams catch up from and, while `executions` points at it, the
-    /// execution's latest state.
+    /// The `prev` link of the history row at `revision` (`None` at the
+    /// start of a chain, or when the row is gone).
+    fn prev_of(&self, revision: u64) -> Result<Option<u64>, ApiError> {
+        let prev: Option<Option<i64>> = self
+            .conn
+            .prepare_cached("SELECT prev FROM history WHERE revision = ?1")?
+            .query_row([revision as i64], |r| r.get(0))
+            .optional()?;
+        Ok(prev.flatten().map(|p| p as u64))
+    }
+
+    /// Records a change in the history: the whole state after it, already
+    /// encoded (a base; `None` for a delta or a delete), the operations of a
+    /// change made by them (an encoded `Delta`), and `prev`, the revision of
+    /// the execution's previous change (the link `reader::chain` follows).
+    /// This row is what streams catch up from and, with the rows after its
+    /// base, the execution's latest state.
     fn append_history(
         &self,
         revision: u64,
         id: &str,
         kind: ChangeKind,
         data: Option<&[u8]>,
+        ops: Option<&[u8]>,
         prev: Option<u64>,
     ) -> Result<(), ApiError> {
         let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO history(revision, execution_id, kind, data, prev)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO history(revision, execution_id, kind, data, prev, ops)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         stmt.execute(params![
             revision as i64,
             id,
             kind as i64,
             data,
-            prev.map(|p| p as i64)
+            prev.map(|p| p as i64),
+            ops
         ])?;
         Ok(())
     }
+}
+
+/// The refusal of a state that would not fit in a frame.
+fn too_large(size: usize, max: usize) -> ApiError {
+    ApiError::resource_exhausted(format!(
+        "the execution would be {size} bytes, over the {max} bytes that fit in a frame \
+         (--max-frame-length less the envelope)"
+    ))
 }
 
 /// One write transaction, `BEGIN IMMEDIATE ... COMMIT`, rolled back when

@@ -10,8 +10,8 @@ use std::time::SystemTime;
 
 use rusqlite::Connection;
 
-use super::JobResult;
-use crate::pipeline::Write;
+use super::{JobResult, Outcome};
+use crate::pipeline::{Applied, Write};
 use crate::protocol::{ApiError, Code};
 use crate::store::cache::LatestCache;
 use crate::store::prune::prune;
@@ -62,7 +62,16 @@ pub(super) fn transact(
         for write in writes {
             // Pipeline steps 2-4 (load, build, persist) of this write.
             match write.apply(&mut txn, SystemTime::now()) {
-                Ok(change) => results.push(Ok(Arc::new(change))),
+                Ok(Applied::Change(change)) => {
+                    results.push(Ok(Outcome::Committed(Arc::new(change))))
+                }
+                Ok(Applied::Unchanged {
+                    execution_id,
+                    revision,
+                }) => results.push(Ok(Outcome::Unchanged {
+                    execution_id,
+                    revision,
+                })),
                 Err(err) if is_storage_failure(&err) => return Err(err),
                 Err(err) => results.push(Err(err)),
             }
@@ -144,6 +153,39 @@ mod tests {
             self.last = committed.last;
             self.compacted = committed.compacted;
             committed.results
+        }
+
+        /// What must be in the history: every revision above the floor,
+        /// and below it each execution's chain from its base to its head.
+        fn expected_kept(&self) -> Vec<u64> {
+            let mut kept: Vec<u64> = (self.compacted + 1..=self.last).collect();
+            let heads: Vec<(i64, i64)> = self
+                .conn
+                .prepare("SELECT revision, base FROM executions")
+                .and_then(|mut s| {
+                    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .expect("executions");
+            for (head, base) in heads {
+                let mut next = Some(head);
+                while let Some(revision) = next.filter(|r| *r >= base) {
+                    if revision as u64 <= self.compacted {
+                        kept.push(revision as u64);
+                    }
+                    next = self
+                        .conn
+                        .query_row(
+                            "SELECT prev FROM history WHERE revision = ?1",
+                            [revision],
+                            |r| r.get(0),
+                        )
+                        .expect("a row of a chain");
+                }
+            }
+            kept.sort_unstable();
+            kept.dedup();
+            kept
         }
 
         fn history_revisions(&self) -> Vec<u64> {
@@ -268,11 +310,12 @@ mod tests {
         assert_eq!(note(&db, "aex-a"), ("after 3".into(), 5006));
     }
 
-    /// Pruning never deletes the row an execution's latest state lives in;
-    /// a kept row below the floor goes once the execution moves on or is
-    /// deleted; above the floor the history stays complete for catch-up.
+    /// Pruning never deletes a row an execution's latest state is rebuilt
+    /// from (its base and the deltas after it); rows of a chain below the
+    /// floor go once a new base or a delete no longer needs them; above the
+    /// floor the history stays complete for catch-up.
     #[test]
-    fn pruning_keeps_latest_states() {
+    fn pruning_keeps_the_chains_latest_states_are_rebuilt_from() {
         let mut db = Db::new(4);
         db.commit(vec![new_execution("aex-idle"), new_execution("aex-busy")]);
         db.commit(vec![progress("aex-idle", "idle once")]); // 3
@@ -281,10 +324,14 @@ mod tests {
         }
         assert_eq!(db.last, 23);
         assert_eq!(db.compacted, 19);
-        // Below the floor only aex-idle's latest state is left.
+        // Below the floor only the chains of the latest states are left.
         assert_eq!(note(&db, "aex-idle"), ("idle once".into(), 3));
         assert_eq!(note(&db, "aex-busy"), ("busy 19".into(), 23));
-        assert_eq!(db.history_revisions(), [3, 20, 21, 22, 23]);
+        assert_eq!(db.history_revisions(), db.expected_kept());
+        assert!(
+            db.history_revisions().contains(&3),
+            "aex-idle's latest change"
+        );
         // Catch-up from the floor sees the complete history above it.
         let rows =
             reader::history(&db.conn, "aex-busy", db.compacted, 100, usize::MAX).expect("history");
@@ -296,12 +343,10 @@ mod tests {
                 .is_empty()
         );
 
-        // aex-idle moves on: its old row, below the floor, goes at once.
+        // aex-idle moves on; more pruning; every state is still whole.
         db.commit(vec![progress("aex-idle", "idle twice")]); // 24
         assert_eq!(note(&db, "aex-idle"), ("idle twice".into(), 24));
-        assert_eq!(db.history_revisions(), [21, 22, 23, 24]);
-
-        // Two updates of one execution in one batch, then more pruning.
+        assert_eq!(db.history_revisions(), db.expected_kept());
         let results = db.commit(vec![progress("aex-idle", "a"), progress("aex-idle", "b")]);
         assert!(results.iter().all(Result::is_ok));
         for i in 0..6 {
@@ -309,22 +354,50 @@ mod tests {
         }
         assert_eq!((db.last, db.compacted), (32, 28));
         assert_eq!(note(&db, "aex-idle"), ("b".into(), 26));
-        assert_eq!(db.history_revisions(), [26, 29, 30, 31, 32]);
+        assert_eq!(db.history_revisions(), db.expected_kept());
 
-        // A delete of an execution whose state is below the floor removes
-        // that row; its delete stays until pruned like any change.
-        db.commit(vec![Write::Delete("aex-idle".into())]); // 33
-        assert!(reader::get(&db.conn, "aex-idle").expect("get").is_none());
-        assert_eq!(
-            reader::deleted_revision(&db.conn, "aex-idle").expect("deleted"),
-            Some(33)
+        // A terminal change is stored whole (a new base): aex-idle's old
+        // chain, below the floor, goes at once.
+        db.commit(vec![finish("aex-idle")]); // 33
+        let idle_chain_below_floor: Vec<u64> = db
+            .history_revisions()
+            .into_iter()
+            .filter(|r| *r <= db.compacted && [1, 3, 24, 25, 26].contains(r))
+            .collect();
+        assert!(
+            idle_chain_below_floor.is_empty(),
+            "{idle_chain_below_floor:?}"
         );
-        assert_eq!(db.history_revisions(), [30, 31, 32, 33]);
+        assert_eq!(db.history_revisions(), db.expected_kept());
+
+        // A delete removes the chain below the floor; its delete stays until
+        // pruned like any change.
+        db.commit(vec![Write::Delete("aex-busy".into())]); // 34
+        assert!(reader::get(&db.conn, "aex-busy").expect("get").is_none());
+        assert_eq!(
+            reader::deleted_revision(&db.conn, "aex-busy").expect("deleted"),
+            Some(34)
+        );
+        assert!(db
+            .history_revisions()
+            .iter()
+            .all(|r| *r > db.compacted || *r == 33));
+        assert_eq!(db.history_revisions(), db.expected_kept());
         let integrity: String = db
             .conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .expect("integrity");
         assert_eq!(integrity, "ok");
+    }
+
+    fn finish(id: &str) -> Write {
+        Write::UpdateStatus(Box::new(AgentExecutionUpdateStatusInput {
+            execution_id: id.into(),
+            status: Some(AgentExecutionStatus {
+                phase: ExecutionPhase::ExecutionCompleted as i32,
+                ..Default::default()
+            }),
+        }))
     }
 
     /// A job that reports what `Txn::load` gives for `id` (and writes nothing).
@@ -388,7 +461,8 @@ mod tests {
                 let outcomes: Vec<String> = results
                     .into_iter()
                     .map(|r| match r {
-                        Ok(c) => format!("ok {}", c.revision),
+                        Ok(Outcome::Committed(c)) => format!("ok {}", c.revision),
+                        Ok(Outcome::Unchanged { revision, .. }) => format!("same {revision}"),
                         Err(s) => format!("{:?}", s.code),
                     })
                     .collect();

@@ -51,9 +51,22 @@ pub const MAX_BATCH: usize = 256;
 /// most a few MiB of memory beside a 16 MiB page cache.
 const LATEST_CACHE_BYTES: usize = 4 * 1024 * 1024;
 
-/// What a job's caller gets: the committed change, or why nothing was
+/// What a job's caller gets: what was committed, or why nothing was
 /// written.
-pub type JobResult = Result<Arc<Change>, ApiError>;
+pub type JobResult = Result<Outcome, ApiError>;
+
+/// A job that succeeded.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Its change, committed and broadcast.
+    Committed(Arc<Change>),
+    /// Nothing needed writing (an `append` retried after it committed): the
+    /// execution is at `revision`.
+    Unchanged {
+        execution_id: Arc<str>,
+        revision: u64,
+    },
+}
 
 /// One write: what to write, and who to answer once it is committed (or
 /// refused).
@@ -97,7 +110,11 @@ impl Answer {
         match self {
             Answer::Client { reply, form } => {
                 let body = match &result {
-                    Ok(change) => encode_reply(form, reply.id(), change),
+                    Ok(Outcome::Committed(change)) => encode_reply(form, reply.id(), change),
+                    Ok(Outcome::Unchanged {
+                        execution_id,
+                        revision,
+                    }) => encode_execution_reply(reply.id(), *revision, execution_id, None),
                     Err(err) => {
                         encode_response(reply.id(), response::Result::Error(err.to_proto()))
                     }
@@ -127,7 +144,7 @@ fn encode_reply(form: ReplyForm, id: u64, change: &Change) -> Bytes {
             id,
             change.revision,
             &change.execution_id,
-            Some(&state.encoded),
+            Some(state.encoded()),
         ),
         (ReplyForm::Execution, None) => encode_response(
             id,

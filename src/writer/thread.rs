@@ -17,7 +17,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::batch::{transact, Batch};
-use super::{Answer, Job, Msg, WriterConfig, WriterStats, LATEST_CACHE_BYTES, MAX_BATCH};
+use super::{Answer, Job, Msg, Outcome, WriterConfig, WriterStats, LATEST_CACHE_BYTES, MAX_BATCH};
 use crate::broker::Broker;
 use crate::model::{Change, Revisions};
 use crate::pipeline::{self, Write};
@@ -166,8 +166,14 @@ impl WriterThread {
                 self.stats.commit_latency.observe(started.elapsed());
                 // Broadcast first, in revision order, then acknowledge: both
                 // strictly after COMMIT.
-                let changes: Vec<Arc<Change>> =
-                    committed.results.iter().flatten().cloned().collect();
+                let changes: Vec<Arc<Change>> = committed
+                    .results
+                    .iter()
+                    .filter_map(|r| match r {
+                        Ok(Outcome::Committed(change)) => Some(change.clone()),
+                        _ => None,
+                    })
+                    .collect();
                 pipeline::broadcast(&self.broker, &changes);
                 for (answer, result) in answers.into_iter().zip(committed.results) {
                     match &result {
