@@ -201,8 +201,8 @@ impl Conn {
             .await?
             .ok_or_else(|| invalid("etcd Put: no reply message"))?;
         body.check_trailers().await?;
-        let reply = PutResponse::decode(message)
-            .map_err(|e| invalid(format!("etcd Put reply: {e}")))?;
+        let reply =
+            PutResponse::decode(message).map_err(|e| invalid(format!("etcd Put reply: {e}")))?;
         Ok(reply.header.map(|h| h.revision).unwrap_or(0))
     }
 
@@ -212,7 +212,9 @@ impl Conn {
         let create = grpc_frame(&WatchRequest {
             create_request: Some(WatchCreateRequest { key: key.to_vec() }),
         });
-        let (response, stream) = self.call("/etcdserverpb.Watch/Watch", create, false).await?;
+        let (response, stream) = self
+            .call("/etcdserverpb.Watch/Watch", create, false)
+            .await?;
         let body = Body::of(response.await.map_err(h2_err)?)?;
         let mut watch = Watch {
             body,

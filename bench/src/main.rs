@@ -306,9 +306,8 @@ fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<
                 }
                 _ => {
                     let Some(p) = args.etcd else { continue };
-                    round.fan_etcd = rt.block_on(peers::fanout_etcd(
-                        p.addr, p.pid, &payload, s, WARMUP, win,
-                    ))?;
+                    round.fan_etcd =
+                        rt.block_on(peers::fanout_etcd(p.addr, p.pid, &payload, s, WARMUP, win))?;
                 }
             }
         }
@@ -353,12 +352,8 @@ fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<
                 }
                 _ => {
                     let Some(p) = args.etcd else { continue };
-                    round.idle_etcd = rt.block_on(peers::idle_etcd(
-                        p.addr,
-                        p.pid,
-                        args.idle,
-                        IDLE_EXECUTIONS,
-                    ))?;
+                    round.idle_etcd =
+                        rt.block_on(peers::idle_etcd(p.addr, p.pid, args.idle, IDLE_EXECUTIONS))?;
                 }
             }
         }
@@ -511,7 +506,9 @@ fn peer_ratios(rounds: &[Round], out: &mut serde_json::Map<String, Value>) {
             ),
             (
                 format!("idle_growth_vs_{k}"),
-                paired(rounds, |r| ratio(growth(r.idle_stigmer), growth((p.idle)(r)))),
+                paired(rounds, |r| {
+                    ratio(growth(r.idle_stigmer), growth((p.idle)(r)))
+                }),
             ),
         ];
         for (name, value) in entries {
@@ -587,6 +584,16 @@ fn results(args: &Args, rounds: &[Round]) -> Value {
             "nats_jetstream_rss_before_bytes": med(rounds, |r| r.idle_nats.rss_before_bytes as f64) as u64,
             "etcd_rss_bytes": med(rounds, |r| r.idle_etcd.rss_bytes as f64) as u64,
             "etcd_rss_before_bytes": med(rounds, |r| r.idle_etcd.rss_before_bytes as f64) as u64,
+            // Per round, since a server's RSS need not fall back when the
+            // connections close (the Go runtime of NATS and etcd keeps freed
+            // heap a while): a later round's "before" can include an earlier
+            // round's connections, so its growth reads smaller.
+            "rss_growth_per_round": {
+                "stigmer": rounds.iter().map(|r| growth(r.idle_stigmer)).collect::<Vec<_>>(),
+                "redis": rounds.iter().map(|r| growth(r.idle_redis)).collect::<Vec<_>>(),
+                "nats_jetstream": rounds.iter().map(|r| growth(r.idle_nats)).collect::<Vec<_>>(),
+                "etcd": rounds.iter().map(|r| growth(r.idle_etcd)).collect::<Vec<_>>(),
+            },
         },
         "durability_full": {
             "writers": args.writers,
@@ -726,6 +733,22 @@ fn peer_rows(v: &Value, p: &PeerSide, out: &mut String) {
     let check = |ok: bool| if ok { "yes" } else { "**no**" };
     let (k, label) = (p.key, p.label);
     let mib = 1024.0 * 1024.0;
+    // The counts this run used (the defaults, 1,000 and 10,000, unless the
+    // command line set fewer for a smoke run).
+    let count = |path: &str, default: u64| {
+        v.pointer(path)
+            .and_then(Value::as_u64)
+            .unwrap_or(default)
+            .to_string()
+    };
+    let fanout = format!(
+        "fan-out, {} subscribers (deliveries/s)",
+        count("/fanout/subscribers", 1000)
+    );
+    let idle = format!(
+        "idle, {} subscriptions (RSS growth MiB)",
+        count("/idle/subscriptions", 10000)
+    );
     let rows = [
         (
             "latency p50 (µs)",
@@ -749,14 +772,14 @@ fn peer_rows(v: &Value, p: &PeerSide, out: &mut String) {
             true,
         ),
         (
-            "fan-out, 1,000 subscribers (deliveries/s)",
+            fanout.as_str(),
             f("/fanout/stigmer/per_s"),
             f(&format!("/fanout/{k}/per_s")),
             f(&format!("/paired_ratios/fanout_vs_{k}")),
             true,
         ),
         (
-            "idle, 10,000 subscriptions (RSS growth MiB)",
+            idle.as_str(),
             (f("/idle/rss_bytes") - f("/idle/rss_before_bytes")) / mib,
             (f(&format!("/idle/{k}_rss_bytes")) - f(&format!("/idle/{k}_rss_before_bytes"))) / mib,
             f(&format!("/paired_ratios/idle_growth_vs_{k}")),
@@ -852,6 +875,66 @@ mod tests {
         assert_eq!(rows.len(), 1, "{t}");
         assert!(rows[0].starts_with("| throughput"), "{t}");
         assert!(rows[0].ends_with("| **no** |"), "{t}");
+    }
+
+    /// With NATS JetStream and etcd given, each gets its rows after the
+    /// Redis ones: stigmer against it in every scenario, judged on the
+    /// paired ratio (at most the peer's latency and memory, at least its
+    /// rates), labelled with its durability; a peer that did not run has
+    /// no rows.
+    #[test]
+    fn durable_peers_get_their_rows() {
+        let v = json!({
+            "latency": {
+                "stigmer": {"p50_us": 30.0, "p99_us": 90.0},
+                "nats_jetstream": {"p50_us": 60.0, "p99_us": 80.0},
+            },
+            "throughput": {"stigmer": {"per_s": 70000.0}, "nats_jetstream": {"per_s": 50000.0}},
+            "fanout": {"subscribers": 50, "stigmer": {"per_s": 1000.0}, "nats_jetstream": {"per_s": 900.0}},
+            "idle": {
+                "subscriptions": 10000,
+                "rss_bytes": 80.0 * 1048576.0, "rss_before_bytes": 10.0 * 1048576.0,
+                "nats_jetstream_rss_bytes": 500.0 * 1048576.0,
+                "nats_jetstream_rss_before_bytes": 100.0 * 1048576.0,
+            },
+            "paired_ratios": {
+                "latency_p50_vs_nats_jetstream": 0.5,
+                "latency_p99_vs_nats_jetstream": 1.125,
+                "throughput_vs_nats_jetstream": 1.4,
+                "fanout_vs_nats_jetstream": 1.111,
+                "idle_growth_vs_nats_jetstream": 0.175,
+            },
+        });
+        let t = table(&v);
+        let rows: Vec<&str> = t.lines().filter(|l| l.contains("JetStream")).collect();
+        assert_eq!(rows.len(), 5, "{t}");
+        assert!(rows.iter().all(|r| r.contains("fsync every 2 min")), "{t}");
+        assert!(
+            rows[0].starts_with("| latency p50 (µs) vs JetStream"),
+            "{t}"
+        );
+        assert!(rows[0].ends_with("| 0.50x (0.50x) | ≤ 1x | yes |"), "{t}");
+        assert!(
+            rows[1].ends_with("| 1.12x (1.12x) | ≤ 1x | **no** |"),
+            "{t}"
+        );
+        assert!(rows[2].ends_with("| ≥ 1x | yes |"), "{t}");
+        assert!(rows[3].starts_with("| fan-out, 50 subscribers"), "{t}");
+        assert!(
+            rows[4].contains("| 70.0 | 400.0 | 0.17x (0.17x) | ≤ 1x | yes |"),
+            "{t}"
+        );
+        assert!(!t.contains("etcd"), "{t}");
+    }
+
+    #[test]
+    fn rotation_puts_each_side_first_in_turn() {
+        let firsts: Vec<usize> = (0..5).map(|r| rotation(r, 5).next().unwrap()).collect();
+        assert_eq!(firsts, [0, 1, 2, 3, 4]);
+        let mut round: Vec<usize> = rotation(3, 4).collect();
+        assert_eq!(round, [3, 0, 1, 2]);
+        round.sort_unstable();
+        assert_eq!(round, [0, 1, 2, 3]);
     }
 
     /// The floor server's row follows the throughput row as a reference:

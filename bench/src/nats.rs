@@ -434,7 +434,8 @@ mod tests {
 
     #[test]
     fn parses_msg_hmsg_and_control_lines_in_pieces() {
-        let whole: &[u8] = b"INFO {\"a\":1}\r\nMSG d.lat 1 $JS.ACK.S.c.1.42.1.1700.0 5\r\nhello\r\n\
+        let whole: &[u8] =
+            b"INFO {\"a\":1}\r\nMSG d.lat 1 $JS.ACK.S.c.1.42.1.1700.0 5\r\nhello\r\n\
 HMSG _INBOX.x 2 16 16\r\nNATS/1.0 503\r\n\r\n\r\nPING\r\n";
         for cut in 0..whole.len() {
             let mut buf = BytesMut::from(&whole[..cut]);
@@ -465,6 +466,9 @@ HMSG _INBOX.x 2 16 16\r\nNATS/1.0 503\r\n\r\n\r\nPING\r\n";
     fn ack_and_publish_shapes() {
         assert_eq!(ack_seq(br#"{"stream":"S","seq":7}"#).unwrap(), 7);
         assert!(ack_seq(br#"{"error":{"code":503}}"#).is_err());
-        assert_eq!(publish("s.a", Some("_I.1"), b"xy"), b"PUB s.a _I.1 2\r\nxy\r\n");
+        assert_eq!(
+            publish("s.a", Some("_I.1"), b"xy"),
+            b"PUB s.a _I.1 2\r\nxy\r\n"
+        );
     }
 }

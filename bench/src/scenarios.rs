@@ -1,5 +1,6 @@
 //! The five scenarios of issue 5, each for stigmer and for its Redis
-//! equivalent (the NATS JetStream and etcd sides are in `peers.rs`). Every loop is bounded in count or in time.
+//! equivalent (the NATS JetStream and etcd sides are in `peers.rs`). Every
+//! loop is bounded in count or in time.
 
 use std::io;
 use std::path::Path;
@@ -213,7 +214,12 @@ pub struct Rate {
 
 /// Counts operations between the end of a warm-up and the end of the
 /// measured window, with the server's CPU time over the same window.
-pub(crate) async fn measure(counter: &AtomicU64, server_pid: u32, warmup: Duration, window: Duration) -> Rate {
+pub(crate) async fn measure(
+    counter: &AtomicU64,
+    server_pid: u32,
+    warmup: Duration,
+    window: Duration,
+) -> Rate {
     let me = std::process::id();
     tokio::time::sleep(warmup).await;
     let c0 = counter.load(Ordering::Relaxed);
