@@ -1,5 +1,6 @@
 //! The five scenarios of issue 5, each for stigmer and for its Redis
-//! equivalent. Every loop is bounded in count or in time.
+//! equivalent (the NATS JetStream and etcd sides are in `peers.rs`). Every
+//! loop is bounded in count or in time.
 
 use std::io;
 use std::path::Path;
@@ -20,7 +21,7 @@ use crate::wire::{invalid, AsyncConn, SyncConn};
 /// Redis streams are capped like the daemon's history (--history-retention
 /// 100,000 revisions for the whole daemon), so both keep a bounded log of
 /// about the same size: one stream gets all of it, `n` streams a share each.
-const HISTORY_RETENTION: usize = 100_000;
+pub(crate) const HISTORY_RETENTION: usize = 100_000;
 
 /// The request id of every subscription (one per connection).
 const SUB_ID: u64 = 1;
@@ -33,7 +34,7 @@ pub struct Latency {
     pub samples: usize,
 }
 
-fn latency_of(mut samples: Vec<Duration>) -> Latency {
+pub(crate) fn latency_of(mut samples: Vec<Duration>) -> Latency {
     samples.sort_unstable();
     let n = samples.len().max(1);
     let us = |d: Duration| d.as_secs_f64() * 1e6;
@@ -213,7 +214,12 @@ pub struct Rate {
 
 /// Counts operations between the end of a warm-up and the end of the
 /// measured window, with the server's CPU time over the same window.
-async fn measure(counter: &AtomicU64, server_pid: u32, warmup: Duration, window: Duration) -> Rate {
+pub(crate) async fn measure(
+    counter: &AtomicU64,
+    server_pid: u32,
+    warmup: Duration,
+    window: Duration,
+) -> Rate {
     let me = std::process::id();
     tokio::time::sleep(warmup).await;
     let c0 = counter.load(Ordering::Relaxed);
@@ -262,7 +268,7 @@ async fn stigmer_create(conn: &mut AsyncConn, id: u64) -> io::Result<String> {
     Ok(stig::execution_reply(&conn.recv::<Frame>().await?, id)?.0)
 }
 
-async fn join_all(mut set: JoinSet<io::Result<()>>) -> io::Result<()> {
+pub(crate) async fn join_all(mut set: JoinSet<io::Result<()>>) -> io::Result<()> {
     while let Some(joined) = set.join_next().await {
         joined.map_err(|e| io::Error::other(format!("task failed: {e}")))??;
     }
@@ -374,22 +380,30 @@ pub async fn single_writer_stigmer(
 /// server's per-subscriber buffers grow without bound (Redis would
 /// disconnect a subscriber past its output-buffer limit; stigmer would send
 /// it through a history catch-up).
-struct FanoutGate {
-    delivered: AtomicU64,
+pub(crate) struct FanoutGate {
+    pub(crate) delivered: AtomicU64,
     /// The delivery count the writer waits for.
     target: AtomicU64,
     wake: Notify,
 }
 
 impl FanoutGate {
-    fn delivered_one(&self) {
+    pub(crate) fn new() -> FanoutGate {
+        FanoutGate {
+            delivered: AtomicU64::new(0),
+            target: AtomicU64::new(u64::MAX),
+            wake: Notify::new(),
+        }
+    }
+
+    pub(crate) fn delivered_one(&self) {
         let d = self.delivered.fetch_add(1, Ordering::Relaxed) + 1;
         if d == self.target.load(Ordering::Relaxed) {
             self.wake.notify_one();
         }
     }
 
-    async fn wait_for(&self, target: u64) {
+    pub(crate) async fn wait_for(&self, target: u64) {
         self.target.store(target, Ordering::Relaxed);
         // Bounded: every update is delivered within moments, and a lost
         // subscriber shows up as a missing count, not a hang.
@@ -401,7 +415,7 @@ impl FanoutGate {
 }
 
 /// Updates (or publishes) the writer may have ahead of full delivery.
-const FANOUT_WINDOW: u64 = 8;
+pub(crate) const FANOUT_WINDOW: u64 = 8;
 
 /// Scenario 3, stigmer: one writer, `subscribers` connections each with one
 /// subscription to the same execution.
@@ -536,7 +550,7 @@ pub struct Idle {
 }
 
 /// Connections opened at once while setting up the idle scenario.
-const IDLE_CONNECT_BATCH: usize = 200;
+pub(crate) const IDLE_CONNECT_BATCH: usize = 200;
 
 /// Scenario 4: `n` connections, each holding one subscription (to one of
 /// `executions` executions); the server's RSS once they are all open.

@@ -1,5 +1,6 @@
-//! Minimal buffered connections over Unix sockets, shared by the stigmer and
-//! Redis clients so that both systems are driven by the same client code:
+//! Minimal buffered connections over Unix sockets (stigmer, Redis) or
+//! loopback TCP (NATS, which has no Unix socket listener), shared by every
+//! hand-rolled client so that all systems are driven by the same client code:
 //! one read buffer, one parser per protocol, one `write_all` per request.
 //!
 //! The clients are hand-rolled on purpose: the benchmark measures the
@@ -7,12 +8,13 @@
 //! shape for both (no client library's own tasks or channels in the path).
 
 use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream as StdTcp};
 use std::os::unix::net::UnixStream as StdStream;
 use std::path::Path;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
 
 /// A protocol's incremental parser: takes one whole message off the front of
 /// `buf`, or returns `None` when more bytes are needed.
@@ -26,19 +28,35 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// A blocking connection (the latency scenarios run one thread, so the
 /// client adds no scheduler hop of its own).
-pub struct SyncConn {
-    stream: StdStream,
+pub struct SyncConn<S = StdStream> {
+    stream: S,
     buf: BytesMut,
     scratch: Box<[u8]>,
 }
 
 impl SyncConn {
     pub fn connect(path: &Path) -> io::Result<Self> {
-        Ok(Self {
-            stream: StdStream::connect(path)?,
+        Ok(Self::over(StdStream::connect(path)?))
+    }
+}
+
+impl SyncConn<StdTcp> {
+    /// A loopback TCP connection, Nagle off (each request is one write and
+    /// must leave at once, as on a Unix socket).
+    pub fn connect_tcp(addr: SocketAddr) -> io::Result<Self> {
+        let stream = StdTcp::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(Self::over(stream))
+    }
+}
+
+impl<S: Read + Write> SyncConn<S> {
+    fn over(stream: S) -> Self {
+        Self {
+            stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
             scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
-        })
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -64,18 +82,49 @@ impl SyncConn {
 
 /// An async connection (throughput, fan-out and idle scenarios run many
 /// connections on one current-thread runtime).
-pub struct AsyncConn {
-    stream: UnixStream,
+pub struct AsyncConn<S = UnixStream> {
+    stream: S,
     buf: BytesMut,
 }
 
 impl AsyncConn {
     pub async fn connect(path: &Path) -> io::Result<Self> {
-        Ok(Self {
-            stream: UnixStream::connect(path).await?,
+        Ok(Self::over(UnixStream::connect(path).await?))
+    }
+}
+
+impl AsyncConn<TcpStream> {
+    /// A loopback TCP connection: Nagle off, and closed with a reset (linger
+    /// 0) so that the 10,000 connections of the idle scenario leave no
+    /// TIME_WAIT entries behind to exhaust the ephemeral ports of later
+    /// rounds.
+    pub async fn connect_tcp(addr: SocketAddr) -> io::Result<Self> {
+        let stream = tcp(addr).await?;
+        Ok(Self::over(stream))
+    }
+}
+
+/// A tuned loopback TCP stream (see `AsyncConn::connect_tcp`), also for the
+/// etcd client, which runs HTTP/2 over it.
+pub async fn tcp(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    linger_zero(&stream)?;
+    Ok(stream)
+}
+
+fn linger_zero(stream: &TcpStream) -> io::Result<()> {
+    #[allow(deprecated)] // set_linger is deprecated only for blocking on close
+    stream.set_linger(Some(std::time::Duration::ZERO))
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncConn<S> {
+    fn over(stream: S) -> Self {
+        Self {
+            stream,
             // Small: 10,000 of these are open at once in the idle scenario.
             buf: BytesMut::new(),
-        })
+        }
     }
 
     pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
