@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use stigmer_proto::agentexecution::{
     AgentExecution, AgentExecutionId, AgentExecutionStatus, AgentMessage, ExecutionPhase,
-    MessageType, ToolCall, TodoItem,
+    MessageType, TodoItem, ToolCall,
 };
 use stigmer_proto::daemon::{
     op, request::Command as Cmd, response, AppendRequest, AppendText, Code, EndReason, Event,
@@ -67,7 +67,9 @@ async fn get(c: &mut Raw, id: &str) -> (AgentExecution, u64) {
 }
 
 fn content(e: &AgentExecution, i: usize) -> String {
-    e.status.as_ref().expect("status").messages[i].content.clone()
+    e.status.as_ref().expect("status").messages[i]
+        .content
+        .clone()
 }
 
 async fn subscribe(c: &mut Raw, id: &str, from: Option<u64>, deltas: bool, skip: bool) -> u64 {
@@ -87,7 +89,10 @@ async fn subscribe(c: &mut Raw, id: &str, from: Option<u64>, deltas: bool, skip:
 
 /// Rebuilds the states a delta stream describes, checking its chain of
 /// revisions: each DELTA applies to the state at its `prev_revision`.
-fn replay(events: &[Event], mut state: Option<(AgentExecution, u64)>) -> Vec<(AgentExecution, u64)> {
+fn replay(
+    events: &[Event],
+    mut state: Option<(AgentExecution, u64)>,
+) -> Vec<(AgentExecution, u64)> {
     let mut out = Vec::new();
     for e in events {
         match EventType::try_from(e.r#type).expect("type") {
@@ -124,22 +129,43 @@ async fn append_text_is_safe_to_retry() {
     assert!(r2 > r1);
     // The same append again (a reply lost to a reconnect): acknowledged at
     // the current revision, nothing written twice.
-    assert_eq!(acked(c.call(append(&id, vec![text(0, 5, ", wörld")], None)).await), r2);
+    assert_eq!(
+        acked(c.call(append(&id, vec![text(0, 5, ", wörld")], None)).await),
+        r2
+    );
     let (e, revision) = get(&mut c, &id).await;
     assert_eq!(revision, r2);
     assert_eq!(content(&e, 0), "Hello, wörld");
     let status = e.status.as_ref().expect("status");
     assert_eq!(status.messages[0].r#type, MessageType::MessageAi as i32);
-    assert!(status.audit.as_ref().and_then(|a| a.status_audit.as_ref()).is_some(), "stamped");
+    assert!(
+        status
+            .audit
+            .as_ref()
+            .and_then(|a| a.status_audit.as_ref())
+            .is_some(),
+        "stamped"
+    );
     // A stale offset, a gap, a partial overlap, a missing message index.
-    for op in [text(0, 3, "xyz"), text(0, 99, "x"), text(0, 10, "ldX"), text(2, 0, "x")] {
+    for op in [
+        text(0, 3, "xyz"),
+        text(0, 99, "x"),
+        text(0, 10, "ldX"),
+        text(2, 0, "x"),
+    ] {
         let msg = expect_error(&c.call(append(&id, vec![op], None)).await, Code::Aborted);
         assert!(msg.contains(&format!("revision {r2}")), "{msg}");
     }
-    let msg = expect_error(&c.call(append(&id, vec![text(0, 3, "xyz")], None)).await, Code::Aborted);
+    let msg = expect_error(
+        &c.call(append(&id, vec![text(0, 3, "xyz")], None)).await,
+        Code::Aborted,
+    );
     assert!(msg.contains("13"), "the current length (13 bytes): {msg}");
     // An offset inside a character is malformed.
-    expect_error(&c.call(append(&id, vec![text(0, 9, "x")], None)).await, Code::InvalidArgument);
+    expect_error(
+        &c.call(append(&id, vec![text(0, 9, "x")], None)).await,
+        Code::InvalidArgument,
+    );
     let (e, _) = get(&mut c, &id).await;
     assert_eq!(content(&e, 0), "Hello, wörld");
 }
@@ -151,19 +177,44 @@ async fn append_refusals() {
     let d = Daemon::start(&[]);
     let mut c = d.connect().await;
     let (id, _) = c.create("runner").await;
-    expect_error(&c.call(append(&id, vec![], None)).await, Code::InvalidArgument);
-    expect_error(&c.call(append(&id, vec![Op { op: None }], None)).await, Code::InvalidArgument);
+    expect_error(
+        &c.call(append(&id, vec![], None)).await,
+        Code::InvalidArgument,
+    );
+    expect_error(
+        &c.call(append(&id, vec![Op { op: None }], None)).await,
+        Code::InvalidArgument,
+    );
     let stamp = Op {
         op: Some(op::Op::Stamp(Default::default())),
     };
-    expect_error(&c.call(append(&id, vec![stamp], None)).await, Code::InvalidArgument);
     expect_error(
-        &c.call(append(&id, vec![Op { op: Some(op::Op::SetPhase(0)) }], None)).await,
+        &c.call(append(&id, vec![stamp], None)).await,
         Code::InvalidArgument,
     );
-    expect_error(&c.call(append("aex-nope", vec![text(0, 0, "x")], None)).await, Code::InvalidArgument);
     expect_error(
-        &c.call(append("aex-01jzzzzzzzzzzzzzzzzzzzzzzz", vec![text(0, 0, "x")], None)).await,
+        &c.call(append(
+            &id,
+            vec![Op {
+                op: Some(op::Op::SetPhase(0)),
+            }],
+            None,
+        ))
+        .await,
+        Code::InvalidArgument,
+    );
+    expect_error(
+        &c.call(append("aex-nope", vec![text(0, 0, "x")], None))
+            .await,
+        Code::InvalidArgument,
+    );
+    expect_error(
+        &c.call(append(
+            "aex-01jzzzzzzzzzzzzzzzzzzzzzzz",
+            vec![text(0, 0, "x")],
+            None,
+        ))
+        .await,
         Code::NotFound,
     );
     // Everything a runner changes, in one atomic append.
@@ -194,17 +245,31 @@ async fn append_refusals() {
     assert_eq!(status.tool_calls[0].name, "grep");
     assert_eq!(status.todos["k"].content, "write tests");
     assert_eq!(status.phase, ExecutionPhase::ExecutionInProgress as i32);
-    assert!(!status.started_at.is_empty(), "stamped when it left PENDING");
+    assert!(
+        !status.started_at.is_empty(),
+        "stamped when it left PENDING"
+    );
     // A failed operation fails the whole append: the text before it is not
     // applied either.
     expect_error(
-        &c.call(append(&id, vec![text(0, 8, "!"), text(5, 0, "x")], None)).await,
+        &c.call(append(&id, vec![text(0, 8, "!"), text(5, 0, "x")], None))
+            .await,
         Code::Aborted,
     );
     let (e, _) = get(&mut c, &id).await;
     assert_eq!(content(&e, 0), "thinking");
-    acked(c.call(append(&id, vec![set_phase(ExecutionPhase::ExecutionCompleted)], None)).await);
-    expect_error(&c.call(append(&id, vec![text(0, 8, "!")], None)).await, Code::FailedPrecondition);
+    acked(
+        c.call(append(
+            &id,
+            vec![set_phase(ExecutionPhase::ExecutionCompleted)],
+            None,
+        ))
+        .await,
+    );
+    expect_error(
+        &c.call(append(&id, vec![text(0, 8, "!")], None)).await,
+        Code::FailedPrecondition,
+    );
 }
 
 /// Compare-and-set: a stale expected_revision is ABORTED with the current
@@ -215,12 +280,22 @@ async fn expected_revision() {
     let d = Daemon::start(&[]);
     let mut c = d.connect().await;
     let (id, created) = c.create("runner").await;
-    let r1 = acked(c.call(append(&id, vec![text(0, 0, "a")], Some(created))).await);
+    let r1 = acked(
+        c.call(append(&id, vec![text(0, 0, "a")], Some(created)))
+            .await,
+    );
     // A retry with the same expected revision: already applied.
-    assert_eq!(acked(c.call(append(&id, vec![text(0, 0, "a")], Some(created))).await), r1);
+    assert_eq!(
+        acked(
+            c.call(append(&id, vec![text(0, 0, "a")], Some(created)))
+                .await
+        ),
+        r1
+    );
     // Something new against a stale revision.
     let msg = expect_error(
-        &c.call(append(&id, vec![text(0, 1, "b")], Some(created))).await,
+        &c.call(append(&id, vec![text(0, 1, "b")], Some(created)))
+            .await,
         Code::Aborted,
     );
     assert!(msg.contains(&format!("at revision {r1}")), "{msg}");
@@ -273,13 +348,18 @@ async fn delta_streams_rebuild_the_whole_states() {
     let (id, _) = w.create("runner").await;
     let whole = subscribe(&mut c, &id, None, false, false).await;
     let deltas = subscribe(&mut c, &id, None, true, false).await;
-    assert_eq!(c.event(whole).await.r#type, SNAPSHOT);
-    assert_eq!(c.event(deltas).await.r#type, SNAPSHOT);
+    let whole_snapshot = c.event(whole).await;
+    let delta_snapshot = c.event(deltas).await;
+    assert_eq!(whole_snapshot.r#type, SNAPSHOT);
+    assert_eq!(delta_snapshot.r#type, SNAPSHOT);
     // Tokens appended one by one, then upstream's pattern: the whole
     // cumulative status, twice with more text, then a new message.
     let mut said = String::new();
     for token in ["Look", "ing ", "at ", "the ", "logs"] {
-        acked(w.call(append(&id, vec![text(0, said.len() as u64, token)], None)).await);
+        acked(
+            w.call(append(&id, vec![text(0, said.len() as u64, token)], None))
+                .await,
+        );
         said.push_str(token);
     }
     let mut status = ai_status(&format!("{said}. Found it"));
@@ -290,18 +370,39 @@ async fn delta_streams_rebuild_the_whole_states() {
         ..Default::default()
     });
     expect_execution(w.update(&id, status).await);
-    expect_execution(w.update(&id, phase(ExecutionPhase::ExecutionCompleted)).await);
-    let whole_events = c.events_until_end(whole).await;
-    let delta_events = c.events_until_end(deltas).await;
-    assert_eq!(whole_events.last().map(|e| e.reason), Some(EndReason::Terminal as i32));
-    assert_eq!(delta_events.last().map(|e| e.reason), Some(EndReason::Terminal as i32));
-    assert!(delta_events[1..delta_events.len() - 1].iter().all(|e| e.r#type == DELTA));
+    expect_execution(
+        w.update(&id, phase(ExecutionPhase::ExecutionCompleted))
+            .await,
+    );
+    let mut whole_events = vec![whole_snapshot];
+    whole_events.extend(c.events_until_end(whole).await);
+    let mut delta_events = vec![delta_snapshot];
+    delta_events.extend(c.events_until_end(deltas).await);
+    assert_eq!(
+        whole_events.last().map(|e| e.reason),
+        Some(EndReason::Terminal as i32)
+    );
+    assert_eq!(
+        delta_events.last().map(|e| e.reason),
+        Some(EndReason::Terminal as i32)
+    );
+    assert!(delta_events[1..delta_events.len() - 1]
+        .iter()
+        .all(|e| e.r#type == DELTA));
     // The whole status sent again after appends extends the text: its diff
     // is an append, not a replacement.
+    let revs: Vec<(i32, u64)> = delta_events
+        .iter()
+        .map(|e| (e.r#type, e.revision))
+        .collect();
     let upstream = &delta_events[6];
+    assert_eq!(upstream.r#type, DELTA, "{revs:?}");
     assert!(
-        upstream.ops.iter().any(|o| matches!(&o.op, Some(op::Op::AppendText(t)) if t.text == ". Found it")),
-        "{upstream:?}"
+        upstream
+            .ops
+            .iter()
+            .any(|o| matches!(&o.op, Some(op::Op::AppendText(t)) if t.text == ". Found it")),
+        "{upstream:?} in {revs:?}"
     );
     let from_deltas = replay(&delta_events, None);
     let from_whole: Vec<(AgentExecution, u64)> = whole_events
@@ -327,7 +428,10 @@ async fn delta_streams_resume_across_a_restart() {
     let mut revisions = Vec::new();
     for i in 0..40 {
         let token = format!("t{i} ");
-        revisions.push(acked(w.call(append(&id, vec![text(0, said.len() as u64, &token)], None)).await));
+        revisions.push(acked(
+            w.call(append(&id, vec![text(0, said.len() as u64, &token)], None))
+                .await,
+        ));
         said.push_str(&token);
     }
     // The state at revision R, for reference, from a whole-state replay.
@@ -346,7 +450,14 @@ async fn delta_streams_resume_across_a_restart() {
     let last = *revisions.last().expect("appended");
     let t39 = "t39 ";
     assert_eq!(
-        acked(w.call(append(&id, vec![text(0, (said.len() - t39.len()) as u64, t39)], None)).await),
+        acked(
+            w.call(append(
+                &id,
+                vec![text(0, (said.len() - t39.len()) as u64, t39)],
+                None
+            ))
+            .await
+        ),
         last
     );
     let mut c = d.connect().await;
@@ -360,7 +471,11 @@ async fn delta_streams_resume_across_a_restart() {
         events.push(c.event(s).await);
     }
     let rebuilt = replay(&events, None);
-    let expected: Vec<_> = states.iter().filter(|(_, rev)| *rev >= r).cloned().collect();
+    let expected: Vec<_> = states
+        .iter()
+        .filter(|(_, rev)| *rev >= r)
+        .cloned()
+        .collect();
     assert_eq!(rebuilt, expected);
     // Without it: the first event is the delta after R.
     let s2 = subscribe(&mut c, &id, Some(r), true, true).await;
@@ -370,7 +485,11 @@ async fn delta_streams_resume_across_a_restart() {
     let s3 = subscribe(&mut c, &id, Some(r), false, false).await;
     let e = c.event(s3).await;
     assert_eq!(e.r#type, UPDATE);
-    assert_eq!((e.execution.expect("whole"), e.revision), states[21].clone());
+    // states[0] is the create, states[i + 1] the state after revisions[i].
+    assert_eq!(
+        (e.execution.expect("whole"), e.revision),
+        states[22].clone()
+    );
     let (latest, _) = get(&mut c, &id).await;
     assert_eq!(content(&latest, 0), said);
 }
@@ -398,7 +517,8 @@ async fn whole_statuses_are_stored_as_deltas() {
             }],
             ..Default::default()
         };
-        w.send_with(1, Cmd::UpdateStatus(update_input(&id, status)), true).await;
+        w.send_with(1, Cmd::UpdateStatus(update_input(&id, status)), true)
+            .await;
         w.recv(1).await;
     }
     let (latest, _) = get(&mut w, &id).await;
