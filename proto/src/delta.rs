@@ -145,6 +145,7 @@ fn invalid(message: String) -> ApplyError {
 const MAX_SECONDS: i64 = 253_402_300_799;
 
 /// Applies one op to `status` (the rules are in the module documentation).
+/// On error the status is unchanged (every check runs before any change).
 pub fn apply(status: &mut AgentExecutionStatus, op: &Op) -> Result<Outcome, ApplyError> {
     let Some(op) = op.op.as_ref() else {
         return Err(invalid("the operation is empty (no op set)".into()));
@@ -1264,6 +1265,24 @@ mod tests {
                 prop_assert_eq!(apply(&mut s, o), Ok(AlreadyApplied), "{:?}", o);
             }
             prop_assert_eq!(s, once);
+        }
+
+        /// Ops that do not fit a status (diffs of other statuses, random
+        /// appends) are refused without changing it, or fit it.
+        #[test]
+        fn refused_ops_change_nothing(
+            mut s in status(),
+            (a, b) in pair(),
+            appends in proptest::collection::vec((0u32..5, 0u64..30, text()), 0..6),
+        ) {
+            let mut ops = diff(&a, &b);
+            ops.extend(appends.iter().map(|(i, offset, t)| append(*i, *offset, t)));
+            for o in &ops {
+                let before = s.clone();
+                if apply(&mut s, o).is_err() {
+                    prop_assert_eq!(&s, &before);
+                }
+            }
         }
 
         /// Appends with stale retries and wrong offsets: each text once.

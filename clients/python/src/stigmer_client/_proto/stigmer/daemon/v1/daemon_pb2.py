@@ -26,9 +26,10 @@ from stigmer_client._proto.ai.stigmer.agentic.agentexecution.v1 import api_pb2 a
 from stigmer_client._proto.ai.stigmer.agentic.agentexecution.v1 import enum_pb2 as ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_enum__pb2
 from stigmer_client._proto.ai.stigmer.agentic.agentexecution.v1 import io_pb2 as ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_io__pb2
 from stigmer_client._proto.ai.stigmer.commons.apiresource import metadata_pb2 as ai_dot_stigmer_dot_commons_dot_apiresource_dot_metadata__pb2
+from stigmer_client._proto.stigmer.daemon.v1 import delta_pb2 as stigmer_dot_daemon_dot_v1_dot_delta__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1estigmer/daemon/v1/daemon.proto\x12\x11stigmer.daemon.v1\x1a.ai/stigmer/agentic/agentexecution/v1/api.proto\x1a/ai/stigmer/agentic/agentexecution/v1/enum.proto\x1a-ai/stigmer/agentic/agentexecution/v1/io.proto\x1a-ai/stigmer/commons/apiresource/metadata.proto\"\x9f\x05\n\x07Request\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\x04\x12\x15\n\rminimal_reply\x18\x03 \x01(\x08\x12.\n\x04ping\x18\n \x01(\x0b\x32\x1e.stigmer.daemon.v1.PingRequestH\x00\x12\x46\n\x06\x63reate\x18\x0b \x01(\x0b\x32\x34.ai.stigmer.agentic.agentexecution.v1.AgentExecutionH\x00\x12^\n\rupdate_status\x18\x0c \x01(\x0b\x32\x45.ai.stigmer.agentic.agentexecution.v1.AgentExecutionUpdateStatusInputH\x00\x12\x45\n\x03get\x18\r \x01(\x0b\x32\x36.ai.stigmer.agentic.agentexecution.v1.AgentExecutionIdH\x00\x12\x38\n\x04list\x18\x0e \x01(\x0b\x32(.stigmer.daemon.v1.ListExecutionsRequestH\x00\x12?\n\x06\x64\x65lete\x18\x0f \x01(\x0b\x32-.ai.stigmer.commons.apiresource.ApiResourceIdH\x00\x12\x38\n\tsubscribe\x18\x10 \x01(\x0b\x32#.stigmer.daemon.v1.SubscribeRequestH\x00\x12>\n\x06\x63\x61ncel\x18\x11 \x01(\x0b\x32,.stigmer.daemon.v1.CancelSubscriptionRequestH\x00\x12\x32\n\x06status\x18\x13 \x01(\x0b\x32 .stigmer.daemon.v1.StatusRequestH\x00\x42\t\n\x07\x63ommandJ\x04\x08\x12\x10\x13\"\xd0\x03\n\x08Response\x12\n\n\x02id\x18\x01 \x01(\x04\x12)\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x18.stigmer.daemon.v1.ErrorH\x00\x12/\n\x04pong\x18\n \x01(\x0b\x32\x1f.stigmer.daemon.v1.PingResponseH\x00\x12\x36\n\texecution\x18\x0b \x01(\x0b\x32!.stigmer.daemon.v1.ExecutionReplyH\x00\x12\x39\n\x04list\x18\x0e \x01(\x0b\x32).stigmer.daemon.v1.ListExecutionsResponseH\x00\x12=\n\x07\x64\x65leted\x18\x0f \x01(\x0b\x32*.stigmer.daemon.v1.DeleteExecutionResponseH\x00\x12)\n\x05\x65vent\x18\x10 \x01(\x0b\x32\x18.stigmer.daemon.v1.EventH\x00\x12\x42\n\tcancelled\x18\x11 \x01(\x0b\x32-.stigmer.daemon.v1.CancelSubscriptionResponseH\x00\x12\x31\n\x06status\x18\x13 \x01(\x0b\x32\x1f.stigmer.daemon.v1.DaemonStatusH\x00\x42\x08\n\x06result\"?\n\x05\x45rror\x12%\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x17.stigmer.daemon.v1.Code\x12\x0f\n\x07message\x18\x02 \x01(\t\"\r\n\x0bPingRequest\"l\n\x0cPingResponse\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x16\n\x0e\x64\x61\x65mon_version\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x04\x12\x18\n\x10max_frame_length\x18\x04 \x01(\r\"\x81\x01\n\x0e\x45xecutionReply\x12G\n\texecution\x18\x01 \x01(\x0b\x32\x34.ai.stigmer.agentic.agentexecution.v1.AgentExecution\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\"\x97\x01\n\x15ListExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x43\n\x05phase\x18\x03 \x01(\x0e\x32\x34.ai.stigmer.agentic.agentexecution.v1.ExecutionPhase\x12\x12\n\nsession_id\x18\x04 \x01(\t\"x\n\x16ListExecutionsResponse\x12\x45\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x34.ai.stigmer.agentic.agentexecution.v1.AgentExecution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x17\x44\x65leteExecutionResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\"h\n\x10SubscribeRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x1a\n\rfrom_revision\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x10\n\x0e_from_revisionJ\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06\"4\n\x19\x43\x61ncelSubscriptionRequest\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\x04\"\x1c\n\x1a\x43\x61ncelSubscriptionResponse\"\xe9\x01\n\x05\x45vent\x12*\n\x04type\x18\x01 \x01(\x0e\x32\x1c.stigmer.daemon.v1.EventType\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\x12G\n\texecution\x18\x04 \x01(\x0b\x32\x34.ai.stigmer.agentic.agentexecution.v1.AgentExecution\x12,\n\x06reason\x18\x05 \x01(\x0e\x32\x1c.stigmer.daemon.v1.EndReason\x12\x0f\n\x07message\x18\x06 \x01(\tJ\x04\x08\x07\x10\x08\"#\n\rStatusRequest\x12\x12\n\nprometheus\x18\x01 \x01(\x08\"\xb7\x06\n\x0c\x44\x61\x65monStatus\x12\x16\n\x0e\x64\x61\x65mon_version\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x16\n\x0euptime_seconds\x18\x03 \x01(\x01\x12\x0e\n\x06socket\x18\x04 \x01(\t\x12\x10\n\x08\x64\x61tabase\x18\x05 \x01(\t\x12\x12\n\ndurability\x18\x06 \x01(\t\x12\x10\n\x08revision\x18\x07 \x01(\x04\x12\x13\n\x0b\x63onnections\x18\x08 \x01(\x04\x12\x15\n\rsubscriptions\x18\t \x01(\x04\x12\x61\n\x1asubscriptions_by_execution\x18\n \x03(\x0b\x32=.stigmer.daemon.v1.DaemonStatus.SubscriptionsByExecutionEntry\x12\x19\n\x11\x63ommitted_changes\x18\x0b \x01(\x04\x12\x16\n\x0e\x63ommit_batches\x18\x0c \x01(\x04\x12\x1d\n\x15\x63ommit_latency_p50_us\x18\r \x01(\x01\x12\x1d\n\x15\x63ommit_latency_p99_us\x18\x0e \x01(\x01\x12 \n\x18\x62roadcast_latency_p50_us\x18\x0f \x01(\x01\x12 \n\x18\x62roadcast_latency_p99_us\x18\x10 \x01(\x01\x12\x0f\n\x07resyncs\x18\x11 \x01(\x04\x12\x1c\n\x14subscriber_overflows\x18\x12 \x01(\x04\x12!\n\x19slow_consumer_disconnects\x18\x13 \x01(\x04\x12V\n\x14rejected_connections\x18\x14 \x03(\x0b\x32\x38.stigmer.daemon.v1.DaemonStatus.RejectedConnectionsEntry\x12\x16\n\x0erefused_writes\x18\x15 \x01(\x04\x12\x12\n\nprometheus\x18\x16 \x01(\t\x1a?\n\x1dSubscriptionsByExecutionEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a:\n\x18RejectedConnectionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01*\xb7\x02\n\x04\x43ode\x12\x06\n\x02OK\x10\x00\x12\r\n\tCANCELLED\x10\x01\x12\x0b\n\x07UNKNOWN\x10\x02\x12\x14\n\x10INVALID_ARGUMENT\x10\x03\x12\x15\n\x11\x44\x45\x41\x44LINE_EXCEEDED\x10\x04\x12\r\n\tNOT_FOUND\x10\x05\x12\x12\n\x0e\x41LREADY_EXISTS\x10\x06\x12\x15\n\x11PERMISSION_DENIED\x10\x07\x12\x16\n\x12RESOURCE_EXHAUSTED\x10\x08\x12\x17\n\x13\x46\x41ILED_PRECONDITION\x10\t\x12\x0b\n\x07\x41\x42ORTED\x10\n\x12\x10\n\x0cOUT_OF_RANGE\x10\x0b\x12\x11\n\rUNIMPLEMENTED\x10\x0c\x12\x0c\n\x08INTERNAL\x10\r\x12\x0f\n\x0bUNAVAILABLE\x10\x0e\x12\r\n\tDATA_LOSS\x10\x0f\x12\x13\n\x0fUNAUTHENTICATED\x10\x10*n\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x45VENT_SNAPSHOT\x10\x01\x12\x10\n\x0c\x45VENT_UPDATE\x10\x02\x12\x10\n\x0c\x45VENT_RESYNC\x10\x03\x12\r\n\tEVENT_END\x10\x04*\xa9\x01\n\tEndReason\x12\x1a\n\x16\x45ND_REASON_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45ND_REASON_TERMINAL\x10\x01\x12\x16\n\x12\x45ND_REASON_DELETED\x10\x02\x12\x18\n\x14\x45ND_REASON_CANCELLED\x10\x03\x12\x17\n\x13\x45ND_REASON_SHUTDOWN\x10\x04\x12\x1c\n\x18\x45ND_REASON_SLOW_CONSUMER\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1estigmer/daemon/v1/daemon.proto\x12\x11stigmer.daemon.v1\x1a.ai/stigmer/agentic/agentexecution/v1/api.proto\x1a/ai/stigmer/agentic/agentexecution/v1/enum.proto\x1a-ai/stigmer/agentic/agentexecution/v1/io.proto\x1a-ai/stigmer/commons/apiresource/metadata.proto\x1a\x1dstigmer/daemon/v1/delta.proto\"\xcd\x05\n\x07Request\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\x04\x12\x15\n\rminimal_reply\x18\x03 \x01(\x08\x12.\n\x04ping\x18\n \x01(\x0b\x32\x1e.stigmer.daemon.v1.PingRequestH\x00\x12\x46\n\x06\x63reate\x18\x0b \x01(\x0b\x32\x34.ai.stigmer.agentic.agentexecution.v1.AgentExecutionH\x00\x12^\n\rupdate_status\x18\x0c \x01(\x0b\x32\x45.ai.stigmer.agentic.agentexecution.v1.AgentExecutionUpdateStatusInputH\x00\x12\x45\n\x03get\x18\r \x01(\x0b\x32\x36.ai.stigmer.agentic.agentexecution.v1.AgentExecutionIdH\x00\x12\x38\n\x04list\x18\x0e \x01(\x0b\x32(.stigmer.daemon.v1.ListExecutionsRequestH\x00\x12?\n\x06\x64\x65lete\x18\x0f \x01(\x0b\x32-.ai.stigmer.commons.apiresource.ApiResourceIdH\x00\x12\x38\n\tsubscribe\x18\x10 \x01(\x0b\x32#.stigmer.daemon.v1.SubscribeRequestH\x00\x12>\n\x06\x63\x61ncel\x18\x11 \x01(\x0b\x32,.stigmer.daemon.v1.CancelSubscriptionRequestH\x00\x12\x32\n\x06\x61ppend\x18\x12 \x01(\x0b\x32 .stigmer.daemon.v1.AppendRequestH\x00\x12\x32\n\x06status\x18\x13 \x01(\x0b\x32 .stigmer.daemon.v1.StatusRequestH\x00\x42\t\n\x07\x63ommand\"\xd0\x03\n\x08Response\x12\n\n\x02id\x18\x01 \x01(\x04\x12)\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x18.stigmer.daemon.v1.ErrorH\x00\x12/\n\x04pong\x18\n \x01(\x0b\x32\x1f.stigmer.daemon.v1.PingResponseH\x00\x12\x36\n\texecution\x18\x0b \x01(\x0b\x32!.stigmer.daemon.v1.ExecutionReplyH\x00\x12\x39\n\x04list\x18\x0e \x01(\x0b\x32).stigmer.daemon.v1.ListExecutionsResponseH\x00\x12=\n\x07\x64\x65leted\x18\x0f \x01(\x0b\x32*.stigmer.daemon.v1.DeleteExecutionResponseH\x00\x12)\n\x05\x65vent\x18\x10 \x01(\x0b\x32\x18.stigmer.daemon.v1.EventH\x00\x12\x42\n\tcancelled\x18\x11 \x01(\x0b\x32-.stigmer.daemon.v1.CancelSubscriptionResponseH\x00\x12\x31\n\x06status\x18\x13 \x01(\x0b\x32\x1f.stigmer.daemon.v1.DaemonStatusH\x00\x42\x08\n\x06result\"?\n\x05\x45rror\x12%\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x17.stigmer.daemon.v1.Code\x12\x0f\n\x07message\x18\x02 \x01(\t\"\r\n\x0bPingRequest\"l\n\x0cPingResponse\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x16\n\x0e\x64\x61\x65mon_version\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x04\x12\x18\n\x10max_frame_length\x18\x04 \x01(\r\"\x81\x01\n\x0e\x45xecutionReply\x12G\n\texecution\x18\x01 \x01(\x0b\x32\x34.ai.stigmer.agentic.agentexecution.v1.AgentExecution\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\"\x97\x01\n\x15ListExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x43\n\x05phase\x18\x03 \x01(\x0e\x32\x34.ai.stigmer.agentic.agentexecution.v1.ExecutionPhase\x12\x12\n\nsession_id\x18\x04 \x01(\t\"x\n\x16ListExecutionsResponse\x12\x45\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x34.ai.stigmer.agentic.agentexecution.v1.AgentExecution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x17\x44\x65leteExecutionResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\"\x8e\x01\n\x10SubscribeRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x1a\n\rfrom_revision\x18\x02 \x01(\x04H\x00\x88\x01\x01\x12\x0e\n\x06\x64\x65ltas\x18\x05 \x01(\x08\x12\x1a\n\x12skip_initial_state\x18\x06 \x01(\x08\x42\x10\n\x0e_from_revisionJ\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05\"4\n\x19\x43\x61ncelSubscriptionRequest\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\x04\"\x1c\n\x1a\x43\x61ncelSubscriptionResponse\"\x9e\x02\n\x05\x45vent\x12*\n\x04type\x18\x01 \x01(\x0e\x32\x1c.stigmer.daemon.v1.EventType\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x14\n\x0c\x65xecution_id\x18\x03 \x01(\t\x12G\n\texecution\x18\x04 \x01(\x0b\x32\x34.ai.stigmer.agentic.agentexecution.v1.AgentExecution\x12,\n\x06reason\x18\x05 \x01(\x0e\x32\x1c.stigmer.daemon.v1.EndReason\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\"\n\x03ops\x18\x07 \x03(\x0b\x32\x15.stigmer.daemon.v1.Op\x12\x15\n\rprev_revision\x18\x08 \x01(\x04\"#\n\rStatusRequest\x12\x12\n\nprometheus\x18\x01 \x01(\x08\"\xb7\x06\n\x0c\x44\x61\x65monStatus\x12\x16\n\x0e\x64\x61\x65mon_version\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x16\n\x0euptime_seconds\x18\x03 \x01(\x01\x12\x0e\n\x06socket\x18\x04 \x01(\t\x12\x10\n\x08\x64\x61tabase\x18\x05 \x01(\t\x12\x12\n\ndurability\x18\x06 \x01(\t\x12\x10\n\x08revision\x18\x07 \x01(\x04\x12\x13\n\x0b\x63onnections\x18\x08 \x01(\x04\x12\x15\n\rsubscriptions\x18\t \x01(\x04\x12\x61\n\x1asubscriptions_by_execution\x18\n \x03(\x0b\x32=.stigmer.daemon.v1.DaemonStatus.SubscriptionsByExecutionEntry\x12\x19\n\x11\x63ommitted_changes\x18\x0b \x01(\x04\x12\x16\n\x0e\x63ommit_batches\x18\x0c \x01(\x04\x12\x1d\n\x15\x63ommit_latency_p50_us\x18\r \x01(\x01\x12\x1d\n\x15\x63ommit_latency_p99_us\x18\x0e \x01(\x01\x12 \n\x18\x62roadcast_latency_p50_us\x18\x0f \x01(\x01\x12 \n\x18\x62roadcast_latency_p99_us\x18\x10 \x01(\x01\x12\x0f\n\x07resyncs\x18\x11 \x01(\x04\x12\x1c\n\x14subscriber_overflows\x18\x12 \x01(\x04\x12!\n\x19slow_consumer_disconnects\x18\x13 \x01(\x04\x12V\n\x14rejected_connections\x18\x14 \x03(\x0b\x32\x38.stigmer.daemon.v1.DaemonStatus.RejectedConnectionsEntry\x12\x16\n\x0erefused_writes\x18\x15 \x01(\x04\x12\x12\n\nprometheus\x18\x16 \x01(\t\x1a?\n\x1dSubscriptionsByExecutionEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a:\n\x18RejectedConnectionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01*\xb7\x02\n\x04\x43ode\x12\x06\n\x02OK\x10\x00\x12\r\n\tCANCELLED\x10\x01\x12\x0b\n\x07UNKNOWN\x10\x02\x12\x14\n\x10INVALID_ARGUMENT\x10\x03\x12\x15\n\x11\x44\x45\x41\x44LINE_EXCEEDED\x10\x04\x12\r\n\tNOT_FOUND\x10\x05\x12\x12\n\x0e\x41LREADY_EXISTS\x10\x06\x12\x15\n\x11PERMISSION_DENIED\x10\x07\x12\x16\n\x12RESOURCE_EXHAUSTED\x10\x08\x12\x17\n\x13\x46\x41ILED_PRECONDITION\x10\t\x12\x0b\n\x07\x41\x42ORTED\x10\n\x12\x10\n\x0cOUT_OF_RANGE\x10\x0b\x12\x11\n\rUNIMPLEMENTED\x10\x0c\x12\x0c\n\x08INTERNAL\x10\r\x12\x0f\n\x0bUNAVAILABLE\x10\x0e\x12\r\n\tDATA_LOSS\x10\x0f\x12\x13\n\x0fUNAUTHENTICATED\x10\x10*\x7f\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x45VENT_SNAPSHOT\x10\x01\x12\x10\n\x0c\x45VENT_UPDATE\x10\x02\x12\x10\n\x0c\x45VENT_RESYNC\x10\x03\x12\r\n\tEVENT_END\x10\x04\x12\x0f\n\x0b\x45VENT_DELTA\x10\x05*\xa9\x01\n\tEndReason\x12\x1a\n\x16\x45ND_REASON_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45ND_REASON_TERMINAL\x10\x01\x12\x16\n\x12\x45ND_REASON_DELETED\x10\x02\x12\x18\n\x14\x45ND_REASON_CANCELLED\x10\x03\x12\x17\n\x13\x45ND_REASON_SHUTDOWN\x10\x04\x12\x1c\n\x18\x45ND_REASON_SLOW_CONSUMER\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,44 +40,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DAEMONSTATUS_SUBSCRIPTIONSBYEXECUTIONENTRY']._serialized_options = b'8\001'
   _globals['_DAEMONSTATUS_REJECTEDCONNECTIONSENTRY']._loaded_options = None
   _globals['_DAEMONSTATUS_REJECTEDCONNECTIONSENTRY']._serialized_options = b'8\001'
-  _globals['_CODE']._serialized_start=3318
-  _globals['_CODE']._serialized_end=3629
-  _globals['_EVENTTYPE']._serialized_start=3631
-  _globals['_EVENTTYPE']._serialized_end=3741
-  _globals['_ENDREASON']._serialized_start=3744
-  _globals['_ENDREASON']._serialized_end=3913
-  _globals['_REQUEST']._serialized_start=245
-  _globals['_REQUEST']._serialized_end=916
-  _globals['_RESPONSE']._serialized_start=919
-  _globals['_RESPONSE']._serialized_end=1383
-  _globals['_ERROR']._serialized_start=1385
-  _globals['_ERROR']._serialized_end=1448
-  _globals['_PINGREQUEST']._serialized_start=1450
-  _globals['_PINGREQUEST']._serialized_end=1463
-  _globals['_PINGRESPONSE']._serialized_start=1465
-  _globals['_PINGRESPONSE']._serialized_end=1573
-  _globals['_EXECUTIONREPLY']._serialized_start=1576
-  _globals['_EXECUTIONREPLY']._serialized_end=1705
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1708
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1859
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1861
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1981
-  _globals['_DELETEEXECUTIONRESPONSE']._serialized_start=1983
-  _globals['_DELETEEXECUTIONRESPONSE']._serialized_end=2026
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=2028
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=2132
-  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_start=2134
-  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_end=2186
-  _globals['_CANCELSUBSCRIPTIONRESPONSE']._serialized_start=2188
-  _globals['_CANCELSUBSCRIPTIONRESPONSE']._serialized_end=2216
-  _globals['_EVENT']._serialized_start=2219
-  _globals['_EVENT']._serialized_end=2452
-  _globals['_STATUSREQUEST']._serialized_start=2454
-  _globals['_STATUSREQUEST']._serialized_end=2489
-  _globals['_DAEMONSTATUS']._serialized_start=2492
-  _globals['_DAEMONSTATUS']._serialized_end=3315
-  _globals['_DAEMONSTATUS_SUBSCRIPTIONSBYEXECUTIONENTRY']._serialized_start=3192
-  _globals['_DAEMONSTATUS_SUBSCRIPTIONSBYEXECUTIONENTRY']._serialized_end=3255
-  _globals['_DAEMONSTATUS_REJECTEDCONNECTIONSENTRY']._serialized_start=3257
-  _globals['_DAEMONSTATUS_REJECTEDCONNECTIONSENTRY']._serialized_end=3315
+  _globals['_CODE']._serialized_start=3487
+  _globals['_CODE']._serialized_end=3798
+  _globals['_EVENTTYPE']._serialized_start=3800
+  _globals['_EVENTTYPE']._serialized_end=3927
+  _globals['_ENDREASON']._serialized_start=3930
+  _globals['_ENDREASON']._serialized_end=4099
+  _globals['_REQUEST']._serialized_start=276
+  _globals['_REQUEST']._serialized_end=993
+  _globals['_RESPONSE']._serialized_start=996
+  _globals['_RESPONSE']._serialized_end=1460
+  _globals['_ERROR']._serialized_start=1462
+  _globals['_ERROR']._serialized_end=1525
+  _globals['_PINGREQUEST']._serialized_start=1527
+  _globals['_PINGREQUEST']._serialized_end=1540
+  _globals['_PINGRESPONSE']._serialized_start=1542
+  _globals['_PINGRESPONSE']._serialized_end=1650
+  _globals['_EXECUTIONREPLY']._serialized_start=1653
+  _globals['_EXECUTIONREPLY']._serialized_end=1782
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1785
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1936
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1938
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=2058
+  _globals['_DELETEEXECUTIONRESPONSE']._serialized_start=2060
+  _globals['_DELETEEXECUTIONRESPONSE']._serialized_end=2103
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=2106
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=2248
+  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_start=2250
+  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_end=2302
+  _globals['_CANCELSUBSCRIPTIONRESPONSE']._serialized_start=2304
+  _globals['_CANCELSUBSCRIPTIONRESPONSE']._serialized_end=2332
+  _globals['_EVENT']._serialized_start=2335
+  _globals['_EVENT']._serialized_end=2621
+  _globals['_STATUSREQUEST']._serialized_start=2623
+  _globals['_STATUSREQUEST']._serialized_end=2658
+  _globals['_DAEMONSTATUS']._serialized_start=2661
+  _globals['_DAEMONSTATUS']._serialized_end=3484
+  _globals['_DAEMONSTATUS_SUBSCRIPTIONSBYEXECUTIONENTRY']._serialized_start=3361
+  _globals['_DAEMONSTATUS_SUBSCRIPTIONSBYEXECUTIONENTRY']._serialized_end=3424
+  _globals['_DAEMONSTATUS_REJECTEDCONNECTIONSENTRY']._serialized_start=3426
+  _globals['_DAEMONSTATUS_REJECTEDCONNECTIONSENTRY']._serialized_end=3484
 # @@protoc_insertion_point(module_scope)

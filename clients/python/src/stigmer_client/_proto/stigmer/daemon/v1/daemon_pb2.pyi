@@ -2,6 +2,7 @@ from stigmer_client._proto.ai.stigmer.agentic.agentexecution.v1 import api_pb2 a
 from stigmer_client._proto.ai.stigmer.agentic.agentexecution.v1 import enum_pb2 as _enum_pb2
 from stigmer_client._proto.ai.stigmer.agentic.agentexecution.v1 import io_pb2 as _io_pb2
 from stigmer_client._proto.ai.stigmer.commons.apiresource import metadata_pb2 as _metadata_pb2
+from stigmer_client._proto.stigmer.daemon.v1 import delta_pb2 as _delta_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -38,6 +39,7 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_UPDATE: _ClassVar[EventType]
     EVENT_RESYNC: _ClassVar[EventType]
     EVENT_END: _ClassVar[EventType]
+    EVENT_DELTA: _ClassVar[EventType]
 
 class EndReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -69,6 +71,7 @@ EVENT_SNAPSHOT: EventType
 EVENT_UPDATE: EventType
 EVENT_RESYNC: EventType
 EVENT_END: EventType
+EVENT_DELTA: EventType
 END_REASON_UNSPECIFIED: EndReason
 END_REASON_TERMINAL: EndReason
 END_REASON_DELETED: EndReason
@@ -77,7 +80,7 @@ END_REASON_SHUTDOWN: EndReason
 END_REASON_SLOW_CONSUMER: EndReason
 
 class Request(_message.Message):
-    __slots__ = ("protocol_version", "id", "minimal_reply", "ping", "create", "update_status", "get", "list", "delete", "subscribe", "cancel", "status")
+    __slots__ = ("protocol_version", "id", "minimal_reply", "ping", "create", "update_status", "get", "list", "delete", "subscribe", "cancel", "append", "status")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     MINIMAL_REPLY_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +92,7 @@ class Request(_message.Message):
     DELETE_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    APPEND_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     id: int
@@ -101,8 +105,9 @@ class Request(_message.Message):
     delete: _metadata_pb2.ApiResourceId
     subscribe: SubscribeRequest
     cancel: CancelSubscriptionRequest
+    append: _delta_pb2.AppendRequest
     status: StatusRequest
-    def __init__(self, protocol_version: _Optional[int] = ..., id: _Optional[int] = ..., minimal_reply: bool = ..., ping: _Optional[_Union[PingRequest, _Mapping]] = ..., create: _Optional[_Union[_api_pb2.AgentExecution, _Mapping]] = ..., update_status: _Optional[_Union[_io_pb2.AgentExecutionUpdateStatusInput, _Mapping]] = ..., get: _Optional[_Union[_io_pb2.AgentExecutionId, _Mapping]] = ..., list: _Optional[_Union[ListExecutionsRequest, _Mapping]] = ..., delete: _Optional[_Union[_metadata_pb2.ApiResourceId, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelSubscriptionRequest, _Mapping]] = ..., status: _Optional[_Union[StatusRequest, _Mapping]] = ...) -> None: ...
+    def __init__(self, protocol_version: _Optional[int] = ..., id: _Optional[int] = ..., minimal_reply: bool = ..., ping: _Optional[_Union[PingRequest, _Mapping]] = ..., create: _Optional[_Union[_api_pb2.AgentExecution, _Mapping]] = ..., update_status: _Optional[_Union[_io_pb2.AgentExecutionUpdateStatusInput, _Mapping]] = ..., get: _Optional[_Union[_io_pb2.AgentExecutionId, _Mapping]] = ..., list: _Optional[_Union[ListExecutionsRequest, _Mapping]] = ..., delete: _Optional[_Union[_metadata_pb2.ApiResourceId, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelSubscriptionRequest, _Mapping]] = ..., append: _Optional[_Union[_delta_pb2.AppendRequest, _Mapping]] = ..., status: _Optional[_Union[StatusRequest, _Mapping]] = ...) -> None: ...
 
 class Response(_message.Message):
     __slots__ = ("id", "error", "pong", "execution", "list", "deleted", "event", "cancelled", "status")
@@ -187,12 +192,16 @@ class DeleteExecutionResponse(_message.Message):
     def __init__(self, revision: _Optional[int] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
-    __slots__ = ("execution_id", "from_revision")
+    __slots__ = ("execution_id", "from_revision", "deltas", "skip_initial_state")
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DELTAS_FIELD_NUMBER: _ClassVar[int]
+    SKIP_INITIAL_STATE_FIELD_NUMBER: _ClassVar[int]
     execution_id: str
     from_revision: int
-    def __init__(self, execution_id: _Optional[str] = ..., from_revision: _Optional[int] = ...) -> None: ...
+    deltas: bool
+    skip_initial_state: bool
+    def __init__(self, execution_id: _Optional[str] = ..., from_revision: _Optional[int] = ..., deltas: bool = ..., skip_initial_state: bool = ...) -> None: ...
 
 class CancelSubscriptionRequest(_message.Message):
     __slots__ = ("subscription_id",)
@@ -205,20 +214,24 @@ class CancelSubscriptionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("type", "revision", "execution_id", "execution", "reason", "message")
+    __slots__ = ("type", "revision", "execution_id", "execution", "reason", "message", "ops", "prev_revision")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    OPS_FIELD_NUMBER: _ClassVar[int]
+    PREV_REVISION_FIELD_NUMBER: _ClassVar[int]
     type: EventType
     revision: int
     execution_id: str
     execution: _api_pb2.AgentExecution
     reason: EndReason
     message: str
-    def __init__(self, type: _Optional[_Union[EventType, str]] = ..., revision: _Optional[int] = ..., execution_id: _Optional[str] = ..., execution: _Optional[_Union[_api_pb2.AgentExecution, _Mapping]] = ..., reason: _Optional[_Union[EndReason, str]] = ..., message: _Optional[str] = ...) -> None: ...
+    ops: _containers.RepeatedCompositeFieldContainer[_delta_pb2.Op]
+    prev_revision: int
+    def __init__(self, type: _Optional[_Union[EventType, str]] = ..., revision: _Optional[int] = ..., execution_id: _Optional[str] = ..., execution: _Optional[_Union[_api_pb2.AgentExecution, _Mapping]] = ..., reason: _Optional[_Union[EndReason, str]] = ..., message: _Optional[str] = ..., ops: _Optional[_Iterable[_Union[_delta_pb2.Op, _Mapping]]] = ..., prev_revision: _Optional[int] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ("prometheus",)
