@@ -26,8 +26,6 @@ const ANSWER: &str = "It's 14°C and cloudy in Paris, with light rain expected f
 const TOOL_RESULT: &str = "14°C, cloudy; light rain from 16:00 (80%)";
 /// Time between two model tokens.
 const TOKEN_INTERVAL: Duration = Duration::from_millis(180);
-/// Tokens per status update (the cumulative status is resent each time).
-const TOKENS_PER_UPDATE: usize = 3;
 /// How long a private daemon gets to answer its first ping.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -175,7 +173,7 @@ async fn simulate_agent(client: &Client, id: &str) -> Result<(), stigmer_client:
         .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    stream_tokens(client, id, &mut messages, THINKING, vec![]).await?;
+    stream_tokens(client, id, &mut messages, THINKING).await?;
 
     let started = now();
     let running = weather_call(ToolCallStatus::ToolCallRunning, &started);
@@ -199,7 +197,7 @@ async fn simulate_agent(client: &Client, id: &str) -> Result<(), stigmer_client:
         .await?;
     tokio::time::sleep(Duration::from_millis(400)).await;
 
-    stream_tokens(client, id, &mut messages, ANSWER, vec![done.clone()]).await?;
+    stream_tokens(client, id, &mut messages, ANSWER).await?;
 
     // Waits for the final, terminal commit; the watcher's stream ends on it.
     client
@@ -211,32 +209,25 @@ async fn simulate_agent(client: &Client, id: &str) -> Result<(), stigmer_client:
     Ok(())
 }
 
-/// Streams `text` word by word into a new AI message, sending the whole
-/// status every few tokens (as upstream runners do).
+/// Streams `text` word by word into a new AI message, one `append` per
+/// token at the message's length so far (safe to retry: the daemon never
+/// applies a token twice).
 async fn stream_tokens(
     client: &Client,
     id: &str,
     messages: &mut Vec<AgentMessage>,
     text: &str,
-    tools: Vec<ToolCall>,
 ) -> Result<(), stigmer_client::Error> {
+    let index = messages.len() as u32;
     messages.push(message(MessageType::MessageAi, ""));
-    let tokens: Vec<&str> = text.split_inclusive(' ').collect();
-    for (i, token) in tokens.iter().enumerate() {
-        if let Some(last) = messages.last_mut() {
-            last.content.push_str(token);
-        }
-        let last_token = i + 1 == tokens.len();
-        if (i + 1) % TOKENS_PER_UPDATE == 0 || last_token {
-            let status = AgentExecutionStatus {
-                phase: ExecutionPhase::ExecutionInProgress as i32,
-                messages: messages.clone(),
-                tool_calls: tools.clone(),
-                ..Default::default()
-            };
-            // Waits for the commit of this chunk.
-            client.update_status_ack(id, status).await?;
-        }
+    for token in text.split_inclusive(' ') {
+        let Some(last) = messages.last_mut() else {
+            break;
+        };
+        let offset = last.content.len() as u64;
+        // Waits for the commit of this token.
+        client.append_text(id, index, offset, token).await?;
+        last.content.push_str(token);
         // Paces the tokens like a model would.
         tokio::time::sleep(TOKEN_INTERVAL).await;
     }

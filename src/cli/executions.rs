@@ -72,7 +72,8 @@ pub(super) async fn run(ctx: Ctx, cmd: ExecutionsCommand) -> Result<ExitCode, Cl
         | ExecutionsCommand::Wait { id, .. }
         | ExecutionsCommand::Get { id, .. }
         | ExecutionsCommand::Delete { id, .. }
-        | ExecutionsCommand::Subscribe { id, .. } => check_id(id)?,
+        | ExecutionsCommand::Subscribe { id, .. }
+        | ExecutionsCommand::Append { id, .. } => check_id(id)?,
         ExecutionsCommand::Create { .. } | ExecutionsCommand::List { .. } => {}
     }
     let painter = Painter { on: ctx.color };
@@ -206,15 +207,40 @@ pub(super) async fn run(ctx: Ctx, cmd: ExecutionsCommand) -> Result<ExitCode, Cl
                 }
             }
         }
+        ExecutionsCommand::Append {
+            id,
+            text,
+            text_file,
+            message_index,
+            offset,
+            expected_revision,
+        } => {
+            let text = match (text, text_file) {
+                (Some(text), _) => text,
+                (None, Some(path)) => read_text(&path)?,
+                (None, None) => return Err(CliError::Usage("--text or --text-file".into())),
+            };
+            let client = connect(&ctx).await?;
+            let revision =
+                append(&client, &id, text, message_index, offset, expected_revision).await?;
+            writeln!(out, "{revision}")?;
+        }
         ExecutionsCommand::Subscribe {
             id,
             from_revision,
             reconnect_timeout,
             timestamps,
+            deltas,
             output,
         } => {
             drop(out);
-            let client = connect_with(&ctx, resuming_config(&ctx, reconnect_timeout)).await?;
+            // The transcript streams deltas (it prints what each change
+            // added); JSON prints them only when asked.
+            let config = stigmer_client::Config {
+                deltas: deltas || output.output == Output::Text,
+                ..resuming_config(&ctx, reconnect_timeout)
+            };
+            let client = connect_with(&ctx, config).await?;
             let options = WatchOptions {
                 output: output.output,
                 timestamps,
@@ -230,6 +256,56 @@ pub(super) async fn run(ctx: Ctx, cmd: ExecutionsCommand) -> Result<ExitCode, Cl
 
 /// Client settings for a stream that resumes across daemon restarts but
 /// gives up after `timeout` without a daemon.
+/// `append`: one `append_text` operation, at `offset` or at the end of
+/// the message now (read with `get`).
+async fn append(
+    client: &stigmer_client::Client,
+    id: &str,
+    text: String,
+    message_index: Option<u32>,
+    offset: Option<u64>,
+    expected_revision: Option<u64>,
+) -> Result<u64, CliError> {
+    use stigmer_client::proto::daemon::{op, AppendText, Op};
+    let (index, offset) = match (message_index, offset) {
+        (Some(index), Some(offset)) => (index, offset),
+        _ => {
+            // Waits for the daemon's read of the execution.
+            let (execution, _) = client.get(id).await?;
+            let messages = execution.status.map(|s| s.messages).unwrap_or_default();
+            let last = messages.len().saturating_sub(1) as u32;
+            let index = message_index.unwrap_or(last);
+            let length = messages
+                .get(index as usize)
+                .map_or(0, |m| m.content.len() as u64);
+            (index, offset.unwrap_or(length))
+        }
+    };
+    let op = Op {
+        op: Some(op::Op::AppendText(AppendText {
+            message_index: index,
+            offset,
+            text,
+            r#type: 0,
+        })),
+    };
+    // Waits until the append is committed (retried across reconnects).
+    Ok(client.append(id, vec![op], expected_revision).await?)
+}
+
+/// The text of `--text-file`: a file, or standard input for `-`.
+fn read_text(path: &std::path::Path) -> Result<String, CliError> {
+    use std::io::Read;
+    let mut text = String::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text)?;
+    } else {
+        text = std::fs::read_to_string(path)
+            .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
+    }
+    Ok(text)
+}
+
 fn resuming_config(ctx: &Ctx, timeout: Duration) -> stigmer_client::Config {
     stigmer_client::Config {
         reconnect: Reconnect {

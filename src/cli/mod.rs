@@ -271,8 +271,43 @@ pub enum ExecutionsCommand {
         /// change that produced it.
         #[arg(long)]
         timestamps: bool,
+        /// With -o json: print each change as its operations (`"type":
+        /// "delta"`, `"ops"` in canonical proto3 JSON) instead of the whole
+        /// execution. (The text transcript always streams deltas.)
+        #[arg(long)]
+        deltas: bool,
         #[command(flatten)]
         output: OutputArg,
+    },
+    /// Append text to a message of an execution, at the end of what it holds
+    /// (or at --offset, which makes a retry safe: text already there is not
+    /// appended twice), and print the revision.
+    Append {
+        /// The execution id.
+        id: String,
+        /// The text to append.
+        #[arg(
+            long,
+            value_name = "TEXT",
+            conflicts_with = "text_file",
+            required_unless_present = "text_file"
+        )]
+        text: Option<String>,
+        /// Read the text from a file, or `-` for standard input.
+        #[arg(long, value_name = "PATH|-")]
+        text_file: Option<PathBuf>,
+        /// The message to append to (0 is the first; default: the last, or a
+        /// new first AI message when there is none; the number of messages
+        /// starts a new AI message).
+        #[arg(long, value_name = "N")]
+        message_index: Option<u32>,
+        /// The UTF-8 byte offset where the text starts [default: the
+        /// message's length now].
+        #[arg(long, value_name = "N")]
+        offset: Option<u64>,
+        /// Only if the execution is still at this revision (else exit 7).
+        #[arg(long, value_name = "R")]
+        expected_revision: Option<u64>,
     },
 }
 

@@ -101,6 +101,7 @@ pub(super) fn event_json(ev: &Event) -> Result<String, serde_json::Error> {
             "{head},\"reason\":{}}}",
             serde_json::to_string(end_reason_name(*reason))?
         ),
+        Event::Delta { ops, .. } => format!("{head},\"ops\":{}}}", serde_json::to_string(ops)?),
         other => format!(
             "{head},\"execution\":{}}}",
             match other.execution() {
@@ -448,6 +449,16 @@ impl<W: Write> Transcript<W> {
             | Event::Update {
                 revision,
                 execution,
+            } => {
+                if !self.started {
+                    self.header(execution, *revision)?;
+                }
+                self.diff(execution)?;
+            }
+            Event::Delta {
+                revision,
+                execution,
+                ..
             } => {
                 if !self.started {
                     self.header(execution, *revision)?;

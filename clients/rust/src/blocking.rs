@@ -101,6 +101,31 @@ impl Client {
             .block_on(self.inner.update_status_ack(execution_id, status))
     }
 
+    /// [`crate::Client::append`], blocking.
+    pub fn append(
+        &self,
+        execution_id: impl Into<String>,
+        ops: Vec<crate::proto::daemon::Op>,
+        expected_revision: Option<u64>,
+    ) -> Result<u64> {
+        self.rt
+            .block_on(self.inner.append(execution_id, ops, expected_revision))
+    }
+
+    /// [`crate::Client::append_text`], blocking.
+    pub fn append_text(
+        &self,
+        execution_id: impl Into<String>,
+        message_index: u32,
+        offset: u64,
+        text: impl Into<String>,
+    ) -> Result<u64> {
+        self.rt.block_on(
+            self.inner
+                .append_text(execution_id, message_index, offset, text),
+        )
+    }
+
     /// See [`crate::Client::get`].
     pub fn get(&self, execution_id: impl Into<String>) -> Result<(AgentExecution, u64)> {
         self.rt.block_on(self.inner.get(execution_id))

@@ -13,8 +13,9 @@ use crate::proto::agentexecution::{
 };
 use crate::proto::apiresource::{ApiResourceId, ApiResourceMetadata};
 use crate::proto::daemon::{
-    request::Command, response::Result as Reply, CancelSubscriptionRequest, Code, DaemonStatus,
-    ListExecutionsRequest, PingRequest, PingResponse, StatusRequest, SubscribeRequest,
+    op, request::Command, response::Result as Reply, AppendRequest, AppendText,
+    CancelSubscriptionRequest, Code, DaemonStatus, ListExecutionsRequest, Op, PingRequest,
+    PingResponse, StatusRequest, SubscribeRequest,
 };
 use crate::subscription::Subscription;
 use crate::{paths, Config, Error, Result};
@@ -289,6 +290,77 @@ impl Client {
         }
     }
 
+    /// Applies `ops` to execution `execution_id`'s status atomically, under
+    /// one revision (docs/PROTOCOL.md, "append"); returns that revision (or,
+    /// when every operation was already applied, the execution's current
+    /// one). With `expected_revision`, only if the execution is still at it
+    /// (compare-and-set); else ABORTED.
+    ///
+    /// Safe to retry, and retried here across reconnects with the
+    /// subscription backoff ([`crate::Config::reconnect`]): an operation
+    /// that names where it applies (a text's byte offset, a message's index)
+    /// and finds its content already there is acknowledged, never applied
+    /// twice. A stale offset is ABORTED (another writer appended first):
+    /// that is the caller's to resolve, never retried here.
+    pub async fn append(
+        &self,
+        execution_id: impl Into<String>,
+        ops: Vec<Op>,
+        expected_revision: Option<u64>,
+    ) -> Result<u64> {
+        let command = Command::Append(AppendRequest {
+            execution_id: execution_id.into(),
+            expected_revision,
+            ops,
+        });
+        let reconnect = &self.config().reconnect;
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            // Waits until the append is committed (or refused); the reply
+            // may be lost with the connection, hence the retry.
+            match self.call_with(command.clone(), true).await {
+                Ok(Reply::Execution(r)) => return Ok(r.revision),
+                Ok(other) => return Err(unexpected("execution", &other)),
+                Err(e) if e.is_transient() && self.config().resume => {
+                    if reconnect
+                        .give_up_after
+                        .is_some_and(|limit| started.elapsed() >= limit)
+                    {
+                        return Err(e);
+                    }
+                    attempt = attempt.saturating_add(1);
+                    // Waits before sending the same append again: the
+                    // daemon is probably restarting.
+                    tokio::time::sleep(reconnect.delay(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Appends `text` to the content of message `message_index` at UTF-8
+    /// byte `offset` (its length so far; an index equal to the number of
+    /// messages creates a new AI message): [`Client::append`] of one
+    /// `append_text` operation. Returns the revision.
+    pub async fn append_text(
+        &self,
+        execution_id: impl Into<String>,
+        message_index: u32,
+        offset: u64,
+        text: impl Into<String>,
+    ) -> Result<u64> {
+        let op = Op {
+            op: Some(op::Op::AppendText(AppendText {
+                message_index,
+                offset,
+                text: text.into(),
+                r#type: 0,
+            })),
+        };
+        self.append(execution_id, vec![op], None).await
+    }
+
     /// The stored execution `execution_id` and its revision; NOT_FOUND when
     /// there is none.
     pub async fn get(&self, execution_id: impl Into<String>) -> Result<(AgentExecution, u64)> {
@@ -378,7 +450,9 @@ impl Client {
     ) -> Result<Subscription> {
         let execution_id = execution_id.into();
         // Sends the subscribe request; fails when the daemon is unreachable.
-        let (conn, handle) = self.open_stream(&execution_id, from_revision).await?;
+        let (conn, handle) = self
+            .open_stream(&execution_id, from_revision, false)
+            .await?;
         Ok(Subscription::new(
             self.clone(),
             execution_id,
@@ -390,15 +464,20 @@ impl Client {
 
     /// Sends a `subscribe` on the live connection (reconnecting first if it
     /// died) and returns the channel its events arrive on.
+    /// `holds_state`: a delta stream resuming with the state at
+    /// `from_revision` in hand, which the daemon need not send again.
     pub(crate) async fn open_stream(
         &self,
         execution_id: &str,
         from_revision: Option<u64>,
+        holds_state: bool,
     ) -> Result<(Arc<Conn>, StreamHandle)> {
+        let deltas = self.config().deltas;
         let mut command = Command::Subscribe(SubscribeRequest {
             execution_id: execution_id.to_string(),
             from_revision,
-            ..Default::default()
+            deltas,
+            skip_initial_state: deltas && holds_state && from_revision.is_some(),
         });
         for _ in 0..3 {
             // May reconnect; fails when the daemon is unreachable.

@@ -35,6 +35,12 @@ pub struct Config {
     /// service started without socket activation. Defaults to
     /// `$STIGMER_EXPECTED_UID` when that holds a number.
     pub expected_uid: Option<u32>,
+    /// Whether subscriptions ask for deltas (`SubscribeRequest.deltas`):
+    /// each change arrives as its operations, applied to a state kept here,
+    /// so a token stream costs its tokens, not the whole transcript per
+    /// change. The consumer still gets the whole state at every revision
+    /// ([`crate::Event::Delta`]). Default on.
+    pub deltas: bool,
 }
 
 impl Default for Config {
@@ -45,6 +51,7 @@ impl Default for Config {
             resume: true,
             reconnect: Reconnect::default(),
             expected_uid: expected_uid_from_env(),
+            deltas: true,
         }
     }
 }

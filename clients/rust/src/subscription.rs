@@ -22,7 +22,7 @@ use futures::Stream;
 
 use crate::conn::{Conn, StreamHandle};
 use crate::proto::agentexecution::AgentExecution;
-use crate::proto::daemon::{self as wire, Code, EndReason, EventType};
+use crate::proto::daemon::{self as wire, Code, EndReason, EventType, Op};
 use crate::{Client, Error, Result};
 
 /// One event of a [`Subscription`].
@@ -52,6 +52,18 @@ pub enum Event {
         /// The whole execution.
         execution: AgentExecution,
     },
+    /// One committed change as its operations (a delta stream, see
+    /// [`crate::Config::deltas`]), with the whole execution after it, kept
+    /// up to date here. The execution is shared: it is copied only when the
+    /// next delta arrives while the consumer still holds this one.
+    Delta {
+        /// The change's revision.
+        revision: u64,
+        /// The operations, in order (the daemon's commit stamp last).
+        ops: Vec<Op>,
+        /// The whole execution after the change.
+        execution: Arc<AgentExecution>,
+    },
     /// The stream is over; nothing follows. `SHUTDOWN` and `SLOW_CONSUMER`
     /// ends are handled internally (the stream resumes) unless
     /// [`crate::Config::resume`] is off.
@@ -73,6 +85,7 @@ impl Event {
             Event::Snapshot { revision, .. }
             | Event::Update { revision, .. }
             | Event::Resync { revision, .. }
+            | Event::Delta { revision, .. }
             | Event::End { revision, .. } => *revision,
         }
     }
@@ -83,16 +96,26 @@ impl Event {
             Event::Snapshot { execution, .. }
             | Event::Update { execution, .. }
             | Event::Resync { execution, .. } => Some(execution),
+            Event::Delta { execution, .. } => Some(execution),
             Event::End { .. } => None,
         }
     }
 
-    /// `"snapshot"`, `"update"`, `"resync"` or `"end"`.
+    /// The operations of a [`Event::Delta`]; empty for the others.
+    pub fn ops(&self) -> &[Op] {
+        match self {
+            Event::Delta { ops, .. } => ops,
+            _ => &[],
+        }
+    }
+
+    /// `"snapshot"`, `"update"`, `"resync"`, `"delta"` or `"end"`.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Snapshot { .. } => "snapshot",
             Event::Update { .. } => "update",
             Event::Resync { .. } => "resync",
+            Event::Delta { .. } => "delta",
             Event::End { .. } => "end",
         }
     }
@@ -199,6 +222,9 @@ struct State {
     /// When the current break was announced (a `Reconnecting` notice is
     /// pending its `Resumed`).
     announced: Option<Instant>,
+    /// A delta stream: the whole state at `last`, which the next delta
+    /// applies to.
+    current: Option<Arc<AgentExecution>>,
 }
 
 /// What one event from the daemon means for the consumer.
@@ -236,6 +262,7 @@ impl Subscription {
                 last_error: None,
                 notify: None,
                 announced: None,
+                current: None,
             })),
             next: None,
         }
@@ -431,7 +458,14 @@ impl State {
             }
             // Reconnects if needed and sends the subscribe; fails while the
             // daemon is down.
-            match self.client.open_stream(&self.execution_id, self.last).await {
+            // A delta stream that holds the state at `last` resumes without
+            // it being sent again.
+            let holds_state = self.current.is_some();
+            match self
+                .client
+                .open_stream(&self.execution_id, self.last, holds_state)
+                .await
+            {
                 Ok((conn, handle)) => {
                     tracing::debug!(execution_id = %self.execution_id, from_revision = ?self.last, "resubscribed");
                     self.active = Some(Active {
@@ -469,8 +503,8 @@ impl State {
             return Step::Skip;
         };
         match kind {
-            // Never asked for by this client's streams (deltas = false).
-            EventType::Unspecified | EventType::EventDelta => Step::Skip,
+            EventType::Unspecified => Step::Skip,
+            EventType::EventDelta => self.on_delta(ev),
             EventType::EventSnapshot | EventType::EventUpdate | EventType::EventResync => {
                 if self.last.is_some_and(|last| ev.revision <= last) {
                     tracing::debug!(revision = ev.revision, last = ?self.last, "dropped an already delivered revision");
@@ -484,6 +518,9 @@ impl State {
                 };
                 self.last = Some(ev.revision);
                 let revision = ev.revision;
+                if self.client.config().deltas {
+                    self.current = Some(Arc::new(execution.clone()));
+                }
                 Step::Yield(match kind {
                     EventType::EventSnapshot => Event::Snapshot {
                         revision,
@@ -517,5 +554,41 @@ impl State {
                 })
             }
         }
+    }
+
+    /// A DELTA: applied to the state this stream holds, which must be the
+    /// one at its `prev_revision` (else a change was missed: a protocol
+    /// error, never a silent gap).
+    fn on_delta(&mut self, ev: wire::Event) -> Step {
+        if self.last.is_some_and(|last| ev.revision <= last) {
+            return Step::Skip;
+        }
+        let (Some(current), Some(last)) = (self.current.as_mut(), self.last) else {
+            return Step::Fail(Error::Protocol(format!(
+                "a delta at revision {} before any whole state",
+                ev.revision
+            )));
+        };
+        if ev.prev_revision != last {
+            return Step::Fail(Error::Protocol(format!(
+                "the delta at revision {} follows revision {}, but the last one received is {last}",
+                ev.revision, ev.prev_revision
+            )));
+        }
+        let status = Arc::make_mut(current)
+            .status
+            .get_or_insert_with(Default::default);
+        if let Err(e) = crate::proto::delta::apply_all(status, &ev.ops) {
+            return Step::Fail(Error::Protocol(format!(
+                "the delta at revision {} does not apply: {e}",
+                ev.revision
+            )));
+        }
+        self.last = Some(ev.revision);
+        Step::Yield(Event::Delta {
+            revision: ev.revision,
+            ops: ev.ops,
+            execution: current.clone(),
+        })
     }
 }
