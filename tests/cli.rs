@@ -1192,3 +1192,85 @@ fn elf_section_names(elf: &[u8]) -> Option<Vec<String>> {
     }
     Some(names)
 }
+
+/// `executions append` adds text at the end of a message (or at --offset,
+/// where a retry is acknowledged without a second copy), and `subscribe
+/// --deltas -o json` prints each change as its operations.
+#[test]
+fn append_and_delta_json() {
+    let d = Daemon::start();
+    let run = |args: &[&str]| d.run(args);
+    let out = run(&["executions", "create", "--agent", "a", "--message", "m"]);
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let first = run(&["executions", "append", &id, "--text", "Hello"]);
+    assert!(first.status.success(), "{first:?}");
+    let second = run(&[
+        "executions",
+        "append",
+        &id,
+        "--text",
+        ", world",
+        "--message-index",
+        "0",
+    ]);
+    assert!(second.status.success(), "{second:?}");
+    // The same text at the same offset: acknowledged, not appended twice.
+    let retry = run(&[
+        "executions",
+        "append",
+        &id,
+        "--text",
+        ", world",
+        "--message-index",
+        "0",
+        "--offset",
+        "5",
+    ]);
+    assert!(retry.status.success(), "{retry:?}");
+    assert_eq!(retry.stdout, second.stdout, "the same revision");
+    let stale = run(&[
+        "executions",
+        "append",
+        &id,
+        "--text",
+        "x",
+        "--message-index",
+        "0",
+        "--offset",
+        "1",
+    ]);
+    assert_eq!(
+        stale.status.code(),
+        Some(7),
+        "ABORTED is a refused precondition: {stale:?}"
+    );
+    let done = run(&["executions", "update", &id, "--phase", "completed"]);
+    assert!(done.status.success(), "{done:?}");
+    let json = run(&[
+        "executions",
+        "subscribe",
+        &id,
+        "--from-revision",
+        "0",
+        "--deltas",
+        "-o",
+        "json",
+    ]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let deltas: Vec<&serde_json::Value> = lines.iter().filter(|l| l["type"] == "delta").collect();
+    assert_eq!(deltas.len(), 3, "{lines:?}");
+    assert_eq!(
+        deltas[1]["ops"][0]["appendText"]["text"], ", world",
+        "{lines:?}"
+    );
+    assert!(
+        deltas[0]["execution"].is_null(),
+        "no whole state in a delta"
+    );
+    let got = run(&["executions", "get", &id, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&got.stdout).expect("json");
+    assert_eq!(v["status"]["messages"][0]["content"], "Hello, world");
+}

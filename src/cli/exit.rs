@@ -28,8 +28,9 @@ pub(super) const UNREACHABLE: u8 = 5;
 /// NOT_FOUND: no such execution.
 pub(super) const NOT_FOUND: u8 = 6;
 /// Refused by a precondition: FAILED_PRECONDITION (the execution's phase is
-/// final) or ALREADY_EXISTS; `wait`: the execution ended in a phase that
-/// can no longer meet the condition.
+/// final), ALREADY_EXISTS, or ABORTED (`append` at a stale offset or
+/// revision); `wait`: the execution ended in a phase that can no longer
+/// meet the condition.
 pub(super) const PRECONDITION: u8 = 7;
 /// Permission denied: the daemon refused this uid (PERMISSION_DENIED), or
 /// the socket's mode does not let this user connect.
@@ -170,7 +171,7 @@ pub(super) fn client_status(e: &stigmer_client::Error) -> u8 {
         E::Status { code, .. } => match code {
             Code::InvalidArgument | Code::OutOfRange => USAGE,
             Code::NotFound => NOT_FOUND,
-            Code::FailedPrecondition | Code::AlreadyExists => PRECONDITION,
+            Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => PRECONDITION,
             Code::PermissionDenied => PERMISSION,
             Code::ResourceExhausted => LIMIT,
             Code::Unavailable => UNREACHABLE,

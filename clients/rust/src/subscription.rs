@@ -506,6 +506,25 @@ impl State {
             EventType::Unspecified => Step::Skip,
             EventType::EventDelta => self.on_delta(ev),
             EventType::EventSnapshot | EventType::EventUpdate | EventType::EventResync => {
+                let deltas = self.client.config().deltas;
+                if kind == EventType::EventSnapshot
+                    && deltas
+                    && self.current.is_none()
+                    && self.last.is_some_and(|last| ev.revision <= last)
+                {
+                    // A delta stream opened at `from_revision` starts with
+                    // the state at it: what the next delta applies to, not
+                    // a change to hand out.
+                    return match ev.execution {
+                        Some(execution) => {
+                            self.current = Some(Arc::new(execution));
+                            Step::Skip
+                        }
+                        None => {
+                            Step::Fail(Error::Protocol("a snapshot carries no execution".into()))
+                        }
+                    };
+                }
                 if self.last.is_some_and(|last| ev.revision <= last) {
                     tracing::debug!(revision = ev.revision, last = ?self.last, "dropped an already delivered revision");
                     return Step::Skip;
@@ -518,7 +537,7 @@ impl State {
                 };
                 self.last = Some(ev.revision);
                 let revision = ev.revision;
-                if self.client.config().deltas {
+                if deltas {
                     self.current = Some(Arc::new(execution.clone()));
                 }
                 Step::Yield(match kind {

@@ -61,6 +61,27 @@ async fn create(client: &Client, agent: &str) -> (String, u64) {
     (id_of(&e), rev)
 }
 
+/// A client whose subscriptions ask for deltas or whole states.
+async fn connect(daemon: &Daemon, deltas: bool) -> Client {
+    let config = Config {
+        deltas,
+        ..Config::default()
+    };
+    Client::connect_with(&daemon.socket, config)
+        .await
+        .expect("connect")
+}
+
+/// A change event of the stream's kind: whole states (`Update`), or
+/// operations with the state rebuilt locally (`Delta`).
+fn is_change(e: &Event, deltas: bool) -> bool {
+    if deltas {
+        matches!(e, Event::Delta { .. })
+    } else {
+        matches!(e, Event::Update { .. })
+    }
+}
+
 /// Reads events until END (or an error, which fails the test).
 async fn collect_until_end(sub: &mut Subscription) -> Vec<Event> {
     let mut events = Vec::new();
@@ -161,8 +182,20 @@ async fn multiplexed_concurrent_calls() {
 
 #[tokio::test]
 async fn subscribe_sees_every_revision_once_in_order() {
+    subscribe_sees_every_revision_once_in_order_with(false).await;
+}
+
+/// `subscribe_sees_every_revision_once_in_order` on a delta stream (the client's default): the same
+/// revisions and states, each change as its operations (resuming without
+/// the state being sent again).
+#[tokio::test]
+async fn subscribe_sees_every_revision_once_in_order_deltas() {
+    subscribe_sees_every_revision_once_in_order_with(true).await;
+}
+
+async fn subscribe_sees_every_revision_once_in_order_with(deltas: bool) {
     let daemon = Daemon::start();
-    let client = Client::connect(&daemon.socket).await.expect("connect");
+    let client = connect(&daemon, deltas).await;
     let (id, created) = create(&client, "a").await;
     let mut sub = client.subscribe(&id, None).await.expect("subscribe");
 
@@ -201,7 +234,7 @@ async fn subscribe_sees_every_revision_once_in_order() {
     assert_eq!(seen, expected);
     assert!(events[1..events.len() - 1]
         .iter()
-        .all(|e| matches!(e, Event::Update { .. })));
+        .all(|e| is_change(e, deltas)));
     let final_state = events[events.len() - 2]
         .execution()
         .cloned()
@@ -214,8 +247,20 @@ async fn subscribe_sees_every_revision_once_in_order() {
 
 #[tokio::test]
 async fn subscribe_from_revision_replays_only_later_changes() {
+    subscribe_from_revision_replays_only_later_changes_with(false).await;
+}
+
+/// `subscribe_from_revision_replays_only_later_changes` on a delta stream (the client's default): the same
+/// revisions and states, each change as its operations (resuming without
+/// the state being sent again).
+#[tokio::test]
+async fn subscribe_from_revision_replays_only_later_changes_deltas() {
+    subscribe_from_revision_replays_only_later_changes_with(true).await;
+}
+
+async fn subscribe_from_revision_replays_only_later_changes_with(deltas: bool) {
     let daemon = Daemon::start();
-    let client = Client::connect(&daemon.socket).await.expect("connect");
+    let client = connect(&daemon, deltas).await;
     let (id, _) = create(&client, "a").await;
     let mut revs = Vec::new();
     for i in 0..5 {
@@ -246,13 +291,25 @@ async fn subscribe_from_revision_replays_only_later_changes() {
         .map(Event::revision)
         .collect();
     assert_eq!(seen, revs[2..].to_vec());
-    assert!(matches!(events[0], Event::Update { .. }));
+    assert!(is_change(&events[0], deltas), "{:?}", events[0]);
 }
 
 #[tokio::test]
 async fn resume_across_daemon_restart() {
+    resume_across_daemon_restart_with(false).await;
+}
+
+/// `resume_across_daemon_restart` on a delta stream (the client's default): the same
+/// revisions and states, each change as its operations (resuming without
+/// the state being sent again).
+#[tokio::test]
+async fn resume_across_daemon_restart_deltas() {
+    resume_across_daemon_restart_with(true).await;
+}
+
+async fn resume_across_daemon_restart_with(deltas: bool) {
     let mut daemon = Daemon::start();
-    let client = Client::connect(&daemon.socket).await.expect("connect");
+    let client = connect(&daemon, deltas).await;
     let (id, _) = create(&client, "a").await;
     let mut sub = client.subscribe(&id, None).await.expect("subscribe");
     let first = sub.next().await.expect("an event").expect("snapshot");
@@ -310,7 +367,7 @@ async fn resume_across_daemon_restart() {
     assert_eq!(seen, after, "no gap, no duplicate across the restart");
     assert!(events
         .iter()
-        .all(|e| matches!(e, Event::Update { .. } | Event::End { .. })));
+        .all(|e| is_change(e, deltas) || matches!(e, Event::End { .. })));
 }
 
 #[tokio::test]
@@ -659,4 +716,50 @@ async fn notices_report_the_break_and_the_resumption() {
         "{notices:?}"
     );
     drop(daemon);
+}
+
+/// `append_text` builds a message token by token; the same append again
+/// (a retry) is acknowledged at the same revision without a second copy; a
+/// stale offset is ABORTED; a delta subscription hands out each token's
+/// operations with the whole state kept up to date.
+#[tokio::test]
+async fn append_text_and_delta_subscription() {
+    let daemon = Daemon::start();
+    let client = Client::connect(&daemon.socket).await.expect("connect");
+    let (id, _) = create(&client, "a").await;
+    let mut sub = client.subscribe(&id, None).await.expect("subscribe");
+    assert!(matches!(sub.next().await, Some(Ok(Event::Snapshot { .. }))));
+    let mut text = String::new();
+    let mut revisions = Vec::new();
+    for token in ["Hello", ", ", "wörld"] {
+        let r = client
+            .append_text(&id, 0, text.len() as u64, token)
+            .await
+            .expect("append");
+        text.push_str(token);
+        revisions.push(r);
+    }
+    let again = client
+        .append_text(&id, 0, (text.len() - "wörld".len()) as u64, "wörld")
+        .await
+        .expect("a retry is acknowledged");
+    assert_eq!(again, *revisions.last().expect("appended"));
+    let stale = client.append_text(&id, 0, 1, "x").await;
+    assert!(matches!(&stale, Err(e) if e.is(Code::Aborted)), "{stale:?}");
+    for (i, r) in revisions.iter().enumerate() {
+        let Some(Ok(Event::Delta {
+            revision,
+            ops,
+            execution,
+        })) = sub.next().await
+        else {
+            panic!("expected a delta");
+        };
+        assert_eq!(revision, *r);
+        assert!(!ops.is_empty());
+        let expected: String = ["Hello", ", ", "wörld"][..=i].concat();
+        assert_eq!(last_message(&execution), expected);
+    }
+    let (stored, _) = client.get(&id).await.expect("get");
+    assert_eq!(last_message(&stored), "Hello, wörld");
 }
