@@ -349,4 +349,47 @@ mod tests {
             .expect("integrity");
         assert_eq!(integrity, "ok");
     }
+
+    /// Version 4 to 5 (deltas): every existing row is a whole state, so each
+    /// execution's base is its latest row, with that row's size; reads work
+    /// unchanged, and the next change is stored as a delta on that base.
+    #[test]
+    fn version_4_database_migrates_to_bases() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut conn = Connection::open(dir.path().join("v4.sqlite")).expect("open");
+        for (index, sql) in MIGRATIONS[..4].iter().enumerate() {
+            conn.execute_batch(sql).expect("an old migration");
+            conn.pragma_update(None, "user_version", index as i64 + 1)
+                .expect("version");
+        }
+        let e = execution(
+            "aex-a",
+            "s1",
+            ExecutionPhase::ExecutionInProgress,
+            "v4 state",
+        );
+        let data = e.encode_to_vec();
+        conn.execute(
+            "INSERT INTO history(revision, execution_id, kind, data, prev) VALUES (1, 'aex-a', 1, ?1, NULL)",
+            [&data],
+        )
+        .expect("history");
+        conn.execute(
+            "INSERT INTO executions(id, session_id, phase, revision) VALUES ('aex-a', 's1', 2, 1)",
+            [],
+        )
+        .expect("executions");
+        migrate(&mut conn).expect("migrate to 5");
+        let (base, base_bytes, delta_bytes): (i64, i64, i64) = conn
+            .query_row(
+                "SELECT base, base_bytes, delta_bytes FROM executions WHERE id = 'aex-a'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("executions row");
+        assert_eq!((base, base_bytes, delta_bytes), (1, data.len() as i64, 0));
+        let stored = reader::get(&conn, "aex-a").expect("get").expect("exists");
+        assert_eq!(stored.execution, e);
+        assert_eq!(stored.revision, 1);
+    }
 }
