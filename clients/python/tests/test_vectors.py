@@ -85,7 +85,7 @@ def test_vectors_cover_every_command_and_result() -> None:
                     end_reasons.add(response.event.reason)
     assert commands >= {f.name for f in Request.DESCRIPTOR.oneofs_by_name["command"].fields}
     assert results >= {f.name for f in Response.DESCRIPTOR.oneofs_by_name["result"].fields}
-    assert event_types >= {1, 2, 3, 4}
+    assert event_types >= {1, 2, 3, 4, 5}
     assert end_reasons >= {1, 2, 3, 4, 5}
 
 

@@ -20,6 +20,7 @@ use stigmer_client::proto::agentexecution::{
 use stigmer_client::proto::apiresource::{
     ApiResourceAudit, ApiResourceAuditInfo, ApiResourceId, ApiResourceMetadata,
 };
+use stigmer_client::proto::daemon::{op as delta_op, AppendRequest, AppendText, Op as DeltaOp};
 use stigmer_client::proto::daemon::{
     request::Command, response::Result as Reply, CancelSubscriptionRequest,
     CancelSubscriptionResponse, Code, DaemonStatus, DeleteExecutionResponse, EndReason, Error,
@@ -406,6 +407,45 @@ fn all_vectors() -> Vec<Vector> {
             ),
         ),
         v(
+            "request_subscribe_deltas",
+            "Subscribe with deltas, resuming after revision 41 from a state the client \
+             holds: no initial state, then EVENT_DELTA events.",
+            req(
+                20,
+                Command::Subscribe(SubscribeRequest {
+                    execution_id: EXEC_ID.into(),
+                    from_revision: Some(41),
+                    deltas: true,
+                    skip_initial_state: true,
+                }),
+            ),
+        ),
+        v(
+            "request_append",
+            "Append a token to message 0 at byte 5 (unicode text), then set the phase, \
+             only if the execution is still at revision 41.",
+            req(
+                21,
+                Command::Append(AppendRequest {
+                    execution_id: EXEC_ID.into(),
+                    expected_revision: Some(41),
+                    ops: vec![
+                        DeltaOp {
+                            op: Some(delta_op::Op::AppendText(AppendText {
+                                message_index: 0,
+                                offset: 5,
+                                text: ", wörld".into(),
+                                r#type: 0,
+                            })),
+                        },
+                        DeltaOp {
+                            op: Some(delta_op::Op::SetPhase(ExecutionInProgress as i32)),
+                        },
+                    ],
+                }),
+            ),
+        ),
+        v(
             "request_cancel",
             "Cancel the stream opened by request 10.",
             req(
@@ -595,6 +635,36 @@ fn all_vectors() -> Vec<Vector> {
                     EndReason::Unspecified,
                     "",
                 ),
+            ),
+        ),
+        v(
+            "response_event_delta",
+            "A change as its operations on a deltas stream: text appended and the commit \
+             stamp, at revision 42 on top of revision 41; no execution and no execution id.",
+            resp(
+                20,
+                Reply::Event(Event {
+                    r#type: EventType::EventDelta as i32,
+                    revision: 42,
+                    ops: vec![
+                        DeltaOp {
+                            op: Some(delta_op::Op::AppendText(AppendText {
+                                message_index: 0,
+                                offset: 5,
+                                text: ", wörld".into(),
+                                r#type: 0,
+                            })),
+                        },
+                        DeltaOp {
+                            op: Some(delta_op::Op::Stamp(Timestamp {
+                                seconds: 1_700_000_000,
+                                nanos: 5000,
+                            })),
+                        },
+                    ],
+                    prev_revision: 41,
+                    ..Default::default()
+                }),
             ),
         ),
         v(
@@ -789,8 +859,8 @@ fn vectors_cover_every_command_reply_and_event() {
             }
         }
     }
-    assert_eq!(commands.len(), 9, "every Request command");
+    assert_eq!(commands.len(), 10, "every Request command");
     assert_eq!(replies.len(), 8, "every Response result");
-    assert_eq!(events.len(), 4, "every event type");
+    assert_eq!(events.len(), 5, "every event type");
     assert_eq!(reasons.len(), 5, "every end reason");
 }
