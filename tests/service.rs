@@ -260,6 +260,41 @@ fn sigterm_right_after_ready_shuts_down_gracefully() {
     }
 }
 
+/// `systemd-socket-activate` listening on `socket`, to start the daemon
+/// (told `--socket daemon_socket`, `--idle-exit 1`) on the first connection;
+/// returns once the socket exists ("Listening on", an event, not a sleep),
+/// with the rest of the activator's stderr (the daemon's log).
+fn activate(
+    socket: &std::path::Path,
+    daemon_socket: &std::path::Path,
+    db: &std::path::Path,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+) {
+    let mut activator = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(socket)
+        .arg("--fdname=stigmer")
+        .arg(bin())
+        .arg("--socket")
+        .arg(daemon_socket)
+        .args(["daemon", "--db"])
+        .arg(db)
+        .args(["--idle-exit", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn systemd-socket-activate");
+    let stderr = activator.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        if line.expect("line").contains("Listening on") {
+            break;
+        }
+    }
+    (activator, lines)
+}
+
 #[test]
 fn socket_activation_with_systemd_socket_activate_and_idle_exit() {
     if !have("systemd-socket-activate") {
@@ -268,27 +303,7 @@ fn socket_activation_with_systemd_socket_activate_and_idle_exit() {
     let tmp = tempfile::tempdir().expect("tmp");
     let socket = tmp.path().join("act.sock");
     let db = tmp.path().join("db");
-    let mut activator = Command::new("systemd-socket-activate")
-        .arg("-l")
-        .arg(&socket)
-        .arg("--fdname=stigmer")
-        .arg(bin())
-        .arg("--socket")
-        .arg(&socket)
-        .args(["daemon", "--db"])
-        .arg(&db)
-        .args(["--idle-exit", "1"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn systemd-socket-activate");
-    // It says "Listening on ..." once the socket exists (an event, not a sleep).
-    let stderr = activator.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        if line.expect("line").contains("Listening on") {
-            break;
-        }
-    }
+    let (mut activator, lines) = activate(&socket, &socket, &db);
     std::thread::spawn(move || for _ in lines {});
     // The first connection starts the daemon, which takes the passed socket.
     let run = |args: &[&str]| {
@@ -340,26 +355,7 @@ fn socket_activation_reports_the_socket_in_use() {
     let tmp = tempfile::tempdir().expect("tmp");
     let socket = tmp.path().join("act.sock");
     let elsewhere = tmp.path().join("not-this-one.sock");
-    let mut activator = Command::new("systemd-socket-activate")
-        .arg("-l")
-        .arg(&socket)
-        .arg("--fdname=stigmer")
-        .arg(bin())
-        .arg("--socket")
-        .arg(&elsewhere)
-        .args(["daemon", "--db"])
-        .arg(tmp.path().join("db"))
-        .args(["--idle-exit", "1"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn systemd-socket-activate");
-    let stderr = activator.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        if line.expect("line").contains("Listening on") {
-            break;
-        }
-    }
+    let (mut activator, lines) = activate(&socket, &elsewhere, &tmp.path().join("db"));
     let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     let out = Command::new(bin())
         .arg("--socket")
