@@ -287,6 +287,8 @@ def test_example_runner_and_watch(daemon: Daemon) -> None:
             str(EXAMPLES / "agent_runner.py"),
             "--socket",
             daemon.socket_path,
+            "--mode",
+            "full",
             "--tokens",
             "50",
             "--every",

@@ -361,8 +361,14 @@ class Client:
         op_list: List[delta_pb2.Op] = list(ops)
         try:
             revision = self._append(execution_id, op_list, expected_revision, timeout)
-        except BaseException:
-            self._texts.forget(execution_id)
+        except BaseException as exc:
+            # Refused: nothing was applied. Otherwise (no reply) it may have
+            # been: the next append_text without an offset asks the daemon.
+            refused = isinstance(exc, StigmerError) and not isinstance(
+                exc, (UnavailableError, DeadlineExceededError)
+            )
+            if not refused:
+                self._texts.forget(execution_id)
             raise
         self._texts.learn_ops(execution_id, op_list)
         return revision
