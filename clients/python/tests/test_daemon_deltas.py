@@ -32,9 +32,14 @@ def _text(client: Client, eid: str, index: int = -1) -> str:
     return str(client.get(eid).status.messages[index].content)
 
 
-def _states(events: List[Event]) -> List[Tuple[str, int, object]]:
-    """What a subscriber sees: (type, revision, the whole execution)."""
-    return [(e.type, e.revision, e.execution) for e in events]
+def _states(events: List[Event]) -> List[Tuple[int, object]]:
+    """What a subscriber sees: (revision, the whole execution)."""
+    return [(e.revision, e.execution) for e in events]
+
+
+def _types(events: List[Event]) -> List[str]:
+    """The types of a delta stream's events, as a whole stream would name them."""
+    return ["update" if e.type == "delta" else e.type for e in events]
 
 
 @pytest.fixture
@@ -257,10 +262,13 @@ def test_delta_and_whole_subscriptions_see_the_same_states(daemon: Daemon) -> No
         deltas = [first[0], *live_deltas]
         whole = [first[1], *live_whole]
         assert _states(deltas) == _states(whole)
+        assert _types(deltas) == [e.type for e in whole]
         assert deltas[-1].type == "end" and deltas[-1].reason == "terminal"
         assert_ordered_unique(deltas)
         # The delta stream carried operations; the whole one none.
+        assert {e.type for e in deltas[1:-1]} == {"delta"}
         assert all(e.ops for e in deltas[1:-1])
+        assert {e.type for e in whole[1:-1]} == {"update"}
         assert not any(e.ops for e in whole)
         assert all(e.ops[-1].WhichOneof("op") == "stamp" for e in deltas[1:-1])
         # Replays from the history: from the start, and from the middle.
@@ -272,7 +280,7 @@ def test_delta_and_whole_subscriptions_see_the_same_states(daemon: Daemon) -> No
         part = list(watcher.subscribe(eid, from_revision=middle))
         part_whole = list(watcher.subscribe(eid, from_revision=middle, deltas=False))
         assert _states(part) == _states(part_whole)
-        assert part[0].revision > middle and part[0].type == "update"
+        assert part[0].revision > middle and part[0].type == "delta"
 
 
 def test_delta_subscription_resumes_across_a_daemon_restart(daemon: Daemon, proxy: Proxy) -> None:
@@ -377,7 +385,7 @@ def test_example_runner_modes_reach_the_same_state(daemon: Daemon, mode: str) ->
         sc.ToolCallStatus.TOOL_CALL_COMPLETED
     ]
     assert [t.id for t in ai.tool_calls] == ["call-1"]
-    updates = [e for e in events if e.type == "update"]
+    updates = [e for e in events if e.type in ("update", "delta")]
     if mode == "append":  # a revision per token, each a small delta
         assert len(updates) >= 45
     else:  # create, IN_PROGRESS, 4 flushes, COMPLETED

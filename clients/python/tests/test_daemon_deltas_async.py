@@ -24,8 +24,8 @@ async def _next(sub: AsyncSubscription) -> Event:
     return event
 
 
-def _states(events: List[Event]) -> List[Tuple[str, int, object]]:
-    return [(e.type, e.revision, e.execution) for e in events]
+def _states(events: List[Event]) -> List[Tuple[int, object]]:
+    return [(e.revision, e.execution) for e in events]
 
 
 @pytest.fixture

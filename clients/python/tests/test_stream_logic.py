@@ -105,7 +105,7 @@ def test_deltas_apply_to_the_state_held() -> None:
     assert state.process(_event(1, 5))[0] == YIELD
     action, event = state.process(_delta(7, 5, _text(0, "ab")))
     assert action == YIELD and event is not None
-    assert (event.type, event.revision, event.execution_id) == ("update", 7, "aex-1")
+    assert (event.type, event.revision, event.execution_id) == ("delta", 7, "aex-1")
     assert event.execution is not None
     assert event.execution.status.messages[0].content == "ab"
     assert [op.WhichOneof("op") for op in event.ops] == ["append_text"]
@@ -149,3 +149,10 @@ def test_whole_streams_do_not_hold_the_state() -> None:
     state.process(_event(1, 5))
     assert state.state is None
     assert not state.subscribe_request().skip_initial_state
+
+
+def test_a_delta_converted_alone_has_no_state() -> None:
+    event = Event.from_proto(_delta(7, 5, _text(0, "x")))
+    assert event is not None
+    assert (event.type, event.revision, event.execution) == ("delta", 7, None)
+    assert [op.append_text.text for op in event.ops] == ["x"]

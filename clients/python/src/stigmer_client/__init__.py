@@ -85,7 +85,7 @@ from ._proto.stigmer.daemon.v1.delta_pb2 import (
     PutTodo,
     ReplaceMessage,
 )
-from ._stream import END, RESYNC, SNAPSHOT, UPDATE, Event, ReconnectPolicy
+from ._stream import DELTA, END, RESYNC, SNAPSHOT, UPDATE, Event, ReconnectPolicy
 from .aio import AsyncClient, AsyncSubscription
 from .client import DEFAULT_TIMEOUT, Client, Subscription
 from .errors import (
@@ -120,6 +120,7 @@ TERMINAL_PHASES = frozenset(
 __all__ = [
     "DEFAULT_MAX_FRAME_LENGTH",
     "DEFAULT_TIMEOUT",
+    "DELTA",
     "END",
     "EXECUTION_CANCELLED",
     "EXECUTION_COMPLETED",

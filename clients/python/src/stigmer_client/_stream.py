@@ -13,6 +13,7 @@ from ._proto.stigmer.daemon.v1 import daemon_pb2, delta_pb2
 from .errors import DataLossError, StigmerError, UnavailableError
 
 __all__ = [
+    "DELTA",
     "END",
     "RESYNC",
     "SNAPSHOT",
@@ -23,8 +24,11 @@ __all__ = [
 
 #: ``Event.type`` of the first event of a stream opened without ``from_revision``.
 SNAPSHOT = "snapshot"
-#: ``Event.type`` of one committed change (sent whole, or as a delta applied by the client).
+#: ``Event.type`` of one committed change, sent whole.
 UPDATE = "update"
+#: ``Event.type`` of one committed change sent as its operations (``Event.ops``),
+#: which the client applied to the state it holds (``Event.execution``).
+DELTA = "delta"
 #: ``Event.type`` of the whole current state after changes that could not be sent one by one.
 RESYNC = "resync"
 #: ``Event.type`` of the last event of a stream.
@@ -35,6 +39,7 @@ _TYPES = {
     daemon_pb2.EVENT_UPDATE: UPDATE,
     daemon_pb2.EVENT_RESYNC: RESYNC,
     daemon_pb2.EVENT_END: END,
+    daemon_pb2.EVENT_DELTA: DELTA,
 }
 
 _REASONS = {
@@ -53,7 +58,7 @@ class Event:
     """One event of a subscription.
 
     Attributes:
-        type: ``"snapshot"``, ``"update"``, ``"resync"`` or ``"end"``.
+        type: ``"snapshot"``, ``"update"``, ``"resync"``, ``"delta"`` or ``"end"``.
         revision: the revision of the state carried; on ``"end"``, the last
             revision delivered.
         execution_id: the execution the stream is about.
@@ -62,11 +67,11 @@ class Event:
             ``"shutdown"``, ``"slow_consumer"`` or ``"unspecified"`` (an end
             reason this client does not know); ``None`` otherwise.
         message: on ``"end"``, a person-readable detail.
-        ops: the operations of the change at ``revision`` when it came as a
-            delta (a subscription with ``deltas=True``): ``execution`` is then
+        ops: on ``"delta"`` (a subscription with ``deltas=True``), the
+            operations of the change at ``revision``; ``execution`` is then
             the state before it with these applied, rebuilt by the client.
-            Empty for a change that came whole (a create, a resync, a stream
-            without deltas) and on ``"snapshot"`` and ``"end"``.
+            Empty on the other types (a change that came whole: a create, a
+            resync, a stream without deltas).
     """
 
     type: str
@@ -79,10 +84,22 @@ class Event:
 
     @classmethod
     def from_proto(cls, event: daemon_pb2.Event) -> Optional[Event]:
-        """Convert a protocol ``Event``; ``None`` for an event type this client ignores."""
+        """Convert a protocol ``Event``; ``None`` for an event type this client ignores.
+
+        A ``DELTA`` event carries no state: its ``execution`` is ``None`` here
+        (a subscription fills it in from the state it holds).
+        """
         kind = _TYPES.get(event.type)
         if kind is None:
             return None
+        if kind == DELTA:
+            return cls(
+                type=DELTA,
+                revision=event.revision,
+                execution_id=event.execution_id,
+                execution=None,
+                ops=tuple(event.ops),
+            )
         if kind == END:
             return cls(
                 type=END,
@@ -258,7 +275,7 @@ class ResumeState:
         execution = AgentExecution()
         execution.CopyFrom(state)  # the user's own copy: the state held changes on
         return YIELD, Event(
-            type=UPDATE,
+            type=DELTA,
             revision=event.revision,
             execution_id=self.execution_id,
             execution=execution,

@@ -475,12 +475,13 @@ class AsyncClient:
 
         With ``deltas=True`` (the default) the daemon sends each change as its
         operations, not the whole state: the client keeps the state and
-        applies them, so every event's ``execution`` is still the whole
-        execution at its revision, and ``ops`` holds the operations of that
-        revision (empty for a change that came whole). The events are the
-        same as with ``deltas=False`` (whole states on the wire, whose cost
-        grows with the transcript), but for ``ops``. A delta that does not
-        follow the state held raises :class:`~stigmer_client.DataLossError`.
+        applies them, and yields a ``"delta"`` event whose ``execution`` is
+        still the whole execution at its revision and whose ``ops`` are the
+        operations of that revision. Changes without operations (a create)
+        still come as ``"update"``. The revisions and executions are those of
+        ``deltas=False`` (``"update"`` events: whole states on the wire, whose
+        cost grows with the transcript). A delta that does not follow the
+        state held raises :class:`~stigmer_client.DataLossError`.
 
         When the connection drops, or the stream ends with reason ``shutdown``
         or ``slow_consumer``, the iterator reconnects with jittered exponential
