@@ -135,6 +135,29 @@ def test_an_append_whose_reply_is_lost_across_a_daemon_restart(
     assert proxy.dropped[0].execution.revision == lost
 
 
+def test_without_reconnect_a_lost_reply_raises_and_the_same_text_is_not_duplicated(
+    daemon: Daemon, proxy: Proxy
+) -> None:
+    with Client(proxy.path, reconnect=None) as client:
+        eid = client.create("agent", "no retry").metadata.id
+        client.append_text(eid, "one")
+        proxy.drop_reply_to = "append"
+        with pytest.raises(sc.UnavailableError):
+            client.append_text(eid, " two")  # committed, but the reply is lost
+        # The caller sends the same text again: the same offset, acknowledged.
+        assert client.append_text(eid, " two") == proxy.dropped[0].execution.revision
+        client.append_text(eid, " three")
+        assert _text(client, eid) == "one two three"
+        proxy.drop_reply_to = "append"
+        with pytest.raises(sc.UnavailableError):
+            client.append_text(eid, " four")
+        # Other text: the client fetches the length (the lost text is there).
+        client.append_text(eid, " five")
+        assert _text(client, eid) == "one two three four five"
+    sent = [r.append.ops[0].append_text for r in proxy.requests_of("append")]
+    assert [a.offset for a in sent] == [0, 3, 3, 7, 13, 18]
+
+
 def test_a_lost_reply_to_a_final_phase_is_acknowledged(daemon: Daemon, proxy: Proxy) -> None:
     with Client(proxy.path, reconnect=FAST) as client:
         eid = client.create("agent", "finish").metadata.id

@@ -68,3 +68,19 @@ def test_forget_and_limit() -> None:
     assert texts.position("c", -1, None) == (0, 1)
     texts.forget("c")
     assert texts.position("c", -1, None) is None
+
+
+def test_an_unsure_append_keeps_its_offset_for_the_same_text() -> None:
+    texts = TextTracker()
+    texts.sent("e", 0, 0, "ab")
+    texts.sent("e", 0, 2, "cd")
+    texts.unsure("e", -1, 0, 2, "cd")
+    assert texts.position("e", -1, None, "cd") == (0, 2)  # the same append again
+    texts.unsure("e", -1, 0, 2, "cd")
+    assert texts.position("e", 0, None, "cd") == (0, 2)  # named by its index
+    texts.unsure("e", -1, 0, 2, "cd")
+    assert texts.position("e", -1, None, "other") is None  # something else: fetch
+    assert texts.position("e", -1, None, "cd") is None  # the pending one is gone
+    texts.unsure("e", -1, 0, 2, "cd")
+    texts.forget("e")
+    assert texts.position("e", -1, None, "cd") is None

@@ -8,6 +8,11 @@ that a runner calling ``append_text`` once per token never has to fetch the
 execution, the client remembers, per execution and message, the length the
 message has after its own last append. It learns it from its own appends and
 operations, or from one ``get`` the first time. Shared by both clients.
+
+An append whose outcome is unknown (no reply: the client gave up
+reconnecting, or the call timed out) leaves its position pending: when the
+caller sends the same text again, it goes to the same offset, so the daemon
+acknowledges it if the first one was applied, instead of appending a copy.
 """
 
 from __future__ import annotations
@@ -55,11 +60,19 @@ class TextTracker:
         """Track nothing yet; keep at most ``limit`` executions."""
         self._limit = max(1, limit)
         self._tracks: Dict[str, _Track] = {}
+        #: Execution id -> (message_index asked, message index, offset, text)
+        #: of an append whose outcome is unknown.
+        self._unsure: Dict[str, Tuple[int, int, int, str]] = {}
 
     def position(
-        self, execution_id: str, message_index: int, offset: Optional[int]
+        self, execution_id: str, message_index: int, offset: Optional[int], text: str = ""
     ) -> Optional[Tuple[int, int]]:
         """``(message index, offset)`` of the next append, or ``None`` when a fetch is needed."""
+        unsure = self._unsure.pop(execution_id, None)
+        if unsure is not None:
+            asked, index, start, sent = unsure
+            if sent == text and message_index in (asked, index) and offset in (None, start):
+                return index, start  # the same append again: where it went before
         track = self._tracks.get(execution_id)
         index = message_index
         if index == -1:
@@ -132,6 +145,21 @@ class TextTracker:
     def forget(self, execution_id: str) -> None:
         """Forget an execution: its next append without an offset fetches it."""
         self._tracks.pop(execution_id, None)
+        self._unsure.pop(execution_id, None)
+
+    def unsure(
+        self, execution_id: str, message_index: int, index: int, offset: int, text: str
+    ) -> None:
+        """Forget an execution after an append whose outcome is unknown, keeping that append.
+
+        The next append of the same text to the same message goes to the same
+        offset (the daemon acknowledges it if the first one was applied); any
+        other fetches the execution.
+        """
+        self.forget(execution_id)
+        if len(self._unsure) >= self._limit:
+            self._unsure.pop(next(iter(self._unsure)))
+        self._unsure[execution_id] = (message_index, index, offset, text)
 
     def __len__(self) -> int:
         """The number of executions tracked."""

@@ -58,6 +58,13 @@ DEFAULT_STREAM_BUFFER = 256
 _Timeout = Optional[float]
 
 
+def _refused(exc: BaseException) -> bool:
+    """Whether an append's error means the daemon refused it (nothing was applied)."""
+    return isinstance(exc, StigmerError) and not isinstance(
+        exc, (UnavailableError, DeadlineExceededError)
+    )
+
+
 class _ConnectionLost(Exception):
     """Internal: the connection dropped; ``error`` is what to raise to a unary caller."""
 
@@ -305,7 +312,10 @@ class Client:
         was *not* applied. It is not re-sent at the new offset, which could
         duplicate or reorder text: the caller decides. The tracked length is
         dropped on any error, so the next call without ``offset`` fetches the
-        execution and appends at its current end.
+        execution and appends at its current end -- except after an error
+        that leaves the outcome unknown (``UnavailableError`` once the
+        reconnect policy gives up, ``DeadlineExceededError``): calling again
+        with the same text sends it to the same offset, so it is applied once.
         :class:`~stigmer_client.FailedPreconditionError`: the execution's phase
         is final (a runner should stop).
         """
@@ -314,7 +324,7 @@ class Client:
         if offset is not None and offset < 0:
             raise ValueError(f"offset must be a byte offset (>= 0), not {offset}")
         texts = self._texts
-        position = texts.position(execution_id, message_index, offset)
+        position = texts.position(execution_id, message_index, offset, text)
         if position is None:
             stored = self.get(execution_id, timeout=timeout)
             position = texts.learn_status(execution_id, stored.status, message_index, offset)
@@ -326,10 +336,11 @@ class Client:
         texts.sent(execution_id, index, start, text)
         try:
             return self._append(execution_id, [op], None, timeout)
-        except BaseException:
-            # Not applied (ABORTED, final phase, ...) or unknown (a timeout):
-            # the next append without an offset asks the daemon.
-            texts.forget(execution_id)
+        except BaseException as exc:
+            if _refused(exc):  # not applied: the next append asks the daemon
+                texts.forget(execution_id)
+            else:  # unknown: the same text again goes to the same offset
+                texts.unsure(execution_id, message_index, index, start, text)
             raise
 
     def apply(
@@ -364,10 +375,7 @@ class Client:
         except BaseException as exc:
             # Refused: nothing was applied. Otherwise (no reply) it may have
             # been: the next append_text without an offset asks the daemon.
-            refused = isinstance(exc, StigmerError) and not isinstance(
-                exc, (UnavailableError, DeadlineExceededError)
-            )
-            if not refused:
+            if not _refused(exc):
                 self._texts.forget(execution_id)
             raise
         self._texts.learn_ops(execution_id, op_list)
