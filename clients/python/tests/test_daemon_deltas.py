@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import subprocess
 import sys
@@ -304,6 +305,52 @@ def test_delta_and_whole_subscriptions_see_the_same_states(daemon: Daemon) -> No
         part_whole = list(watcher.subscribe(eid, from_revision=middle, deltas=False))
         assert _states(part) == _states(part_whole)
         assert part[0].revision > middle and part[0].type == "delta"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_runs_look_the_same_through_deltas(daemon: Daemon, seed: int) -> None:
+    """Random appends, operations and whole statuses: both kinds of stream agree."""
+    rng = random.Random(seed)
+    words = ["a", "é", "🎉", "token ", "\n", "ß"]
+    with daemon.client() as writer, daemon.client() as watcher:
+        eid = writer.create("agent", f"random {seed}").metadata.id
+        live = watcher.subscribe(eid)
+        first = _next(live)
+        for step in range(60):
+            roll = rng.random()
+            if roll < 0.5:
+                index = rng.choice([-1, -1, -1, 0])
+                writer.append_text(eid, rng.choice(words), message_index=index)
+            elif roll < 0.6:
+                count = len(writer.get(eid).status.messages)
+                added = sc.AgentMessage(type=sc.MESSAGE_HUMAN, content=f"m{step}")
+                writer.apply(eid, [Op(add_message=sc.AddMessage(index=count, message=added))])
+            elif roll < 0.7:
+                call = sc.ToolCall(id=f"c{rng.randrange(3)}", name="t", result=str(step))
+                writer.apply(eid, [Op(put_tool_call=call)])
+            elif roll < 0.8:
+                key = f"k{rng.randrange(3)}"
+                todo = sc.PutTodo(key=key, item=sc.TodoItem(content=str(step)))
+                writer.apply(eid, [Op(put_todo=todo), Op(remove_todo=f"k{rng.randrange(3)}")])
+            else:  # a whole status: an extension of the stored one, or not
+                whole = writer.get(eid).status
+                if whole.messages and rng.random() < 0.5:
+                    whole.messages[-1].content += rng.choice(words)
+                else:
+                    whole.messages.add(type=sc.MESSAGE_AI, content=f"whole {step}")
+                whole.error = rng.choice(["", f"e{step}"])
+                writer.update_status(eid, whole)
+        writer.apply(eid, [Op(set_phase=sc.EXECUTION_COMPLETED)])
+        deltas = [first, *live]
+        whole_stream = list(watcher.subscribe(eid, deltas=False, from_revision=first.revision))
+        replay = list(watcher.subscribe(eid, from_revision=first.revision))
+    assert _states(deltas[1:]) == _states(whole_stream) == _states(replay)
+    assert deltas[-2].execution == _stored(daemon, eid)
+
+
+def _stored(daemon: Daemon, eid: str) -> sc.AgentExecution:
+    with daemon.client() as client:
+        return client.get(eid)
 
 
 def test_delta_subscription_resumes_across_a_daemon_restart(daemon: Daemon, proxy: Proxy) -> None:
