@@ -2,16 +2,26 @@
 """A stand-in for upstream Stigmer's agent runner, reporting through the daemon.
 
 It streams a (fake) model's tokens into the last AI message, adds tool calls
-as the model "uses tools", and sends the whole cumulative status every
-``--every`` tokens, as the upstream runner does. It ends the execution
-COMPLETED (or FAILED with ``--fail``). When the daemon refuses an update
-because the execution's phase is already final -- someone cancelled or
-terminated it -- it stops at once.
+as the model "uses tools", and ends the execution COMPLETED (or FAILED with
+``--fail``), in one of two modes:
+
+- ``--mode append`` (the default): one ``append_text`` per token, and
+  operations (``apply``) for the rest: the phase, the messages, the tool
+  calls. Each token costs a few dozen bytes on the wire, on disk and to each
+  subscriber, however long the transcript. Tool calls are put in the status
+  as they start and finish; the AI message gets its copy of them in the last
+  update, with the final phase, so that both modes end in the same state.
+- ``--mode full``: upstream's pattern: the whole cumulative status every
+  ``--every`` tokens (the daemon turns each into the operations that changed).
+
+When the daemon refuses an update because the execution's phase is already
+final -- someone cancelled or terminated it -- it stops at once.
 
 Usage::
 
     agent_runner.py --agent-id my-agent --message "summarize the logs"
     agent_runner.py --execution-id aex-...      # run an execution created elsewhere
+    agent_runner.py --mode full --every 10      # upstream's way
 
 The first line printed is the execution id. Exit codes: 0 finished as asked,
 2 stopped because the execution was finalized by someone else, 1 error.
@@ -33,15 +43,21 @@ from stigmer_client import (
     EXECUTION_IN_PROGRESS,
     MESSAGE_AI,
     MESSAGE_HUMAN,
+    AddMessage,
     AgentExecutionStatus,
     AgentMessage,
     Client,
     ExecutionPhase,
     FailedPreconditionError,
+    Op,
+    ReplaceMessage,
     StigmerError,
     ToolCall,
     ToolCallStatus,
 )
+
+#: The ways of reporting (``--mode``).
+MODES = ("append", "full")
 
 _TEXT = (
     "the logs show a steady rise in latency after the deploy at noon and the cache "
@@ -68,10 +84,13 @@ class Stopped(Exception):
 class Runner:
     """Runs one execution, keeping the cumulative status it reports."""
 
-    def __init__(self, client: Client, execution_id: str, prompt: str) -> None:
+    def __init__(
+        self, client: Client, execution_id: str, prompt: str, mode: str = "append"
+    ) -> None:
         """Start from the prompt as the human message and an empty AI message."""
         self.client = client
         self.execution_id = execution_id
+        self.mode = mode
         self.messages: List[AgentMessage] = [
             AgentMessage(type=MESSAGE_HUMAN, content=prompt, timestamp=now()),
             AgentMessage(type=MESSAGE_AI, content="", timestamp=now()),
@@ -92,6 +111,26 @@ class Runner:
             raise Stopped(exc.message) from exc
         self.updates += 1
 
+    def apply(self, *ops: Op) -> None:
+        """Send operations (append mode); raise :class:`Stopped` when refused as final."""
+        try:
+            self.client.apply(self.execution_id, ops)
+        except FailedPreconditionError as exc:
+            raise Stopped(exc.message) from exc
+        self.updates += 1
+
+    def append(self, token: str) -> None:
+        """Append one token to the AI message (append mode)."""
+        self.messages[-1].content += token
+        try:
+            # The client tracks the message's length (the offset of the next
+            # token) and resends an append lost to a reconnect, which the
+            # daemon acknowledges without a second copy.
+            self.client.append_text(self.execution_id, token)
+        except FailedPreconditionError as exc:
+            raise Stopped(exc.message) from exc
+        self.updates += 1
+
     def start_tool(self, index: int) -> None:
         """Record a tool call the model made, RUNNING, on the last AI message."""
         args = Struct()
@@ -105,33 +144,63 @@ class Runner:
         )
         self.tool_calls.append(call)
         self.messages[-1].tool_calls.append(call)
+        if self.mode == "append":
+            self.apply(Op(put_tool_call=call))
 
     def finish_tools(self) -> None:
         """Complete every running tool call."""
+        finished = ""
         for calls in (self.tool_calls, self.messages[-1].tool_calls):
             for call in calls:
                 if call.status == ToolCallStatus.TOOL_CALL_RUNNING:
+                    finished = finished or call.id
                     call.status = ToolCallStatus.TOOL_CALL_COMPLETED
                     call.result = "3 matches"
                     call.completed_at = now()
+        if self.mode == "append":
+            ops = [Op(put_tool_call=call) for call in self.tool_calls if call.id == finished]
+            if ops:
+                self.apply(*ops)
+
+    def finish(self, phase: ExecutionPhase, error: str = "") -> None:
+        """End the execution in ``phase``."""
+        if self.mode == "full":
+            self.send(phase, error)
+            return
+        # One update: the AI message with its tool calls, the error, the phase.
+        ops = [Op(replace_message=ReplaceMessage(index=1, message=self.messages[1]))]
+        if error:
+            ops.append(Op(set_error=error))
+        self.apply(*ops, Op(set_phase=phase))
 
     def run(self, tokens: int, every: int, tool_every: int, delay: float, fail: bool) -> None:
         """Stream the model's output, then end COMPLETED or FAILED."""
-        self.send(EXECUTION_IN_PROGRESS)
+        if self.mode == "full":
+            self.send(EXECUTION_IN_PROGRESS)
+        else:  # the phase and the two messages, in one update
+            human, ai = self.messages
+            self.apply(
+                Op(set_phase=EXECUTION_IN_PROGRESS),
+                Op(add_message=AddMessage(index=0, message=human)),
+                Op(add_message=AddMessage(index=1, message=ai)),
+            )
         for i, token in enumerate(fake_model(tokens), start=1):
-            self.messages[-1].content += token
+            if self.mode == "full":
+                self.messages[-1].content += token
+            else:
+                self.append(token)
             if tool_every and i % tool_every == 0:
                 self.finish_tools()
                 self.start_tool(i // tool_every)
-            if i % every == 0:
+            if self.mode == "full" and i % every == 0:
                 self.send(EXECUTION_IN_PROGRESS)
             if delay:
                 time.sleep(delay)
         self.finish_tools()
         if fail:
-            self.send(EXECUTION_FAILED, error="the model gave up (requested with --fail)")
+            self.finish(EXECUTION_FAILED, error="the model gave up (requested with --fail)")
         else:
-            self.send(EXECUTION_COMPLETED)
+            self.finish(EXECUTION_COMPLETED)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -142,8 +211,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--agent-id", default="example-agent")
     parser.add_argument("--message", default="summarize the logs")
     parser.add_argument("--session-id")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="append",
+        help="append: one append per token (default); full: the whole status every --every tokens",
+    )
     parser.add_argument("--tokens", type=int, default=120, help="tokens the model produces")
-    parser.add_argument("--every", type=int, default=10, help="send the status every N tokens")
+    parser.add_argument(
+        "--every", type=int, default=10, help="--mode full: send the status every N tokens"
+    )
     parser.add_argument("--tool-every", type=int, default=40, help="a tool call every N tokens")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds between tokens")
     parser.add_argument("--fail", action="store_true", help="end FAILED instead of COMPLETED")
@@ -158,7 +235,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 execution = client.create(args.agent_id, args.message, args.session_id)
             execution_id = execution.metadata.id
             print(execution_id, flush=True)
-            runner = Runner(client, execution_id, execution.spec.message)
+            runner = Runner(client, execution_id, execution.spec.message, args.mode)
             runner.run(args.tokens, every, args.tool_every, args.delay, args.fail)
         except Stopped as stopped:
             print(f"stopped: {stopped}", flush=True)

@@ -14,6 +14,7 @@ from stigmer_client import (
     AgentExecutionStatus,
     AgentMessage,
     Client,
+    DataLossError,
     DeadlineExceededError,
     Event,
     PermissionDeniedError,
@@ -478,3 +479,37 @@ def test_async_stated_unavailable_is_retried(tmp_path: Path) -> None:
     events = asyncio.run(main())
     fake.close()
     assert [(e.type, e.revision) for e in events] == [("snapshot", 1), ("end", 1)]
+
+
+def _delta_gap(conn: FakeConn) -> None:
+    """A snapshot at 5, a delta that follows it, then one that skips revision 7."""
+    sub = conn.recv_command("subscribe")
+    assert sub.subscribe.deltas
+    conn.event(sub.id, SNAP, 5)
+    for revision, prev, text in ((7, 5, "a"), (9, 8, "b")):
+        response = daemon_pb2.Response(id=sub.id)
+        response.event.type = daemon_pb2.EVENT_DELTA
+        response.event.revision = revision
+        response.event.prev_revision = prev
+        op = response.event.ops.add()
+        op.append_text.message_index = 0
+        op.append_text.offset = 0 if text == "a" else 1
+        op.append_text.text = text
+        conn.send(response)
+    cancel = conn.recv_command("cancel")  # the client cancels the broken stream
+    assert cancel.cancel.subscription_id == sub.id
+
+
+def test_sync_a_delta_after_a_gap_is_a_protocol_error(tmp_path: Path) -> None:
+    fake = FakeDaemon(tmp_path / "s", [_delta_gap])
+    with Client(fake.path, reconnect=FAST) as client:
+        sub = client.subscribe("aex-1")
+        assert next(sub).type == "snapshot"
+        delta = next(sub)
+        assert (delta.type, delta.revision) == ("delta", 7)
+        assert delta.execution is not None
+        assert delta.execution.status.messages[0].content == "a"
+        with pytest.raises(DataLossError, match="applies to revision 8"):
+            next(sub)
+        assert sub.closed and sub.next_event() is None
+    fake.close()

@@ -105,7 +105,9 @@ def test_async_every_revision_once_in_order_under_concurrent_writers(daemon: Dae
             final = await other.update_status_reply(eid, status("end", sc.EXECUTION_COMPLETED))
             events = await asyncio.wait_for(watcher, GUARD)
         assert_ordered_unique(events)
-        updates = [e for e in events if e.type == "update"]
+        updates = [e for e in events if e.type in ("update", "delta")]
+        # The create comes whole; every change after it as its operations.
+        assert [e.type for e in updates] == ["update"] + ["delta"] * 101
         # The create, the 100 writes and the final one, each exactly once.
         assert len(updates) == 1 + 100 + 1
         assert {e.revision: content(e) for e in updates[1:-1]} == written
@@ -159,7 +161,7 @@ def test_async_resume_across_daemon_restart(daemon: Daemon) -> None:
                     await writer.update_status_reply(eid, status("z", sc.EXECUTION_COMPLETED))
                 ).revision
             rest = [e async for e in sub]
-            assert [(e.type, e.revision) for e in rest] == [("update", final), ("end", final)]
+            assert [(e.type, e.revision) for e in rest] == [("delta", final), ("end", final)]
             assert_ordered_unique(got + more + rest)
 
     asyncio.run(main())

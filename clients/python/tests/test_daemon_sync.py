@@ -122,13 +122,15 @@ def test_limits_are_resource_exhausted(make_daemon: Callable[..., Daemon]) -> No
         assert client.ping().max_frame_length == 4096
 
 
-def test_subscribe_snapshot_updates_terminal(daemon: Daemon) -> None:
+@pytest.mark.parametrize("deltas", [True, False], ids=["deltas", "whole"])
+def test_subscribe_snapshot_updates_terminal(daemon: Daemon, deltas: bool) -> None:
+    change = "delta" if deltas else "update"
     with daemon.client() as writer, daemon.client() as watcher:
         reply = writer.create_execution(
             sc.AgentExecution(spec=sc.AgentExecutionSpec(agent_id="a", message="m"))
         )
         eid = reply.execution.metadata.id
-        sub = watcher.subscribe(eid)
+        sub = watcher.subscribe(eid, deltas=deltas)
         snapshot = _next(sub)
         assert (snapshot.type, snapshot.revision, snapshot.execution_id) == (
             "snapshot",
@@ -143,7 +145,8 @@ def test_subscribe_snapshot_updates_terminal(daemon: Daemon) -> None:
             writer.update_status_reply(eid, status("fin", sc.EXECUTION_COMPLETED)).revision
         )
         events = list(sub)
-        assert [e.type for e in events] == ["update"] * 4 + ["end"]
+        assert [e.type for e in events] == [change] * 4 + ["end"]
+        assert all(e.execution_id == eid for e in events)
         assert [e.revision for e in events[:-1]] == revisions
         assert [content(e) for e in events[:-1]] == ["u0", "u1", "u2", "fin"]
         assert events[-1].reason == "terminal"
@@ -151,7 +154,11 @@ def test_subscribe_snapshot_updates_terminal(daemon: Daemon) -> None:
         assert sub.closed
 
 
-def test_every_revision_once_in_order_under_concurrent_writers(daemon: Daemon) -> None:
+@pytest.mark.parametrize("deltas", [True, False], ids=["deltas", "whole"])
+def test_every_revision_once_in_order_under_concurrent_writers(
+    daemon: Daemon, deltas: bool
+) -> None:
+    change = "delta" if deltas else "update"
     writers, per_writer = 4, 25
     with daemon.client() as setup:
         eid = setup.create("agent", "race").metadata.id
@@ -171,7 +178,7 @@ def test_every_revision_once_in_order_under_concurrent_writers(daemon: Daemon) -
             errors.append(exc)
 
     with daemon.client() as watcher:
-        sub = watcher.subscribe(eid)
+        sub = watcher.subscribe(eid, deltas=deltas)
         snapshot = _next(sub)
         threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
         for t in threads:
@@ -186,11 +193,11 @@ def test_every_revision_once_in_order_under_concurrent_writers(daemon: Daemon) -
             final = closer.update_status_reply(eid, status("end", sc.EXECUTION_COMPLETED))
         rest = list(sub)
     assert_ordered_unique([snapshot, *seen])
-    assert all(e.type == "update" for e in seen)
+    assert all(e.type == change for e in seen)
     assert {e.revision: content(e) for e in seen} == written
     assert [e.revision for e in seen] == sorted(written)
     assert [(e.type, e.revision) for e in rest] == [
-        ("update", final.revision),
+        (change, final.revision),
         ("end", final.revision),
     ]
     # Per writer, its own writes appear in the order it made them.
@@ -199,11 +206,13 @@ def test_every_revision_once_in_order_under_concurrent_writers(daemon: Daemon) -
         assert mine == [f"w{w}-{j}" for j in range(per_writer)]
 
 
-def test_resume_across_daemon_restart(daemon: Daemon) -> None:
+@pytest.mark.parametrize("deltas", [True, False], ids=["deltas", "whole"])
+def test_resume_across_daemon_restart(daemon: Daemon, deltas: bool) -> None:
+    change = "delta" if deltas else "update"
     watcher = daemon.client(reconnect=FAST)
     with daemon.client() as writer:
         eid = writer.create("agent", "restart").metadata.id
-        sub = watcher.subscribe(eid)
+        sub = watcher.subscribe(eid, deltas=deltas)
         got = [_next(sub)]  # the snapshot
         before = [writer.update_status_reply(eid, status(f"a{i}")).revision for i in range(5)]
     got += [_next(sub) for _ in range(5)]
@@ -214,11 +223,11 @@ def test_resume_across_daemon_restart(daemon: Daemon) -> None:
     more = [_next(sub) for _ in range(5)]
     assert [e.revision for e in more] == after
     assert [content(e) for e in more] == [f"b{i}" for i in range(5)]
-    assert all(e.type == "update" for e in more)
+    assert all(e.type == change for e in more)
     with daemon.client() as writer:
         final = writer.update_status_reply(eid, status("z", sc.EXECUTION_FAILED)).revision
     rest = list(sub)
-    assert [(e.type, e.revision) for e in rest] == [("update", final), ("end", final)]
+    assert [(e.type, e.revision) for e in rest] == [(change, final), ("end", final)]
     assert_ordered_unique(got + more + rest)
     watcher.close()
 
@@ -287,6 +296,8 @@ def test_example_runner_and_watch(daemon: Daemon) -> None:
             str(EXAMPLES / "agent_runner.py"),
             "--socket",
             daemon.socket_path,
+            "--mode",
+            "full",
             "--tokens",
             "50",
             "--every",
@@ -330,10 +341,11 @@ def test_example_runner_and_watch(daemon: Daemon) -> None:
     assert "end (terminal)" in lines[-1]
 
 
-def test_unread_subscription_overflows_without_loss(daemon: Daemon) -> None:
+@pytest.mark.parametrize("deltas", [True, False], ids=["deltas", "whole"])
+def test_unread_subscription_overflows_without_loss(daemon: Daemon, deltas: bool) -> None:
     with daemon.client(stream_buffer=4, reconnect=FAST) as client:
         eid = client.create("agent", "slow reader").metadata.id
-        sub = client.subscribe(eid)
+        sub = client.subscribe(eid, deltas=deltas)
         assert _next(sub).type == "snapshot"
         # Unary calls on the same client read the stream's events into its buffer.
         revisions = [client.update_status_reply(eid, status(f"s{i}")).revision for i in range(30)]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from stigmer_client import ReconnectPolicy, UnavailableError, daemon_pb2
+from stigmer_client import DataLossError, ReconnectPolicy, UnavailableError, daemon_pb2, delta_pb2
 from stigmer_client._stream import DROP, FINISH, REOPEN, YIELD, Backoff, Event, ResumeState
 
 
@@ -86,3 +86,73 @@ def test_backoff_gives_up() -> None:
     backoff = Backoff(ReconnectPolicy(give_up_after=0.0))
     with pytest.raises(UnavailableError):
         backoff.next_delay(OSError("gone"))
+
+
+def _delta(revision: int, prev: int, *ops: delta_pb2.Op) -> daemon_pb2.Event:
+    event = daemon_pb2.Event(revision=revision, prev_revision=prev, ops=ops)
+    event.type = daemon_pb2.EVENT_DELTA
+    return event
+
+
+def _text(offset: int, text: str) -> delta_pb2.Op:
+    return delta_pb2.Op(append_text=delta_pb2.AppendText(message_index=0, offset=offset, text=text))
+
+
+def test_deltas_apply_to_the_state_held() -> None:
+    state = ResumeState("aex-1", None, reconnect=True, deltas=True)
+    request = state.subscribe_request()
+    assert request.deltas and not request.skip_initial_state
+    assert state.process(_event(1, 5))[0] == YIELD
+    action, event = state.process(_delta(7, 5, _text(0, "ab")))
+    assert action == YIELD and event is not None
+    assert (event.type, event.revision, event.execution_id) == ("delta", 7, "aex-1")
+    assert event.execution is not None
+    assert event.execution.status.messages[0].content == "ab"
+    assert [op.WhichOneof("op") for op in event.ops] == ["append_text"]
+    _, second = state.process(_delta(9, 7, _text(2, "c")))
+    assert second is not None and second.execution is not None
+    assert second.execution.status.messages[0].content == "abc"
+    # Each event has its own copy of the state.
+    assert event.execution.status.messages[0].content == "ab"
+    assert state.process(_delta(9, 7, _text(2, "c")))[0] == DROP  # already held
+    # Resuming: from the last revision, without the state the client holds.
+    request = state.subscribe_request()
+    assert (request.from_revision, request.deltas, request.skip_initial_state) == (9, True, True)
+
+
+def test_a_delta_that_does_not_follow_is_a_protocol_error() -> None:
+    state = ResumeState("aex-1", None, reconnect=True, deltas=True)
+    with pytest.raises(DataLossError, match="before any whole state"):
+        state.process(_delta(7, 5, _text(0, "x")))
+    state.process(_event(1, 5))
+    with pytest.raises(DataLossError, match="applies to revision 6"):
+        state.process(_delta(8, 6, _text(0, "x")))
+    with pytest.raises(DataLossError, match="does not apply"):
+        state.process(_delta(8, 5, _text(3, "x")))
+
+
+def test_resume_from_a_revision_takes_the_snapshot_as_base() -> None:
+    state = ResumeState("aex-1", 10, reconnect=True, deltas=True)
+    request = state.subscribe_request()
+    assert request.from_revision == 10 and not request.skip_initial_state
+    # The state at the last change at or before 10: the base, not delivered again.
+    assert state.process(_event(1, 8)) == (DROP, None)
+    assert state.subscribe_request().skip_initial_state
+    action, event = state.process(_delta(12, 8, _text(0, "x")))
+    assert action == YIELD and event is not None and event.revision == 12
+    assert state.last_revision == 12
+
+
+def test_whole_streams_do_not_hold_the_state() -> None:
+    state = ResumeState("aex-1", None, reconnect=True)
+    assert not state.subscribe_request().deltas
+    state.process(_event(1, 5))
+    assert state.state is None
+    assert not state.subscribe_request().skip_initial_state
+
+
+def test_a_delta_converted_alone_has_no_state() -> None:
+    event = Event.from_proto(_delta(7, 5, _text(0, "x")))
+    assert event is not None
+    assert (event.type, event.revision, event.execution) == ("delta", 7, None)
+    assert [op.append_text.text for op in event.ops] == ["x"]

@@ -9,6 +9,8 @@ protocol (docs/PROTOCOL.md): length-delimited protobuf frames on a Unix socket.
 - The upstream data messages (:class:`AgentExecution`, :class:`AgentExecutionStatus`,
   :class:`AgentMessage`, :class:`ToolCall`, ...) and enums
   (:class:`ExecutionPhase`, :class:`MessageType`, ...) are re-exported here.
+- The delta operations a runner sends with :meth:`Client.apply`
+  (:class:`Op`, :class:`AppendText`, :class:`AddMessage`, ...) are too.
 - Errors are :class:`StigmerError` subclasses, one per status code.
 """
 
@@ -62,7 +64,7 @@ from ._proto.ai.stigmer.commons.apiresource.metadata_pb2 import (
     ApiResourceId,
     ApiResourceMetadata,
 )
-from ._proto.stigmer.daemon.v1 import daemon_pb2
+from ._proto.stigmer.daemon.v1 import daemon_pb2, delta_pb2
 from ._proto.stigmer.daemon.v1.daemon_pb2 import (
     Code,
     DaemonStatus,
@@ -74,7 +76,16 @@ from ._proto.stigmer.daemon.v1.daemon_pb2 import (
     Request,
     Response,
 )
-from ._stream import END, RESYNC, SNAPSHOT, UPDATE, Event, ReconnectPolicy
+from ._proto.stigmer.daemon.v1.delta_pb2 import (
+    AddMessage,
+    AppendRequest,
+    AppendText,
+    AppendToolResult,
+    Op,
+    PutTodo,
+    ReplaceMessage,
+)
+from ._stream import DELTA, END, RESYNC, SNAPSHOT, UPDATE, Event, ReconnectPolicy
 from .aio import AsyncClient, AsyncSubscription
 from .client import DEFAULT_TIMEOUT, Client, Subscription
 from .errors import (
@@ -109,6 +120,7 @@ TERMINAL_PHASES = frozenset(
 __all__ = [
     "DEFAULT_MAX_FRAME_LENGTH",
     "DEFAULT_TIMEOUT",
+    "DELTA",
     "END",
     "EXECUTION_CANCELLED",
     "EXECUTION_COMPLETED",
@@ -133,6 +145,7 @@ __all__ = [
     "TERMINAL_PHASES",
     "UPDATE",
     "AbortedError",
+    "AddMessage",
     "AgentExecution",
     "AgentExecutionId",
     "AgentExecutionSpec",
@@ -140,6 +153,9 @@ __all__ = [
     "AgentExecutionUpdateStatusInput",
     "AgentMessage",
     "AlreadyExistsError",
+    "AppendRequest",
+    "AppendText",
+    "AppendToolResult",
     "AsyncClient",
     "AsyncSubscription",
     "ApiResourceAudit",
@@ -168,10 +184,13 @@ __all__ = [
     "ListExecutionsResponse",
     "MessageType",
     "NotFoundError",
+    "Op",
     "OutOfRangeError",
     "PermissionDeniedError",
     "PingResponse",
+    "PutTodo",
     "ReconnectPolicy",
+    "ReplaceMessage",
     "Request",
     "ResourceExhaustedError",
     "Response",
@@ -188,6 +207,7 @@ __all__ = [
     "UnimplementedError",
     "UnknownError",
     "daemon_pb2",
+    "delta_pb2",
     "default_socket_path",
     "error_from_code",
 ]

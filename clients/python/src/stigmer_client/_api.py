@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Iterable, Optional, Union
 
 from ._proto.ai.stigmer.agentic.agentexecution.v1 import api_pb2, enum_pb2, io_pb2, spec_pb2
 from ._proto.ai.stigmer.agentic.agentexecution.v1.status_pb2 import AgentExecutionStatus
 from ._proto.ai.stigmer.commons.apiresource import metadata_pb2
-from ._proto.stigmer.daemon.v1 import daemon_pb2
+from ._proto.stigmer.daemon.v1 import daemon_pb2, delta_pb2
 from .errors import InternalError, error_from_proto
 
 if TYPE_CHECKING:
@@ -61,6 +61,18 @@ def update_status_request(
             execution_id=execution_id, status=status
         ),
     )
+
+
+def append_request(
+    execution_id: str, ops: Iterable[delta_pb2.Op], expected_revision: Optional[int] = None
+) -> daemon_pb2.Request:
+    """An ``append`` request (answered minimally: the revision and the execution id)."""
+    request = daemon_pb2.Request(minimal_reply=True)
+    request.append.execution_id = execution_id
+    if expected_revision is not None:
+        request.append.expected_revision = expected_revision
+    request.append.ops.extend(ops)
+    return request
 
 
 def get_request(execution_id: str) -> daemon_pb2.Request:

@@ -7,11 +7,13 @@ import time
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from . import _delta
 from ._proto.ai.stigmer.agentic.agentexecution.v1.api_pb2 import AgentExecution
-from ._proto.stigmer.daemon.v1 import daemon_pb2
-from .errors import StigmerError, UnavailableError
+from ._proto.stigmer.daemon.v1 import daemon_pb2, delta_pb2
+from .errors import DataLossError, StigmerError, UnavailableError
 
 __all__ = [
+    "DELTA",
     "END",
     "RESYNC",
     "SNAPSHOT",
@@ -22,8 +24,11 @@ __all__ = [
 
 #: ``Event.type`` of the first event of a stream opened without ``from_revision``.
 SNAPSHOT = "snapshot"
-#: ``Event.type`` of one committed change.
+#: ``Event.type`` of one committed change, sent whole.
 UPDATE = "update"
+#: ``Event.type`` of one committed change sent as its operations (``Event.ops``),
+#: which the client applied to the state it holds (``Event.execution``).
+DELTA = "delta"
 #: ``Event.type`` of the whole current state after changes that could not be sent one by one.
 RESYNC = "resync"
 #: ``Event.type`` of the last event of a stream.
@@ -34,6 +39,7 @@ _TYPES = {
     daemon_pb2.EVENT_UPDATE: UPDATE,
     daemon_pb2.EVENT_RESYNC: RESYNC,
     daemon_pb2.EVENT_END: END,
+    daemon_pb2.EVENT_DELTA: DELTA,
 }
 
 _REASONS = {
@@ -52,7 +58,7 @@ class Event:
     """One event of a subscription.
 
     Attributes:
-        type: ``"snapshot"``, ``"update"``, ``"resync"`` or ``"end"``.
+        type: ``"snapshot"``, ``"update"``, ``"resync"``, ``"delta"`` or ``"end"``.
         revision: the revision of the state carried; on ``"end"``, the last
             revision delivered.
         execution_id: the execution the stream is about.
@@ -61,6 +67,11 @@ class Event:
             ``"shutdown"``, ``"slow_consumer"`` or ``"unspecified"`` (an end
             reason this client does not know); ``None`` otherwise.
         message: on ``"end"``, a person-readable detail.
+        ops: on ``"delta"`` (a subscription with ``deltas=True``), the
+            operations of the change at ``revision``; ``execution`` is then
+            the state before it with these applied, rebuilt by the client.
+            Empty on the other types (a change that came whole: a create, a
+            resync, a stream without deltas).
     """
 
     type: str
@@ -69,13 +80,26 @@ class Event:
     execution: Optional[AgentExecution]
     reason: Optional[str] = None
     message: str = ""
+    ops: Tuple[delta_pb2.Op, ...] = ()
 
     @classmethod
     def from_proto(cls, event: daemon_pb2.Event) -> Optional[Event]:
-        """Convert a protocol ``Event``; ``None`` for an event type this client ignores."""
+        """Convert a protocol ``Event``; ``None`` for an event type this client ignores.
+
+        A ``DELTA`` event carries no state: its ``execution`` is ``None`` here
+        (a subscription fills it in from the state it holds).
+        """
         kind = _TYPES.get(event.type)
         if kind is None:
             return None
+        if kind == DELTA:
+            return cls(
+                type=DELTA,
+                revision=event.revision,
+                execution_id=event.execution_id,
+                execution=None,
+                ops=tuple(event.ops),
+            )
         if kind == END:
             return cls(
                 type=END,
@@ -157,25 +181,50 @@ FINISH = "finish"  # give it to the user, then stop
 
 
 class ResumeState:
-    """Tracks what a subscription delivered, to resume without gap or duplicate."""
+    """Tracks what a subscription delivered, to resume without gap or duplicate.
 
-    def __init__(self, execution_id: str, from_revision: Optional[int], reconnect: bool) -> None:
+    With ``deltas`` it also holds the execution's whole state (the state at
+    ``state_revision``): the base the stream's ``DELTA`` events apply to, kept
+    across reconnects so that a resumed stream skips the initial state.
+    """
+
+    def __init__(
+        self,
+        execution_id: str,
+        from_revision: Optional[int],
+        reconnect: bool,
+        deltas: bool = False,
+    ) -> None:
         """Start a subscription state for ``execution_id``."""
         self.execution_id = execution_id
         #: The last revision delivered to the user (or the ``from_revision`` asked for).
         self.last_revision: Optional[int] = from_revision
         self.reconnect = reconnect
+        self.deltas = deltas
         self.done = False
+        #: Deltas only: the execution's whole state at ``state_revision`` (its
+        #: last change at or before ``last_revision``), or ``None`` before the first.
+        self.state: Optional[AgentExecution] = None
+        self.state_revision = 0
 
     def subscribe_request(self) -> daemon_pb2.SubscribeRequest:
         """The ``SubscribeRequest`` that (re)opens the stream where it stands."""
-        request = daemon_pb2.SubscribeRequest(execution_id=self.execution_id)
+        request = daemon_pb2.SubscribeRequest(execution_id=self.execution_id, deltas=self.deltas)
         if self.last_revision is not None:
             request.from_revision = self.last_revision
+            # Holding the state at last_revision, the stream can start right
+            # after it: nothing is sent again.
+            request.skip_initial_state = self.deltas and self.state is not None
         return request
 
     def process(self, event: daemon_pb2.Event) -> Tuple[str, Optional[Event]]:
-        """Classify one received event: ``(action, event to deliver or None)``."""
+        """Classify one received event: ``(action, event to deliver or None)``.
+
+        Raises :class:`~stigmer_client.DataLossError` when a delta does not
+        follow the state held (a protocol violation: a change was missed).
+        """
+        if event.type == daemon_pb2.EVENT_DELTA:
+            return self._delta(event)
         converted = Event.from_proto(event)
         if converted is None:
             return DROP, None
@@ -184,10 +233,54 @@ class ResumeState:
                 return REOPEN, None
             self.done = True
             return FINISH, converted
+        if self.deltas and (self.state is None or event.revision > self.state_revision):
+            # The base of the deltas that follow. A stream resumed from R
+            # starts with the state at the last change at or before R: kept as
+            # the base, not delivered again.
+            self.state = AgentExecution()
+            self.state.CopyFrom(event.execution)
+            self.state_revision = event.revision
         if self.last_revision is not None and converted.revision <= self.last_revision:
             return DROP, None
         self.last_revision = converted.revision
         return YIELD, converted
+
+    def _delta(self, event: daemon_pb2.Event) -> Tuple[str, Optional[Event]]:
+        """Apply a ``DELTA`` event to the state held; deliver the state after it."""
+        state = self.state
+        if state is None:
+            raise DataLossError(
+                f"protocol error: a delta (revision {event.revision}) came before any whole "
+                f"state of execution {self.execution_id}"
+            )
+        if event.revision <= self.state_revision:
+            return DROP, None  # already in the state held
+        if event.prev_revision != self.state_revision:
+            raise DataLossError(
+                f"protocol error: the delta of revision {event.revision} applies to revision "
+                f"{event.prev_revision}, but the state held is at revision "
+                f"{self.state_revision}: changes were missed"
+            )
+        try:
+            _delta.apply_all(state.status, event.ops)
+        except StigmerError as error:
+            raise DataLossError(
+                f"protocol error: the delta of revision {event.revision} does not apply to "
+                f"the state at revision {self.state_revision}: {error.message}"
+            ) from None
+        self.state_revision = event.revision
+        if self.last_revision is not None and event.revision <= self.last_revision:
+            return DROP, None
+        self.last_revision = event.revision
+        execution = AgentExecution()
+        execution.CopyFrom(state)  # the user's own copy: the state held changes on
+        return YIELD, Event(
+            type=DELTA,
+            revision=event.revision,
+            execution_id=self.execution_id,
+            execution=execution,
+            ops=tuple(event.ops),
+        )
 
     def is_retryable(self, error: StigmerError) -> bool:
         """Whether a stream error is transient: retry after a backoff (as the Rust client).

@@ -13,9 +13,9 @@ import contextlib
 import itertools
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Deque, Dict, List, Optional, Set, Tuple, Type
+from typing import Deque, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Type
 
-from . import _api
+from . import _api, _delta
 from ._framing import (
     DEFAULT_MAX_FRAME_LENGTH,
     PROTOCOL_VERSION,
@@ -26,8 +26,9 @@ from ._framing import (
 from ._paths import check_peer, check_socket_path, default_socket_path, expected_uid_from_env
 from ._proto.ai.stigmer.agentic.agentexecution.v1.api_pb2 import AgentExecution
 from ._proto.ai.stigmer.agentic.agentexecution.v1.status_pb2 import AgentExecutionStatus
-from ._proto.stigmer.daemon.v1 import daemon_pb2
+from ._proto.stigmer.daemon.v1 import daemon_pb2, delta_pb2
 from ._stream import DROP, FINISH, REOPEN, Backoff, Event, ReconnectPolicy, ResumeState
+from ._texts import TextTracker
 from ._transport import (
     SyncLock,
     SyncSocket,
@@ -38,6 +39,7 @@ from ._transport import (
 )
 from .errors import (
     DeadlineExceededError,
+    FailedPreconditionError,
     ImpostorError,
     StigmerError,
     UnavailableError,
@@ -54,6 +56,13 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_STREAM_BUFFER = 256
 
 _Timeout = Optional[float]
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether an append's error means the daemon refused it (nothing was applied)."""
+    return isinstance(exc, StigmerError) and not isinstance(
+        exc, (UnavailableError, DeadlineExceededError)
+    )
 
 
 class _ConnectionLost(Exception):
@@ -120,7 +129,10 @@ class Client:
     Unary calls (``create``, ``update_status``, ...) are never retried: when
     the daemon cannot be reached or the connection drops before the reply,
     they raise :class:`~stigmer_client.UnavailableError` (the write may or may
-    not have been committed). The next call reconnects. Subscriptions reconnect
+    not have been committed). The next call reconnects. Appends
+    (:meth:`append_text`, :meth:`apply`) are the exception: the daemon
+    acknowledges an append that was already applied, so they are retried
+    across reconnects without ever applying twice. Subscriptions reconnect
     and resume by themselves (see :meth:`subscribe`).
 
     Args:
@@ -162,6 +174,7 @@ class Client:
         self._connect_lock = SyncLock()
         self._ids = itertools.count(1)
         self._closed = False
+        self._texts = TextTracker()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -247,6 +260,8 @@ class Client:
         self, execution_id: str, status: AgentExecutionStatus, *, timeout: _Timeout = None
     ) -> daemon_pb2.ExecutionReply:
         """Like :meth:`update_status`, returning the execution and the revision committed."""
+        if status.messages:  # replaces the messages: lengths tracked for appends are stale
+            self._texts.forget(execution_id)
         request = _api.update_status_request(execution_id, status)
         return self.call(request, "execution", timeout=timeout).execution
 
@@ -259,8 +274,112 @@ class Client:
         instead of echoing the whole execution: for a runner that sends its
         cumulative status with every update, that echo grows with the transcript.
         """
+        if status.messages:
+            self._texts.forget(execution_id)
         request = _api.update_status_request(execution_id, status, minimal_reply=True)
         return self.call(request, "execution", timeout=timeout).execution.revision
+
+    def append_text(
+        self,
+        execution_id: str,
+        text: str,
+        *,
+        message_index: int = -1,
+        offset: Optional[int] = None,
+        timeout: _Timeout = None,
+    ) -> int:
+        """Append ``text`` to a message's content; return the revision (an ``append``).
+
+        ``message_index=-1`` is the last message (a new first one, of type
+        ``MESSAGE_AI``, when there is none); the index equal to the number of
+        messages creates a new AI message. ``offset`` is the UTF-8 byte offset
+        where ``text`` starts: the message's length. When it is not given, the
+        client tracks it, per execution and message, from its own appends
+        (and :meth:`apply` operations), fetching the execution with
+        :meth:`get` only the first time; a runner calling this once per token
+        sends one small frame per token and never fetches. ``-1`` likewise
+        stands for the last message the client knows of.
+
+        Safe to retry: when the connection drops (or the daemon restarts)
+        before the reply, the same append, at the same offset, is sent again
+        after a backoff (the client's :class:`ReconnectPolicy`, until the
+        call's ``timeout`` passes); the daemon acknowledges an append it
+        already applied, so the text is never duplicated.
+
+        Raises :class:`~stigmer_client.AbortedError` when the message is not
+        at ``offset`` (its message names the current length and revision):
+        someone else appended to it (or ``offset`` is stale), and this text
+        was *not* applied. It is not re-sent at the new offset, which could
+        duplicate or reorder text: the caller decides. The tracked length is
+        dropped on any error, so the next call without ``offset`` fetches the
+        execution and appends at its current end -- except after an error
+        that leaves the outcome unknown (``UnavailableError`` once the
+        reconnect policy gives up, ``DeadlineExceededError``): calling again
+        with the same text sends it to the same offset, so it is applied once.
+        :class:`~stigmer_client.FailedPreconditionError`: the execution's phase
+        is final (a runner should stop).
+        """
+        if message_index < -1:
+            raise ValueError(f"message_index must be -1 or a message index, not {message_index}")
+        if offset is not None and offset < 0:
+            raise ValueError(f"offset must be a byte offset (>= 0), not {offset}")
+        texts = self._texts
+        position = texts.position(execution_id, message_index, offset, text)
+        if position is None:
+            stored = self.get(execution_id, timeout=timeout)
+            position = texts.learn_status(execution_id, stored.status, message_index, offset)
+        index, start = position
+        op = delta_pb2.Op()
+        op.append_text.message_index = index
+        op.append_text.offset = start
+        op.append_text.text = text
+        texts.sent(execution_id, index, start, text)
+        try:
+            return self._append(execution_id, [op], None, timeout)
+        except BaseException as exc:
+            if _refused(exc):  # not applied: the next append asks the daemon
+                texts.forget(execution_id)
+            else:  # unknown: the same text again goes to the same offset
+                texts.unsure(execution_id, message_index, index, start, text)
+            raise
+
+    def apply(
+        self,
+        execution_id: str,
+        ops: Iterable[delta_pb2.Op],
+        *,
+        expected_revision: Optional[int] = None,
+        timeout: _Timeout = None,
+    ) -> int:
+        """Apply operations (``Op``) atomically, under one revision; return it (an ``append``).
+
+        The operations (``stigmer_client.Op``: ``append_text``, ``add_message``,
+        ``put_tool_call``, ``append_tool_result``, ``put_todo``,
+        ``remove_todo``, ``put_sub_agent``, ``set_phase``, ``set_error``, ...)
+        are what a runner changes during a run, so it never sends a whole
+        status. With ``expected_revision`` it is a compare-and-set: applied
+        only when the execution's latest revision is that one, else
+        :class:`~stigmer_client.AbortedError`. When every operation was
+        already applied nothing is written and the execution's current
+        revision is returned, which makes the call safe to retry: like
+        :meth:`append_text` it is sent again across reconnects.
+
+        Raises :class:`~stigmer_client.AbortedError` when an operation does
+        not fit the state (a stale offset or index) or on a revision mismatch,
+        :class:`~stigmer_client.InvalidArgumentError` for a malformed one,
+        :class:`~stigmer_client.FailedPreconditionError` once the phase is final.
+        """
+        op_list: List[delta_pb2.Op] = list(ops)
+        try:
+            revision = self._append(execution_id, op_list, expected_revision, timeout)
+        except BaseException as exc:
+            # Refused: nothing was applied. Otherwise (no reply) it may have
+            # been: the next append_text without an offset asks the daemon.
+            if not _refused(exc):
+                self._texts.forget(execution_id)
+            raise
+        self._texts.learn_ops(execution_id, op_list)
+        return revision
 
     def get(self, execution_id: str, *, timeout: _Timeout = None) -> AgentExecution:
         """Return the stored execution (or raise :class:`~stigmer_client.NotFoundError`)."""
@@ -351,6 +470,7 @@ class Client:
         from_revision: Optional[int] = None,
         *,
         reconnect: bool = True,
+        deltas: bool = True,
     ) -> Subscription:
         """Open a stream of the execution's changes; return an iterator of :class:`Event`.
 
@@ -361,21 +481,87 @@ class Client:
         ``"end"`` event whose ``reason`` is ``"terminal"``, ``"deleted"`` or
         ``"cancelled"``.
 
+        With ``deltas=True`` (the default) the daemon sends each change as its
+        operations, not the whole state: the client keeps the state and
+        applies them, and yields a ``"delta"`` event whose ``execution`` is
+        still the whole execution at its revision and whose ``ops`` are the
+        operations of that revision. Changes without operations (a create)
+        still come as ``"update"``. The revisions and executions are those of
+        ``deltas=False`` (``"update"`` events: whole states on the wire, whose
+        cost grows with the transcript). A delta that does not follow the
+        state held raises :class:`~stigmer_client.DataLossError`.
+
         When the connection drops, or the stream ends with reason ``shutdown``
         or ``slow_consumer``, the iterator reconnects with jittered exponential
         backoff (the client's :class:`ReconnectPolicy`) and resubscribes from the
         last revision it delivered, dropping anything already delivered; the
         caller sees no gap and no duplicate. ``reconnect=False`` (or a client
-        made with ``reconnect=None``) turns that off.
+        made with ``reconnect=None``) turns that off. A delta stream resumes
+        without the initial state (``skip_initial_state``): the client holds it.
 
         The stream is opened when the first event is asked for. Close the
         subscription (or leave its ``with`` block) to cancel it on the daemon.
         """
         return Subscription(
-            self, execution_id, from_revision, reconnect and self.reconnect is not None
+            self, execution_id, from_revision, reconnect and self.reconnect is not None, deltas
         )
 
     # -- internals ---------------------------------------------------------
+
+    def _append(
+        self,
+        execution_id: str,
+        ops: Sequence[delta_pb2.Op],
+        expected_revision: Optional[int],
+        timeout: _Timeout,
+    ) -> int:
+        """Send an ``append``, again across reconnects; return the revision.
+
+        Sending it again is safe: the daemon acknowledges operations it already
+        applied. When the reply to the first attempt was lost and the phase
+        became final meanwhile (the append itself may have finalized it), a
+        later attempt is refused with FAILED_PRECONDITION: it is then
+        acknowledged when the stored state already holds every operation.
+        """
+        request = _api.append_request(execution_id, ops, expected_revision)
+        deadline = to_deadline(self.timeout if timeout is None else timeout)
+        policy = self.reconnect
+        backoff = Backoff(policy) if policy is not None else None
+        resent = False
+        while True:
+            try:
+                response = self.call(request, "execution", timeout=time_left(deadline))
+                return response.execution.revision
+            except ImpostorError:
+                raise
+            except UnavailableError as error:
+                if backoff is None or self._closed:
+                    raise
+                delay = backoff.next_delay(error)  # raises once the policy gives up
+                left = time_left(deadline)
+                if left is not None and left <= delay:
+                    raise
+                sync_sleep(delay)
+                resent = True
+            except FailedPreconditionError:
+                if resent:
+                    revision = self._applied_revision(execution_id, ops, deadline)
+                    if revision is not None:
+                        return revision
+                raise
+
+    def _applied_revision(
+        self, execution_id: str, ops: Sequence[delta_pb2.Op], deadline: Optional[float]
+    ) -> Optional[int]:
+        """The execution's revision when its state already holds ``ops``, else ``None``."""
+        reply = self.get_reply(execution_id, timeout=time_left(deadline))
+        status = AgentExecutionStatus()
+        status.CopyFrom(reply.execution.status)
+        try:
+            changed = _delta.apply_all(status, ops)
+        except StigmerError:
+            return None
+        return None if changed else reply.revision
 
     def _ensure_connected(self) -> _Connection:
         conn = self._conn
@@ -532,10 +718,11 @@ class Subscription(Iterator[Event]):
         execution_id: str,
         from_revision: Optional[int],
         reconnect: bool,
+        deltas: bool = True,
     ) -> None:
         """Prepare a subscription; it is opened when the first event is asked for."""
         self._client = client
-        self._state = ResumeState(execution_id, from_revision, reconnect)
+        self._state = ResumeState(execution_id, from_revision, reconnect, deltas)
         self._backoff = Backoff(client.reconnect or ReconnectPolicy())
         self._conn: Optional[_Connection] = None
         self._id: Optional[int] = None
@@ -554,6 +741,11 @@ class Subscription(Iterator[Event]):
     def closed(self) -> bool:
         """Whether the iteration is over."""
         return self._state.done
+
+    @property
+    def deltas(self) -> bool:
+        """Whether the stream carries deltas (applied by the client to the state it holds)."""
+        return self._state.deltas
 
     def __iter__(self) -> Subscription:
         """Return self."""
@@ -633,7 +825,12 @@ class Subscription(Iterator[Event]):
             if kind != "event":
                 continue
             self._backoff.reset()  # any event proves the daemon is back
-            action, event = self._state.process(response.event)
+            try:
+                action, event = self._state.process(response.event)
+            except StigmerError:  # a delta that does not follow: a protocol violation
+                self._state.done = True
+                self._detach(cancel=True)
+                raise
             if action == DROP:
                 continue
             if action == REOPEN:
