@@ -415,8 +415,8 @@ fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<
     if args.wants("transcript") {
         let t = &args.transcript;
         say(format!(
-            "round {r}: transcript ({} runners x {} tokens)",
-            t.runners, t.tokens
+            "round {r}: transcript ({} runners x {} tokens, {} tokens/s each; 0 = closed loop)",
+            t.runners, t.tokens, t.rate
         ));
         let tokens = std::sync::Arc::new(transcript::Tokens::new(t.tokens));
         // Every revision of the run kept (the default keeps 100,000 for the
@@ -827,7 +827,13 @@ fn transcript_rows(v: &Value, out: &mut String) {
     let scale = tokens / 8000.0;
     let mb = 1e6;
     let kb = 1e3;
-    let head = format!("transcript ({runners:.0} runners x {tokens:.0} tokens)");
+    let rate = f("/transcript/rate_per_runner");
+    let pace = if rate > 0.0 {
+        format!("{rate:.0} tokens/s each")
+    } else {
+        "closed loop".to_string()
+    };
+    let head = format!("transcript ({runners:.0} runners x {tokens:.0} tokens, {pace})");
     // Disk: the files' growth after the checkpoint, per execution, against
     // the target for 8,000 tokens scaled to the tokens run.
     for (path, mode, limit) in [(up, "upstream's mode", 1.0), (ap, "append mode", 2.0)] {
