@@ -65,7 +65,7 @@ struct Args {
 const USAGE: &str = "usage: stigmer-bench --stigmer BIN --redis-socket PATH --dir TMPDIR \
 [--floor BIN] [--nats 127.0.0.1:PORT --nats-pid PID] [--etcd 127.0.0.1:PORT --etcd-pid PID] [--out bench-results.json] [--rounds 3] [--latency-updates 10000] [--seconds 5] \
 [--writers 32] [--subscribers 1000] [--idle 10000] [--status-bytes 1024] \
-[--transcript-runners 32] [--transcript-tokens 8000] [--transcript-every 10] [--transcript-rate 1000] \
+[--transcript-runners 32] [--transcript-tokens 8000] [--transcript-every 10] [--transcript-rate 250] \
 [--only latency,throughput,fanout,idle,full,transcript]";
 
 fn parse_args() -> Result<Args, String> {
@@ -91,7 +91,9 @@ fn parse_args() -> Result<Args, String> {
             runners: 32,
             tokens: 8000,
             every: 10,
-            rate: 1000.0,
+            // 4 ms between a runner's tokens, the runners spread over them
+            // (transcript::runner_start): about 8 send in each millisecond.
+            rate: 250.0,
         },
         only: Vec::new(),
     };
