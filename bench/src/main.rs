@@ -931,7 +931,7 @@ fn transcript_rows(v: &Value, out: &mut String) {
         ratio(f(&format!("{ap}/latency/p99_us")), f(&format!("{pu}/latency/p99_us")))
     ));
     out.push_str(&format!(
-        "| {head}, upstream's mode: token latency p50 / p99 (µs, reference; from its update's send) | {:.0} / {:.0} ({:.0} / {:.0}) | XADD {:.0} / {:.0} ({:.0} / {:.0}) | {:.2}x p50 | every {every:.0} tokens | |\n",
+        "| {head}, upstream's mode: token latency p50 / p99 (µs, reference: a token waits for the update every {every:.0} tokens; in parentheses from that update's send) | {:.0} / {:.0} ({:.0} / {:.0}) | XADD {:.0} / {:.0} ({:.0} / {:.0}) | {:.2}x p50 | | |\n",
         f(&format!("{up}/latency/p50_us")),
         f(&format!("{up}/latency/p99_us")),
         f(&format!("{up}/latency_from_send/p50_us")),
