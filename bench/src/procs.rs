@@ -21,12 +21,25 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Daemon {
     child: Child,
     pub socket: PathBuf,
+    /// Its database file (`--db`); the WAL is beside it (`-wal`).
+    pub db: PathBuf,
 }
 
 impl Daemon {
     /// Starts `bin --socket <dir>/<name>.sock daemon --db <dir>/<name>/stigmer.db`
     /// with the bench's limits, and waits until it answers a ping.
     pub fn start(bin: &Path, dir: &Path, name: &str, durability: &str) -> io::Result<Daemon> {
+        Daemon::start_with(bin, dir, name, durability, &[])
+    }
+
+    /// `start`, with more daemon flags (before `STIGMER_BENCH_DAEMON_ARGS`).
+    pub fn start_with(
+        bin: &Path,
+        dir: &Path,
+        name: &str,
+        durability: &str,
+        extra: &[String],
+    ) -> io::Result<Daemon> {
         let socket = dir.join(format!("{name}.sock"));
         let db = dir.join(name).join("stigmer.db");
         let child = Command::new(bin)
@@ -40,6 +53,7 @@ impl Daemon {
             .args(["--max-connections", "12000"])
             .args(["--max-connections-per-uid", "12000"])
             .args(["--log-level", "warn"])
+            .args(extra)
             // Extra daemon flags for experiments, e.g. "--worker-threads 1".
             .args(
                 std::env::var("STIGMER_BENCH_DAEMON_ARGS")
@@ -56,7 +70,7 @@ impl Daemon {
         {
             let _ = writeln!(f, "{}", child.id());
         }
-        let mut daemon = Daemon { child, socket };
+        let mut daemon = Daemon { child, socket, db };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(mut conn) = SyncConn::connect(&daemon.socket) {
@@ -128,6 +142,21 @@ pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
     let ticks = |i: usize| -> u64 { fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0) };
     // USER_HZ is 100 on every Linux configuration in use.
     Ok((ticks(11) + ticks(12)) as f64 / 100.0)
+}
+
+/// Bytes a process caused to be written to storage (`write_bytes` of
+/// /proc/<pid>/io: pages it dirtied in files, all its threads).
+pub fn write_bytes(pid: u32) -> io::Result<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| io::Error::other("no write_bytes in /proc/<pid>/io"))
+}
+
+/// The size of a file, 0 when it does not exist (yet).
+pub fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
 /// The machine's CPU ticks from /proc/stat: (idle + iowait, all), summed

@@ -85,6 +85,8 @@ impl<S: Read + Write> SyncConn<S> {
 pub struct AsyncConn<S = UnixStream> {
     stream: S,
     buf: BytesMut,
+    /// Bytes read off the socket so far.
+    read: u64,
 }
 
 impl AsyncConn {
@@ -124,6 +126,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncConn<S> {
             stream,
             // Small: 10,000 of these are open at once in the idle scenario.
             buf: BytesMut::new(),
+            read: 0,
         }
     }
 
@@ -146,7 +149,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncConn<S> {
                     "server closed the connection",
                 ));
             }
+            self.read += n as u64;
         }
+    }
+
+    /// The bytes of the messages taken off this connection so far: what it
+    /// read from its socket, less what waits in its buffer.
+    pub fn consumed(&self) -> u64 {
+        self.read - self.buf.len() as u64
     }
 }
 
