@@ -24,7 +24,11 @@ use crate::model::Revisions;
 /// the WAL and each checkpoint stay short)...
 pub const CHECKPOINT_AFTER_CHANGES: u64 = 4096;
 /// ...or, when anything at all was committed, after this long, so a quiet
-/// daemon's WAL is folded back soon after a burst.
+/// daemon's WAL is folded back soon after a burst. After as long again
+/// with no commit at all, a TRUNCATE checkpoint empties the WAL file: under
+/// continuous writes a PASSIVE checkpoint beside the writer never finds
+/// every frame copied, so the WAL file keeps the size it grew to (up to
+/// the writer's backstop) until the daemon goes quiet.
 const CHECKPOINT_AFTER: Duration = Duration::from_secs(1);
 /// How often the checkpointer looks at the revision counter (one atomic
 /// load; it sleeps otherwise).
@@ -85,6 +89,8 @@ fn checkpoint_loop(conn: Connection, stop: &(Mutex<bool>, Condvar), revisions: &
     let (flag, wake) = stop;
     let mut done = revisions.last();
     let mut since = Instant::now();
+    // Whether the WAL was emptied since the last commit.
+    let mut truncated = false;
     loop {
         {
             let guard = flag.lock().unwrap_or_else(|p| p.into_inner());
@@ -97,11 +103,24 @@ fn checkpoint_loop(conn: Connection, stop: &(Mutex<bool>, Condvar), revisions: &
             }
         }
         let last = revisions.last();
+        if last == done && !truncated && since.elapsed() >= CHECKPOINT_AFTER {
+            // Quiet: nothing committed since the last checkpoint copied
+            // everything. TRUNCATE waits for readers (its busy timeout), and
+            // a write arriving meanwhile waits for it (a file truncation).
+            if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                tracing::debug!(%err, "truncating the quiet WAL failed; will retry");
+            } else {
+                truncated = true;
+            }
+            since = Instant::now();
+            continue;
+        }
         let due = last >= done + CHECKPOINT_AFTER_CHANGES
             || (last > done && since.elapsed() >= CHECKPOINT_AFTER);
         if !due {
             continue;
         }
+        truncated = false;
         // PASSIVE: copies what it can without blocking the writer or any
         // reader; what it cannot copy now, the next round will.
         let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
