@@ -50,11 +50,13 @@ use crate::wire::{invalid, AsyncConn, Parse};
 /// How long any connection may stay silent before the run fails.
 const STALL: Duration = Duration::from_secs(30);
 /// Before a stigmer mode's run: time for the checkpointer to fold the
-/// creates into the database, so the run's growth is the run's own.
-const SETTLE: Duration = Duration::from_millis(1500);
-/// After a stigmer mode's run: time for the checkpointer (which runs within
-/// a second of the last commit) to copy the WAL into the database.
-pub const CHECKPOINT_WAIT: Duration = Duration::from_millis(1500);
+/// creates into the database and empty the WAL, so the run's growth is the
+/// run's own.
+const SETTLE: Duration = Duration::from_millis(3000);
+/// After a stigmer mode's run: time for the checkpointer to copy the WAL
+/// into the database (within a second of the last commit) and, the daemon
+/// being quiet a second later, to empty the WAL file (TRUNCATE).
+pub const CHECKPOINT_WAIT: Duration = Duration::from_millis(3000);
 /// The request id of every subscription.
 const SUB_ID: u64 = 1;
 
