@@ -15,8 +15,9 @@ use stigmer_client::proto::agentexecution::{
 use stigmer_client::proto::wkt::{value::Kind, Struct, Value};
 use stigmer_client::{Client, NewExecution};
 
-use super::executions::{self, WatchOptions};
+use super::executions;
 use super::style::Painter;
+use super::watch::{self, WatchOptions};
 use super::{CliError, Ctx, Output};
 
 const PROMPT: &str = "What's the weather in Paris today, and do I need an umbrella?";
@@ -93,7 +94,7 @@ async fn run_agent_and_watch(client: &Client, painter: Painter) -> Result<ExitCo
         painter,
         notices: false,
     };
-    let watcher = executions::watch(client, &id, None, options);
+    let watcher = watch::watch(client, &id, None, options);
     tokio::pin!(watcher);
     // Runs the agent while the watcher prints; the watcher only ends early
     // on an error (the agent is what ends the execution).

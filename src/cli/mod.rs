@@ -12,6 +12,8 @@ mod generate;
 mod render;
 mod status;
 mod style;
+mod transcript;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
