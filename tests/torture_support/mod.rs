@@ -572,14 +572,14 @@ pub fn new_execution(id: &str, agent: &str) -> AgentExecution {
     }
 }
 
-fn update_cmd(id: &str, status: AgentExecutionStatus) -> Cmd {
+pub fn update_cmd(id: &str, status: AgentExecutionStatus) -> Cmd {
     Cmd::UpdateStatus(AgentExecutionUpdateStatusInput {
         execution_id: id.into(),
         status: Some(status),
     })
 }
 
-fn message_status(text: String) -> AgentExecutionStatus {
+pub fn message_status(text: String) -> AgentExecutionStatus {
     AgentExecutionStatus {
         phase: ExecutionPhase::ExecutionInProgress as i32,
         messages: vec![AgentMessage {
@@ -591,7 +591,7 @@ fn message_status(text: String) -> AgentExecutionStatus {
     }
 }
 
-fn phase_status(p: ExecutionPhase) -> AgentExecutionStatus {
+pub fn phase_status(p: ExecutionPhase) -> AgentExecutionStatus {
     AgentExecutionStatus {
         phase: p as i32,
         ..Default::default()
@@ -830,7 +830,7 @@ struct Appender {
     run: Option<(String, u64)>,
 }
 
-fn text_op(message_index: u32, offset: u64, text: &str, r#type: i32) -> Op {
+pub fn text_op(message_index: u32, offset: u64, text: &str, r#type: i32) -> Op {
     Op {
         op: Some(op::Op::AppendText(AppendText {
             message_index,
@@ -1423,7 +1423,11 @@ async fn follow(
                     tokio::time::sleep(Duration::from_millis(1 + rng.below(8))).await;
                 }
                 Mode::Staller => {
-                    if !stalled {
+                    // After the first event, and now and then again while
+                    // the workload runs (so that streams of both kinds
+                    // overflow their queues and catch up from history).
+                    let again = !shared.stop_writing.load(Ordering::Acquire) && rng.percent(3);
+                    if !stalled || again {
                         stalled = true;
                         let ms = rng.below(max_stall.as_millis() as u64 + 1);
                         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -1493,7 +1497,7 @@ async fn follow(
 /// stream describes) up to date: a whole state replaces it, a DELTA's
 /// operations apply to it. Every state, whole or rebuilt, is checked for
 /// its appended texts (`facts`: those acknowledged at its revision).
-fn receive(event: &Event, held: &mut Option<(AgentExecution, u64)>, facts: &[Fact]) -> Ev {
+pub fn receive(event: &Event, held: &mut Option<(AgentExecution, u64)>, facts: &[Fact]) -> Ev {
     let mut ev = Ev::of(event);
     let mut problem = None;
     match event.r#type {
