@@ -1098,3 +1098,80 @@ async fn delta_resume_whose_base_was_pruned_starts_with_a_whole_state() {
          (the state at {r}, or a RESYNC if it cannot be rebuilt); got {first:?}"
     );
 }
+
+/// Found by a long run of `watch_guarantees_with_resync_beyond_retention`
+/// (30,000 writes, 8 writers, 36 subscribers, 16 executions, seed
+/// 1796523275933464956): an appender's `get` answered INTERNAL "a history
+/// row between its base and its head is missing". `reader::get` reads the
+/// execution's row and then the chain of history rows in separate
+/// statements, outside a transaction: a write committed between them that
+/// gives the execution a new base deletes the old chain's rows below the
+/// compaction floor, which the read then misses. Here a writer keeps
+/// building chains (appends) and replacing them (a whole status: a new
+/// base), with a history of 4 revisions so that every chain is below the
+/// floor, while a reader gets the execution as fast as it can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "daemon bug: reader::get reads the execution row and its chain outside one transaction; a new base committed between them releases chain rows and get answers INTERNAL"]
+async fn get_racing_with_a_new_base_never_misses_the_chain() {
+    use stigmer_proto::agentexecution::AgentExecutionId;
+    use stigmer_proto::daemon::{
+        op, request::Command as Cmd, response, AppendRequest, AppendText, Op,
+    };
+    let d = common::Daemon::start(&["--history-retention", "4"]);
+    let mut w = d.connect().await;
+    let (x, _) = w.create("x").await;
+    let socket = d.socket.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let x = x.clone();
+        tokio::spawn(async move {
+            let mut r = common::Raw::connect(&socket).await;
+            let mut gets = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                let resp = r
+                    .call(Cmd::Get(AgentExecutionId { value: x.clone() }))
+                    .await;
+                gets += 1;
+                if let Some(response::Result::Error(e)) = resp.result {
+                    return Err(format!("get {gets} answered {e:?}"));
+                }
+            }
+            Ok(gets)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut rounds = 0;
+    while Instant::now() < deadline && !reader.is_finished() {
+        rounds += 1;
+        // A chain: a base (the whole status), then appends on it.
+        let text = format!("round {rounds} ");
+        common::expect_execution(w.update(&x, common::ai_status(&text)).await);
+        let mut offset = text.len() as u64;
+        for n in 0..8 {
+            let t = format!("t{n} ");
+            let resp = w
+                .call(Cmd::Append(AppendRequest {
+                    execution_id: x.clone(),
+                    expected_revision: None,
+                    ops: vec![Op {
+                        op: Some(op::Op::AppendText(AppendText {
+                            message_index: 0,
+                            offset,
+                            text: t.clone(),
+                            r#type: 0,
+                        })),
+                    }],
+                }))
+                .await;
+            assert!(
+                matches!(resp.result, Some(response::Result::Execution(_))),
+                "{resp:?}"
+            );
+            offset += t.len() as u64;
+        }
+    }
+    stop.store(true, Ordering::Release);
+    let gets = reader.await.expect("reader");
+    assert!(gets.is_ok(), "after {rounds} rounds: {}", gets.unwrap_err());
+}

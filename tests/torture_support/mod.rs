@@ -913,6 +913,7 @@ impl Appender {
     /// last message, or a new message.
     async fn locate(
         &mut self,
+        shared: &Shared,
         conn: &mut Conn,
         id: &str,
         rng: &mut Rng,
@@ -932,6 +933,15 @@ impl Appender {
             }
             Some(response::Result::Error(e)) if e.code == Code::Unavailable as i32 => {
                 return Err(Wrote::Lost)
+            }
+            // A broken promise, reported with the others rather than a
+            // panic, so that the run ends and shows the rest.
+            Some(response::Result::Error(e)) => {
+                shared
+                    .record()
+                    .problems
+                    .push(format!("get of {id} answered {e:?}"));
+                return Err(Wrote::Aborted);
             }
             other => panic!("unexpected reply to a get of {id}: {other:?}"),
         };
@@ -965,7 +975,7 @@ impl Appender {
     async fn append(&mut self, shared: &Shared, conn: &mut Conn, id: &str, rng: &mut Rng) -> Wrote {
         let cursor = match self.cursors.get(id) {
             Some(c) => *c,
-            None => match self.locate(conn, id, rng).await {
+            None => match self.locate(shared, conn, id, rng).await {
                 Ok((c, _)) => c,
                 Err(wrote) => return wrote,
             },
@@ -1122,7 +1132,7 @@ impl Appender {
                     // Only this writer ever sends these texts: refused,
                     // they are nowhere (a retry of one already applied is
                     // acknowledged, not refused).
-                    match self.locate(conn, id, rng).await {
+                    match self.locate(shared, conn, id, rng).await {
                         Ok((c, state)) => {
                             let ids: HashSet<&str> =
                                 tokens(&state).into_iter().map(|(t, _, _)| t).collect();
