@@ -1,7 +1,9 @@
 //! The torture suite: the stream guarantees of docs/PROTOCOL.md checked
 //! under load, slow and stalling readers, disconnects and resumes, streams
 //! from past revisions, executions cancelled and deleted mid-stream, and
-//! SIGKILL of the daemon at random moments. See docs/RELIABILITY.md.
+//! SIGKILL of the daemon at random moments; for whole-state streams and
+//! delta streams (`deltas: true`) side by side, with writers that send
+//! whole statuses, appends, or both. See docs/RELIABILITY.md.
 //!
 //! The CI form runs by default (a few minutes on two cores). Long runs set
 //! `TORTURE_*` variables (see `torture_support::Config::from_env`) and
