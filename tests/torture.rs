@@ -1,7 +1,9 @@
 //! The torture suite: the stream guarantees of docs/PROTOCOL.md checked
 //! under load, slow and stalling readers, disconnects and resumes, streams
 //! from past revisions, executions cancelled and deleted mid-stream, and
-//! SIGKILL of the daemon at random moments. See docs/RELIABILITY.md.
+//! SIGKILL of the daemon at random moments; for whole-state streams and
+//! delta streams (`deltas: true`) side by side, with writers that send
+//! whole statuses, appends, or both. See docs/RELIABILITY.md.
 //!
 //! The CI form runs by default (a few minutes on two cores). Long runs set
 //! `TORTURE_*` variables (see `torture_support::Config::from_env`) and
@@ -42,6 +44,10 @@ async fn watch_guarantees_under_load() {
             ALL_HISTORY,
             "--subscriber-queue",
             "8",
+            // Small enough that stalled readers fill their connection's
+            // queue, so their streams overflow and catch up from history.
+            "--connection-queue",
+            "16",
         ],
         config: Config::from_env(1500, 0),
         crash: false,
@@ -144,17 +150,43 @@ async fn run(scenario: Scenario) {
         logs.push(s.await.expect("subscriber"));
     }
 
-    // The committed history: the acknowledgements, and the daemon's replay.
+    // The committed history: the acknowledgements, and the daemon's replay
+    // (whole states, and again as deltas rebuilt from the history).
     let record = std::mem::take(&mut *shared.record.lock().expect("record"));
+    let mut replayed_deltas = 0;
+    let mut unresolved = 0;
     let history = if scenario.replayable {
-        let (replayed, replay_violations) = replay(&daemon.socket, &ids).await;
+        let (replayed, replay_violations) = replay(&daemon.socket, &ids, &record).await;
         violations.extend(replay_violations);
         violations.extend(check_history(&record, &replayed, !scenario.crash));
+        let (delta_violations, deltas) = replay_deltas(&daemon.socket, &ids, &replayed).await;
+        violations.extend(delta_violations);
+        replayed_deltas = deltas;
         replayed
     } else {
-        let mut out = check_history(&record, &history_from_acks(&record), true);
-        violations.append(&mut out);
-        history_from_acks(&record)
+        // Appends are acknowledged without their states: the streams'
+        // states at those revisions stand in for them (and must agree).
+        let mut history = history_from_acks(&record);
+        violations.extend(check_history(&record, &history, true));
+        let (resolve_violations, unknown) = resolve_appended(&mut history, &logs);
+        violations.extend(resolve_violations);
+        unresolved = unknown;
+        history
+    };
+    // The daemon's own count of queue overflows and RESYNCs (since its
+    // last start).
+    let status = {
+        use stigmer_proto::daemon::{request::Command as Cmd, response, StatusRequest};
+        let mut wire = Wire::connect(&daemon.socket).await.expect("connect");
+        match wire
+            .call(Cmd::Status(StatusRequest { prometheus: false }))
+            .await
+            .expect("status")
+            .result
+        {
+            Some(response::Result::Status(s)) => s,
+            other => panic!("status answered {other:?}"),
+        }
     };
     let mut counts = Checked::default();
     violations.extend(check_subscribers(
@@ -163,7 +195,7 @@ async fn run(scenario: Scenario) {
         cfg.allow_resync,
         &mut counts,
     ));
-    violations.extend(check_current_states(&daemon.socket, &history).await);
+    violations.extend(check_current_states(&daemon.socket, &history, &record).await);
     if scenario.crash {
         daemon.kill();
         violations.extend(check_files(&db, record.max_seen));
@@ -171,8 +203,13 @@ async fn run(scenario: Scenario) {
 
     let figures = format!(
         "torture {}: seed {}, {} writers, {} subscribers, {} executions, {} acknowledged writes \
-         (last revision {}), {} subscribe segments ({} resumes), {} events checked, {} RESYNC, \
-         {} END, {} SIGKILLs survived, {} violations, {:.1}s",
+         (last revision {}; {} appends, {} retried appends acknowledged ({} after a crash), \
+         {} ABORTED, {} INVALID_ARGUMENT for a stale offset inside a character), \
+         {} subscribe segments ({} resumes), {} events checked, {} RESYNC, {} END, \
+         {} queue overflows caught up from history since the daemon's last start; \
+         delta streams: {} segments, {} DELTA events, {} resumes skipping the initial state, \
+         {} starting with it, {} DELTA events in the replay, {} appended states unseen; \
+         {} SIGKILLs survived, {} violations, {:.1}s",
         scenario.name,
         cfg.seed,
         cfg.writers,
@@ -180,11 +217,23 @@ async fn run(scenario: Scenario) {
         ids.len(),
         record.acks.len(),
         record.max_seen,
+        shared.appends.load(Ordering::Relaxed),
+        shared.retries.load(Ordering::Relaxed),
+        shared.retries_after_crash.load(Ordering::Relaxed),
+        shared.aborted.load(Ordering::Relaxed),
+        shared.inside_character.load(Ordering::Relaxed),
         counts.segments,
         counts.resumed,
         counts.events,
         counts.resyncs,
         counts.ends,
+        status.subscriber_overflows,
+        counts.delta_segments,
+        counts.deltas,
+        counts.skipped,
+        counts.initial_states,
+        replayed_deltas,
+        unresolved,
         if scenario.crash { cfg.kills } else { 0 },
         violations.len(),
         started.elapsed().as_secs_f64()
@@ -200,7 +249,185 @@ async fn run(scenario: Scenario) {
         );
     }
     // A stream-less, quiet sanity check that the workload did something.
-    assert!(counts.events > 0 && record.acks.len() as u64 >= cfg.updates);
+    assert!(counts.events > 0 && *shared.acked.borrow() >= cfg.updates);
+}
+
+/// Lossless under back-pressure, for both kinds of stream, made certain:
+/// the random stalls of the scenarios above overflow a queue only now and
+/// then (a Unix socket buffers a few hundred small frames), so here each
+/// kind of stream is stalled in turn while its execution takes a burst of
+/// appends and whole statuses, and must overflow (the daemon's counter
+/// says so), catch up from history and deliver every change; with a short
+/// history, RESYNC where the history no longer reaches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_streams_of_both_kinds_overflow_and_catch_up() {
+    for (retention, allow_resync) in [(ALL_HISTORY, false), ("32", true)] {
+        let d = common::Daemon::start(&[
+            "--history-retention",
+            retention,
+            "--subscriber-queue",
+            "2",
+            "--connection-queue",
+            "4",
+        ]);
+        // (deltas, from the create's revision, skip_initial_state)
+        for (deltas, from, skip) in [
+            (false, false, false),
+            (true, false, false),
+            (false, true, false),
+            (true, true, false),
+            (true, true, true),
+        ] {
+            let what = format!(
+                "retention {retention}, deltas {deltas}, from_revision {from}, skip {skip}"
+            );
+            let v = stall_once(&d.socket, deltas, from, skip, allow_resync).await;
+            assert!(v.is_ok(), "{what}: {}", v.err().unwrap_or_default());
+        }
+    }
+}
+
+/// One stalled stream on a fresh execution; Err describes what broke.
+async fn stall_once(
+    socket: &std::path::Path,
+    deltas: bool,
+    from: bool,
+    skip: bool,
+    allow_resync: bool,
+) -> Result<(), String> {
+    use stigmer_proto::agentexecution::{AgentExecutionId, ExecutionPhase};
+    use stigmer_proto::daemon::{
+        request::Command as Cmd, response, AppendRequest, StatusRequest, SubscribeRequest,
+    };
+    let mut w = Wire::connect(socket).await.expect("connect");
+    let overflows = |resp: stigmer_proto::daemon::Response| match resp.result {
+        Some(response::Result::Status(s)) => s.subscriber_overflows,
+        other => panic!("status answered {other:?}"),
+    };
+    let status = Cmd::Status(StatusRequest { prometheus: false });
+    let before = overflows(w.call(status.clone()).await.expect("status"));
+    // The committed history, exactly: one writer, whose every write is
+    // followed by a get (append replies carry no state).
+    let id = new_id();
+    let mut h: Vec<(u64, Entry)> = Vec::new();
+    let (created, created_rev) = match w
+        .call(Cmd::Create(new_execution(&id, "stall")))
+        .await
+        .expect("create")
+        .result
+    {
+        Some(response::Result::Execution(r)) => (r.execution.expect("execution"), r.revision),
+        other => panic!("create answered {other:?}"),
+    };
+    h.push((created_rev, Entry::State(State::of(&created))));
+    let mut r = Wire::connect(socket).await.expect("connect");
+    let sub = r.id();
+    r.send(
+        sub,
+        Cmd::Subscribe(SubscribeRequest {
+            execution_id: id.clone(),
+            from_revision: from.then_some(created_rev),
+            deltas,
+            skip_initial_state: skip,
+        }),
+    )
+    .await
+    .expect("subscribe");
+    // The subscriber reads nothing while 400 changes are committed.
+    let mut offset = 0u64;
+    let mut rng = Rng::new(created_rev);
+    for n in 0..400 {
+        let cmd = if n % 40 == 39 {
+            let text = format!("whole {n}");
+            offset = text.len() as u64;
+            update_cmd(&id, message_status(text))
+        } else {
+            let text = format!("<a0.{n}:{}>", "é".repeat(rng.below(8) as usize));
+            let op = text_op(0, offset, &text, 0);
+            offset += text.len() as u64;
+            Cmd::Append(AppendRequest {
+                execution_id: id.clone(),
+                expected_revision: None,
+                ops: vec![op],
+            })
+        };
+        let revision = match w.call(cmd).await.expect("write").result {
+            Some(response::Result::Execution(r)) => r.revision,
+            other => panic!("write {n} answered {other:?}"),
+        };
+        let state = match w
+            .call(Cmd::Get(AgentExecutionId { value: id.clone() }))
+            .await
+            .expect("get")
+            .result
+        {
+            Some(response::Result::Execution(r)) if r.revision == revision => {
+                r.execution.expect("execution")
+            }
+            other => panic!("get after write {n} answered {other:?}"),
+        };
+        h.push((revision, Entry::State(State::of(&state))));
+    }
+    let last = match w
+        .call(update_cmd(
+            &id,
+            phase_status(ExecutionPhase::ExecutionCompleted),
+        ))
+        .await
+        .expect("complete")
+        .result
+    {
+        Some(response::Result::Execution(r)) => {
+            (r.revision, State::of(&r.execution.expect("execution")))
+        }
+        other => panic!("complete answered {other:?}"),
+    };
+    h.push((last.0, Entry::State(last.1)));
+    // Now the stream, to its END.
+    let mut seg = Segment {
+        execution: id.clone(),
+        from: from.then_some(created_rev),
+        events: Vec::new(),
+        outcome: Outcome::Open,
+        cancelled: false,
+        resumed: false,
+        deltas,
+        skip,
+        base: skip.then_some(created_rev),
+    };
+    let mut held = skip.then(|| (created.clone(), created_rev));
+    loop {
+        let resp = tokio::time::timeout(STUCK, r.recv())
+            .await
+            .map_err(|_| "the stream went silent".to_string())?
+            .map_err(|_| "the stream's connection closed".to_string())?;
+        match resp.result {
+            Some(response::Result::Event(e)) => {
+                seg.events.push(receive(&e, &mut held, &[]));
+                if e.r#type == END {
+                    seg.outcome = Outcome::Ended;
+                    break;
+                }
+            }
+            other => return Err(format!("the stream answered {other:?}")),
+        }
+    }
+    let mut cursor = seg.from;
+    check_segment(&h, &seg, &mut cursor, allow_resync).map_err(|v| v.to_string())?;
+    let after = overflows(w.call(status).await.expect("status"));
+    if after <= before {
+        return Err(format!(
+            "the stalled stream never overflowed its queue ({before} overflows before, {after} after)"
+        ));
+    }
+    let resyncs = seg.events.iter().filter(|e| e.kind == RESYNC).count();
+    let delivered = seg.events.iter().filter(|e| e.kind != END).count();
+    if allow_resync && resyncs == 0 {
+        return Err(format!(
+            "400 changes past a 32-revision history, yet no RESYNC ({delivered} events)"
+        ));
+    }
+    Ok(())
 }
 
 /// SIGKILLs the daemon `kills` times at random moments under load; after
@@ -310,8 +537,13 @@ fn check_files(db: &std::path::Path, max_seen: u64) -> Vec<Violation> {
     out
 }
 
-/// `get` of every execution answers its last committed state.
-async fn check_current_states(socket: &std::path::Path, history: &History) -> Vec<Violation> {
+/// `get` of every execution answers its last committed state, which holds
+/// every text appended since its messages were last replaced, once.
+async fn check_current_states(
+    socket: &std::path::Path,
+    history: &History,
+    record: &Record,
+) -> Vec<Violation> {
     use stigmer_proto::agentexecution::AgentExecutionId;
     use stigmer_proto::daemon::{request::Command as Cmd, response, Code};
     let mut out = Vec::new();
@@ -322,9 +554,17 @@ async fn check_current_states(socket: &std::path::Path, history: &History) -> Ve
             .await
             .expect("get");
         let (last_rev, last) = entries.last().expect("non-empty");
+        if let Some(response::Result::Execution(r)) = &resp.result {
+            let e = r.execution.as_ref().expect("execution");
+            out.extend(check_final_texts(record, history, id, e));
+        }
         let ok = match (&resp.result, last) {
             (Some(response::Result::Execution(r)), Entry::State(s)) => {
                 r.revision == *last_rev && State::of(r.execution.as_ref().expect("e")) == *s
+            }
+            (Some(response::Result::Execution(r)), Entry::Appended { terminal }) => {
+                r.revision == *last_rev
+                    && State::of(r.execution.as_ref().expect("e")).terminal == *terminal
             }
             (Some(response::Result::Error(e)), Entry::Deleted) => e.code == Code::NotFound as i32,
             _ => false,
@@ -363,6 +603,15 @@ fn ev(kind: i32, revision: u64, state: Option<(u64, bool)>, reason: i32) -> Ev {
             summary: format!("s{hash}"),
         }),
         reason,
+        prev_revision: 0,
+        problem: None,
+    }
+}
+
+fn delta(revision: u64, prev_revision: u64, state: (u64, bool)) -> Ev {
+    Ev {
+        prev_revision,
+        ..ev(DELTA, revision, Some(state), 0)
     }
 }
 
@@ -374,6 +623,18 @@ fn seg(from: Option<u64>, events: Vec<Ev>) -> Segment {
         outcome: Outcome::Ended,
         cancelled: false,
         resumed: false,
+        deltas: false,
+        skip: false,
+        base: None,
+    }
+}
+
+fn dseg(from: Option<u64>, skip: Option<u64>, events: Vec<Ev>) -> Segment {
+    Segment {
+        deltas: true,
+        skip: skip.is_some(),
+        base: skip,
+        ..seg(from, events)
     }
 }
 
@@ -498,6 +759,145 @@ fn checker_accepts_a_correct_stream_and_catches_each_broken_guarantee() {
     h2.insert("aex-x".into(), h.clone());
     let v = check_subscribers(&[log], &h2, false, &mut Checked::default());
     assert!(v.iter().any(|v| v.what.contains("resumed from")), "{v:?}");
+}
+
+#[test]
+fn checker_accepts_correct_delta_streams_and_catches_each_broken_one() {
+    use stigmer_proto::daemon::EndReason;
+    let terminal = EndReason::Terminal as i32;
+    let h = vec![(3, st(1, false)), (7, st(2, false)), (9, st(3, true))];
+    let end = ev(END, 9, None, terminal);
+    // From the start: the snapshot, then each change as operations whose
+    // rebuilt state is the committed one.
+    let good = dseg(
+        None,
+        None,
+        vec![
+            ev(SNAPSHOT, 3, Some((1, false)), 0),
+            delta(7, 3, (2, false)),
+            delta(9, 7, (3, true)),
+            end.clone(),
+        ],
+    );
+    check(&h, &good).expect("a correct delta stream passes");
+    // Resumed from 8 with the initial state: the state at 7 (the last
+    // change at or before 8), then the change after 8.
+    let resumed = dseg(
+        Some(8),
+        None,
+        vec![
+            ev(SNAPSHOT, 7, Some((2, false)), 0),
+            delta(9, 7, (3, true)),
+            end.clone(),
+        ],
+    );
+    check(&h, &resumed).expect("a resume with the initial state passes");
+    // Resumed from 8 holding the state at 7: the change after 8 at once.
+    let skipped = dseg(Some(8), Some(7), vec![delta(9, 7, (3, true)), end.clone()]);
+    check(&h, &skipped).expect("a resume skipping the initial state passes");
+    let snapshot = ev(SNAPSHOT, 3, Some((1, false)), 0);
+    let broken = Ev {
+        problem: Some("the DELTA's operations do not apply to the state at 3".into()),
+        ..delta(7, 3, (2, false))
+    };
+    let cases: Vec<(&str, Segment)> = vec![
+        (
+            "the stream's last state is at",
+            dseg(None, None, vec![snapshot.clone(), delta(7, 2, (2, false))]),
+        ),
+        (
+            "not the committed one (as rebuilt from the DELTA)",
+            dseg(None, None, vec![snapshot.clone(), delta(7, 3, (99, false))]),
+        ),
+        (
+            "do not apply",
+            dseg(None, None, vec![snapshot.clone(), broken]),
+        ),
+        (
+            "did not ask for deltas",
+            seg(None, vec![snapshot.clone(), delta(7, 3, (2, false))]),
+        ),
+        (
+            "did not start with the state at 8",
+            dseg(Some(8), None, vec![delta(9, 7, (3, true))]),
+        ),
+        (
+            "last change at or before 8 is Some(7)",
+            dseg(
+                Some(8),
+                None,
+                vec![snapshot.clone(), delta(9, 7, (3, true))],
+            ),
+        ),
+        (
+            "a SNAPSHOT that is not the first event",
+            dseg(Some(8), Some(7), vec![ev(SNAPSHOT, 7, Some((2, false)), 0)]),
+        ),
+        (
+            "the stream's last state is at Some(3)",
+            dseg(Some(8), Some(3), vec![delta(9, 7, (3, true))]),
+        ),
+        (
+            "the execution's change before 9 is Some(7)",
+            dseg(Some(8), Some(3), vec![delta(9, 3, (3, true))]),
+        ),
+        (
+            "a whole state (UPDATE) on a delta stream",
+            dseg(
+                None,
+                None,
+                vec![snapshot.clone(), ev(UPDATE, 7, Some((2, false)), 0)],
+            ),
+        ),
+        (
+            "gap",
+            dseg(None, None, vec![snapshot.clone(), delta(9, 3, (3, true))]),
+        ),
+    ];
+    for (want, s) in cases {
+        let err = check(&h, &s).expect_err(want);
+        assert!(err.contains(want), "{want}: {err}");
+        assert!(
+            err.contains("committed rev"),
+            "the trace shows the history: {err}"
+        );
+    }
+}
+
+#[test]
+fn appended_texts_are_checked_in_every_state() {
+    use stigmer_proto::agentexecution::{AgentExecution, AgentExecutionStatus, AgentMessage};
+    let state = |contents: &[&str]| AgentExecution {
+        status: Some(AgentExecutionStatus {
+            messages: contents
+                .iter()
+                .map(|c| AgentMessage {
+                    content: c.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let fact = |message_index, offset, text: &str| Fact {
+        execution: "aex-x".into(),
+        message_index,
+        offset,
+        text: text.into(),
+    };
+    let e = state(&["w0 n1 x", "<a1.1:é><a1.2:>", "<a2.1:🦀>"]);
+    assert_eq!(check_texts(&e, &[fact(1, 9, "<a1.2:>")]), None);
+    assert!(check_texts(&e, &[fact(1, 0, "<a1.2:>")])
+        .expect("misplaced")
+        .contains("is not there"));
+    assert!(check_texts(&e, &[fact(3, 0, "<a1.2:>")])
+        .expect("no such message")
+        .contains("is not there"));
+    let twice = state(&["<a1.1:é><a1.2:>", "<a1.1:é>"]);
+    assert!(check_texts(&twice, &[])
+        .expect("twice")
+        .contains("<a1.1:…> is there twice"));
 }
 
 // ---------------------------------------------------------------------------
@@ -628,4 +1028,152 @@ async fn resume_racing_with_the_final_commits_delivers_them_before_end() {
             );
         }
     }
+}
+
+/// Found by `watch_guarantees_with_resync_beyond_retention` (seed
+/// 1796522701380580945): a delta stream resumed from revision R without
+/// `skip_initial_state`, where the state at R can no longer be rebuilt
+/// (the base it was built on was pruned after a newer base replaced it)
+/// but R is still above the compaction floor, got no initial state and
+/// no RESYNC: its first event was a DELTA on R, which the client, holding
+/// nothing, cannot apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "daemon bug: a delta stream from R whose base was pruned (R above the floor) starts with a DELTA on R instead of a whole state or RESYNC (src/cmd/subscribe.rs initial_state/catch_up)"]
+async fn delta_resume_whose_base_was_pruned_starts_with_a_whole_state() {
+    use stigmer_proto::daemon::{
+        op, request::Command as Cmd, response, AppendRequest, AppendText, Op, SubscribeRequest,
+    };
+    // Pruning starts once 9 revisions are past the floor: revision 9
+    // prunes revision 1.
+    let d = common::Daemon::start(&["--history-retention", "8"]);
+    let mut c = d.connect().await;
+    // Revision 1: x is created (its first base).
+    let (x, _) = c.create("x").await;
+    // Revisions 2-6: appends, stored as deltas on that base.
+    let mut offset = 0;
+    let mut r = 0;
+    for n in 0..5 {
+        let text = format!("t{n} ");
+        let resp = c
+            .call(Cmd::Append(AppendRequest {
+                execution_id: x.clone(),
+                expected_revision: None,
+                ops: vec![Op {
+                    op: Some(op::Op::AppendText(AppendText {
+                        message_index: 0,
+                        offset,
+                        text: text.clone(),
+                        r#type: 0,
+                    })),
+                }],
+            }))
+            .await;
+        r = match resp.result {
+            Some(response::Result::Execution(reply)) => reply.revision,
+            other => panic!("expected an acknowledgement, got {other:?}"),
+        };
+        offset += text.len() as u64;
+    }
+    // Revision 7: a whole status that replaces the message: a new base,
+    // which releases the old chain (revisions 1-6) to pruning.
+    common::expect_execution(c.update(&x, common::ai_status("replaced")).await);
+    // Revisions 8-9 on another execution: the floor passes revision 1
+    // (x's old base) but not R = 6.
+    let (y, _) = c.create("y").await;
+    common::expect_execution(c.update(&y, common::ai_status("y")).await);
+    // A delta stream from R, asking for the state at R.
+    let s = c.next_id();
+    c.send(
+        s,
+        Cmd::Subscribe(SubscribeRequest {
+            execution_id: x.clone(),
+            from_revision: Some(r),
+            deltas: true,
+            skip_initial_state: false,
+        }),
+    )
+    .await;
+    let first = c.event(s).await;
+    assert!(
+        [SNAPSHOT, UPDATE, RESYNC].contains(&first.r#type),
+        "a delta stream from {r} without skip_initial_state must start with a whole state \
+         (the state at {r}, or a RESYNC if it cannot be rebuilt); got {first:?}"
+    );
+}
+
+/// Found by a long run of `watch_guarantees_with_resync_beyond_retention`
+/// (30,000 writes, 8 writers, 36 subscribers, 16 executions, seed
+/// 1796523275933464956): an appender's `get` answered INTERNAL "a history
+/// row between its base and its head is missing". `reader::get` reads the
+/// execution's row and then the chain of history rows in separate
+/// statements, outside a transaction: a write committed between them that
+/// gives the execution a new base deletes the old chain's rows below the
+/// compaction floor, which the read then misses. Here a writer keeps
+/// building chains (appends) and replacing them (a whole status: a new
+/// base), with a history of 4 revisions so that every chain is below the
+/// floor, while a reader gets the execution as fast as it can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "daemon bug: reader::get reads the execution row and its chain outside one transaction; a new base committed between them releases chain rows and get answers INTERNAL"]
+async fn get_racing_with_a_new_base_never_misses_the_chain() {
+    use stigmer_proto::agentexecution::AgentExecutionId;
+    use stigmer_proto::daemon::{
+        op, request::Command as Cmd, response, AppendRequest, AppendText, Op,
+    };
+    let d = common::Daemon::start(&["--history-retention", "4"]);
+    let mut w = d.connect().await;
+    let (x, _) = w.create("x").await;
+    let socket = d.socket.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let x = x.clone();
+        tokio::spawn(async move {
+            let mut r = common::Raw::connect(&socket).await;
+            let mut gets = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                let resp = r
+                    .call(Cmd::Get(AgentExecutionId { value: x.clone() }))
+                    .await;
+                gets += 1;
+                if let Some(response::Result::Error(e)) = resp.result {
+                    return Err(format!("get {gets} answered {e:?}"));
+                }
+            }
+            Ok(gets)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut rounds = 0;
+    while Instant::now() < deadline && !reader.is_finished() {
+        rounds += 1;
+        // A chain: a base (the whole status), then appends on it.
+        let text = format!("round {rounds} ");
+        common::expect_execution(w.update(&x, common::ai_status(&text)).await);
+        let mut offset = text.len() as u64;
+        for n in 0..8 {
+            let t = format!("t{n} ");
+            let resp = w
+                .call(Cmd::Append(AppendRequest {
+                    execution_id: x.clone(),
+                    expected_revision: None,
+                    ops: vec![Op {
+                        op: Some(op::Op::AppendText(AppendText {
+                            message_index: 0,
+                            offset,
+                            text: t.clone(),
+                            r#type: 0,
+                        })),
+                    }],
+                }))
+                .await;
+            assert!(
+                matches!(resp.result, Some(response::Result::Execution(_))),
+                "{resp:?}"
+            );
+            offset += t.len() as u64;
+        }
+    }
+    stop.store(true, Ordering::Release);
+    let gets = reader.await.expect("reader");
+    assert!(gets.is_ok(), "after {rounds} rounds: {}", gets.unwrap_err());
 }
