@@ -161,10 +161,11 @@ async fn append_text_is_safe_to_retry() {
         Code::Aborted,
     );
     assert!(msg.contains("13"), "the current length (13 bytes): {msg}");
-    // An offset inside a character is malformed.
+    // An offset inside a character is stale too (another writer's
+    // character now spans it): ABORTED, as any other.
     expect_error(
         &c.call(append(&id, vec![text(0, 9, "x")], None)).await,
-        Code::InvalidArgument,
+        Code::Aborted,
     );
     let (e, _) = get(&mut c, &id).await;
     assert_eq!(content(&e, 0), "Hello, wörld");

@@ -1038,7 +1038,6 @@ async fn resume_racing_with_the_final_commits_delivers_them_before_end() {
 /// no RESYNC: its first event was a DELTA on R, which the client, holding
 /// nothing, cannot apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "daemon bug: a delta stream from R whose base was pruned (R above the floor) starts with a DELTA on R instead of a whole state or RESYNC (src/cmd/subscribe.rs initial_state/catch_up)"]
 async fn delta_resume_whose_base_was_pruned_starts_with_a_whole_state() {
     use stigmer_proto::daemon::{
         op, request::Command as Cmd, response, AppendRequest, AppendText, Op, SubscribeRequest,
@@ -1113,7 +1112,6 @@ async fn delta_resume_whose_base_was_pruned_starts_with_a_whole_state() {
 /// base), with a history of 4 revisions so that every chain is below the
 /// floor, while a reader gets the execution as fast as it can.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "daemon bug: reader::get reads the execution row and its chain outside one transaction; a new base committed between them releases chain rows and get answers INTERNAL"]
 async fn get_racing_with_a_new_base_never_misses_the_chain() {
     use stigmer_proto::agentexecution::AgentExecutionId;
     use stigmer_proto::daemon::{

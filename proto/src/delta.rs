@@ -29,7 +29,7 @@
 //!   operation is then Applied, even with empty text. `i` greater than the
 //!   count: Conflict. Then, with `c` the message's content: `offset` greater
 //!   than `len(c)`: Conflict; `offset` not on a character boundary of `c`:
-//!   Invalid; `offset == len(c)`: `text` is appended, Applied (AlreadyApplied
+//!   Conflict (a stale offset); `offset == len(c)`: `text` is appended, Applied (AlreadyApplied
 //!   when `text` is empty); `c[offset..offset + len(text)] == text`:
 //!   AlreadyApplied; anything else: Conflict naming `len(c)`. `type` is
 //!   ignored for an existing message.
@@ -101,7 +101,7 @@ pub enum ApplyError {
     /// holds (e.g. "message 3 is 120 bytes long") so a client can retry.
     Conflict(String),
     /// The op itself is malformed (no op set, set_phase UNSPECIFIED, an offset
-    /// not on a UTF-8 char boundary, an unknown enum value...):
+    /// an unknown enum value...):
     /// INVALID_ARGUMENT.
     Invalid(String),
 }
@@ -278,7 +278,10 @@ fn append_at(
         }
     };
     if !target.is_char_boundary(at) {
-        return Err(invalid(format!(
+        // A stale offset, as any other that does not match: the content
+        // changed since the client read it (a multi-byte character another
+        // writer appended now spans it).
+        return Err(conflict(format!(
             "offset {offset} falls inside a UTF-8 character of {} ({len} bytes long)",
             what()
         )));
@@ -759,7 +762,13 @@ mod tests {
             is_conflict(apply(&mut s, &append(0, 10, "rld!"))),
             "partial overlap"
         );
-        assert!(is_invalid(apply(&mut s, &append(0, 2, "x"))), "inside é");
+        assert!(
+            matches!(
+                apply(&mut s, &append(0, 2, "x")),
+                Err(ApplyError::Conflict(_))
+            ),
+            "inside é: a stale offset"
+        );
         // Creation only at the count, only at offset 0.
         assert!(is_conflict(apply(&mut s, &append(2, 0, "x"))));
         assert!(is_conflict(apply(&mut s, &append(1, 3, "x"))));
@@ -851,7 +860,10 @@ mod tests {
         assert_eq!(s.tool_calls[0].result, "résumé");
         assert_eq!(apply(&mut s, &res("a", 1, "ésumé")), Ok(AlreadyApplied));
         assert!(is_conflict(apply(&mut s, &res("a", 1, "x"))));
-        assert!(is_invalid(apply(&mut s, &res("a", 2, "x"))));
+        assert!(
+            is_conflict(apply(&mut s, &res("a", 2, "x"))),
+            "inside é: stale"
+        );
         assert!(is_conflict(apply(&mut s, &res("zz", 0, "x"))));
         assert!(is_invalid(apply(&mut s, &res("", 0, "x"))));
         let all = wrap(op::Op::ReplaceToolCalls(ToolCalls {

@@ -521,14 +521,19 @@ impl Stream {
     /// A delta stream resumed from `revision` starts with the whole state
     /// at it (rebuilt from the history: its last change at or before it),
     /// so that any client can start there. The execution created after
-    /// `revision` needs none (its create comes whole); a state that can no
-    /// longer be rebuilt is left to the catch-up, which resyncs.
+    /// `revision` needs none (its create comes whole). A state that can no
+    /// longer be rebuilt (its base was pruned, though `revision` is above
+    /// the floor) means a RESYNC: the current state, from which the deltas
+    /// go on.
     async fn initial_state(&mut self, revision: u64) -> Result<(), Stop> {
         let id = self.execution_id.clone();
-        if let StateAt::State(execution, at) = self
+        let found = self
             .read(move |c| reader::state_at(c, &id, revision))
-            .await?
-        {
+            .await?;
+        if let StateAt::Pruned = found {
+            return self.resync(true).await;
+        }
+        if let StateAt::State(execution, at) = found {
             let terminal = is_terminal(&execution);
             let event = Event {
                 r#type: EventType::EventSnapshot as i32,

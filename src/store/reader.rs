@@ -121,6 +121,13 @@ fn open_read(path: &std::path::Path) -> Result<Connection, ApiError> {
 /// `executions.base` points at) with the operations of the rows after it on
 /// its chain applied.
 pub(crate) fn get(conn: &Connection, id: &str) -> Result<Option<Stored>, ApiError> {
+    // One read transaction: the executions row and the chain it points at
+    // are read from one snapshot, so a new base committed meanwhile (which
+    // releases the old chain) cannot tear the read.
+    snapshot(conn, |c| get_in(c, id))
+}
+
+fn get_in(conn: &Connection, id: &str) -> Result<Option<Stored>, ApiError> {
     // LEFT JOIN: a missing history row is a corrupt database (INTERNAL), not
     // an execution that does not exist.
     let mut stmt = conn.prepare_cached(
@@ -223,6 +230,22 @@ fn apply_deltas(
     Ok(())
 }
 
+/// Runs `f` in a read transaction (one consistent snapshot of the
+/// database), unless `conn` is already in one (the writer's `load`).
+fn snapshot<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    if !conn.is_autocommit() {
+        return f(conn);
+    }
+    let tx = conn.unchecked_transaction()?;
+    let result = f(&tx);
+    // A read transaction: ending it without a commit releases the snapshot.
+    drop(tx);
+    result
+}
+
 /// What [`state_at`] found.
 #[derive(Debug)]
 pub(crate) enum StateAt {
@@ -239,6 +262,13 @@ pub(crate) enum StateAt {
 /// Execution `id`'s state as of its last change at or before `at`: the
 /// nearest base at or before that change, with the operations up to it.
 pub(crate) fn state_at(conn: &Connection, id: &str, at: u64) -> Result<StateAt, ApiError> {
+    // One read transaction: the executions row and the chain it points at
+    // are read from one snapshot, so a new base committed meanwhile (which
+    // releases the old chain) cannot tear the read.
+    snapshot(conn, |c| state_at_in(c, id, at))
+}
+
+fn state_at_in(conn: &Connection, id: &str, at: u64) -> Result<StateAt, ApiError> {
     let head: Option<i64> = conn
         .prepare_cached("SELECT revision FROM executions WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -300,6 +330,13 @@ pub(crate) struct ListPage {
 }
 
 pub(crate) fn list(conn: &Connection, q: &ListQuery) -> Result<ListPage, ApiError> {
+    // One read transaction: the executions row and the chain it points at
+    // are read from one snapshot, so a new base committed meanwhile (which
+    // releases the old chain) cannot tear the read.
+    snapshot(conn, |c| list_in(c, q))
+}
+
+fn list_in(conn: &Connection, q: &ListQuery) -> Result<ListPage, ApiError> {
     // LEFT JOIN also keeps `executions` the outer loop (SQLite does not
     // reorder it), so the filters and the order use its indexes and each
     // state is one rowid lookup in `history`.

@@ -295,7 +295,7 @@ fn all_cases() -> Vec<Case> {
         case("append_text_past_end_conflict", "offset beyond the content's length", running(), vec![append(1, ai_len() + 1, "x")], Conflict),
         case("append_text_index_gap_conflict", "message index beyond the count", running(), vec![append(3, 0, "x")], Conflict),
         case("append_text_create_nonzero_offset_conflict", "creating a message takes offset 0", running(), vec![append(2, 5, "x")], Conflict),
-        case("append_text_mid_char_invalid", "offset inside a multi-byte char (é is 2 bytes at offset 1)", running(), vec![append(0, 2, "x")], Invalid),
+        case("append_text_mid_char_conflict", "offset inside a multi-byte char (é is 2 bytes at offset 1): a stale offset", running(), vec![append(0, 2, "x")], Conflict),
         case("append_text_unknown_type_invalid", "an unknown message type", empty(), vec![typed_append(0, 0, "x", 99)], Invalid),
         // add_message
         case("add_message_applied", "index = count", running(), vec![add(2, msg(MessageType::MessageSystem, "Be brief"))], Applied),

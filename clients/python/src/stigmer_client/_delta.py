@@ -122,7 +122,8 @@ def _append_at(current: str, offset: int, text: str, what: str) -> Optional[str]
     if offset > length:
         raise ConflictError(f"{what} is {length} bytes long; offset {offset} is past its end")
     if offset < length and data[offset] & 0xC0 == 0x80:
-        raise InvalidOpError(
+        # A stale offset, as any other that does not match.
+        raise ConflictError(
             f"offset {offset} falls inside a UTF-8 character of {what} ({length} bytes long)"
         )
     if offset == length:
