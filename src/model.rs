@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use stigmer_proto::agentexecution::{AgentExecution, ExecutionPhase};
+use stigmer_proto::agentexecution::AgentExecution;
 use stigmer_proto::daemon::Op;
 
 use crate::protocol::ApiError;
@@ -182,16 +182,9 @@ impl Change {
     }
 }
 
-/// True for the phases after which no update is accepted.
-pub(crate) fn is_terminal_phase(phase: i32) -> bool {
-    matches!(
-        ExecutionPhase::try_from(phase),
-        Ok(ExecutionPhase::ExecutionCompleted
-            | ExecutionPhase::ExecutionFailed
-            | ExecutionPhase::ExecutionCancelled
-            | ExecutionPhase::ExecutionTerminated)
-    )
-}
+/// True for the phases after which no update is accepted (the rule the
+/// clients apply too, so it lives with the operations).
+pub(crate) use stigmer_proto::delta::is_terminal_phase;
 
 /// True when the execution is in a terminal phase.
 pub fn is_terminal(execution: &AgentExecution) -> bool {

@@ -269,14 +269,7 @@ pub(crate) fn state_at(conn: &Connection, id: &str, at: u64) -> Result<StateAt, 
 }
 
 fn state_at_in(conn: &Connection, id: &str, at: u64) -> Result<StateAt, ApiError> {
-    let head: Option<i64> = conn
-        .prepare_cached("SELECT revision FROM executions WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    let head = match head {
-        Some(head) => Some(head as u64),
-        None => deleted_revision(conn, id)?,
-    };
+    let head = head(conn, id)?;
     let mut row =
         conn.prepare_cached("SELECT prev, kind, data FROM history WHERE revision = ?1")?;
     // Back to the last change at or before `at`, then on to its base.
@@ -414,14 +407,7 @@ pub(crate) fn history(
 /// the floor: every row above the floor exists, so a missing link is a
 /// corrupt database, reported, never a silent gap.
 pub(crate) fn chain(conn: &Connection, id: &str, after: u64) -> Result<Vec<u64>, ApiError> {
-    let head: Option<i64> = conn
-        .prepare_cached("SELECT revision FROM executions WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    let head = match head {
-        Some(head) => Some(head as u64),
-        None => deleted_revision(conn, id)?,
-    };
+    let head = head(conn, id)?;
     let mut link = conn.prepare_cached("SELECT prev FROM history WHERE revision = ?1")?;
     let mut out = Vec::new();
     let mut next = head;
@@ -492,6 +478,19 @@ pub(crate) fn rows(
         });
     }
     Ok(out)
+}
+
+/// The head of execution `id`'s chain: its latest change
+/// (`executions.revision`), or its delete while the tombstone is kept.
+fn head(conn: &Connection, id: &str) -> Result<Option<u64>, ApiError> {
+    let head: Option<i64> = conn
+        .prepare_cached("SELECT revision FROM executions WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    match head {
+        Some(head) => Ok(Some(head as u64)),
+        None => deleted_revision(conn, id),
+    }
 }
 
 /// The revision at which execution `id` was deleted, while its tombstone
