@@ -160,8 +160,9 @@ struct Stream {
     /// `from_revision`: no initial whole state.
     skip_initial_state: bool,
     /// While a whole-state stream catches up over deltas: the state at
-    /// `last_sent`, which the next delta applies to.
-    current: Option<AgentExecution>,
+    /// `last_sent`, which the next delta applies to. Boxed: inline it
+    /// would add ~1 KB to every idle stream task (10 MB per 10,000).
+    current: Option<Box<AgentExecution>>,
 }
 
 impl Stream {
@@ -474,7 +475,7 @@ impl Stream {
             }
             // A whole state (a create, a base, a row from before deltas).
             (_, Some(execution), _) => {
-                self.current = (!self.deltas).then(|| execution.clone());
+                self.current = (!self.deltas).then(|| Box::new(execution.clone()));
                 self.send_state(EventType::EventUpdate, execution, row.revision)
                     .await
             }
@@ -485,7 +486,7 @@ impl Stream {
                     let prev = row.prev.unwrap_or(0);
                     let id = self.execution_id.clone();
                     match self.read(move |c| reader::state_at(c, &id, prev)).await? {
-                        StateAt::State(state, _) => self.current = Some(*state),
+                        StateAt::State(state, _) => self.current = Some(state),
                         StateAt::None | StateAt::Pruned => {
                             // The base before it was pruned: say so.
                             return self.resync(false).await;
@@ -508,7 +509,7 @@ impl Stream {
                     )))
                 })?;
                 self.current = Some(execution.clone());
-                self.send_state(EventType::EventUpdate, execution, row.revision)
+                self.send_state(EventType::EventUpdate, *execution, row.revision)
                     .await
             }
             (_, None, None) => Err(Stop::Failed(ApiError::internal(format!(
