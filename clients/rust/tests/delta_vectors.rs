@@ -11,9 +11,11 @@
 //! Regenerate after a deliberate change:
 //! `STIGMER_REGEN_VECTORS=1 cargo test -p stigmer-client --test delta_vectors`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+mod golden;
 
+use std::collections::{BTreeMap, HashMap};
+
+use golden::{from_hex, to_hex};
 use stigmer_client::proto::agentexecution::{
     AgentExecutionStatus, AgentMessage, ExecutionPhase, MessageType, SubAgentExecution,
     SubAgentStatus, TodoItem, TodoStatus, ToolCall, ToolCallStatus,
@@ -78,10 +80,6 @@ fn run(
         status = before.clone();
     }
     (result, status)
-}
-
-fn vectors_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/deltas.json")
 }
 
 const T0: &str = "2025-01-02T03:04:05.000000Z";
@@ -384,18 +382,6 @@ fn all_cases() -> Vec<Case> {
     ]
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 fn delta_bytes(ops: &[Op]) -> Vec<u8> {
     Delta { ops: ops.to_vec() }.encode_to_vec()
 }
@@ -458,17 +444,7 @@ fn cases_cover_every_op_and_outcome() {
 #[test]
 fn deltas_file_matches_generator_and_replays() {
     let generated = render_file(&all_cases());
-    let path = vectors_path();
-    if std::env::var("STIGMER_REGEN_VECTORS").as_deref() == Ok("1") {
-        std::fs::write(&path, &generated).unwrap();
-    }
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (regenerate with STIGMER_REGEN_VECTORS=1)",
-            path.display()
-        )
-    });
-    let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (text, file) = golden::load("deltas.json", &generated);
     assert_eq!(file["version"], FILE_VERSION);
     let cases = file["cases"].as_array().unwrap();
     assert!(!cases.is_empty());

@@ -9,9 +9,11 @@
 //! Regenerate after a deliberate change:
 //! `STIGMER_REGEN_VECTORS=1 cargo test -p stigmer-client --test vectors`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+mod golden;
 
+use std::collections::{BTreeMap, HashMap};
+
+use golden::{from_hex, to_hex};
 use stigmer_client::proto::agentexecution::{
     AgentExecution, AgentExecutionId, AgentExecutionSpec, AgentExecutionStatus,
     AgentExecutionUpdateStatusInput, AgentMessage, ExecutionConfig, ExecutionPhase, MessageType,
@@ -43,10 +45,6 @@ struct Vector {
     name: &'static str,
     description: &'static str,
     msg: Msg,
-}
-
-fn vectors_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/vectors.json")
 }
 
 fn req(id: u64, command: Command) -> Msg {
@@ -741,18 +739,6 @@ fn encode(msg: &Msg) -> Vec<u8> {
     frame
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 /// The file's text, with keys in a reader-friendly order
 /// (name, message, description, frame_hex).
 fn render_file(vectors: &[Vector]) -> String {
@@ -779,17 +765,7 @@ fn render_file(vectors: &[Vector]) -> String {
 #[test]
 fn vectors_file_matches_generator_and_round_trips() {
     let generated = render_file(&all_vectors());
-    let path = vectors_path();
-    if std::env::var("STIGMER_REGEN_VECTORS").as_deref() == Ok("1") {
-        std::fs::write(&path, &generated).unwrap();
-    }
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (regenerate with STIGMER_REGEN_VECTORS=1)",
-            path.display()
-        )
-    });
-    let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (text, file) = golden::load("vectors.json", &generated);
     assert_eq!(file["version"], FILE_VERSION);
     let vectors = file["vectors"].as_array().unwrap();
     assert!(!vectors.is_empty());
