@@ -22,7 +22,7 @@ use crate::etcd;
 use crate::nats;
 use crate::procs;
 use crate::scenarios::{
-    join_all, latency_of, measure, FanoutGate, Idle, Latency, Rate, FANOUT_WINDOW,
+    fanout_rate, join_all, latency_of, measure, FanoutGate, Idle, Latency, Rate, FANOUT_WINDOW,
     HISTORY_RETENTION, IDLE_CONNECT_BATCH,
 };
 use crate::wire::invalid;
@@ -278,12 +278,7 @@ pub async fn fanout_nats(
             io::Result::Ok(())
         })
     };
-    let rate = measure(&gate.delivered, pid, warmup, window).await;
-    stop.store(true, Ordering::Relaxed);
-    writing
-        .await
-        .map_err(|e| io::Error::other(format!("writer failed: {e}")))??;
-    readers.abort_all();
+    let rate = fanout_rate(&gate, &stop, writing, readers, pid, warmup, window).await?;
     nats::delete_stream(&mut api, &stream).await?;
     Ok(rate)
 }
@@ -337,13 +332,7 @@ pub async fn fanout_etcd(
             io::Result::Ok(())
         })
     };
-    let rate = measure(&gate.delivered, pid, warmup, window).await;
-    stop.store(true, Ordering::Relaxed);
-    writing
-        .await
-        .map_err(|e| io::Error::other(format!("writer failed: {e}")))??;
-    readers.abort_all();
-    Ok(rate)
+    fanout_rate(&gate, &stop, writing, readers, pid, warmup, window).await
 }
 
 /// Scenario 4, JetStream: `n` connections, each with a push consumer of one

@@ -429,11 +429,7 @@ pub async fn fanout_stigmer(
 ) -> io::Result<Rate> {
     let mut writer = AsyncConn::connect(socket).await?;
     let execution = stigmer_create(&mut writer, 1).await?;
-    let gate = Arc::new(FanoutGate {
-        delivered: AtomicU64::new(0),
-        target: AtomicU64::new(u64::MAX),
-        wake: Notify::new(),
-    });
+    let gate = Arc::new(FanoutGate::new());
     let mut readers: JoinSet<io::Result<()>> = JoinSet::new();
     for _ in 0..subscribers {
         let mut conn = AsyncConn::connect(socket).await?;
@@ -473,8 +469,23 @@ pub async fn fanout_stigmer(
             io::Result::Ok(())
         })
     };
+    fanout_rate(&gate, &stop, writing, readers, pid, warmup, window).await
+}
+
+/// Ends a fan-out run: counts deliveries over the measured window, stops
+/// the writer (its error, if any, is the run's) and drops the subscribers.
+pub(crate) async fn fanout_rate(
+    gate: &FanoutGate,
+    stop: &AtomicBool,
+    writing: tokio::task::JoinHandle<io::Result<()>>,
+    mut readers: JoinSet<io::Result<()>>,
+    pid: u32,
+    warmup: Duration,
+    window: Duration,
+) -> io::Result<Rate> {
     let rate = measure(&gate.delivered, pid, warmup, window).await;
     stop.store(true, Ordering::Relaxed);
+    // Waits for the writer's last round trip.
     writing
         .await
         .map_err(|e| io::Error::other(format!("writer failed: {e}")))??;
@@ -493,11 +504,7 @@ pub async fn fanout_redis(
     window: Duration,
 ) -> io::Result<Rate> {
     let mut writer = AsyncConn::connect(socket).await?;
-    let gate = Arc::new(FanoutGate {
-        delivered: AtomicU64::new(0),
-        target: AtomicU64::new(u64::MAX),
-        wake: Notify::new(),
-    });
+    let gate = Arc::new(FanoutGate::new());
     let mut readers: JoinSet<io::Result<()>> = JoinSet::new();
     for _ in 0..subscribers {
         let mut conn = AsyncConn::connect(socket).await?;
@@ -534,13 +541,7 @@ pub async fn fanout_redis(
             io::Result::Ok(())
         })
     };
-    let rate = measure(&gate.delivered, pid, warmup, window).await;
-    stop.store(true, Ordering::Relaxed);
-    writing
-        .await
-        .map_err(|e| io::Error::other(format!("writer failed: {e}")))??;
-    readers.abort_all();
-    Ok(rate)
+    fanout_rate(&gate, &stop, writing, readers, pid, warmup, window).await
 }
 
 #[derive(Clone, Copy, Debug, Default)]
