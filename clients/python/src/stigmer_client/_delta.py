@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import datetime
 import enum
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence, TypeVar
 
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ._proto.ai.stigmer.agentic.agentexecution.v1 import enum_pb2
@@ -92,6 +94,9 @@ class ConflictError(AbortedError):
 
 class InvalidOpError(InvalidArgumentError):
     """The op itself is malformed (the daemon's ``INVALID_ARGUMENT``)."""
+
+
+_T = TypeVar("_T", bound=Message)
 
 
 def _known(name: Callable[[int], str], value: int, field: str) -> None:
@@ -253,6 +258,22 @@ def _replace_message(status: AgentExecutionStatus, op: delta_pb2.ReplaceMessage)
     return Outcome.APPLIED
 
 
+def _replace_list(
+    target: RepeatedCompositeFieldContainer[_T],
+    items: Sequence[_T],
+    check: Callable[[str, _T], None],
+    field: str,
+) -> Outcome:
+    """A replace_* op: every new item checked, then the list swapped whole."""
+    for i, item in enumerate(items):
+        check(f"{field}[{i}]", item)
+    if list(target) == list(items):
+        return Outcome.ALREADY_APPLIED
+    del target[:]
+    target.extend(items)
+    return Outcome.APPLIED
+
+
 def _set_string(status: AgentExecutionStatus, field: str, value: str) -> Outcome:
     if getattr(status, field) == value:
         return Outcome.ALREADY_APPLIED
@@ -299,32 +320,26 @@ def apply(status: AgentExecutionStatus, op: delta_pb2.Op) -> Outcome:
     if kind == "replace_message":
         return _replace_message(status, op.replace_message)
     if kind == "replace_messages":
-        messages = op.replace_messages.messages
-        for i, message in enumerate(messages):
-            _check_message(f"replace_messages.messages[{i}]", message)
-        if list(status.messages) == list(messages):
-            return Outcome.ALREADY_APPLIED
-        del status.messages[:]
-        status.messages.extend(messages)
-        return Outcome.APPLIED
+        return _replace_list(
+            status.messages,
+            op.replace_messages.messages,
+            _check_message,
+            "replace_messages.messages",
+        )
     if kind == "replace_tool_calls":
-        calls = op.replace_tool_calls.tool_calls
-        for i, call in enumerate(calls):
-            _check_tool_call(f"replace_tool_calls.tool_calls[{i}]", call)
-        if list(status.tool_calls) == list(calls):
-            return Outcome.ALREADY_APPLIED
-        del status.tool_calls[:]
-        status.tool_calls.extend(calls)
-        return Outcome.APPLIED
+        return _replace_list(
+            status.tool_calls,
+            op.replace_tool_calls.tool_calls,
+            _check_tool_call,
+            "replace_tool_calls.tool_calls",
+        )
     if kind == "replace_sub_agents":
-        subs = op.replace_sub_agents.sub_agent_executions
-        for i, sub in enumerate(subs):
-            _check_sub_agent(f"replace_sub_agents.sub_agent_executions[{i}]", sub)
-        if list(status.sub_agent_executions) == list(subs):
-            return Outcome.ALREADY_APPLIED
-        del status.sub_agent_executions[:]
-        status.sub_agent_executions.extend(subs)
-        return Outcome.APPLIED
+        return _replace_list(
+            status.sub_agent_executions,
+            op.replace_sub_agents.sub_agent_executions,
+            _check_sub_agent,
+            "replace_sub_agents.sub_agent_executions",
+        )
     if kind == "set_started_at":
         return _set_string(status, "started_at", op.set_started_at)
     if kind == "set_completed_at":
