@@ -182,6 +182,22 @@ impl Change {
     }
 }
 
+/// Length of a ULID in its text form.
+const ULID_LEN: usize = 26;
+
+/// True for an id of the form every execution id has (`create` makes
+/// them): `aex-` and a lowercase ULID. The daemon answers any other form
+/// INVALID_ARGUMENT; the CLI refuses it before asking.
+pub(crate) fn is_execution_id(id: &str) -> bool {
+    id.strip_prefix("aex-")
+        .filter(|u| {
+            u.len() == ULID_LEN
+                && u.bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        })
+        .is_some_and(|u| ulid::Ulid::from_string(u).is_ok())
+}
+
 /// True for the phases after which no update is accepted (the rule the
 /// clients apply too, so it lives with the operations).
 pub(crate) use stigmer_proto::delta::is_terminal_phase;

@@ -46,15 +46,7 @@ pub(super) async fn connect_with(
 /// Refuses an id that is not `aex-` and a lowercase ULID before asking the
 /// daemon (status 2, as the daemon's INVALID_ARGUMENT would be).
 fn check_id(id: &str) -> Result<(), CliError> {
-    let ok = id
-        .strip_prefix("aex-")
-        .filter(|u| {
-            u.len() == 26
-                && u.bytes()
-                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
-        })
-        .is_some_and(|u| ulid::Ulid::from_string(u).is_ok());
-    if ok {
+    if crate::model::is_execution_id(id) {
         Ok(())
     } else {
         Err(CliError::Usage(format!(

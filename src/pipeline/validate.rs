@@ -10,21 +10,9 @@ use stigmer_proto::agentexecution::{
 
 use crate::protocol::ApiError;
 
-/// Length of a ULID in its text form.
-const ULID_LEN: usize = 26;
-
 /// Checks an execution id's form: `aex-` and a lowercase ULID.
 pub(crate) fn execution_id_form(id: &str) -> Result<(), ApiError> {
-    let ok = id
-        .strip_prefix("aex-")
-        .filter(|u| u.len() == ULID_LEN)
-        .map(|u| {
-            u.bytes()
-                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
-        })
-        .unwrap_or(false)
-        && ulid::Ulid::from_string(&id[4..]).is_ok();
-    if ok {
+    if crate::model::is_execution_id(id) {
         Ok(())
     } else {
         Err(ApiError::invalid_argument(format!(
