@@ -373,13 +373,12 @@ impl Stream {
             let id = self.execution_id.clone();
             let (compacted, chain) = self
                 .read(move |c| {
-                    // One read transaction, so the floor and the chain agree.
-                    let tx = c.unchecked_transaction()?;
-                    let compacted = reader::compacted_revision(&tx)?;
+                    // One read (one snapshot), so the floor and the chain agree.
+                    let compacted = reader::compacted_revision(c)?;
                     let chain = if after < compacted {
                         Vec::new()
                     } else {
-                        reader::chain(&tx, &id, after)?
+                        reader::chain(c, &id, after)?
                     };
                     Ok((compacted, chain))
                 })

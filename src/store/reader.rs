@@ -72,7 +72,11 @@ impl Reader {
         }
     }
 
-    /// Runs `f` on a read connection on the blocking pool.
+    /// Runs `f` on a read connection on the blocking pool, in one read
+    /// transaction: everything `f` reads comes from one snapshot, so a new
+    /// base committed meanwhile (which releases the old chain) cannot tear
+    /// a read that follows a chain, and a floor and a chain read together
+    /// agree.
     pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
@@ -97,7 +101,7 @@ impl ReaderInner {
             Some(conn) => conn,
             None => open_read(&self.path)?,
         };
-        let result = f(&conn);
+        let result = snapshot(&conn, f);
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < POOLED_CONNECTIONS {
                 idle.push(conn);
@@ -121,13 +125,6 @@ fn open_read(path: &std::path::Path) -> Result<Connection, ApiError> {
 /// `executions.base` points at) with the operations of the rows after it on
 /// its chain applied.
 pub(crate) fn get(conn: &Connection, id: &str) -> Result<Option<Stored>, ApiError> {
-    // One read transaction: the executions row and the chain it points at
-    // are read from one snapshot, so a new base committed meanwhile (which
-    // releases the old chain) cannot tear the read.
-    snapshot(conn, |c| get_in(c, id))
-}
-
-fn get_in(conn: &Connection, id: &str) -> Result<Option<Stored>, ApiError> {
     // LEFT JOIN: a missing history row is a corrupt database (INTERNAL), not
     // an execution that does not exist.
     let mut stmt = conn.prepare_cached(
@@ -231,7 +228,7 @@ fn apply_deltas(
 }
 
 /// Runs `f` in a read transaction (one consistent snapshot of the
-/// database), unless `conn` is already in one (the writer's `load`).
+/// database), unless `conn` is already in one.
 fn snapshot<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, ApiError>,
@@ -262,13 +259,6 @@ pub(crate) enum StateAt {
 /// Execution `id`'s state as of its last change at or before `at`: the
 /// nearest base at or before that change, with the operations up to it.
 pub(crate) fn state_at(conn: &Connection, id: &str, at: u64) -> Result<StateAt, ApiError> {
-    // One read transaction: the executions row and the chain it points at
-    // are read from one snapshot, so a new base committed meanwhile (which
-    // releases the old chain) cannot tear the read.
-    snapshot(conn, |c| state_at_in(c, id, at))
-}
-
-fn state_at_in(conn: &Connection, id: &str, at: u64) -> Result<StateAt, ApiError> {
     let head = head(conn, id)?;
     let mut row =
         conn.prepare_cached("SELECT prev, kind, data FROM history WHERE revision = ?1")?;
@@ -323,13 +313,6 @@ pub(crate) struct ListPage {
 }
 
 pub(crate) fn list(conn: &Connection, q: &ListQuery) -> Result<ListPage, ApiError> {
-    // One read transaction: the executions row and the chain it points at
-    // are read from one snapshot, so a new base committed meanwhile (which
-    // releases the old chain) cannot tear the read.
-    snapshot(conn, |c| list_in(c, q))
-}
-
-fn list_in(conn: &Connection, q: &ListQuery) -> Result<ListPage, ApiError> {
     // LEFT JOIN also keeps `executions` the outer loop (SQLite does not
     // reorder it), so the filters and the order use its indexes and each
     // state is one rowid lookup in `history`.
