@@ -81,6 +81,7 @@ async fn subscribe(c: &mut Raw, id: &str, from: Option<u64>, deltas: bool, skip:
             from_revision: from,
             deltas,
             skip_initial_state: skip,
+            ..Default::default()
         }),
     )
     .await;

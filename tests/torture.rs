@@ -329,6 +329,7 @@ async fn stall_once(
             from_revision: from.then_some(created_rev),
             deltas,
             skip_initial_state: skip,
+            ..Default::default()
         }),
     )
     .await
@@ -1089,6 +1090,7 @@ async fn delta_resume_whose_base_was_pruned_starts_with_a_whole_state() {
             from_revision: Some(r),
             deltas: true,
             skip_initial_state: false,
+            ..Default::default()
         }),
     )
     .await;

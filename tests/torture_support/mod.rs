@@ -1365,6 +1365,7 @@ async fn follow(
                     from_revision: from,
                     deltas,
                     skip_initial_state: skip,
+                    ..Default::default()
                 }),
             )
             .await;
@@ -1673,6 +1674,7 @@ pub async fn replay_deltas(
                 from_revision: Some(0),
                 deltas: true,
                 skip_initial_state: false,
+                ..Default::default()
             }),
         )
         .await

@@ -478,6 +478,7 @@ impl Client {
             from_revision,
             deltas,
             skip_initial_state: deltas && holds_state && from_revision.is_some(),
+            ..Default::default()
         });
         for _ in 0..3 {
             // May reconnect; fails when the daemon is unreachable.

@@ -503,7 +503,11 @@ impl State {
             return Step::Skip;
         };
         match kind {
-            EventType::Unspecified => Step::Skip,
+            // Many-execution events never come on a one-execution stream.
+            EventType::Unspecified
+            | EventType::EventCreated
+            | EventType::EventDeleted
+            | EventType::EventBookmark => Step::Skip,
             EventType::EventDelta => self.on_delta(ev),
             EventType::EventSnapshot | EventType::EventUpdate | EventType::EventResync => {
                 let deltas = self.client.config().deltas;

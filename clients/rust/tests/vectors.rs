@@ -415,6 +415,7 @@ fn all_vectors() -> Vec<Vector> {
                     from_revision: Some(41),
                     deltas: true,
                     skip_initial_state: true,
+                    ..Default::default()
                 }),
             ),
         ),

@@ -40,6 +40,9 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_RESYNC: _ClassVar[EventType]
     EVENT_END: _ClassVar[EventType]
     EVENT_DELTA: _ClassVar[EventType]
+    EVENT_CREATED: _ClassVar[EventType]
+    EVENT_DELETED: _ClassVar[EventType]
+    EVENT_BOOKMARK: _ClassVar[EventType]
 
 class EndReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -72,6 +75,9 @@ EVENT_UPDATE: EventType
 EVENT_RESYNC: EventType
 EVENT_END: EventType
 EVENT_DELTA: EventType
+EVENT_CREATED: EventType
+EVENT_DELETED: EventType
+EVENT_BOOKMARK: EventType
 END_REASON_UNSPECIFIED: EndReason
 END_REASON_TERMINAL: EndReason
 END_REASON_DELETED: EndReason
@@ -192,16 +198,20 @@ class DeleteExecutionResponse(_message.Message):
     def __init__(self, revision: _Optional[int] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
-    __slots__ = ("execution_id", "from_revision", "deltas", "skip_initial_state")
+    __slots__ = ("execution_id", "from_revision", "session_id", "all", "deltas", "skip_initial_state")
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_REVISION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
     DELTAS_FIELD_NUMBER: _ClassVar[int]
     SKIP_INITIAL_STATE_FIELD_NUMBER: _ClassVar[int]
     execution_id: str
     from_revision: int
+    session_id: str
+    all: bool
     deltas: bool
     skip_initial_state: bool
-    def __init__(self, execution_id: _Optional[str] = ..., from_revision: _Optional[int] = ..., deltas: bool = ..., skip_initial_state: bool = ...) -> None: ...
+    def __init__(self, execution_id: _Optional[str] = ..., from_revision: _Optional[int] = ..., session_id: _Optional[str] = ..., all: bool = ..., deltas: bool = ..., skip_initial_state: bool = ...) -> None: ...
 
 class CancelSubscriptionRequest(_message.Message):
     __slots__ = ("subscription_id",)
@@ -214,7 +224,7 @@ class CancelSubscriptionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("type", "revision", "execution_id", "execution", "reason", "message", "ops", "prev_revision")
+    __slots__ = ("type", "revision", "execution_id", "execution", "reason", "message", "ops", "prev_revision", "initial_events_end")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -223,6 +233,7 @@ class Event(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     OPS_FIELD_NUMBER: _ClassVar[int]
     PREV_REVISION_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_EVENTS_END_FIELD_NUMBER: _ClassVar[int]
     type: EventType
     revision: int
     execution_id: str
@@ -231,7 +242,8 @@ class Event(_message.Message):
     message: str
     ops: _containers.RepeatedCompositeFieldContainer[_delta_pb2.Op]
     prev_revision: int
-    def __init__(self, type: _Optional[_Union[EventType, str]] = ..., revision: _Optional[int] = ..., execution_id: _Optional[str] = ..., execution: _Optional[_Union[_api_pb2.AgentExecution, _Mapping]] = ..., reason: _Optional[_Union[EndReason, str]] = ..., message: _Optional[str] = ..., ops: _Optional[_Iterable[_Union[_delta_pb2.Op, _Mapping]]] = ..., prev_revision: _Optional[int] = ...) -> None: ...
+    initial_events_end: bool
+    def __init__(self, type: _Optional[_Union[EventType, str]] = ..., revision: _Optional[int] = ..., execution_id: _Optional[str] = ..., execution: _Optional[_Union[_api_pb2.AgentExecution, _Mapping]] = ..., reason: _Optional[_Union[EndReason, str]] = ..., message: _Optional[str] = ..., ops: _Optional[_Iterable[_Union[_delta_pb2.Op, _Mapping]]] = ..., prev_revision: _Optional[int] = ..., initial_events_end: bool = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ("prometheus",)
