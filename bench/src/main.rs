@@ -19,6 +19,7 @@ mod report;
 mod scenarios;
 mod stig;
 mod transcript;
+mod watch_all;
 mod wire;
 
 use std::io;
@@ -56,6 +57,9 @@ struct Args {
     /// tokens per whole-status update in upstream's mode, tokens per second
     /// per runner (0: as fast as acknowledgements allow).
     transcript: transcript::Settings,
+    /// The watch_all scenario (issue 17): updates per second per writer
+    /// (0: as fast as acknowledgements allow).
+    watch_rate: f64,
     /// Scenarios to run (all when empty): latency, throughput, fanout,
     /// idle, full, transcript. For profiling one path; the table needs
     /// them all.
@@ -66,7 +70,7 @@ const USAGE: &str = "usage: stigmer-bench --stigmer BIN --redis-socket PATH --di
 [--floor BIN] [--nats 127.0.0.1:PORT --nats-pid PID] [--etcd 127.0.0.1:PORT --etcd-pid PID] [--out bench-results.json] [--rounds 3] [--latency-updates 10000] [--seconds 5] \
 [--writers 32] [--subscribers 1000] [--idle 10000] [--status-bytes 1024] \
 [--transcript-runners 32] [--transcript-tokens 8000] [--transcript-every 10] [--transcript-rate 250] \
-[--only latency,throughput,fanout,idle,full,transcript]";
+[--watch-rate 100] [--only latency,throughput,fanout,idle,full,transcript,watch_all]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -95,6 +99,10 @@ fn parse_args() -> Result<Args, String> {
             // (transcript::runner_start): about 8 send in each millisecond.
             rate: 250.0,
         },
+        // 3,200 updates/s in all (each execution ~3 a second), 35,200
+        // deliveries/s: well under what either side can do on 2 vCPUs, so
+        // the latency is not queueing (docs/PERFORMANCE.md, "watch_all").
+        watch_rate: 100.0,
         only: Vec::new(),
     };
     let (mut nats, mut etcd) = ((None, None), (None, None));
@@ -133,6 +141,11 @@ fn parse_args() -> Result<Args, String> {
                 let v = value()?;
                 let rate: f64 = v.parse().map_err(|e| format!("{v}: {e}"))?;
                 args.transcript.rate = rate.max(0.0);
+            }
+            "--watch-rate" => {
+                let v = value()?;
+                let rate: f64 = v.parse().map_err(|e| format!("{v}: {e}"))?;
+                args.watch_rate = rate.max(0.0);
             }
             "--only" => args.only = value()?.split(',').map(str::to_string).collect(),
             "-h" | "--help" => return Err(USAGE.into()),
@@ -195,6 +208,8 @@ struct Round {
     tr_append: transcript::Mode,
     tr_xadd: transcript::Mode,
     tr_publish: transcript::Mode,
+    /// The watch_all scenario: stigmer and Redis PSUBSCRIBE.
+    watch: watch_all::Round,
 }
 
 /// Warm-up before each measured window (connections made, caches filled).
@@ -211,6 +226,15 @@ fn say(msg: impl AsRef<str>) {
 impl Args {
     fn wants(&self, scenario: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
+
+    fn watch_settings(&self) -> watch_all::Settings {
+        watch_all::Settings {
+            rate: self.watch_rate,
+            status_bytes: self.status_bytes,
+            warmup: WARMUP,
+            window: self.window,
+        }
     }
 }
 
@@ -463,6 +487,28 @@ fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<
                     round.tr_publish =
                         rt.block_on(transcript::redis(rs, redis_pid, t, &tokens, true))?
                 }
+            }
+        }
+    }
+    if args.wants("watch_all") {
+        let s = args.watch_settings();
+        say(format!(
+            "round {r}: watch_all ({} executions, {} writers at {} updates/s each)",
+            watch_all::EXECUTIONS,
+            watch_all::WRITERS,
+            s.rate
+        ));
+        for side in rotation(r, 2) {
+            if side == 0 {
+                let d = procs::Daemon::start(
+                    &args.stigmer,
+                    &args.dir,
+                    &format!("r{r}-watch"),
+                    "normal",
+                )?;
+                round.watch.stigmer = rt.block_on(watch_all::stigmer(&d.socket, d.pid(), &s))?;
+            } else {
+                round.watch.redis = rt.block_on(watch_all::redis(rs, redis_pid, &s))?;
             }
         }
     }

@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use crate::scenarios::{Idle, Latency, Rate};
-use crate::{transcript, Args, Round};
+use crate::{transcript, watch_all, Args, Round};
 
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -249,6 +249,7 @@ pub(crate) fn results(args: &Args, rounds: &[Round]) -> Value {
             }),
         },
         "transcript": transcript::report::transcript_json(args, rounds),
+        "watch_all": watch_all::json(rounds, &args.watch_settings()),
         "rounds": rounds.len(),
         "window_s": args.window.as_secs_f64(),
         "machine": machine(),
@@ -256,6 +257,7 @@ pub(crate) fn results(args: &Args, rounds: &[Round]) -> Value {
     });
     if let Some(ratios) = v["paired_ratios"].as_object_mut() {
         peer_ratios(rounds, ratios);
+        watch_all::ratios(rounds, ratios);
     }
     v
 }
@@ -357,6 +359,7 @@ pub(crate) fn table(v: &Value) -> String {
         peer_rows(v, p, &mut out);
     }
     transcript::report::transcript_rows(v, &mut out);
+    watch_all::rows(v, &mut out);
     out
 }
 
