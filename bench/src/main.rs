@@ -208,6 +208,10 @@ struct Round {
     tr_append: transcript::Mode,
     tr_xadd: transcript::Mode,
     tr_publish: transcript::Mode,
+    /// JetStream's two (when NATS is given): the whole status every
+    /// `every` tokens, one message per token.
+    tr_js_status: transcript::Mode,
+    tr_js_token: transcript::Mode,
     /// The watch_all scenario: stigmer and Redis PSUBSCRIBE.
     watch: watch_all::Round,
 }
@@ -453,7 +457,7 @@ fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<
                 .max(scenarios::HISTORY_RETENTION as u64)
                 .to_string(),
         ];
-        for side in rotation(r, 4) {
+        for side in rotation(r, 6) {
             match side {
                 0 | 1 => {
                     let append = side == 1;
@@ -483,9 +487,22 @@ fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<
                     round.tr_xadd =
                         rt.block_on(transcript::redis(rs, redis_pid, t, &tokens, false))?
                 }
-                _ => {
+                3 => {
                     round.tr_publish =
                         rt.block_on(transcript::redis(rs, redis_pid, t, &tokens, true))?
+                }
+                _ => {
+                    let Some(p) = args.nats else { continue };
+                    // scripts/bench starts nats-server with `-sd <dir>/nats`.
+                    let (store, per_token) = (args.dir.join("nats"), side == 5);
+                    let mode = rt.block_on(transcript::jetstream(
+                        p.addr, p.pid, &store, t, &tokens, per_token, &tag,
+                    ))?;
+                    if per_token {
+                        round.tr_js_token = mode;
+                    } else {
+                        round.tr_js_status = mode;
+                    }
                 }
             }
         }

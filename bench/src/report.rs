@@ -258,6 +258,7 @@ pub(crate) fn results(args: &Args, rounds: &[Round]) -> Value {
     if let Some(ratios) = v["paired_ratios"].as_object_mut() {
         peer_ratios(rounds, ratios);
         watch_all::ratios(rounds, ratios);
+        transcript::report::jetstream_ratios(rounds, ratios);
     }
     v
 }

@@ -30,14 +30,18 @@
 //! the run.
 //!
 //! The sides live apart: `daemon.rs` (stigmer's two modes), `redis_side.rs`
-//! (XADD, PUBLISH), and `report.rs`
-//! (the JSON and the table rows); this file holds what they share.
+//! (XADD, PUBLISH), `jetstream.rs` (NATS JetStream, issue 21: the whole
+//! status every `every` tokens, or a message per token, to a file-storage
+//! stream) and `report.rs` (the JSON and the table rows); this file holds
+//! what they share.
 
 mod daemon;
+mod jetstream;
 mod redis_side;
 pub mod report;
 
 pub use daemon::stigmer;
+pub use jetstream::jetstream;
 
 pub use redis_side::redis;
 
@@ -55,7 +59,7 @@ use crate::scenarios::{latency_of, Latency};
 use crate::wire::{invalid, AsyncConn, Parse};
 
 /// How long any connection may stay silent before the run fails.
-const STALL: Duration = Duration::from_secs(30);
+pub(super) const STALL: Duration = Duration::from_secs(30);
 /// Before a stigmer mode's run: time for the checkpointer to fold the
 /// creates into the database and empty the WAL, so the run's growth is the
 /// run's own.

@@ -2,10 +2,10 @@
 //! (`transcript.<side>.<mode>`) and of the table (issue 16's targets, and
 //! the JetStream columns of issue 21).
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::{Files, Mode, Tokens};
-use crate::report::{latency_json, med, ratio, round1};
+use crate::report::{latency_json, med, paired, ratio, round1};
 use crate::{scenarios, Args, Round};
 
 /// The transcript scenario's JSON: `transcript.<side>.<mode>`.
@@ -27,7 +27,93 @@ pub(crate) fn transcript_json(args: &Args, rounds: &[Round]) -> Value {
             "xadd": mode_json(rounds, |r| &r.tr_xadd, t.runners, false),
             "publish": mode_json(rounds, |r| &r.tr_publish, t.runners, false),
         },
+        "nats_jetstream": {
+            "whole_status": jetstream_json(rounds, |r| &r.tr_js_status, t.runners),
+            "per_token": jetstream_json(rounds, |r| &r.tr_js_token, t.runners),
+        },
     })
+}
+
+/// A JetStream mode: what a Redis mode has, and its store's growth (the
+/// `-sd` directory) and the server's `write_bytes`, per execution.
+fn jetstream_json(rounds: &[Round], f: impl Fn(&Round) -> &Mode, runners: usize) -> Value {
+    let per_exec = |x: u64| x as f64 / runners.max(1) as f64;
+    let growth = |a: Files, b: Files| per_exec(b.total().saturating_sub(a.total()));
+    let per_quarter_token = |m: &Mode, x: u64| m.per_token(x as f64 * 4.0);
+    let mut v = mode_json(rounds, &f, runners, false);
+    v["disk"] = json!({
+        "store_growth_bytes_per_execution_after_run":
+            med(rounds, |r| growth(f(r).disk.before, f(r).disk.after_run)).round(),
+        "store_growth_bytes_per_execution_after_wait":
+            med(rounds, |r| growth(f(r).disk.before, f(r).disk.after_checkpoint)).round(),
+        "write_bytes_per_execution_run": med(rounds, |r| per_exec(f(r).disk.written_run)).round(),
+        "write_bytes_per_execution_after_wait":
+            med(rounds, |r| per_exec(f(r).disk.written_checkpoint)).round(),
+        "write_bytes_per_token_first_quarter":
+            round1(med(rounds, |r| per_quarter_token(f(r), f(r).disk.written_first_quarter))),
+        "write_bytes_per_token_last_quarter":
+            round1(med(rounds, |r| per_quarter_token(f(r), f(r).disk.written_last_quarter))),
+        "store_bytes_per_round": rounds.iter().map(|r| {
+            let d = f(r).disk;
+            json!({
+                "before": d.before.db,
+                "after_run": d.after_run.db,
+                "after_wait": d.after_checkpoint.db,
+            })
+        }).collect::<Vec<_>>(),
+    });
+    v
+}
+
+/// One mode's figures in a round.
+type ModeOf = fn(&Round) -> &Mode;
+
+/// The paired ratios against JetStream: stigmer's upstream mode against
+/// the whole status, append mode against a message per token.
+pub(crate) fn jetstream_ratios(rounds: &[Round], out: &mut Map<String, Value>) {
+    let settled = |m: &Mode| {
+        m.disk
+            .after_checkpoint
+            .total()
+            .saturating_sub(m.disk.before.total()) as f64
+    };
+    let cpu = |m: &Mode| m.per_token(m.server_cpu_s * 1e6);
+    let pairs: [(&str, ModeOf, ModeOf); 2] = [
+        ("upstream", |r| &r.tr_upstream, |r| &r.tr_js_status),
+        ("append", |r| &r.tr_append, |r| &r.tr_js_token),
+    ];
+    for (name, ours, theirs) in pairs {
+        let peer = if name == "append" {
+            "jetstream_token"
+        } else {
+            "jetstream_status"
+        };
+        let entries = [
+            (
+                "p50",
+                paired(rounds, |r| {
+                    ratio(ours(r).latency.p50_us, theirs(r).latency.p50_us)
+                }),
+            ),
+            (
+                "p99",
+                paired(rounds, |r| {
+                    ratio(ours(r).latency.p99_us, theirs(r).latency.p99_us)
+                }),
+            ),
+            (
+                "cpu",
+                paired(rounds, |r| ratio(cpu(ours(r)), cpu(theirs(r)))),
+            ),
+            (
+                "disk",
+                paired(rounds, |r| ratio(settled(ours(r)), settled(theirs(r)))),
+            ),
+        ];
+        for (what, value) in entries {
+            out.insert(format!("transcript_{name}_{what}_vs_{peer}"), json!(value));
+        }
+    }
 }
 
 /// One transcript mode: medians over rounds, per execution (subscriber
@@ -250,6 +336,84 @@ pub(crate) fn transcript_rows(v: &Value, out: &mut String) {
         f(&format!("{xa}/server_cpu_us_per_token")),
         f(&format!("{pu}/server_cpu_us_per_token")),
     ));
+    jetstream_rows(v, &head, out);
+}
+
+/// stigmer's two modes against JetStream's (issue 21), when it ran: no
+/// targets, a reference.
+fn jetstream_rows(v: &Value, head: &str, out: &mut String) {
+    let f = |p: &str| v.pointer(p).and_then(Value::as_f64).unwrap_or(0.0);
+    let (up, ap) = ("/transcript/stigmer/upstream", "/transcript/stigmer/append");
+    let (js, jt) = (
+        "/transcript/nats_jetstream/whole_status",
+        "/transcript/nats_jetstream/per_token",
+    );
+    if f(&format!("{js}/tokens_per_s")) <= 0.0 && f(&format!("{jt}/tokens_per_s")) <= 0.0 {
+        return;
+    }
+    let every = f("/transcript/every");
+    let (mb, kb) = (1e6, 1e3);
+    let modes = [
+        (
+            "upstream's mode",
+            up,
+            js,
+            format!("whole status every {every:.0}"),
+            "upstream",
+            "jetstream_status",
+        ),
+        (
+            "append mode",
+            ap,
+            jt,
+            "a message per token".to_string(),
+            "append",
+            "jetstream_token",
+        ),
+    ];
+    for (mode, ours, theirs, shape, key, peer) in modes {
+        let g = |p: &str, k: &str| f(&format!("{p}/{k}"));
+        let q = |what: &str| f(&format!("/paired_ratios/transcript_{key}_{what}_vs_{peer}"));
+        let label = format!("{head}, {mode} vs JetStream (file; fsync every 2 min), {shape}");
+        let (d, jd) = (
+            g(ours, "disk/growth_bytes_per_execution_after_checkpoint"),
+            g(theirs, "disk/store_growth_bytes_per_execution_after_wait"),
+        );
+        out.push_str(&format!(
+            "| {label}: disk growth per execution, settled (MB; write_bytes) | {:.3} ({:.3}) | {:.3} ({:.3}) | {:.2}x ({:.2}x) | reference | |\n",
+            d / mb,
+            g(ours, "disk/write_bytes_per_execution_after_checkpoint") / mb,
+            jd / mb,
+            g(theirs, "disk/write_bytes_per_execution_after_wait") / mb,
+            q("disk"),
+            ratio(d, jd)
+        ));
+        let (b, jb) = (
+            g(ours, "subscriber_bytes_per_execution"),
+            g(theirs, "subscriber_bytes_per_execution"),
+        );
+        out.push_str(&format!(
+            "| {label}: bytes per subscriber (KB) | {:.1} | {:.1} | ({:.2}x) | reference | |\n",
+            b / kb,
+            jb / kb,
+            ratio(b, jb)
+        ));
+        out.push_str(&format!(
+            "| {label}: token latency p50 / p99 (µs) | {:.0} / {:.0} | {:.0} / {:.0} | p50 {:.2}x, p99 {:.2}x | reference | |\n",
+            g(ours, "latency/p50_us"),
+            g(ours, "latency/p99_us"),
+            g(theirs, "latency/p50_us"),
+            g(theirs, "latency/p99_us"),
+            q("p50"),
+            q("p99")
+        ));
+        out.push_str(&format!(
+            "| {label}: server CPU per token (µs) | {:.1} | {:.1} | {:.2}x | reference | |\n",
+            g(ours, "server_cpu_us_per_token"),
+            g(theirs, "server_cpu_us_per_token"),
+            q("cpu")
+        ));
+    }
 }
 
 #[cfg(test)]
