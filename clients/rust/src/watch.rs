@@ -558,12 +558,8 @@ impl Stream for Watch {
             };
             match received {
                 Received::Reopened => {
-                    // Reopened during a list: it starts over, so what the
-                    // consumer got of the old one is dropped, explicitly.
-                    if !this.following && !this.cache.is_empty() {
-                        this.cache.clear();
-                        let revision = this.last.unwrap_or(0);
-                        return Poll::Ready(Some(Ok(WatchEvent::Resync { revision })));
+                    if let Some(resync) = this.on_reopened() {
+                        return Poll::Ready(Some(Ok(resync)));
                     }
                 }
                 Received::Failed(e) => {
@@ -603,6 +599,19 @@ impl Stream for Watch {
 }
 
 impl Watch {
+    /// The stream was opened again. Reopened during a list, it starts
+    /// over, so what the consumer got of the old list is dropped,
+    /// explicitly: a resync.
+    fn on_reopened(&mut self) -> Option<WatchEvent> {
+        if self.following || self.cache.is_empty() {
+            return None;
+        }
+        self.cache.clear();
+        Some(WatchEvent::Resync {
+            revision: self.last.unwrap_or(0),
+        })
+    }
+
     /// The request to reopen with, built when a receive starts (the watch's
     /// position cannot change while one is in progress).
     fn request_fn(&self) -> impl FnOnce() -> SubscribeRequest {

@@ -274,3 +274,33 @@ fn end_cancelled_ends_and_unknown_types_are_ignored() {
     };
     assert!(matches!(w.on_event(end), Step::End));
 }
+
+#[test]
+fn a_list_broken_before_its_end_starts_over_with_a_resync() {
+    let mut w = detached(Selector::All, WatchOptions::default());
+    assert_eq!(w.on_reopened(), None, "nothing delivered: nothing to drop");
+    yielded(
+        &mut w,
+        whole(
+            EventType::EventSnapshot,
+            2,
+            "x",
+            ExecutionPhase::ExecutionPending,
+        ),
+    );
+    assert_eq!(w.on_reopened(), Some(WatchEvent::Resync { revision: 0 }));
+    assert!(w.cache().is_empty());
+    assert_eq!(w.request().from_revision, None);
+    yielded(
+        &mut w,
+        whole(
+            EventType::EventSnapshot,
+            2,
+            "x",
+            ExecutionPhase::ExecutionPending,
+        ),
+    );
+    yielded(&mut w, bookmark(3, true));
+    assert_eq!(w.on_reopened(), None, "following: a resume, not a new list");
+    assert_eq!(w.request().from_revision, Some(3));
+}
