@@ -212,9 +212,7 @@ impl App {
 
     fn on_notice(&mut self, notice: &Notice) {
         self.link = match notice {
-            Notice::Reconnecting { .. } => {
-                Link::Reconnecting(super::watch::notice_text(notice, None))
-            }
+            Notice::Reconnecting { reason, .. } => Link::Reconnecting(reason.clone()),
             Notice::Resumed { .. } => Link::Live,
         };
     }

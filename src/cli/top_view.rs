@@ -218,7 +218,7 @@ fn status_line(app: &App, shown: usize, held: usize) -> Line<'static> {
     let (state, color) = match &app.link {
         Link::Listing => ("listing…".to_string(), Color::Cyan),
         Link::Live => ("live".to_string(), Color::Green),
-        Link::Reconnecting(why) => (why.clone(), Color::Yellow),
+        Link::Reconnecting(why) => (format!("reconnecting… ({why})"), Color::Yellow),
     };
     Line::from(vec![
         Span::styled(head, Style::default().add_modifier(Modifier::BOLD)),
