@@ -209,6 +209,7 @@ pub(super) async fn run(ctx: Ctx, cmd: ExecutionsCommand) -> Result<ExitCode, Cl
             output,
         } => {
             drop(out);
+            let selector = selector.selector()?;
             let client = connect_with(&ctx, resuming_config(&ctx, reconnect_timeout)).await?;
             let options = super::watch_list::ListOptions {
                 output: output.output,
@@ -216,8 +217,7 @@ pub(super) async fn run(ctx: Ctx, cmd: ExecutionsCommand) -> Result<ExitCode, Cl
                 headers: !no_headers,
                 painter,
             };
-            return super::watch_list::run(&client, selector.selector(), from_revision, options)
-                .await;
+            return super::watch_list::run(&client, selector, from_revision, options).await;
         }
         ExecutionsCommand::Append {
             id,

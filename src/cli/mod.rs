@@ -360,12 +360,7 @@ pub enum ExecutionsCommand {
 #[derive(Clone, Debug, Args)]
 pub struct SelectorArgs {
     /// Every execution of this session, present and future.
-    #[arg(
-        long,
-        value_name = "ID",
-        conflicts_with = "all",
-        required_unless_present = "all"
-    )]
+    #[arg(long, value_name = "ID", conflicts_with = "all")]
     pub session: Option<String>,
     /// Every execution of the machine.
     #[arg(long)]
@@ -373,11 +368,15 @@ pub struct SelectorArgs {
 }
 
 impl SelectorArgs {
-    /// The client's selector.
-    pub fn selector(&self) -> stigmer_client::Selector {
-        match &self.session {
-            Some(s) => stigmer_client::Selector::session(s.clone()),
-            None => stigmer_client::Selector::All,
+    /// The client's selector; a usage error when neither flag was given
+    /// (clap refuses both; it would name only one of them as missing).
+    pub fn selector(&self) -> Result<stigmer_client::Selector, CliError> {
+        match (&self.session, self.all) {
+            (Some(s), _) => Ok(stigmer_client::Selector::session(s.clone())),
+            (None, true) => Ok(stigmer_client::Selector::All),
+            (None, false) => Err(CliError::Usage(
+                "say which executions to watch: --session ID or --all".into(),
+            )),
         }
     }
 }
