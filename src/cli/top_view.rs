@@ -12,7 +12,9 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
-use stigmer_client::proto::agentexecution::{AgentExecution, ExecutionPhase};
+use stigmer_client::proto::agentexecution::{
+    AgentExecution, AgentExecutionSpec, AgentExecutionStatus, ExecutionPhase,
+};
 use stigmer_client::Cache;
 use unicode_width::UnicodeWidthChar;
 
@@ -166,6 +168,14 @@ pub(super) fn draw(frame: &mut Frame<'_>, app: &mut App, cache: &Cache) {
     frame.render_widget(Paragraph::new(help_line(app)), footer);
 }
 
+fn agent_of(e: &AgentExecution) -> &str {
+    e.spec.as_ref().map_or("", |s| s.agent_id.as_str())
+}
+
+fn session_of(e: &AgentExecution) -> &str {
+    e.spec.as_ref().map_or("", |s| s.session_id.as_str())
+}
+
 /// The executions that pass the filters, sorted.
 fn visible(app: &App, cache: &Cache) -> Vec<(String, Arc<AgentExecution>)> {
     let mut rows: Vec<(String, Arc<AgentExecution>)> = cache
@@ -183,7 +193,6 @@ fn visible(app: &App, cache: &Cache) -> Vec<(String, Arc<AgentExecution>)> {
         })
         .map(|(id, c)| (id.to_string(), c.execution.clone()))
         .collect();
-    let spec = |e: &AgentExecution| e.spec.clone().unwrap_or_default();
     rows.sort_by(|(a_id, a), (b_id, b)| {
         let newest = |x: Option<SystemTime>, y: Option<SystemTime>| y.cmp(&x);
         let order = match app.sort {
@@ -192,8 +201,8 @@ fn visible(app: &App, cache: &Cache) -> Vec<(String, Arc<AgentExecution>)> {
             SortBy::Phase => (render::execution_phase(a) as i32)
                 .cmp(&(render::execution_phase(b) as i32))
                 .then_with(|| newest(render::updated_at(a), render::updated_at(b))),
-            SortBy::Agent => spec(a).agent_id.cmp(&spec(b).agent_id),
-            SortBy::Session => spec(a).session_id.cmp(&spec(b).session_id),
+            SortBy::Agent => agent_of(a).cmp(agent_of(b)),
+            SortBy::Session => session_of(a).cmp(session_of(b)),
             SortBy::Id => a_id.cmp(b_id),
         };
         let order = order.then_with(|| b_id.cmp(a_id));
@@ -292,7 +301,7 @@ fn draw_table(
 }
 
 fn cell(app: &App, c: Column, id: &str, e: &AgentExecution, now: SystemTime) -> Cell<'static> {
-    let spec = e.spec.clone().unwrap_or_default();
+    let spec = e.spec.as_ref();
     let ago = |t: Option<SystemTime>| {
         t.map_or("-".to_string(), |t| {
             render::age(now.duration_since(t).unwrap_or_default())
@@ -300,8 +309,8 @@ fn cell(app: &App, c: Column, id: &str, e: &AgentExecution, now: SystemTime) -> 
     };
     let text = match c {
         Column::Id => id.to_string(),
-        Column::Agent => spec.agent_id,
-        Column::Session => spec.session_id,
+        Column::Agent => spec.map_or(String::new(), |s| s.agent_id.clone()),
+        Column::Session => spec.map_or(String::new(), |s| s.session_id.clone()),
         Column::Phase => {
             let phase = render::execution_phase(e);
             return Cell::from(Span::styled(
@@ -349,8 +358,9 @@ fn draw_transcript(
 /// The execution as a transcript: header, prompt, messages, tool calls,
 /// todos, error; one styled line per line of text.
 fn transcript_lines(app: &App, e: &AgentExecution) -> Vec<Line<'static>> {
-    let spec = e.spec.clone().unwrap_or_default();
-    let status = e.status.clone().unwrap_or_default();
+    let (no_spec, no_status) = (Default::default(), Default::default());
+    let spec: &AgentExecutionSpec = e.spec.as_ref().unwrap_or(&no_spec);
+    let status: &AgentExecutionStatus = e.status.as_ref().unwrap_or(&no_status);
     let phase = status.phase();
     let bold = Style::default().add_modifier(Modifier::BOLD);
     let mut out = vec![Line::from(vec![
@@ -390,7 +400,7 @@ fn transcript_lines(app: &App, e: &AgentExecution) -> Vec<Line<'static>> {
         };
         block(render::message_label(m.r#type).into(), color, &m.content);
     }
-    for tc in render::all_tool_calls(&status) {
+    for tc in render::all_tool_calls(status) {
         let mut text = format!(
             "{} {} [{}]",
             tc.name,
