@@ -42,6 +42,9 @@
 //!   reader loop, the connection shards.
 //! - `service`: socket activation (systemd, launchd) and sd_notify.
 //! - [`daemon`]: wires it all together and runs until a signal.
+//! - `ui`: `stigmer ui`, the web dashboard: an HTTP server in a client
+//!   process, relaying the daemon's streams to browsers (imports nothing
+//!   of the crate; it talks to the daemon through `stigmer-client`).
 //! - [`cli`]: the `stigmer` command line, built on the `stigmer-client`
 //!   crate (a client of the daemon like any other).
 //!
@@ -72,5 +75,6 @@ pub(crate) mod retention;
 pub(crate) mod server;
 pub(crate) mod service;
 pub(crate) mod store;
+pub(crate) mod ui;
 pub(crate) mod wire;
 pub(crate) mod writer;

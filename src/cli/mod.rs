@@ -95,6 +95,23 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         session: Option<String>,
     },
+    /// Serve a live web dashboard of the executions (a client of the
+    /// daemon, with your credentials) on loopback, print its URL (which
+    /// carries a one-time token) and open it in a browser. Runs until
+    /// interrupted.
+    Ui {
+        /// Where to serve: a loopback HOST:PORT (port 0 picks a free one),
+        /// or unix:PATH for a reverse proxy in front.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0", value_parser = check_listen)]
+        listen: String,
+        /// Print the URL only; do not open a browser.
+        #[arg(long)]
+        no_browser: bool,
+        /// Also accept requests whose Host (and Origin) is this name, e.g.
+        /// a reverse proxy's public host[:port]. Repeatable.
+        #[arg(long = "allow-host", value_name = "HOST")]
+        allow_hosts: Vec<String>,
+    },
     /// Show the daemon's version, paths, load, counters and latencies.
     Status {
         /// Print the Prometheus text exposition instead (it has one format,
@@ -489,6 +506,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration ({e})"))
 }
 
+/// Checks `ui --listen` (parsed again where it is used).
+fn check_listen(s: &str) -> Result<String, String> {
+    crate::ui::Listen::parse(s).map(|_| s.to_string())
+}
+
 /// Parses `--message TYPE:TEXT`.
 fn parse_message(s: &str) -> Result<(MessageType, String), String> {
     let Some((kind, text)) = s.split_once(':') else {
@@ -552,6 +574,11 @@ pub fn main() -> ExitCode {
         Command::Executions(cmd) => with_runtime(|| executions::run(ctx, cmd)),
         Command::Demo => with_runtime(|| demo::run(ctx)),
         Command::Top { session } => with_runtime(|| top::run(ctx, session)),
+        Command::Ui {
+            listen,
+            no_browser,
+            allow_hosts,
+        } => with_runtime(|| ui(ctx, listen, !no_browser, allow_hosts)),
         Command::Status { prometheus, output } => {
             with_runtime(|| status::run(ctx, prometheus, output.output))
         }
@@ -583,6 +610,39 @@ fn prepare_fallback_dir(socket: &std::path::Path) -> Result<(), ExitCode> {
         );
         ExitCode::from(exit::UNTRUSTED)
     })
+}
+
+/// `stigmer ui`: connects (so a missing daemon fails at once, with the
+/// usual exit status), then serves until interrupted.
+async fn ui(
+    ctx: Ctx,
+    listen: String,
+    open_browser: bool,
+    allow_hosts: Vec<String>,
+) -> Result<ExitCode, CliError> {
+    // The dashboard's streams buffer less than the default: a stalled tab
+    // is resubscribed rather than holding many events.
+    let config = stigmer_client::Config {
+        stream_queue: 64,
+        ..ctx.client_config()
+    };
+    let client = executions::connect_with(&ctx, config).await?;
+    let listen = crate::ui::Listen::parse(&listen).map_err(CliError::Usage)?;
+    let options = crate::ui::Options {
+        listen,
+        open_browser,
+        allow_hosts,
+        socket: ctx.socket.clone(),
+    };
+    crate::ui::serve(client, options, |url| {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "stigmer ui: serving the dashboard at {url}");
+        let _ = out.flush();
+    })
+    .await
+    .map_err(CliError::Other)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a client command on a current-thread runtime (one connection needs
