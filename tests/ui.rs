@@ -39,7 +39,9 @@ impl Ui {
             .expect("spawn stigmer ui");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the URL");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the URL");
         let url = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
@@ -60,16 +62,15 @@ impl Ui {
 
     /// Signs in: the token for the cookie (`name=value`).
     async fn sign_in(&self) -> String {
-        let r = self
-            .get(&format!("/?token={}", self.token), &[])
-            .await;
+        let r = self.get(&format!("/?token={}", self.token), &[]).await;
         assert_eq!(r.status, 303, "{}", r.text);
         let set = r.header("set-cookie").expect("a cookie");
         set.split(';').next().expect("name=value").to_string()
     }
 
     async fn get(&self, path: &str, extra: &[(&str, &str)]) -> Reply {
-        self.send("GET", path, &[("Host", &self.host())], extra).await
+        self.send("GET", path, &[("Host", &self.host())], extra)
+            .await
     }
 
     async fn send(
@@ -80,7 +81,8 @@ impl Ui {
         extra: &[(&str, &str)],
     ) -> Reply {
         let mut s = TcpStream::connect(self.addr).await.expect("connect");
-        let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n");
+        let mut req =
+            format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n");
         for (k, v) in base.iter().chain(extra) {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -246,11 +248,18 @@ async fn the_token_buys_an_httponly_strict_cookie_and_pages_carry_a_strict_csp()
     let ui = Ui::start(&daemon);
     let r = ui.get(&format!("/?token={}", ui.token), &[]).await;
     assert_eq!(r.status, 303);
-    assert_eq!(r.header("location"), Some("/"), "the token leaves the address bar");
+    assert_eq!(
+        r.header("location"),
+        Some("/"),
+        "the token leaves the address bar"
+    );
     let set = r.header("set-cookie").expect("cookie");
     assert!(set.contains("HttpOnly"), "{set}");
     assert!(set.contains("SameSite=Strict"), "{set}");
-    assert!(!set.contains(&ui.token), "the cookie is not the URL token: {set}");
+    assert!(
+        !set.contains(&ui.token),
+        "the cookie is not the URL token: {set}"
+    );
     let cookie = set.split(';').next().unwrap_or_default().to_string();
 
     let page = ui.get("/", &[("Cookie", &cookie)]).await;
@@ -267,7 +276,10 @@ async fn the_token_buys_an_httponly_strict_cookie_and_pages_carry_a_strict_csp()
     ] {
         assert!(csp.contains(needed), "{needed} missing from {csp}");
     }
-    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
     // No inline script in any page: everything is an ES module from /assets.
@@ -279,8 +291,14 @@ async fn the_token_buys_an_httponly_strict_cookie_and_pages_carry_a_strict_csp()
     }
     let js = ui.get("/assets/markdown.js", &[("Cookie", &cookie)]).await;
     assert_eq!(js.status, 200);
-    assert!(js.header("content-type").unwrap_or("").starts_with("text/javascript"));
-    assert!(!js.text.contains("innerHTML"), "the renderer never parses HTML");
+    assert!(js
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("text/javascript"));
+    assert!(
+        !js.text.contains("innerHTML"),
+        "the renderer never parses HTML"
+    );
 }
 
 #[tokio::test]
@@ -295,14 +313,20 @@ async fn requests_without_the_token_or_cookie_are_refused() {
     assert_eq!(r.status, 403);
     assert!(r.header("set-cookie").is_none());
     let r = ui
-        .get("/api/watch", &[("Cookie", &format!("stigmer_ui_{}=forged", ui.addr.port()))])
+        .get(
+            "/api/watch",
+            &[("Cookie", &format!("stigmer_ui_{}=forged", ui.addr.port()))],
+        )
         .await;
     assert_eq!(r.status, 401);
     // The URL token itself is not a cookie value.
     let r = ui
         .get(
             "/api/status",
-            &[("Cookie", &format!("stigmer_ui_{}={}", ui.addr.port(), ui.token))],
+            &[(
+                "Cookie",
+                &format!("stigmer_ui_{}={}", ui.addr.port(), ui.token),
+            )],
         )
         .await;
     assert_eq!(r.status, 401);
@@ -319,24 +343,49 @@ async fn foreign_hosts_and_origins_are_refused() {
     let evil_host = format!("evil.example:{port}");
     for path in [format!("/?token={}", ui.token), "/api/status".to_string()] {
         let r = ui
-            .send("GET", &path, &[("Host", &evil_host)], &[("Cookie", &cookie)])
+            .send(
+                "GET",
+                &path,
+                &[("Host", &evil_host)],
+                &[("Cookie", &cookie)],
+            )
             .await;
         assert_eq!(r.status, 421, "{path}: {}", r.text);
     }
-    let r = ui.send("GET", "/api/status", &[], &[("Cookie", &cookie)]).await;
+    let r = ui
+        .send("GET", "/api/status", &[], &[("Cookie", &cookie)])
+        .await;
     assert_eq!(r.status, 421, "no Host at all");
     // Another site's page: a foreign Origin, or a cross-site fetch.
     let r = ui
-        .get("/api/status", &[("Cookie", &cookie), ("Origin", "http://evil.example")])
+        .get(
+            "/api/status",
+            &[("Cookie", &cookie), ("Origin", "http://evil.example")],
+        )
         .await;
     assert_eq!(r.status, 403);
+    for site in ["cross-site", "same-site"] {
+        let r = ui
+            .get(
+                "/api/status",
+                &[("Cookie", &cookie), ("Sec-Fetch-Site", site)],
+            )
+            .await;
+        assert_eq!(r.status, 403, "{site}");
+    }
     let r = ui
-        .get("/api/status", &[("Cookie", &cookie), ("Sec-Fetch-Site", "cross-site")])
+        .get(
+            "/api/status",
+            &[("Cookie", &cookie), ("Sec-Fetch-Site", "same-origin")],
+        )
         .await;
-    assert_eq!(r.status, 403);
+    assert_eq!(r.status, 200, "{}", r.text);
     // A write needs an Origin, and it must be this server's.
     let c = client(&daemon).await;
-    let (e, _) = c.create(NewExecution::new("agent", "hi")).await.expect("create");
+    let (e, _) = c
+        .create(NewExecution::new("agent", "hi"))
+        .await
+        .expect("create");
     let id = e.metadata.map(|m| m.id).unwrap_or_default();
     let path = format!("/api/executions/{id}/cancel");
     let host = ui.host();
@@ -383,7 +432,10 @@ async fn an_execution_stream_resumes_from_last_event_id_without_gap_or_duplicate
     let ui = Ui::start(&daemon);
     let cookie = ui.sign_in().await;
     let c = client(&daemon).await;
-    let (e, _) = c.create(NewExecution::new("agent", "hi")).await.expect("create");
+    let (e, _) = c
+        .create(NewExecution::new("agent", "hi"))
+        .await
+        .expect("create");
     let id = e.metadata.map(|m| m.id).unwrap_or_default();
     let mut off = 0;
     append(&c, &id, &mut off, "one ").await;
@@ -408,11 +460,19 @@ async fn an_execution_stream_resumes_from_last_event_id_without_gap_or_duplicate
     let mut last = at;
     while texts.len() < 3 {
         let ev = resumed.next().await;
-        assert_eq!(ev.kind, "patch", "resumed with changes, not a whole state: {ev:?}");
+        assert_eq!(
+            ev.kind, "patch",
+            "resumed with changes, not a whole state: {ev:?}"
+        );
         let rev = ev.id.expect("an id");
         assert!(rev > last, "revisions go up: {rev} after {last}");
         last = rev;
-        texts.push(ev.data["ops"][0]["append"]["text"].as_str().unwrap_or("").to_string());
+        texts.push(
+            ev.data["ops"][0]["append"]["text"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        );
     }
     assert_eq!(texts, ["two ", "three ", "four"]);
     resumed.quiet(Duration::from_millis(300)).await;
@@ -432,13 +492,15 @@ async fn the_executions_stream_resumes_from_last_event_id_and_shows_new_executio
 
     let mut tab = ui.sse("/api/watch", &cookie, None).await;
     // The hub may list before or after the create; either way the row comes.
-    let mut seen = tab.next().await;
-    while !(seen.kind == "reset"
-        && seen.data["rows"]
+    let has_first = |ev: &SseEvent| match ev.kind.as_str() {
+        "reset" => ev.data["rows"]
             .as_array()
-            .is_some_and(|r| r.iter().any(|row| row["id"] == first_id.as_str())))
-        && !(seen.kind == "row" && seen.data["id"] == first_id.as_str())
-    {
+            .is_some_and(|r| r.iter().any(|row| row["id"] == first_id.as_str())),
+        "row" => ev.data["id"] == first_id.as_str(),
+        _ => false,
+    };
+    let mut seen = tab.next().await;
+    while !has_first(&seen) {
         seen = tab.next().await;
     }
     let at = seen.id.expect("an id");
@@ -482,10 +544,15 @@ async fn an_unknown_execution_fails_its_stream_plainly() {
     let ui = Ui::start(&daemon);
     let cookie = ui.sign_in().await;
     let c = client(&daemon).await;
-    let (e, _) = c.create(NewExecution::new("agent", "hi")).await.expect("create");
+    let (e, _) = c
+        .create(NewExecution::new("agent", "hi"))
+        .await
+        .expect("create");
     let id = e.metadata.map(|m| m.id).unwrap_or_default();
     c.delete(&id).await.expect("delete");
-    let mut s = ui.sse(&format!("/api/executions/{id}/events"), &cookie, None).await;
+    let mut s = ui
+        .sse(&format!("/api/executions/{id}/events"), &cookie, None)
+        .await;
     let ev = s.next().await;
     assert_eq!(ev.kind, "failure");
     assert_eq!(ev.data["code"], "NOT_FOUND");

@@ -7,8 +7,9 @@
 //!    `localhost:PORT`, `[::1]:PORT`, plus `--allow-host`): a DNS-rebinding
 //!    page, whose requests carry its own name, is refused.
 //! 2. `Origin`, when present (and it must be on anything but GET/HEAD), is
-//!    `http(s)://` one of those names, and `Sec-Fetch-Site` is not
-//!    `cross-site`: another site's page can neither read nor act.
+//!    `http(s)://` one of those names, and `Sec-Fetch-Site`, when present,
+//!    is `same-origin` or `none`: another site's page, or a page on another
+//!    port of this host, can neither read nor act.
 //! 3. The request carries the session cookie. The only way to get it is
 //!    the random token printed in the URL (`/?token=...`), which is
 //!    exchanged for an HttpOnly, SameSite=Strict cookie and a redirect that
@@ -98,7 +99,7 @@ impl Guard {
             return false;
         };
         let host = host.to_ascii_lowercase();
-        self.hosts.iter().any(|h| *h == host)
+        self.hosts.contains(&host)
     }
 
     /// `None`: no Origin header; else whether it names this server.
@@ -122,7 +123,8 @@ impl Guard {
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
             .any(|(name, value)| {
-                name == self.cookie_name && constant_time_eq(value.as_bytes(), self.session.as_bytes())
+                name == self.cookie_name
+                    && constant_time_eq(value.as_bytes(), self.session.as_bytes())
             })
     }
 
@@ -155,7 +157,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn refuse(status: StatusCode, why: &'static str) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], why).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        why,
+    )
+        .into_response()
 }
 
 /// The middleware in front of every route: the three checks, the token
@@ -171,7 +178,10 @@ pub(crate) async fn check(State(app): State<Arc<App>>, req: Request, next: Next)
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::HeaderName::from_static("cross-origin-opener-policy"),
@@ -201,11 +211,14 @@ async fn gate(guard: &Guard, req: Request, next: Next) -> Response {
         None if !safe => return refuse(StatusCode::FORBIDDEN, "Origin required\n"),
         _ => {}
     }
+    // Browsers say where a request comes from: only this origin's pages,
+    // or the user typing the address or opening a link ("none"). A page
+    // on another port of the same host is "same-site": refused too.
     if headers
         .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes() == b"cross-site")
+        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"))
     {
-        return refuse(StatusCode::FORBIDDEN, "cross-site request\n");
+        return refuse(StatusCode::FORBIDDEN, "request from another site\n");
     }
     if req.uri().path() == "/" && safe {
         match guard.token_in(req.uri().query()) {

@@ -77,7 +77,10 @@ fn relay(event: stigmer_client::Result<Event>) -> (SseEvent, bool) {
                 .data(value.to_string()),
             false,
         ),
-        Err(e) => (failure(format!("cannot encode the change: {e}"), None), true),
+        Err(e) => (
+            failure(format!("cannot encode the change: {e}"), None),
+            true,
+        ),
     }
 }
 

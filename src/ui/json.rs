@@ -194,7 +194,10 @@ mod tests {
         assert!(!text.contains("callbackToken"), "{text}");
         assert!(text.contains("hi"));
         let text = meta(&e).unwrap().to_string();
-        assert!(!text.contains("callbackToken") && !text.contains("hi"), "{text}");
+        assert!(
+            !text.contains("callbackToken") && !text.contains("hi"),
+            "{text}"
+        );
     }
 
     #[test]

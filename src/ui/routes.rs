@@ -26,7 +26,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/status", get(status))
         .route("/api/info", get(info))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
-        .layer(axum::middleware::from_fn_with_state(app.clone(), auth::check))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::check,
+        ))
         .with_state(app)
 }
 
@@ -36,7 +39,9 @@ async fn page(html: &'static str) -> Response {
 
 async fn asset(Path(name): Path<String>) -> Response {
     match assets::asset(&name) {
-        Some((content_type, body)) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Some((content_type, body)) => {
+            ([(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
         None => (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
     }
 }

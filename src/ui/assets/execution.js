@@ -97,7 +97,7 @@ function renderMeta(e) {
   $('timeline').replaceChildren(...timeline.map(([k, t]) => el('li', {}, el('strong', {}, k), ` ${stamp(t)}`)));
   const todos = Object.entries(status.todos || {});
   $('todos').replaceChildren(...todos.map(([key, t]) => {
-    const st = (t.status || 'TODO_PENDING').replace(/^TODO_/, '').toLowerCase();
+    const st = (t.status || 'TODO_PENDING').replace(/^TODO_/, '').toLowerCase().replace(/_/g, '-');
     return el('li', { class: `todo todo-${st}` }, el('span', { class: 'tick' }, st === 'completed' ? '☑' : '☐'), ` ${t.content || key}`, el('span', { class: 'muted' }, ` ${st}`));
   }));
   $('subagents').replaceChildren(...(status.subAgentExecutions || []).map((s) => {

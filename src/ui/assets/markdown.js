@@ -41,8 +41,10 @@ const INLINE = /(`+)([^`]|[^`][\s\S]*?[^`])\1(?!`)|!\[([^\]]*)\]\(([^)\s]*)[^)]*
 /** Inline Markdown of `text` appended to `parent`. */
 export function renderInline(parent, text) {
   let last = 0;
-  INLINE.lastIndex = 0;
-  for (let m = INLINE.exec(text); m; m = INLINE.exec(text)) {
+  // A fresh matcher per call: the calls nest (bold inside a link...), and a
+  // shared /g regex would lose its place.
+  const inline = new RegExp(INLINE.source, 'g');
+  for (let m = inline.exec(text); m; m = inline.exec(text)) {
     if (m.index > last) parent.append(document.createTextNode(text.slice(last, m.index)));
     if (m[1]) {
       const code = document.createElement('code');
