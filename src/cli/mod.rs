@@ -622,8 +622,12 @@ async fn ui(
 ) -> Result<ExitCode, CliError> {
     // The dashboard's streams buffer less than the default: a stalled tab
     // is resubscribed rather than holding many events.
+    // It also accepts frames up to 64 MiB (from the daemon it verified):
+    // a daemon run with a larger --max-frame-length than the default sends
+    // whole states that large, and the page should show them.
     let config = stigmer_client::Config {
         stream_queue: 64,
+        max_frame_length: 64 << 20,
         ..ctx.client_config()
     };
     let client = executions::connect_with(&ctx, config).await?;

@@ -48,8 +48,9 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 10.0) ->
 class Daemon:
     """A `stigmer daemon` on a temporary socket and database."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *args: str) -> None:
         self.dir = directory
+        self.args = list(args)
         self.socket = directory / "s.sock"
         self.db = directory / "db" / "stigmer.db"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -58,7 +59,7 @@ class Daemon:
     def start(self) -> None:
         log = open(self.dir / "daemon.log", "ab")  # noqa: SIM115 (the child keeps it)
         self.proc = subprocess.Popen(
-            [STIGMER, "--socket", str(self.socket), "daemon", "--db", str(self.db)],
+            [STIGMER, "--socket", str(self.socket), "daemon", "--db", str(self.db), *self.args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=log,

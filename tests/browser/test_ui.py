@@ -19,6 +19,7 @@ from pathlib import Path
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from stigmer_client import Client
 
 from harness import (
     STIGMER,
@@ -321,3 +322,63 @@ def test_cancel_from_the_page_ends_the_runner(
         if runner.poll() is None:
             runner.kill()
             runner.wait()
+
+
+def test_the_daemon_page_shows_the_status_and_a_chart(ui: Ui, browser: WebDriver) -> None:
+    browser.get(f"{ui.base}/daemon")
+    wait_for("the status", lambda: "connections" in text_of(browser, "status"))
+    assert "commit p99" in text_of(browser, "status")
+    wait_for(
+        "the chart",
+        lambda: browser.find_elements(By.CSS_SELECTOR, "#chart svg polyline.line-commit"),
+    )
+
+
+LAST_PARAGRAPH = (
+    "return (() => { const p = document.querySelectorAll('#transcript p'); "
+    "return p.length ? p[p.length - 1].textContent : ''; })()"
+)
+
+
+def test_a_10_mb_transcript_stays_responsive(tmp_path: Path) -> None:
+    # Its own daemon: a 10 MB state needs frames larger than the default 4 MiB.
+    (tmp_path / "big").mkdir()
+    big = Daemon(tmp_path / "big", "--max-frame-length", str(32 << 20))
+    own = Ui(big)
+    driver = chromium(tmp_path / "profile-big")
+    # The Python client, told of the larger frames (the CLI reads whole
+    # states in its answers, with the default limit).
+    runner = Client(str(big.socket), max_frame_length=32 << 20)
+    try:
+        execution_id = big.create("novelist", "Write at length")
+        paragraph = ("All work and no play makes a long transcript. " * 8).strip() + "\n\n"
+        chunk = paragraph * ((1 << 20) // len(paragraph))
+        for _ in range(10):
+            runner.append_text(execution_id, chunk)
+        runner.append_text(execution_id, "The last paragraph so far.")
+        driver.get(own.url)
+        started = time.monotonic()
+        driver.get(f"{own.base}/executions/{execution_id}")
+        wait_for(
+            "the whole transcript",
+            lambda: driver.execute_script(LAST_PARAGRAPH) == "The last paragraph so far.",
+            timeout=60,
+        )
+        loaded = time.monotonic() - started
+        print(f"10 MB transcript rendered in {loaded:.1f}s")
+        # New text still shows within a second, paragraph after paragraph.
+        for n in range(5):
+            runner.append_text(execution_id, f"\n\nToken {n} at the end.")
+            appended = time.monotonic()
+
+            def at_end(n: int = n) -> bool:
+                return bool(driver.execute_script(LAST_PARAGRAPH) == f"Token {n} at the end.")
+
+            wait_for(f"token {n}", at_end, timeout=10)
+            took = time.monotonic() - appended
+            assert took < 1.0, f"token {n} took {took:.2f}s on a 10 MB transcript"
+    finally:
+        runner.close()
+        driver.quit()
+        own.stop()
+        big.stop()
