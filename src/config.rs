@@ -142,6 +142,15 @@ pub struct DaemonArgs {
     #[arg(long, default_value_t = DEFAULT_READER_POLL_US, value_name = "MICROS")]
     pub(crate) reader_poll_us: u64,
 
+    /// Send a many-execution stream that has sent nothing for this long a
+    /// BOOKMARK with the current revision, e.g. 10s or 500ms (0s: never).
+    // 10 s (Kubernetes' watch cache bookmarks about once a minute) keeps a
+    // quiet session's resume point fresh for one ~10-byte frame per idle
+    // stream per interval.
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval,
+          default_value = "10s")]
+    pub(crate) bookmark_interval: std::time::Duration,
+
     /// Revisions of history kept so streams can resume.
     #[arg(long, default_value_t = DEFAULT_HISTORY_RETENTION)]
     pub(crate) history_retention: u64,
@@ -212,6 +221,11 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         Ok(d) => Ok(d),
         Err(e) => Err(format!("{e} (e.g. 30d, 12h, 90s)")),
     }
+}
+
+/// A duration that may be zero (meaning "off").
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 10s, 500ms, 0s)"))
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {

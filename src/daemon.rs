@@ -300,6 +300,8 @@ impl Daemon {
             report: sources.clone(),
             max_frame_length: args.max_frame_length,
             max_subscriptions_per_connection: args.max_subscriptions_per_connection,
+            bookmark_interval: (!args.bookmark_interval.is_zero())
+                .then_some(args.bookmark_interval),
             shutdown: shutdown.clone(),
         });
         let shared = Arc::new(Shared {

@@ -83,6 +83,11 @@ pub struct Change {
     pub revision: u64,
     /// The execution it changed.
     pub execution_id: Arc<str>,
+    /// Create, status change or delete.
+    pub(crate) kind: ChangeKind,
+    /// A delete's session (the state is gone); other changes read it from
+    /// their state (`Change::session_id`).
+    deleted_session: Option<Arc<str>>,
     /// The execution after the change; `None` for a delete.
     pub state: Option<State>,
     /// The operations of a change made by them (`update_status`, `append`);
@@ -94,15 +99,24 @@ pub struct Change {
     event: OnceLock<Bytes>,
     /// The `Event { DELTA }`, likewise, for delta subscribers.
     delta_event: OnceLock<Bytes>,
+    /// The event many-execution streams take where it differs from the
+    /// above: CREATED, DELETED, or a DELTA naming its execution.
+    many_event: OnceLock<Bytes>,
     /// When the broker received it (just after COMMIT), for the broadcast
     /// latency histogram.
     published_at: OnceLock<std::time::Instant>,
 }
 
 impl Change {
-    /// A create or status update as committed.
+    /// A create as committed.
     pub fn new(revision: u64, execution_id: Arc<str>, state: State) -> Self {
-        Self::with(revision, execution_id, Some(state), None)
+        Self::with(
+            revision,
+            execution_id,
+            ChangeKind::Created,
+            Some(state),
+            None,
+        )
     }
 
     /// A change made by operations, as committed.
@@ -112,28 +126,53 @@ impl Change {
         state: State,
         delta: Delta,
     ) -> Self {
-        Self::with(revision, execution_id, Some(state), Some(delta))
+        Self::with(
+            revision,
+            execution_id,
+            ChangeKind::StatusUpdated,
+            Some(state),
+            Some(delta),
+        )
     }
 
-    /// A delete as committed.
-    pub(crate) fn deleted(revision: u64, execution_id: Arc<str>) -> Self {
-        Self::with(revision, execution_id, None, None)
+    /// A delete as committed, of an execution of `session_id`.
+    pub(crate) fn deleted(revision: u64, execution_id: Arc<str>, session_id: Arc<str>) -> Self {
+        let mut change = Self::with(revision, execution_id, ChangeKind::Deleted, None, None);
+        change.deleted_session = Some(session_id);
+        change
     }
 
     fn with(
         revision: u64,
         execution_id: Arc<str>,
+        kind: ChangeKind,
         state: Option<State>,
         delta: Option<Delta>,
     ) -> Self {
         Self {
             revision,
             execution_id,
+            kind,
+            deleted_session: None,
             state,
             delta,
             event: OnceLock::new(),
             delta_event: OnceLock::new(),
+            many_event: OnceLock::new(),
             published_at: OnceLock::new(),
+        }
+    }
+
+    /// The session of the execution it changed (`spec.session_id`).
+    pub(crate) fn session_id(&self) -> &str {
+        match (&self.state, &self.deleted_session) {
+            (Some(state), _) => state
+                .execution
+                .spec
+                .as_ref()
+                .map_or("", |spec| spec.session_id.as_str()),
+            (None, Some(session)) => session,
+            (None, None) => "",
         }
     }
 
@@ -174,10 +213,50 @@ impl Change {
                         self.revision,
                         delta.prev_revision,
                         &delta.ops,
+                        None,
                     )
                 }))
             }
             _ => self.update_event_bytes(),
+        }
+    }
+
+    /// The event a many-execution stream sends for this change: CREATED for
+    /// a create, DELETED for a delete, a DELTA naming the execution for a
+    /// delta stream when the change was made by operations, else the
+    /// whole-state UPDATE (the same bytes one-execution streams share).
+    pub(crate) fn many_event_bytes(&self, deltas: bool) -> &Bytes {
+        use stigmer_proto::daemon::EventType;
+        let encode = |kind: EventType, state: Option<&State>| {
+            crate::protocol::encode_state_event(
+                kind,
+                self.revision,
+                &self.execution_id,
+                state.map(|s| s.encoded().as_ref()),
+            )
+        };
+        match (self.kind, &self.state, &self.delta) {
+            (ChangeKind::Created, Some(state), _) => self
+                .many_event
+                .get_or_init(|| encode(EventType::EventCreated, Some(state))),
+            (ChangeKind::Deleted, _, _) | (_, None, _) => self
+                .many_event
+                .get_or_init(|| encode(EventType::EventDeleted, None)),
+            (_, Some(_), Some(delta)) if deltas => self.many_event.get_or_init(|| {
+                crate::protocol::encode_delta_event(
+                    self.revision,
+                    delta.prev_revision,
+                    &delta.ops,
+                    Some(&self.execution_id),
+                )
+            }),
+            (_, Some(state), _) => self.event.get_or_init(|| {
+                crate::protocol::encode_update_event(
+                    self.revision,
+                    &self.execution_id,
+                    state.encoded(),
+                )
+            }),
         }
     }
 }

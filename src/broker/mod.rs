@@ -12,6 +12,14 @@
 //! commit order. A topic (one execution's subscriber list) is removed when
 //! its last subscriber leaves.
 //!
+//! **Selections.** A subscriber watches one execution, one session, or
+//! every execution ([`Selector`]). The broker keeps one subscriber list per
+//! execution, one per session and one for "all", so a change finds its
+//! subscribers with three map lookups (its execution id, its session), in
+//! time proportional to the matches, never by scanning subscribers.
+//! Many-execution subscribers take every change, terminal ones and deletes
+//! included, so they are delivered to directly whenever armed.
+//!
 //! **Direct delivery.** A stream that is caught up and waiting *arms* its
 //! subscriber with its connection's outbox. While armed, `publish` puts the
 //! event straight into that outbox (written to the socket on the
@@ -55,14 +63,72 @@ pub struct BrokerStats {
 /// queues or to add/remove a subscriber, never across an `.await`, so a
 /// blocking lock is cheaper than tokio's and cannot deadlock the runtime.
 pub struct Broker {
-    /// Copy-on-write subscriber lists: `publish` clones one `Arc` and
+    /// Copy-on-write subscriber lists: `publish` clones their `Arc`s and
     /// releases the map before touching any subscriber, so a fan-out to many
     /// subscribers never holds up a subscribe elsewhere.
-    topics: Mutex<HashMap<Arc<str>, Slots>>,
+    topics: Mutex<Topics>,
     queue_capacity: usize,
     next_id: AtomicU64,
+    /// The newest revision whose publication has finished: every change up
+    /// to it is in its subscribers' queues or connections (what a bookmark
+    /// may promise).
+    published: AtomicU64,
     /// Counters.
     pub stats: BrokerStats,
+}
+
+/// The subscriber lists, by what they watch.
+#[derive(Default)]
+struct Topics {
+    executions: HashMap<Arc<str>, Slots>,
+    sessions: HashMap<Arc<str>, Slots>,
+    all: Slots,
+}
+
+/// What a subscriber watches.
+#[derive(Clone, Debug)]
+pub(crate) enum Selector {
+    /// One execution: a one-execution stream.
+    Execution(Arc<str>),
+    /// Every execution of one session.
+    Session(Arc<str>),
+    /// Every execution.
+    All,
+}
+
+impl Topics {
+    /// The list a selector's subscribers are in, created empty if missing.
+    fn slots_mut(&mut self, selector: &Selector) -> &mut Slots {
+        match selector {
+            Selector::Execution(id) => self.executions.entry(id.clone()).or_default(),
+            Selector::Session(id) => self.sessions.entry(id.clone()).or_default(),
+            Selector::All => &mut self.all,
+        }
+    }
+
+    /// Drops a selector's list once it is empty.
+    fn forget_if_empty(&mut self, selector: &Selector) {
+        match selector {
+            Selector::Execution(id) if self.executions.get(id).is_some_and(|s| s.is_empty()) => {
+                self.executions.remove(id);
+            }
+            Selector::Session(id) if self.sessions.get(id).is_some_and(|s| s.is_empty()) => {
+                self.sessions.remove(id);
+            }
+            _ => {}
+        }
+    }
+
+    /// The lists a change goes to: its execution's (one-execution
+    /// streams), its session's and "all" (many-execution streams).
+    fn matching(&self, change: &Change) -> [(Option<Slots>, bool); 3] {
+        let non_empty = |slots: &Slots| (!slots.is_empty()).then(|| slots.clone());
+        [
+            (self.executions.get(&change.execution_id).cloned(), false),
+            (self.sessions.get(change.session_id()).cloned(), true),
+            (non_empty(&self.all), true),
+        ]
+    }
 }
 
 /// One topic's subscribers, replaced (never mutated) on subscribe/leave.
@@ -124,9 +190,10 @@ impl Broker {
     /// A broker whose subscriber queues hold `queue_capacity` changes.
     pub fn new(queue_capacity: usize) -> Self {
         Self {
-            topics: Mutex::new(HashMap::new()),
+            topics: Mutex::new(Topics::default()),
             queue_capacity: queue_capacity.max(1),
             next_id: AtomicU64::new(1),
+            published: AtomicU64::new(0),
             stats: BrokerStats::default(),
         }
     }
@@ -134,14 +201,19 @@ impl Broker {
     /// Registers a subscriber to `execution_id`. Call this BEFORE reading the
     /// snapshot or history: every change committed after this call is queued.
     pub fn subscribe(self: &Arc<Self>, execution_id: &str) -> Subscriber {
+        self.watch(Selector::Execution(Arc::from(execution_id)))
+    }
+
+    /// Registers a subscriber to what `selector` names; as
+    /// [`Broker::subscribe`], before reading anything.
+    pub(crate) fn watch(self: &Arc<Self>, selector: Selector) -> Subscriber {
         let slot = Arc::new(Slot {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             state: Mutex::new(SlotState::default()),
             notify: Notify::new(),
         });
-        let key: Arc<str> = Arc::from(execution_id);
         let mut topics = lock(&self.topics);
-        let slots = topics.entry(key.clone()).or_default();
+        let slots = topics.slots_mut(&selector);
         let mut next = Vec::with_capacity(slots.len() + 1);
         next.extend(slots.iter().cloned());
         next.push(slot.clone());
@@ -149,9 +221,16 @@ impl Broker {
         drop(topics);
         Subscriber {
             broker: self.clone(),
-            execution_id: key,
+            selector,
             slot,
         }
+    }
+
+    /// The newest revision whose publication has finished (0 before the
+    /// first): every change at or below it has reached each of its
+    /// subscribers' queues or connections.
+    pub(crate) fn published(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
     }
 
     /// Delivers one committed change (see [`Broker::publish_all`]).
@@ -187,6 +266,9 @@ impl Broker {
         for outbox in touched.into_iter().flatten() {
             outbox.flush_deferred();
         }
+        if let Some(last) = changes.last() {
+            self.published.fetch_max(last.revision, Ordering::AcqRel);
+        }
         // Bookkeeping once per publication, not per delivery: under fan-out
         // the per-delivery work is what bounds the rate. The latency is the
         // time until a change's frame reached the last armed subscriber.
@@ -211,15 +293,37 @@ impl Broker {
         tally: &mut Tally,
     ) {
         change.mark_published();
-        let Some(slots) = lock(&self.topics).get(&change.execution_id).cloned() else {
-            return;
+        let lists = lock(&self.topics).matching(change);
+        for (slots, many) in lists {
+            if let Some(slots) = slots {
+                self.deliver(change, &slots, many, touched.as_deref_mut(), tally);
+            }
+        }
+    }
+
+    /// Delivers one change to one subscriber list (`many`: of
+    /// many-execution streams).
+    fn deliver(
+        &self,
+        change: &Arc<Change>,
+        slots: &[Arc<Slot>],
+        many: bool,
+        mut touched: Option<&mut Vec<Arc<Outbox>>>,
+        tally: &mut Tally,
+    ) {
+        // On a one-execution stream only a plain update may bypass the
+        // stream task: a terminal one or a delete ends the stream, which the
+        // task must do itself. A many-execution stream takes every change
+        // alike. Each kind of event is encoded at most once per change,
+        // shared by every stream that takes it.
+        let terminal = !many && change.is_terminal();
+        let event = |deltas: bool| {
+            if many {
+                Some(change.many_event_bytes(deltas))
+            } else {
+                change.event_bytes(deltas).filter(|_| !terminal)
+            }
         };
-        // Only a plain update may bypass the stream task: a terminal one or
-        // a delete ends the stream, which the task must do itself. Each kind
-        // of event is encoded at most once per change, shared by every
-        // stream that takes it.
-        let terminal = change.is_terminal();
-        let event = |deltas: bool| change.event_bytes(deltas).filter(|_| !terminal);
         for slot in slots.iter() {
             let mut state = lock(&slot.state);
             if state.armed.is_some() && change.revision <= state.delivered {
@@ -275,6 +379,7 @@ impl Broker {
     #[cfg(test)]
     pub(crate) fn subscriber_count(&self, execution_id: &str) -> usize {
         lock(&self.topics)
+            .executions
             .get(execution_id)
             .map(|slots| slots.len())
             .unwrap_or(0)
@@ -283,28 +388,25 @@ impl Broker {
     /// Subscribers per execution, for `stigmer status`.
     pub(crate) fn topics(&self) -> Vec<(String, usize)> {
         lock(&self.topics)
+            .executions
             .iter()
             .map(|(k, v)| (k.to_string(), v.len()))
             .collect()
     }
 
-    fn unsubscribe(&self, execution_id: &Arc<str>, id: u64) {
+    fn unsubscribe(&self, selector: &Selector, id: u64) {
         let mut topics = lock(&self.topics);
-        if let Some(slots) = topics.get_mut(execution_id) {
-            let next: Vec<Arc<Slot>> = slots.iter().filter(|s| s.id != id).cloned().collect();
-            if next.is_empty() {
-                topics.remove(execution_id);
-            } else {
-                *slots = Arc::new(next);
-            }
-        }
+        let slots = topics.slots_mut(selector);
+        let next: Vec<Arc<Slot>> = slots.iter().filter(|s| s.id != id).cloned().collect();
+        *slots = Arc::new(next);
+        topics.forget_if_empty(selector);
     }
 }
 
 /// A registered subscriber; unregisters itself when dropped.
 pub struct Subscriber {
     broker: Arc<Broker>,
-    execution_id: Arc<str>,
+    selector: Selector,
     slot: Arc<Slot>,
 }
 
@@ -341,30 +443,41 @@ impl Subscriber {
     /// was delivered directly meanwhile.
     pub async fn recv(&self, out: &mut Vec<Arc<Change>>, last_sent: &mut u64) -> Received {
         loop {
-            {
-                let mut state = lock(&self.slot.state);
-                if !state.queue.is_empty() || state.overflowed {
-                    // `delivered` is at most what reached the connection:
-                    // the `last_sent` given to `arm`, or a direct delivery.
-                    state.armed = None;
-                    *last_sent = (*last_sent).max(state.delivered);
-                    out.extend(state.queue.drain(..));
-                    return if std::mem::take(&mut state.overflowed) {
-                        Received::Overflowed
-                    } else {
-                        Received::InOrder
-                    };
-                }
+            if let Some(received) = self.try_recv(out, last_sent) {
+                return received;
             }
             // Waits for the next publish to this subscriber; never fails.
             self.slot.notify.notified().await;
         }
     }
+
+    /// [`Subscriber::recv`] without waiting: `None` (and nothing changed)
+    /// when nothing is queued.
+    pub(crate) fn try_recv(
+        &self,
+        out: &mut Vec<Arc<Change>>,
+        last_sent: &mut u64,
+    ) -> Option<Received> {
+        let mut state = lock(&self.slot.state);
+        if state.queue.is_empty() && !state.overflowed {
+            return None;
+        }
+        // `delivered` is at most what reached the connection: the
+        // `last_sent` given to `arm`, or a direct delivery.
+        state.armed = None;
+        *last_sent = (*last_sent).max(state.delivered);
+        out.extend(state.queue.drain(..));
+        Some(if std::mem::take(&mut state.overflowed) {
+            Received::Overflowed
+        } else {
+            Received::InOrder
+        })
+    }
 }
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        self.broker.unsubscribe(&self.execution_id, self.slot.id);
+        self.broker.unsubscribe(&self.selector, self.slot.id);
     }
 }
 
@@ -373,7 +486,7 @@ mod tests {
     use super::*;
 
     fn change(rev: u64) -> Arc<Change> {
-        Arc::new(Change::deleted(rev, Arc::from("aex-1")))
+        Arc::new(Change::deleted(rev, Arc::from("aex-1"), Arc::from("s")))
     }
 
     #[tokio::test]

@@ -29,7 +29,7 @@ const REPLY_ALLOWANCE: usize = 64 * 1024;
 /// The longest `session_id` filter: far beyond any real session id, and
 /// small enough that the page token quoting it stays within the reply's
 /// allowance.
-const MAX_SESSION_FILTER: usize = 4 * 1024;
+pub(super) const MAX_SESSION_FILTER: usize = 4 * 1024;
 
 /// Separates the fields inside a page token (a byte no id or filter holds).
 const SEP: char = '\u{1f}';

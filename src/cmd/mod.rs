@@ -24,8 +24,10 @@ mod get;
 mod list;
 mod ping;
 mod status;
+mod stream;
 mod subscribe;
 mod update_status;
+mod watch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -63,6 +65,8 @@ pub(crate) struct Context {
     pub(crate) max_frame_length: usize,
     /// `--max-subscriptions-per-connection`.
     pub(crate) max_subscriptions_per_connection: usize,
+    /// `--bookmark-interval` (`None`: no bookmarks).
+    pub(crate) bookmark_interval: Option<std::time::Duration>,
     /// Cancelled when the daemon begins shutting down (streams then end
     /// with END_REASON_SHUTDOWN).
     pub(crate) shutdown: CancellationToken,

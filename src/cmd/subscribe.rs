@@ -22,16 +22,16 @@ use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use rusqlite::Connection;
 use stigmer_proto::agentexecution::AgentExecution;
-use stigmer_proto::daemon::{response, EndReason, Event, EventType, SubscribeRequest};
-use tokio_util::sync::CancellationToken;
+use stigmer_proto::daemon::{EndReason, Event, EventType, SubscribeRequest};
 
+use super::stream::{Outlet, Stop};
 use super::{Context, Session};
 use crate::broker::{Received, Subscriber};
 use crate::model::{is_terminal, Change, ChangeKind};
-use crate::protocol::{encode_response, ApiError};
+use crate::protocol::ApiError;
 use crate::store::reader::{self, HistoryRow, StateAt};
+use crate::store::selection::Scope;
 use crate::wire::{Frame, Producer, Reply};
 
 /// True when `ops` leave the execution in a terminal phase (only
@@ -67,6 +67,36 @@ pub(super) fn apply(
     }
 }
 
+/// What a subscribe selects beside one execution: `None` for a
+/// one-execution stream, else the many-execution scope. Exactly one of
+/// `execution_id`, `session_id` and `all` may be set.
+fn scope(req: &SubscribeRequest) -> Result<Option<Scope>, ApiError> {
+    let set = [
+        !req.execution_id.is_empty(),
+        !req.session_id.is_empty(),
+        req.all,
+    ];
+    if set.iter().filter(|s| **s).count() > 1 {
+        return Err(ApiError::invalid_argument(
+            "set exactly one of execution_id, session_id and all",
+        ));
+    }
+    if req.session_id.len() > super::list::MAX_SESSION_FILTER {
+        return Err(ApiError::invalid_argument(format!(
+            "session_id is {} bytes, over the {}-byte limit",
+            req.session_id.len(),
+            super::list::MAX_SESSION_FILTER
+        )));
+    }
+    Ok(if req.all {
+        Some(Scope::All)
+    } else if !req.session_id.is_empty() {
+        Some(Scope::Session(req.session_id.clone()))
+    } else {
+        None
+    })
+}
+
 fn open(
     ctx: &Arc<Context>,
     session: &Arc<Session>,
@@ -74,7 +104,10 @@ fn open(
     id: u64,
     req: SubscribeRequest,
 ) -> Result<(), ApiError> {
-    crate::pipeline::validate::execution_id("execution_id", &req.execution_id)?;
+    let scope = scope(&req)?;
+    if scope.is_none() {
+        crate::pipeline::validate::execution_id("execution_id", &req.execution_id)?;
+    }
     if let Some(from) = req.from_revision {
         let last = ctx.revisions.last();
         if from > last {
@@ -83,33 +116,16 @@ fn open(
             )));
         }
     }
-    let token = {
-        // `cmd::dispatch` already refused an id of an open stream, and only
-        // this connection's reader (this call) adds entries.
-        let mut subs = session.streams();
-        let limit = ctx.max_subscriptions_per_connection;
-        if subs.len() >= limit {
-            return Err(ApiError::resource_exhausted(format!(
-                "this connection already has {limit} open subscriptions (the limit)"
-            )));
-        }
-        let token = session.closing.child_token();
-        subs.insert(id, token.clone());
-        token
-    };
+    let outlet = Outlet::open(ctx, session, out, id)?;
+    if let Some(scope) = scope {
+        return super::watch::open(outlet, scope, req.from_revision, req.deltas);
+    }
     // Rule 1: registered before anything is read.
     let subscriber = ctx.broker.subscribe(&req.execution_id);
-    ctx.stream_stats
-        .subscriptions_open
-        .fetch_add(1, Ordering::Relaxed);
     let stream = Stream {
-        ctx: ctx.clone(),
-        session: session.clone(),
-        out: out.clone(),
-        id,
+        outlet,
         execution_id: req.execution_id,
         subscriber,
-        token,
         last_sent: 0,
         sent_any: false,
         deltas: req.deltas,
@@ -120,35 +136,11 @@ fn open(
     Ok(())
 }
 
-/// Why a stream stopped.
-enum Stop {
-    /// Send END with this reason.
-    End(EndReason, String),
-    /// Send this error reply.
-    Failed(ApiError),
-    /// The peer is gone: send nothing.
-    Gone,
-}
-
-impl From<ApiError> for Stop {
-    fn from(status: ApiError) -> Self {
-        Stop::Failed(status)
-    }
-}
-
 struct Stream {
-    /// The daemon's handles (reads, the broker, counters).
-    ctx: Arc<Context>,
-    /// The connection's stream table and lifecycle.
-    session: Arc<Session>,
-    /// Where this stream's frames go.
-    out: Producer,
-    /// The subscribe request's id, on every event.
-    id: u64,
+    /// Its connection, request id and lifecycle.
+    outlet: Outlet,
     execution_id: String,
     subscriber: Subscriber,
-    /// Cancelled by `cancel`, by the connection closing, or by shutdown.
-    token: CancellationToken,
     /// The last revision sent: later ones only, each once.
     last_sent: u64,
     /// Whether any state event has been sent.
@@ -171,32 +163,12 @@ impl Stream {
             Ok(never) => match never {},
             Err(stop) => stop,
         };
-        // Free the id before the last frame, so a client may reuse it as
-        // soon as it sees END.
-        self.session.streams().remove(&self.id);
-        self.ctx
-            .stream_stats
-            .subscriptions_open
-            .fetch_sub(1, Ordering::Relaxed);
-        let frame = match stop {
-            Stop::Gone => return,
-            Stop::Failed(status) => {
-                encode_response(self.id, response::Result::Error(status.to_proto()))
-            }
-            Stop::End(reason, message) => {
-                let event = Event {
-                    r#type: EventType::EventEnd as i32,
-                    revision: self.last_sent,
-                    execution_id: self.execution_id.clone(),
-                    reason: reason as i32,
-                    message,
-                    ..Default::default()
-                };
-                encode_response(self.id, response::Result::Event(event))
-            }
+        let end = Event {
+            revision: self.last_sent,
+            execution_id: self.execution_id.clone(),
+            ..Default::default()
         };
-        // Waits for room in the connection's queue; gives up if the peer left.
-        let _ = self.out.send(Frame::new(frame)).await;
+        self.outlet.finish(stop, end).await;
     }
 
     async fn stream(&mut self, from: Option<u64>) -> Result<Infallible, Stop> {
@@ -219,16 +191,20 @@ impl Stream {
             self.current = None;
             // Caught up: until something needs this task, the broker writes
             // live events to the connection itself (no wake-up of this task).
-            self.subscriber
-                .arm(self.out.outbox(), self.id, self.last_sent, self.deltas);
+            self.subscriber.arm(
+                self.outlet.out.outbox(),
+                self.outlet.id,
+                self.last_sent,
+                self.deltas,
+            );
             let received = tokio::select! {
                 // Waits for the broker to queue a change this task must send
                 // (one it could not deliver directly, a terminal one, a delete).
                 received = self.subscriber.recv(&mut batch, &mut self.last_sent) => received,
-                _ = self.token.cancelled() => {
+                _ = self.outlet.token.cancelled() => {
                     // No direct delivery may follow the END sent below.
                     self.last_sent = self.last_sent.max(self.subscriber.disarm());
-                    return Err(self.interrupted());
+                    return Err(self.outlet.interrupted(self.last_sent));
                 }
             };
             if received == Received::Overflowed {
@@ -240,37 +216,6 @@ impl Stream {
                     self.send_change(&change).await?;
                 }
             }
-        }
-    }
-
-    /// Why the token fired.
-    fn interrupted(&self) -> Stop {
-        if self.session.gone.is_cancelled() {
-            Stop::Gone
-        } else if self.ctx.shutdown.is_cancelled() {
-            Stop::End(
-                EndReason::Shutdown,
-                format!(
-                    "the daemon is shutting down; resume from revision {}",
-                    self.last_sent
-                ),
-            )
-        } else {
-            Stop::End(EndReason::Cancelled, "cancelled by the client".into())
-        }
-    }
-
-    /// Queues one frame, unless the stream is interrupted meanwhile.
-    async fn send(&mut self, frame: Frame) -> Result<(), Stop> {
-        let sent = tokio::select! {
-            // Waits while the peer reads slowly; only this stream waits.
-            sent = self.out.send(frame) => Some(sent),
-            _ = self.token.cancelled() => None,
-        };
-        match sent {
-            Some(Ok(())) => Ok(()),
-            Some(Err(_)) => Err(Stop::Gone),
-            None => Err(self.interrupted()),
         }
     }
 
@@ -289,11 +234,7 @@ impl Stream {
             execution: Some(execution),
             ..Default::default()
         };
-        self.send(Frame::new(encode_response(
-            self.id,
-            response::Result::Event(event),
-        )))
-        .await?;
+        self.outlet.send_event(event, self.last_sent).await?;
         self.note_sent(revision, terminal)
     }
 
@@ -326,26 +267,24 @@ impl Stream {
         // Observed as the event is handed to the connection (which may
         // write it at once, before this task runs again).
         if let Some(latency) = change.since_published() {
-            self.ctx.broker.stats.broadcast_latency.observe(latency);
+            self.outlet
+                .ctx
+                .broker
+                .stats
+                .broadcast_latency
+                .observe(latency);
         }
         // The event's bytes are shared with every other subscriber (the
         // same frame the broker builds for a direct delivery).
-        self.send(Frame::event(self.id, event.clone())).await?;
+        self.outlet
+            .send(Frame::event(self.outlet.id, event.clone()), self.last_sent)
+            .await?;
         self.note_sent(change.revision, change.is_terminal())
-    }
-
-    async fn read<T, F>(&self, f: F) -> Result<T, Stop>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
-    {
-        // Waits for a read connection and the query.
-        Ok(self.ctx.reader.run(f).await?)
     }
 
     async fn current(&self) -> Result<Option<reader::Stored>, Stop> {
         let id = self.execution_id.clone();
-        self.read(move |c| reader::get(c, &id)).await
+        self.outlet.read(move |c| reader::get(c, &id)).await
     }
 
     fn not_found(&self) -> Stop {
@@ -372,6 +311,7 @@ impl Stream {
             let after = self.last_sent;
             let id = self.execution_id.clone();
             let (compacted, chain) = self
+                .outlet
                 .read(move |c| {
                     // One read (one snapshot), so the floor and the chain agree.
                     let compacted = reader::compacted_revision(c)?;
@@ -397,6 +337,7 @@ impl Stream {
             while !rest.is_empty() {
                 let page = rest[..rest.len().min(HISTORY_PAGE_ROWS)].to_vec();
                 let rows = self
+                    .outlet
                     .read(move |c| reader::rows(c, &page, HISTORY_PAGE_BYTES))
                     .await?;
                 // Empty: pruned since the walk; the next walk sees the floor.
@@ -423,7 +364,10 @@ impl Stream {
                 Some(_) => {}
                 None => {
                     let id = self.execution_id.clone();
-                    let deleted = self.read(move |c| reader::deleted_revision(c, &id)).await?;
+                    let deleted = self
+                        .outlet
+                        .read(move |c| reader::deleted_revision(c, &id))
+                        .await?;
                     if deleted.is_none_or(|d| d <= self.last_sent) {
                         return Err(self.not_found());
                     }
@@ -441,7 +385,11 @@ impl Stream {
     /// stream that has not started, END_REASON_DELETED for one that has.
     async fn gone(&mut self, initial: bool) -> Stop {
         let id = self.execution_id.clone();
-        let deleted = match self.read(move |c| reader::deleted_revision(c, &id)).await {
+        let deleted = match self
+            .outlet
+            .read(move |c| reader::deleted_revision(c, &id))
+            .await
+        {
             Ok(deleted) => deleted,
             Err(stop) => return stop,
         };
@@ -468,8 +416,10 @@ impl Stream {
             (_, _, Some(ops)) if self.deltas => {
                 let terminal = ends_terminal(&ops);
                 let prev = row.prev.unwrap_or(0);
-                let event = crate::protocol::encode_delta_event(row.revision, prev, &ops);
-                self.send(Frame::event(self.id, event)).await?;
+                let event = crate::protocol::encode_delta_event(row.revision, prev, &ops, None);
+                self.outlet
+                    .send(Frame::event(self.outlet.id, event), self.last_sent)
+                    .await?;
                 self.note_sent(row.revision, terminal)
             }
             // A whole state (a create, a base, a row from before deltas).
@@ -484,7 +434,11 @@ impl Stream {
                 let Some(mut execution) = self.current.take() else {
                     let prev = row.prev.unwrap_or(0);
                     let id = self.execution_id.clone();
-                    match self.read(move |c| reader::state_at(c, &id, prev)).await? {
+                    match self
+                        .outlet
+                        .read(move |c| reader::state_at(c, &id, prev))
+                        .await?
+                    {
                         StateAt::State(state, _) => self.current = Some(state),
                         StateAt::None | StateAt::Pruned => {
                             // The base before it was pruned: say so.
@@ -493,6 +447,7 @@ impl Stream {
                     }
                     return Box::pin(self.send_history(HistoryRow {
                         revision: row.revision,
+                        execution_id: row.execution_id,
                         kind: row.kind,
                         execution: None,
                         ops: Some(ops),
@@ -528,6 +483,7 @@ impl Stream {
     async fn initial_state(&mut self, revision: u64) -> Result<(), Stop> {
         let id = self.execution_id.clone();
         let found = self
+            .outlet
             .read(move |c| reader::state_at(c, &id, revision))
             .await?;
         if let StateAt::Pruned = found {
@@ -542,11 +498,7 @@ impl Stream {
                 execution: Some(*execution),
                 ..Default::default()
             };
-            self.send(Frame::new(encode_response(
-                self.id,
-                response::Result::Event(event),
-            )))
-            .await?;
+            self.outlet.send_event(event, self.last_sent).await?;
             self.sent_any = true;
             if terminal {
                 return Err(self.terminal_end());
@@ -560,7 +512,8 @@ impl Stream {
     async fn resync(&mut self, initial: bool) -> Result<(), Stop> {
         match self.current().await? {
             Some(stored) if stored.revision > self.last_sent => {
-                self.ctx
+                self.outlet
+                    .ctx
                     .stream_stats
                     .resyncs
                     .fetch_add(1, Ordering::Relaxed);

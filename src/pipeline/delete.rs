@@ -37,10 +37,10 @@ fn load(txn: &mut Txn<'_>, id: &str) -> Result<(), ApiError> {
 /// Step "persist": takes a revision and removes the execution.
 fn persist(txn: &mut Txn<'_>, id: &str) -> Result<Change, ApiError> {
     let revision = txn.allocate_revision();
-    if !txn.remove(id, revision)? {
+    let Some(session) = txn.remove(id, revision)? else {
         return Err(ApiError::internal(format!(
             "execution {id} vanished inside its transaction"
         )));
-    }
-    Ok(Change::deleted(revision, Arc::from(id)))
+    };
+    Ok(Change::deleted(revision, Arc::from(id), Arc::from(session)))
 }

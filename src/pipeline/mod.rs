@@ -85,6 +85,9 @@ impl Write {
 }
 
 /// What a write did inside the transaction.
+// `Applied` lives for a moment on the writer thread's stack before the
+// change moves into its `Arc`; boxing it would add an allocation per write.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Applied {
     /// A change, to commit and broadcast.
     Change(Change),

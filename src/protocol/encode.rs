@@ -78,26 +78,53 @@ const EVENT_EXECUTION_TAG: u32 = 4;
 /// execution a second time. Fields are written in tag order and defaults
 /// omitted, as prost does.
 pub fn encode_update_event(revision: u64, execution_id: &str, execution: &[u8]) -> Bytes {
-    let mut buf = BytesMut::with_capacity(execution.len() + execution_id.len() + 32);
-    put_varint(&mut buf, EVENT_TYPE_TAG, EventType::EventUpdate as u64);
+    encode_state_event(
+        EventType::EventUpdate,
+        revision,
+        execution_id,
+        Some(execution),
+    )
+}
+
+/// The body of `Event { type, revision, execution_id, execution }` with the
+/// execution already encoded (absent for a DELETED), as
+/// [`encode_update_event`] writes it.
+pub(crate) fn encode_state_event(
+    kind: EventType,
+    revision: u64,
+    execution_id: &str,
+    execution: Option<&[u8]>,
+) -> Bytes {
+    let size = execution.map_or(0, <[u8]>::len) + execution_id.len() + 32;
+    let mut buf = BytesMut::with_capacity(size);
+    put_varint(&mut buf, EVENT_TYPE_TAG, kind as u64);
     if revision != 0 {
         put_varint(&mut buf, EVENT_REVISION_TAG, revision);
     }
     if !execution_id.is_empty() {
         put_bytes(&mut buf, EVENT_EXECUTION_ID_TAG, execution_id.as_bytes());
     }
-    put_bytes(&mut buf, EVENT_EXECUTION_TAG, execution);
+    if let Some(execution) = execution {
+        put_bytes(&mut buf, EVENT_EXECUTION_TAG, execution);
+    }
     buf.freeze()
 }
 
-/// The body of `Event { type: DELTA, revision, ops, prev_revision }`: a
-/// change as its operations, for delta streams. `execution_id` is left out:
-/// a delta stream watches the one execution its `subscribe` named, and the
-/// id (30 bytes) would be most of a one-token event's envelope.
-pub(crate) fn encode_delta_event(revision: u64, prev_revision: u64, ops: &[Op]) -> Bytes {
+/// The body of `Event { type: DELTA, revision, execution_id, ops,
+/// prev_revision }`: a change as its operations, for delta streams.
+/// `execution_id` is left out on a one-execution stream (`None`): the
+/// stream names its execution, and the id (30 bytes) would be most of a
+/// one-token event's envelope. A many-execution stream needs it.
+pub(crate) fn encode_delta_event(
+    revision: u64,
+    prev_revision: u64,
+    ops: &[Op],
+    execution_id: Option<&str>,
+) -> Bytes {
     let event = Event {
         r#type: EventType::EventDelta as i32,
         revision,
+        execution_id: execution_id.unwrap_or_default().to_string(),
         ops: ops.to_vec(),
         prev_revision,
         ..Default::default()

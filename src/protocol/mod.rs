@@ -13,7 +13,7 @@ mod error;
 
 pub(crate) use decode::{decode_request, DecodeError};
 pub(crate) use encode::{
-    encode_delta_event, encode_execution_reply, encode_response, encode_update_event,
-    put_event_head, EVENT_HEAD_MAX,
+    encode_delta_event, encode_execution_reply, encode_response, encode_state_event,
+    encode_update_event, put_event_head, EVENT_HEAD_MAX,
 };
 pub(crate) use error::{quote, ApiError, Code};

@@ -9,6 +9,8 @@
 //! - [`checkpoint`]: the thread that folds the WAL back beside the writer.
 //! - [`reader`]: a small pool of read-only connections used from
 //!   `spawn_blocking`, and the queries `get`, `list` and streams run.
+//! - [`selection`]: the reads of many-execution streams (a list at one
+//!   revision, a selection's history after a revision).
 //! - [`schema`]: tables and migrations (versioned with `user_version`).
 //! - [`lock`]: the `flock` that keeps a second daemon off the database.
 
@@ -18,6 +20,7 @@ pub(crate) mod lock;
 pub(crate) mod prune;
 pub(crate) mod reader;
 pub(crate) mod schema;
+pub(crate) mod selection;
 pub(crate) mod txn;
 
 use std::os::unix::fs::PermissionsExt;

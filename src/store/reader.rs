@@ -36,6 +36,8 @@ struct ReaderInner {
 #[derive(Debug)]
 pub(crate) struct HistoryRow {
     pub(crate) revision: u64,
+    /// The execution it changed.
+    pub(crate) execution_id: String,
     pub(crate) kind: ChangeKind,
     /// The whole execution after the change, when the row holds it (a base);
     /// `None` for a delta or a delete.
@@ -420,21 +422,22 @@ pub(crate) fn rows(
     revisions: &[u64],
     max_bytes: usize,
 ) -> Result<Vec<HistoryRow>, ApiError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT kind, data, ops, prev FROM history WHERE revision = ?1")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT kind, data, ops, prev, execution_id FROM history WHERE revision = ?1",
+    )?;
     let mut out = Vec::new();
     let mut bytes = 0usize;
     for &revision in revisions {
         if bytes >= max_bytes {
             break;
         }
-        type Row = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>);
+        type Row = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>, String);
         let row: Option<Row> = stmt
             .query_row([revision as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })
             .optional()?;
-        let Some((kind, data, ops, prev)) = row else {
+        let Some((kind, data, ops, prev, execution_id)) = row else {
             // Read after the row: the floor only rises, so a prune that
             // removed the row shows here (in or out of a transaction).
             let compacted = compacted_revision(conn)?;
@@ -454,6 +457,7 @@ pub(crate) fn rows(
             .transpose()?;
         out.push(HistoryRow {
             revision,
+            execution_id,
             kind: ChangeKind::from_i64(kind)?,
             execution,
             ops,

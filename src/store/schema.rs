@@ -97,6 +97,21 @@ const MIGRATIONS: &[&str] = &[
      UPDATE executions SET base = revision,
         base_bytes = COALESCE((SELECT length(h.data) FROM history h
                                WHERE h.revision = executions.revision), 0);",
+    // 6: session streams (issue 17). A session stream resumed from R reads
+    // the chains of the session's executions: the live ones through
+    // `executions_by_session`, the deleted ones through their tombstones,
+    // which now record the session (indexed, so a small session never scans
+    // every tombstone). A delete costs that index entry; no status change
+    // costs anything. Tombstones written before this migration do not know
+    // their session: `sessions_since` is the last revision at migration,
+    // and a session stream resumed from below it gets the explicit resync
+    // (a new list) instead of a history that could miss a delete.
+    "ALTER TABLE tombstones ADD COLUMN session_id TEXT;
+     CREATE INDEX tombstones_by_session ON tombstones(session_id, revision);
+     INSERT OR REPLACE INTO meta(key, value)
+        SELECT 'sessions_since',
+               max(value, COALESCE((SELECT MAX(revision) FROM history), 0))
+        FROM meta WHERE key = 'last_revision';",
 ];
 
 /// The schema version this build writes.
@@ -391,5 +406,56 @@ mod tests {
         let stored = reader::get(&conn, "aex-a").expect("get").expect("exists");
         assert_eq!(stored.execution, e);
         assert_eq!(stored.revision, 1);
+    }
+
+    /// Version 5 to 6 (session streams): old tombstones keep their rows
+    /// with no session, and `sessions_since` is the last revision then, so a
+    /// session stream resumed from before it resyncs instead of missing an
+    /// old delete; live executions are found through their session.
+    #[test]
+    fn version_5_database_migrates_to_session_tombstones() {
+        use crate::store::selection;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut conn = Connection::open(dir.path().join("v5.sqlite")).expect("open");
+        for (index, sql) in MIGRATIONS[..5].iter().enumerate() {
+            conn.execute_batch(sql).expect("an old migration");
+            conn.pragma_update(None, "user_version", index as i64 + 1)
+                .expect("version");
+        }
+        let e = execution("aex-a", "s1", ExecutionPhase::ExecutionInProgress, "v5");
+        conn.execute(
+            "INSERT INTO history(revision, execution_id, kind, data, prev) VALUES (1, 'aex-a', 1, ?1, NULL)",
+            [&e.encode_to_vec()],
+        )
+        .expect("history");
+        conn.execute(
+            "INSERT INTO executions(id, session_id, phase, revision, base) VALUES ('aex-a', 's1', 2, 1, 1)",
+            [],
+        )
+        .expect("executions");
+        conn.execute_batch(
+            "INSERT INTO history(revision, execution_id, kind, data, prev) VALUES (7, 'aex-b', 3, NULL, NULL);
+             INSERT INTO tombstones(execution_id, revision) VALUES ('aex-b', 7);
+             UPDATE meta SET value = 7 WHERE key = 'last_revision';",
+        )
+        .expect("a deleted execution");
+        migrate(&mut conn).expect("migrate to 6");
+        assert_eq!(selection::sessions_since(&conn).expect("read"), 7);
+        let old: Option<String> = conn
+            .query_row(
+                "SELECT session_id FROM tombstones WHERE execution_id = 'aex-b'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("tombstone kept");
+        assert_eq!(old, None);
+        assert_eq!(
+            selection::session_revisions(&conn, "s1", 0).expect("walk"),
+            vec![1]
+        );
+        let listed =
+            selection::list_at(&conn, &selection::Scope::Session("s1".into())).expect("list");
+        assert_eq!(listed.revision, 7);
+        assert_eq!(listed.entries, vec![("aex-a".to_string(), 1)]);
     }
 }

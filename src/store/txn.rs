@@ -305,16 +305,18 @@ impl<'c> Txn<'c> {
     }
 
     /// Removes an execution and records its deletion at `revision` (a
-    /// history row without state). Returns false, writing nothing, when no
-    /// row has this id.
-    pub(crate) fn remove(&mut self, id: &str, revision: u64) -> Result<bool, ApiError> {
-        let previous: Option<(i64, i64)> = self
+    /// history row without state). Returns its session, or `None`, writing
+    /// nothing, when no row has this id.
+    pub(crate) fn remove(&mut self, id: &str, revision: u64) -> Result<Option<String>, ApiError> {
+        let previous: Option<(i64, i64, String)> = self
             .conn
-            .prepare_cached("DELETE FROM executions WHERE id = ?1 RETURNING revision, base")?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .prepare_cached(
+                "DELETE FROM executions WHERE id = ?1 RETURNING revision, base, session_id",
+            )?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
-        let Some((previous, base)) = previous else {
-            return Ok(false);
+        let Some((previous, base, session)) = previous else {
+            return Ok(None);
         };
         self.release_chain(previous as u64, base as u64)?;
         self.append_history(
@@ -329,11 +331,12 @@ impl<'c> Txn<'c> {
         // how a resume learns of the delete.
         self.conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO tombstones(execution_id, revision) VALUES (?1, ?2)",
+                "INSERT OR REPLACE INTO tombstones(execution_id, revision, session_id)
+                 VALUES (?1, ?2, ?3)",
             )?
-            .execute(params![id, revision as i64])?;
+            .execute(params![id, revision as i64, session])?;
         self.cache.remove(id);
-        Ok(true)
+        Ok(Some(session))
     }
 
     /// The chain from `head` back to `base` no longer holds an execution's

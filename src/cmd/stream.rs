@@ -1,0 +1,154 @@
+//! What every stream task shares, whether it follows one execution
+//! (`subscribe`) or many (`watch`): where its frames go, how it learns that
+//! it must stop and why, and how it reads the store. Kept apart so that the
+//! two stream kinds differ only in what they send.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use stigmer_proto::daemon::{response, EndReason, Event, EventType};
+use tokio_util::sync::CancellationToken;
+
+use super::{Context, Session};
+use crate::protocol::{encode_response, ApiError};
+use crate::wire::{Frame, Producer};
+
+/// Why a stream stopped.
+pub(super) enum Stop {
+    /// Send END with this reason.
+    End(EndReason, String),
+    /// Send this error reply.
+    Failed(ApiError),
+    /// The peer is gone: send nothing.
+    Gone,
+}
+
+impl From<ApiError> for Stop {
+    fn from(status: ApiError) -> Self {
+        Stop::Failed(status)
+    }
+}
+
+/// A stream's way out: its connection, its request id and its lifecycle.
+pub(super) struct Outlet {
+    /// The daemon's handles (reads, the broker, counters).
+    pub(super) ctx: Arc<Context>,
+    /// The connection's stream table and lifecycle.
+    pub(super) session: Arc<Session>,
+    /// Where this stream's frames go.
+    pub(super) out: Producer,
+    /// The subscribe request's id, on every event.
+    pub(super) id: u64,
+    /// Cancelled by `cancel`, by the connection closing, or by shutdown.
+    pub(super) token: CancellationToken,
+}
+
+impl Outlet {
+    /// Registers stream `id` in the connection's table, within
+    /// `--max-subscriptions-per-connection`, and counts it open.
+    pub(super) fn open(
+        ctx: &Arc<Context>,
+        session: &Arc<Session>,
+        out: &Producer,
+        id: u64,
+    ) -> Result<Self, ApiError> {
+        let token = {
+            // `cmd::dispatch` already refused an id of an open stream, and
+            // only this connection's reader (this call) adds entries.
+            let mut subs = session.streams();
+            let limit = ctx.max_subscriptions_per_connection;
+            if subs.len() >= limit {
+                return Err(ApiError::resource_exhausted(format!(
+                    "this connection already has {limit} open subscriptions (the limit)"
+                )));
+            }
+            let token = session.closing.child_token();
+            subs.insert(id, token.clone());
+            token
+        };
+        ctx.stream_stats
+            .subscriptions_open
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(Outlet {
+            ctx: ctx.clone(),
+            session: session.clone(),
+            out: out.clone(),
+            id,
+            token,
+        })
+    }
+
+    /// Ends the stream: frees its id, then sends its last frame (an END
+    /// built from `end`, or the error), unless the peer is gone.
+    pub(super) async fn finish(&self, stop: Stop, end: Event) {
+        // Free the id before the last frame, so a client may reuse it as
+        // soon as it sees END.
+        self.session.streams().remove(&self.id);
+        self.ctx
+            .stream_stats
+            .subscriptions_open
+            .fetch_sub(1, Ordering::Relaxed);
+        let frame = match stop {
+            Stop::Gone => return,
+            Stop::Failed(status) => {
+                encode_response(self.id, response::Result::Error(status.to_proto()))
+            }
+            Stop::End(reason, message) => {
+                let event = Event {
+                    r#type: EventType::EventEnd as i32,
+                    reason: reason as i32,
+                    message,
+                    ..end
+                };
+                encode_response(self.id, response::Result::Event(event))
+            }
+        };
+        // Waits for room in the connection's queue; gives up if the peer left.
+        let _ = self.out.send(Frame::new(frame)).await;
+    }
+
+    /// Why the token fired; `last_sent` is where to resume.
+    pub(super) fn interrupted(&self, last_sent: u64) -> Stop {
+        if self.session.gone.is_cancelled() {
+            Stop::Gone
+        } else if self.ctx.shutdown.is_cancelled() {
+            Stop::End(
+                EndReason::Shutdown,
+                format!("the daemon is shutting down; resume from revision {last_sent}"),
+            )
+        } else {
+            Stop::End(EndReason::Cancelled, "cancelled by the client".into())
+        }
+    }
+
+    /// Queues one frame, unless the stream is interrupted meanwhile.
+    pub(super) async fn send(&self, frame: Frame, last_sent: u64) -> Result<(), Stop> {
+        let sent = tokio::select! {
+            // Waits while the peer reads slowly; only this stream waits.
+            sent = self.out.send(frame) => Some(sent),
+            _ = self.token.cancelled() => None,
+        };
+        match sent {
+            Some(Ok(())) => Ok(()),
+            Some(Err(_)) => Err(Stop::Gone),
+            None => Err(self.interrupted(last_sent)),
+        }
+    }
+
+    /// Sends one event built here (not a shared change's bytes).
+    pub(super) async fn send_event(&self, event: Event, last_sent: u64) -> Result<(), Stop> {
+        let frame = Frame::new(encode_response(self.id, response::Result::Event(event)));
+        self.send(frame, last_sent).await
+    }
+
+    /// Runs `f` on the read pool, in one read transaction.
+    pub(super) async fn read<T, F>(&self, f: F) -> Result<T, Stop>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    {
+        // Waits for a read connection and the query.
+        Ok(self.ctx.reader.run(f).await?)
+    }
+}
