@@ -32,7 +32,7 @@ STEP = st.tuples(st.integers(0, 4), st.integers(0, 1), st.integers(0, 100))
 
 
 @settings(
-    max_examples=30,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
