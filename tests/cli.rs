@@ -724,7 +724,7 @@ fn exit_statuses_and_a_closed_pipe() {
     let help = d.ok(&["--help"]);
     assert!(help.contains("Exit status:"), "{help}");
     assert!(
-        help.contains("12  subscribe/wait: gave up reconnecting"),
+        help.contains("12  subscribe/wait/executions watch: gave up reconnecting"),
         "{help}"
     );
 

@@ -9,203 +9,10 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 
+use common::watch::*;
 use common::*;
-use stigmer_proto::agentexecution::{AgentExecution, AgentExecutionId, ExecutionPhase};
-use stigmer_proto::daemon::{
-    op, request::Command as Cmd, AppendRequest, AppendText, Code, Event, EventType, Op,
-    SubscribeRequest,
-};
-
-const SNAPSHOT: i32 = EventType::EventSnapshot as i32;
-const UPDATE: i32 = EventType::EventUpdate as i32;
-const RESYNC: i32 = EventType::EventResync as i32;
-const END: i32 = EventType::EventEnd as i32;
-const DELTA: i32 = EventType::EventDelta as i32;
-const CREATED: i32 = EventType::EventCreated as i32;
-const DELETED: i32 = EventType::EventDeleted as i32;
-const BOOKMARK: i32 = EventType::EventBookmark as i32;
-
-/// What a watch selects.
-#[derive(Clone, Copy)]
-enum Sel<'a> {
-    Session(&'a str),
-    All,
-}
-
-async fn watch(c: &mut Raw, sel: Sel<'_>, from: Option<u64>, deltas: bool) -> u64 {
-    let req = c.next_id();
-    let (session_id, all) = match sel {
-        Sel::Session(s) => (s.to_string(), false),
-        Sel::All => (String::new(), true),
-    };
-    c.send(
-        req,
-        Cmd::Subscribe(SubscribeRequest {
-            session_id,
-            all,
-            from_revision: from,
-            deltas,
-            ..Default::default()
-        }),
-    )
-    .await;
-    req
-}
-
-async fn create_in(c: &mut Raw, session: &str) -> (String, u64) {
-    let resp = c
-        .call(Cmd::Create(new_execution("agent", Some(session))))
-        .await;
-    let (e, rev) = expect_execution(resp);
-    (e.metadata.expect("metadata").id, rev)
-}
-
-async fn update(c: &mut Raw, id: &str, text: &str) -> u64 {
-    expect_execution(c.update(id, ai_status(text)).await).1
-}
-
-async fn delete(c: &mut Raw, id: &str) -> u64 {
-    let resp = c
-        .call(Cmd::Delete(stigmer_proto::apiresource::ApiResourceId {
-            value: id.into(),
-        }))
-        .await;
-    match resp.result {
-        Some(stigmer_proto::daemon::response::Result::Deleted(d)) => d.revision,
-        other => panic!("expected a delete reply, got {other:?}"),
-    }
-}
-
-async fn append_text(c: &mut Raw, id: &str, offset: u64, text: &str) -> u64 {
-    let resp = c
-        .call(Cmd::Append(AppendRequest {
-            execution_id: id.into(),
-            expected_revision: None,
-            ops: vec![Op {
-                op: Some(op::Op::AppendText(AppendText {
-                    message_index: 0,
-                    offset,
-                    text: text.into(),
-                    r#type: 0,
-                })),
-            }],
-        }))
-        .await;
-    match resp.result {
-        Some(stigmer_proto::daemon::response::Result::Execution(r)) => r.revision,
-        other => panic!("expected an acknowledgement, got {other:?}"),
-    }
-}
-
-async fn get(c: &mut Raw, id: &str) -> Option<(AgentExecution, u64)> {
-    let resp = c
-        .call(Cmd::Get(AgentExecutionId { value: id.into() }))
-        .await;
-    match resp.result {
-        Some(stigmer_proto::daemon::response::Result::Execution(r)) => {
-            Some((r.execution.expect("execution"), r.revision))
-        }
-        _ => None,
-    }
-}
-
-/// Events of `sub` up to and including the first at or past `revision`
-/// (a bookmark included).
-async fn events_until(c: &mut Raw, sub: u64, revision: u64) -> Vec<Event> {
-    let mut out = Vec::new();
-    loop {
-        let e = c.event(sub).await;
-        assert_ne!(e.r#type, END, "the stream ended: {e:?}");
-        let done = e.revision >= revision && e.r#type != SNAPSHOT;
-        out.push(e);
-        if done {
-            return out;
-        }
-    }
-}
-
-/// The events up to the end-of-list bookmark (inclusive).
-async fn initial_list(c: &mut Raw, sub: u64) -> Vec<Event> {
-    let mut out = Vec::new();
-    loop {
-        let e = c.event(sub).await;
-        let end = e.r#type == BOOKMARK && e.initial_events_end;
-        assert!(
-            e.r#type == SNAPSHOT || end || e.r#type == RESYNC,
-            "the list holds snapshots only: {e:?}"
-        );
-        out.push(e);
-        if end {
-            return out;
-        }
-    }
-}
-
-/// A watcher's view: execution id → (revision, state), kept from events
-/// as a client cache does.
-#[derive(Default)]
-struct Cache {
-    states: BTreeMap<String, (u64, AgentExecution)>,
-}
-
-impl Cache {
-    fn apply(&mut self, e: &Event) {
-        match e.r#type {
-            SNAPSHOT | CREATED | UPDATE => {
-                let execution = e.execution.clone().expect("a whole state");
-                self.states
-                    .insert(e.execution_id.clone(), (e.revision, execution));
-            }
-            DELTA => {
-                let (rev, state) = self
-                    .states
-                    .get_mut(&e.execution_id)
-                    .unwrap_or_else(|| panic!("a delta for an unknown execution: {e:?}"));
-                assert_eq!(
-                    *rev, e.prev_revision,
-                    "prev_revision proves nothing was missed"
-                );
-                let status = state.status.get_or_insert_with(Default::default);
-                stigmer_proto::delta::apply_all(status, &e.ops).expect("ops apply");
-                *rev = e.revision;
-            }
-            DELETED => {
-                assert!(self.states.remove(&e.execution_id).is_some());
-            }
-            RESYNC => self.states.clear(),
-            BOOKMARK => {}
-            other => panic!("unexpected event type {other}: {e:?}"),
-        }
-    }
-}
-
-/// Revisions never go back and no change comes twice (bookmarks may repeat
-/// the revision before them; a RESYNC starts a new list).
-fn assert_ordered(events: &[Event]) {
-    let mut last = 0;
-    let mut listing = true;
-    for e in events {
-        match e.r#type {
-            RESYNC => {
-                listing = true;
-                last = 0;
-            }
-            BOOKMARK => {
-                assert!(e.revision >= last, "bookmark went back: {e:?} after {last}");
-                listing &= !e.initial_events_end;
-                last = e.revision;
-            }
-            _ => {
-                assert!(
-                    e.revision > last || (listing && e.revision >= last && e.r#type == SNAPSHOT),
-                    "revision {} after {last}: {e:?}",
-                    e.revision
-                );
-                last = e.revision;
-            }
-        }
-    }
-}
+use stigmer_proto::agentexecution::ExecutionPhase;
+use stigmer_proto::daemon::{request::Command as Cmd, Code, SubscribeRequest};
 
 #[tokio::test]
 async fn a_session_watch_lists_then_follows_its_session_only() {
@@ -346,36 +153,6 @@ async fn watches_from_every_revision_see_the_same_sequence() {
             assert_eq!(from_here, full[i + 1..], "from revision {}", e.revision);
         }
     }
-}
-
-async fn get_revision(c: &mut Raw) -> u64 {
-    let resp = c
-        .call(Cmd::Status(stigmer_proto::daemon::StatusRequest {
-            prometheus: false,
-        }))
-        .await;
-    match resp.result {
-        Some(stigmer_proto::daemon::response::Result::Status(s)) => s.revision,
-        other => panic!("expected status, got {other:?}"),
-    }
-}
-
-/// Cancels stream `sub` and reads its END and the cancel's reply.
-async fn cancel(c: &mut Raw, sub: u64) {
-    let id = c.next_id();
-    c.send(
-        id,
-        Cmd::Cancel(stigmer_proto::daemon::CancelSubscriptionRequest {
-            subscription_id: sub,
-        }),
-    )
-    .await;
-    loop {
-        if c.event(sub).await.r#type == END {
-            break;
-        }
-    }
-    c.recv(id).await;
 }
 
 #[tokio::test]
@@ -595,4 +372,48 @@ async fn bad_selections_are_invalid_arguments() {
     let empty = watch(&mut c, Sel::Session("nobody"), None, false).await;
     let list = initial_list(&mut c, empty).await;
     assert_eq!(list.len(), 1);
+}
+
+/// A list longer than a page (64 executions, 1 MiB of states) comes whole,
+/// in revision order, across several reads.
+#[tokio::test]
+async fn a_list_longer_than_a_page_comes_whole() {
+    let d = Daemon::start(&[]);
+    let mut c = d.connect().await;
+    let mut expected = Vec::new();
+    for i in 0..150 {
+        let (id, _) = create_in(&mut c, "big").await;
+        // 150 states of ~12 KiB: about 1.8 MiB in all.
+        let rev = update(&mut c, &id, &format!("{i} {}", "y".repeat(12 * 1024))).await;
+        expected.push((id, rev));
+    }
+    let sub = watch(&mut c, Sel::Session("big"), None, false).await;
+    let list = initial_list(&mut c, sub).await;
+    let listed: Vec<(String, u64)> = list[..list.len() - 1]
+        .iter()
+        .map(|e| (e.execution_id.clone(), e.revision))
+        .collect();
+    assert_eq!(listed, expected);
+}
+
+/// SIGTERM ends a many-execution stream with END_REASON_SHUTDOWN at the
+/// revision to resume from.
+#[tokio::test]
+async fn shutdown_ends_a_watch_with_where_to_resume() {
+    let mut d = Daemon::start(&[]);
+    let mut c = d.connect().await;
+    let (a, _) = create_in(&mut c, "s").await;
+    let mut w = d.connect().await;
+    let sub = watch(&mut w, Sel::All, None, true).await;
+    initial_list(&mut w, sub).await;
+    let last = update(&mut c, &a, "x").await;
+    events_until(&mut w, sub, last).await;
+    d.stop();
+    let end = w.event(sub).await;
+    assert_eq!(end.r#type, END);
+    assert_eq!(
+        end.reason,
+        stigmer_proto::daemon::EndReason::Shutdown as i32
+    );
+    assert_eq!(end.revision, last);
 }

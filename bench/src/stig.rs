@@ -83,12 +83,19 @@ pub fn status_of_size(bytes: usize) -> AgentExecutionStatus {
 }
 
 pub fn create(id: u64) -> Vec<u8> {
+    create_in_session(id, "")
+}
+
+/// A create whose `spec.session_id` is `session` (the watch_all scenario's
+/// session watchers follow one session each).
+pub fn create_in_session(id: u64, session: &str) -> Vec<u8> {
     frame(
         id,
         request::Command::Create(AgentExecution {
             spec: Some(AgentExecutionSpec {
                 agent_id: "bench-agent".into(),
                 message: "benchmark".into(),
+                session_id: session.into(),
                 ..Default::default()
             }),
             ..Default::default()
@@ -122,6 +129,12 @@ impl Updates {
         }
     }
 
+    /// The encoded command, for a caller that rewrites bytes of the status
+    /// in place between requests (the watch_all scenario's send stamp).
+    pub fn command_mut(&mut self) -> &mut [u8] {
+        &mut self.command
+    }
+
     /// The framed request with this id: the same bytes prost writes for the
     /// whole `Request` (fields in tag order; the command's tag is the largest).
     pub fn frame(&mut self, id: u64) -> &[u8] {
@@ -138,6 +151,20 @@ impl Updates {
         self.frame.extend_from_slice(&self.command);
         &self.frame
     }
+}
+
+/// A many-execution stream (docs/PROTOCOL.md, "Many-execution streams"):
+/// every execution of `session`, or of the machine when `session` is `None`;
+/// whole states.
+pub fn watch(id: u64, session: Option<&str>) -> Vec<u8> {
+    frame(
+        id,
+        request::Command::Subscribe(SubscribeRequest {
+            session_id: session.unwrap_or_default().to_string(),
+            all: session.is_none(),
+            ..Default::default()
+        }),
+    )
 }
 
 pub fn subscribe(id: u64, execution_id: &str) -> Vec<u8> {

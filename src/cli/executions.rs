@@ -1,6 +1,6 @@
 //! `stigmer executions ...`: one function per subcommand, each a thin layer
 //! over `stigmer_client::Client` plus rendering; `subscribe` and `wait` are
-//! in `watch.rs`, shared with `demo`.
+//! in `watch.rs`, shared with `demo`; `watch` is in `watch_list.rs`.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -65,7 +65,9 @@ pub(super) async fn run(ctx: Ctx, cmd: ExecutionsCommand) -> Result<ExitCode, Cl
         | ExecutionsCommand::Delete { id, .. }
         | ExecutionsCommand::Subscribe { id, .. }
         | ExecutionsCommand::Append { id, .. } => check_id(id)?,
-        ExecutionsCommand::Create { .. } | ExecutionsCommand::List { .. } => {}
+        ExecutionsCommand::Create { .. }
+        | ExecutionsCommand::List { .. }
+        | ExecutionsCommand::Watch { .. } => {}
     }
     let painter = Painter { on: ctx.color };
     let mut out = std::io::stdout().lock();
@@ -197,6 +199,25 @@ pub(super) async fn run(ctx: Ctx, cmd: ExecutionsCommand) -> Result<ExitCode, Cl
                     print_json(&mut out, &json!({"executionId": id, "revision": revision}))?
                 }
             }
+        }
+        ExecutionsCommand::Watch {
+            selector,
+            from_revision,
+            reconnect_timeout,
+            deltas,
+            no_headers,
+            output,
+        } => {
+            drop(out);
+            let selector = selector.selector()?;
+            let client = connect_with(&ctx, resuming_config(&ctx, reconnect_timeout)).await?;
+            let options = super::watch_list::ListOptions {
+                output: output.output,
+                deltas,
+                headers: !no_headers,
+                painter,
+            };
+            return super::watch_list::run(&client, selector, from_revision, options).await;
         }
         ExecutionsCommand::Append {
             id,

@@ -43,7 +43,8 @@ pub(super) const UNTRUSTED: u8 = 9;
 pub(super) const LIMIT: u8 = 10;
 /// `wait --timeout` expired before the condition held.
 pub(super) const TIMEOUT: u8 = 11;
-/// `subscribe`/`wait` gave up reconnecting after --reconnect-timeout.
+/// `subscribe`/`wait`/`executions watch` gave up reconnecting after
+/// --reconnect-timeout.
 pub(super) const GAVE_UP: u8 = 12;
 
 /// The table printed at the end of `stigmer --help`.
@@ -61,7 +62,7 @@ Exit status:
    9  the daemon is not trusted (foreign uid, or an unsafe socket directory)
   10  a limit was reached
   11  wait: timed out
-  12  subscribe/wait: gave up reconnecting";
+  12  subscribe/wait/executions watch: gave up reconnecting";
 
 /// Everything a client command can fail with; printed as `error: ...`.
 #[derive(Debug, thiserror::Error)]
@@ -143,9 +144,9 @@ impl CliError {
             }
             stigmer_client::Error::GaveUp { .. } => Some(
                 "the daemon did not come back in time: start it (`stigmer daemon`, or \
-                 `systemctl --user start stigmer.socket`), then subscribe again with \
-                 --from-revision set to the last revision printed, or allow longer with \
-                 --reconnect-timeout"
+                 `systemctl --user start stigmer.socket`), then subscribe (or watch) again \
+                 with --from-revision set to the last revision printed, or allow longer \
+                 with --reconnect-timeout"
                     .into(),
             ),
             stigmer_client::Error::Io(e) if e.kind() == ErrorKind::PermissionDenied => Some(

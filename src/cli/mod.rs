@@ -12,8 +12,11 @@ mod generate;
 mod render;
 mod status;
 mod style;
+mod top;
+mod top_view;
 mod transcript;
 mod watch;
+mod watch_list;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -82,6 +85,16 @@ pub enum Command {
     /// Show a simulated agent streaming into a live transcript (starts a
     /// temporary daemon when none answers on the socket).
     Demo,
+    /// A live full-screen table of executions (like `top`): every execution
+    /// of the machine, or of one session, updated as they change. Keys:
+    /// arrows/j/k move, Enter opens the live transcript (Esc or q goes
+    /// back), s cycles the sort column, r reverses it, f cycles the phase
+    /// filter, / filters by session, q quits.
+    Top {
+        /// Only the executions of this session.
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+    },
     /// Show the daemon's version, paths, load, counters and latencies.
     Status {
         /// Print the Prometheus text exposition instead (it has one format,
@@ -281,6 +294,35 @@ pub enum ExecutionsCommand {
         #[command(flatten)]
         output: OutputArg,
     },
+    /// Watch many executions live, one line per change (like `kubectl get
+    /// -w`): every execution of a session (--session) or of the machine
+    /// (--all), first as they are, then each change as it commits. Runs
+    /// until interrupted; resumes by itself when the daemon restarts.
+    /// Exit status: 12 when the daemon stayed unreachable for
+    /// --reconnect-timeout, 2 for bad flags.
+    Watch {
+        #[command(flatten)]
+        selector: SelectorArgs,
+        /// Start after this revision: only the changes after it, no initial
+        /// list.
+        #[arg(long, value_name = "N")]
+        from_revision: Option<u64>,
+        /// When the daemon goes away, keep reconnecting this long (e.g.
+        /// 30s, 2m) before giving up with exit status 12; the stream
+        /// resumes where it left off, losing nothing.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+        reconnect_timeout: Duration,
+        /// With -o json: print each change that came as operations as
+        /// `"type": "delta"` with its `"ops"` instead of the whole
+        /// execution.
+        #[arg(long)]
+        deltas: bool,
+        /// Leave out the header line (-o text).
+        #[arg(long)]
+        no_headers: bool,
+        #[command(flatten)]
+        output: OutputArg,
+    },
     /// Append text to a message of an execution, at the end of what it holds
     /// (or at --offset, which makes a retry safe: text already there is not
     /// appended twice), and print the revision.
@@ -311,6 +353,32 @@ pub enum ExecutionsCommand {
         #[arg(long, value_name = "R")]
         expected_revision: Option<u64>,
     },
+}
+
+/// `--session S | --all`: which executions a many-execution stream follows
+/// (exactly one).
+#[derive(Clone, Debug, Args)]
+pub struct SelectorArgs {
+    /// Every execution of this session, present and future.
+    #[arg(long, value_name = "ID", conflicts_with = "all")]
+    pub session: Option<String>,
+    /// Every execution of the machine.
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl SelectorArgs {
+    /// The client's selector; a usage error when neither flag was given
+    /// (clap refuses both; it would name only one of them as missing).
+    pub fn selector(&self) -> Result<stigmer_client::Selector, CliError> {
+        match (&self.session, self.all) {
+            (Some(s), _) => Ok(stigmer_client::Selector::session(s.clone())),
+            (None, true) => Ok(stigmer_client::Selector::All),
+            (None, false) => Err(CliError::Usage(
+                "say which executions to watch: --session ID or --all".into(),
+            )),
+        }
+    }
 }
 
 /// `-o text|json`, shared by every query command.
@@ -483,6 +551,7 @@ pub fn main() -> ExitCode {
         }
         Command::Executions(cmd) => with_runtime(|| executions::run(ctx, cmd)),
         Command::Demo => with_runtime(|| demo::run(ctx)),
+        Command::Top { session } => with_runtime(|| top::run(ctx, session)),
         Command::Status { prometheus, output } => {
             with_runtime(|| status::run(ctx, prometheus, output.output))
         }

@@ -11,7 +11,7 @@ use stigmer_client::proto::agentexecution::{
     AgentExecution, AgentExecutionStatus, ExecutionPhase, MessageType, TodoStatus, ToolCall,
     ToolCallStatus,
 };
-use stigmer_client::{end_reason_name, Event};
+use stigmer_client::{end_reason_name, Event, WatchEvent};
 
 use super::style::{phase_style, Painter, Style};
 
@@ -110,6 +110,73 @@ pub(super) fn event_json(ev: &Event) -> Result<String, serde_json::Error> {
             }
         ),
     })
+}
+
+/// The last non-empty line of the execution's last message with text (or
+/// its error), for one-line views (`executions watch`, `top`).
+pub(super) fn latest_text(e: &AgentExecution) -> &str {
+    let Some(status) = e.status.as_ref() else {
+        return "";
+    };
+    if !status.error.is_empty() {
+        return last_line(&status.error);
+    }
+    status
+        .messages
+        .iter()
+        .rev()
+        .map(|m| last_line(&m.content))
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+}
+
+fn last_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+}
+
+/// One `executions watch -o json` line (without the newline): `type`,
+/// `revision`, then as the event has them `executionId`,
+/// `initialEventsEnd`, `execution` (canonical proto3 JSON) and `ops`.
+/// `deltas`: print an update that came as operations as a `delta` with its
+/// `ops`, else as an `update` with the whole execution.
+pub(super) fn watch_event_json(ev: &WatchEvent, deltas: bool) -> Result<String, serde_json::Error> {
+    let as_delta = deltas && !ev.ops().is_empty();
+    let kind = match ev {
+        WatchEvent::Updated { .. } if as_delta => "delta",
+        WatchEvent::Updated { .. } => "update",
+        other => other.kind(),
+    };
+    let mut line = format!(
+        "{{\"type\":{},\"revision\":{}",
+        serde_json::to_string(kind)?,
+        ev.revision()
+    );
+    if let Some(id) = ev.execution_id() {
+        line.push_str(&format!(",\"executionId\":{}", serde_json::to_string(id)?));
+    }
+    match ev {
+        WatchEvent::Bookmark {
+            initial_events_end: true,
+            ..
+        } => line.push_str(",\"initialEventsEnd\":true"),
+        WatchEvent::Updated { ops: Some(ops), .. } if as_delta => {
+            line.push_str(&format!(",\"ops\":{}", serde_json::to_string(ops)?))
+        }
+        other => {
+            if let Some(e) = other.execution() {
+                line.push_str(&format!(
+                    ",\"execution\":{}",
+                    serde_json::to_string(e.as_ref())?
+                ));
+            }
+        }
+    }
+    line.push('}');
+    Ok(line)
 }
 
 pub(super) fn args_text(tc: &ToolCall) -> String {

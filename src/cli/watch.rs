@@ -32,10 +32,18 @@ pub(super) struct WatchOptions {
     pub notices: bool,
 }
 
-/// Prints a subscription's reconnect notices on stderr (never stdout, so
+/// Prints a stream's reconnect notices on stderr (never stdout, so
 /// `-o json` output stays pure JSON lines).
-fn print_notice(notice: &Notice, give_up_after: Option<Duration>, painter: Painter) {
-    let text = match notice {
+pub(super) fn print_notice(notice: &Notice, give_up_after: Option<Duration>, painter: Painter) {
+    let text = notice_text(notice, give_up_after);
+    // The notice is painted only when stdout is coloured (then stderr is
+    // very likely the same terminal).
+    eprintln!("{}", painter.paint(Style::Dim, &text));
+}
+
+/// A reconnect notice, for a person.
+pub(super) fn notice_text(notice: &Notice, give_up_after: Option<Duration>) -> String {
+    match notice {
         Notice::Reconnecting {
             reason,
             last_revision,
@@ -58,10 +66,7 @@ fn print_notice(notice: &Notice, give_up_after: Option<Duration>, painter: Paint
                 ))
             )
         }
-    };
-    // The notice is painted only when stdout is coloured (then stderr is
-    // very likely the same terminal).
-    eprintln!("{}", painter.paint(Style::Dim, &text));
+    }
 }
 
 /// Watches `id` until its stream ends, printing each event as text (a live

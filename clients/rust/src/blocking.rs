@@ -39,6 +39,14 @@ pub struct Subscription {
     rt: Arc<Runtime>,
 }
 
+/// A blocking iterator over a [`crate::Watch`]: each `next()` blocks until
+/// the next event; the cache is readable between calls.
+#[derive(Debug)]
+pub struct Watch {
+    inner: crate::Watch,
+    rt: Arc<Runtime>,
+}
+
 fn runtime() -> Result<Arc<Runtime>> {
     Ok(Arc::new(
         tokio::runtime::Builder::new_current_thread()
@@ -164,6 +172,52 @@ impl Client {
             inner,
             rt: self.rt.clone(),
         })
+    }
+}
+
+impl Client {
+    /// See [`crate::Client::watch`]; iterate the result for events.
+    pub fn watch(&self, selector: crate::Selector, options: crate::WatchOptions) -> Result<Watch> {
+        let inner = self.rt.block_on(self.inner.watch(selector, options))?;
+        Ok(Watch {
+            inner,
+            rt: self.rt.clone(),
+        })
+    }
+}
+
+impl Watch {
+    /// See [`crate::Watch::on_notice`].
+    pub fn on_notice(self, f: impl Fn(&crate::Notice) + Send + Sync + 'static) -> Self {
+        let Watch { inner, rt } = self;
+        Watch {
+            inner: inner.on_notice(f),
+            rt,
+        }
+    }
+
+    /// See [`crate::Watch::cache`].
+    pub fn cache(&self) -> &crate::Cache {
+        self.inner.cache()
+    }
+
+    /// See [`crate::Watch::last_revision`].
+    pub fn last_revision(&self) -> Option<u64> {
+        self.inner.last_revision()
+    }
+
+    /// See [`crate::Watch::cancel`].
+    pub fn cancel(self) -> Result<()> {
+        let Watch { inner, rt } = self;
+        rt.block_on(inner.cancel())
+    }
+}
+
+impl Iterator for Watch {
+    type Item = Result<crate::WatchEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.rt.block_on(self.inner.next())
     }
 }
 

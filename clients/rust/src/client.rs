@@ -450,9 +450,9 @@ impl Client {
     ) -> Result<Subscription> {
         let execution_id = execution_id.into();
         // Sends the subscribe request; fails when the daemon is unreachable.
-        let (conn, handle) = self
-            .open_stream(&execution_id, from_revision, false)
-            .await?;
+        let request =
+            Client::subscribe_request(&execution_id, from_revision, self.config().deltas, false);
+        let (conn, handle) = self.open_subscribe(request).await?;
         Ok(Subscription::new(
             self.clone(),
             execution_id,
@@ -462,24 +462,31 @@ impl Client {
         ))
     }
 
-    /// Sends a `subscribe` on the live connection (reconnecting first if it
-    /// died) and returns the channel its events arrive on.
-    /// `holds_state`: a delta stream resuming with the state at
-    /// `from_revision` in hand, which the daemon need not send again.
-    pub(crate) async fn open_stream(
-        &self,
+    /// The `subscribe` of one execution's stream. `holds_state`: a delta
+    /// stream resuming with the state at `from_revision` in hand, which the
+    /// daemon need not send again.
+    pub(crate) fn subscribe_request(
         execution_id: &str,
         from_revision: Option<u64>,
+        deltas: bool,
         holds_state: bool,
-    ) -> Result<(Arc<Conn>, StreamHandle)> {
-        let deltas = self.config().deltas;
-        let mut command = Command::Subscribe(SubscribeRequest {
+    ) -> SubscribeRequest {
+        SubscribeRequest {
             execution_id: execution_id.to_string(),
             from_revision,
             deltas,
             skip_initial_state: deltas && holds_state && from_revision.is_some(),
             ..Default::default()
-        });
+        }
+    }
+
+    /// Sends `request` (a `subscribe`) on the live connection (reconnecting
+    /// first if it died) and returns the channel its events arrive on.
+    pub(crate) async fn open_subscribe(
+        &self,
+        request: SubscribeRequest,
+    ) -> Result<(Arc<Conn>, StreamHandle)> {
+        let mut command = Command::Subscribe(request);
         for _ in 0..3 {
             // May reconnect; fails when the daemon is unreachable.
             let conn = self.conn().await?;

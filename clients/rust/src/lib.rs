@@ -62,6 +62,31 @@
 //! cancel) or an error (e.g. `NOT_FOUND`). Turn resuming off with
 //! [`Config::resume`].
 //!
+//! # Watching many executions
+//!
+//! [`Client::watch`] follows every execution of a session
+//! ([`Selector::Session`]), or of the machine ([`Selector::All`]), as one
+//! [`Watch`]: a `futures::Stream` of [`WatchEvent`]s (the initial list as
+//! snapshots and an end-of-list bookmark, then created, updated, deleted,
+//! and bookmarks) that resumes like a subscription, plus a local cache of
+//! every execution at its revision ([`Watch::cache`]), kept by applying
+//! each event (deltas included) as client-go's informer does. A dashboard
+//! reads the cache; `stigmer top` is one.
+//!
+//! ```no_run
+//! use futures::StreamExt;
+//! use stigmer_client::{Client, Selector, WatchOptions};
+//!
+//! # async fn demo() -> stigmer_client::Result<()> {
+//! let client = Client::connect_default().await?;
+//! let mut watch = client.watch(Selector::session("s-1"), WatchOptions::default()).await?;
+//! while let Some(event) = watch.next().await {
+//!     let event = event?;
+//!     println!("{} {:?}: {} cached", event.kind(), event.execution_id(), watch.cache().len());
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! # Errors
 //!
 //! Every failure is an [`Error`]. Answers from the daemon are
@@ -93,13 +118,17 @@ mod config;
 mod conn;
 mod error;
 pub mod paths;
+mod resume;
 mod subscription;
+mod watch;
 
 pub use client::{is_not_found, Client, ListFilter, NewExecution, Page};
 pub use config::{Config, Reconnect};
 pub use error::{Error, Result};
+pub use resume::Notice;
 /// The protocol's messages (re-exported `stigmer-proto`).
 pub use stigmer_proto as proto;
 /// The protocol's status codes, for matching on [`Error::code`].
 pub use stigmer_proto::daemon::Code;
-pub use subscription::{end_reason_name, Event, Notice, Subscription};
+pub use subscription::{end_reason_name, Event, Subscription};
+pub use watch::{Cache, Cached, Selector, Watch, WatchEvent, WatchOptions};

@@ -11,18 +11,16 @@
 //! delivered revision are dropped (defence in depth), so the consumer sees
 //! every revision once, in order, or an explicit [`Event::Resync`].
 
-use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
 use futures::Stream;
 
 use crate::conn::{Conn, StreamHandle};
 use crate::proto::agentexecution::AgentExecution;
 use crate::proto::daemon::{self as wire, Code, EndReason, EventType, Op};
+use crate::resume::{Link, LinkPoll, Notice, Received};
 use crate::{Client, Error, Result};
 
 /// One event of a [`Subscription`].
@@ -134,99 +132,6 @@ pub fn end_reason_name(reason: EndReason) -> &'static str {
     }
 }
 
-/// What a resuming subscription reports about its connection, for programs
-/// that tell their user (see [`Subscription::on_notice`]). Each break is
-/// reported once, and so is each successful resumption.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Notice {
-    /// The stream broke (the connection dropped, or the daemon is shutting
-    /// down); the subscription is reconnecting with backoff.
-    Reconnecting {
-        /// Why it broke, for a person.
-        reason: String,
-        /// The last revision delivered, where the stream will resume.
-        last_revision: Option<u64>,
-    },
-    /// The subscription is back: the daemon accepted the connection and the
-    /// stream resumes after `from_revision`, so nothing is missed.
-    Resumed {
-        /// The revision it resumes after.
-        from_revision: Option<u64>,
-        /// How long it was disconnected.
-        after: Duration,
-    },
-}
-
-/// A callback for [`Notice`]s.
-type Notify = Arc<dyn Fn(&Notice) + Send + Sync>;
-
-type NextFuture = Pin<Box<dyn Future<Output = (Box<State>, Option<Result<Event>>)> + Send>>;
-
-/// A resuming stream of one execution's changes; see the module docs.
-/// Yields `Ok(event)` until an [`Event::End`] or an `Err`, then `None`.
-///
-/// Dropping it cancels the stream on the daemon (best effort).
-pub struct Subscription {
-    /// The state between polls; inside `next` while a poll is in progress.
-    state: Option<Box<State>>,
-    next: Option<NextFuture>,
-}
-
-impl std::fmt::Debug for Subscription {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut d = f.debug_struct("Subscription");
-        if let Some(st) = &self.state {
-            d.field("execution_id", &st.execution_id)
-                .field("last_revision", &st.last);
-        }
-        d.finish_non_exhaustive()
-    }
-}
-
-/// The live stream on one connection.
-struct Active {
-    conn: Arc<Conn>,
-    handle: StreamHandle,
-    /// When it was opened: a stream that lived longer than the backoff
-    /// ceiling resets the backoff when it breaks.
-    opened_at: Instant,
-    /// The daemon ended the stream (END or error): nothing to cancel.
-    ended: bool,
-}
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        self.conn.forget(self.handle.id);
-        if !self.ended {
-            self.conn.cancel_in_background(self.handle.id);
-        }
-    }
-}
-
-struct State {
-    client: Client,
-    execution_id: String,
-    /// The last revision handed to the consumer (initially `from_revision`):
-    /// where a resubscription resumes, and the floor below which events are
-    /// dropped.
-    last: Option<u64>,
-    active: Option<Active>,
-    finished: bool,
-    /// Consecutive failed reconnection attempts (0: none in progress).
-    attempt: u32,
-    /// When the stream broke, for `give_up_after`.
-    broken_since: Option<Instant>,
-    last_error: Option<Error>,
-    /// Who hears about breaks and resumptions.
-    notify: Option<Notify>,
-    /// When the current break was announced (a `Reconnecting` notice is
-    /// pending its `Resumed`).
-    announced: Option<Instant>,
-    /// A delta stream: the whole state at `last`, which the next delta
-    /// applies to.
-    current: Option<Arc<AgentExecution>>,
-}
-
 /// What one event from the daemon means for the consumer.
 // Short-lived, returned once per event.
 #[allow(clippy::large_enum_variant)]
@@ -237,6 +142,34 @@ enum Step {
     Fail(Error),
 }
 
+/// A resuming stream of one execution's changes; see the module docs.
+/// Yields `Ok(event)` until an [`Event::End`] or an `Err`, then `None`.
+///
+/// Dropping it cancels the stream on the daemon (best effort).
+pub struct Subscription {
+    link: LinkPoll,
+    execution_id: String,
+    /// Whether the stream asks for deltas (the client's setting).
+    deltas: bool,
+    /// The last revision handed to the consumer (initially `from_revision`):
+    /// where a resubscription resumes, and the floor below which events are
+    /// dropped.
+    last: Option<u64>,
+    finished: bool,
+    /// A delta stream: the whole state at `last`, which the next delta
+    /// applies to.
+    current: Option<Arc<AgentExecution>>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("execution_id", &self.execution_id)
+            .field("last_revision", &self.last)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Subscription {
     pub(crate) fn new(
         client: Client,
@@ -245,26 +178,14 @@ impl Subscription {
         conn: Arc<Conn>,
         handle: StreamHandle,
     ) -> Self {
+        let deltas = client.config().deltas;
         Subscription {
-            state: Some(Box::new(State {
-                client,
-                execution_id,
-                last: from_revision,
-                active: Some(Active {
-                    conn,
-                    handle,
-                    opened_at: Instant::now(),
-                    ended: false,
-                }),
-                finished: false,
-                attempt: 0,
-                broken_since: None,
-                last_error: None,
-                notify: None,
-                announced: None,
-                current: None,
-            })),
-            next: None,
+            link: LinkPoll::new(Link::new(client, conn, handle)),
+            execution_id,
+            deltas,
+            last: from_revision,
+            finished: false,
+            current: None,
         }
     }
 
@@ -272,51 +193,31 @@ impl Subscription {
     /// resumes (from the task polling the subscription), so a program can
     /// tell its user that it is reconnecting rather than silently waiting.
     pub fn on_notice(mut self, f: impl Fn(&Notice) + Send + Sync + 'static) -> Self {
-        if let Some(state) = self.state.as_mut() {
-            state.notify = Some(Arc::new(f));
+        if let Some(link) = self.link.link() {
+            link.set_notify(Arc::new(f));
         }
         self
     }
 
     /// The execution this subscription watches.
     pub fn execution_id(&self) -> Option<&str> {
-        self.state.as_ref().map(|s| s.execution_id.as_str())
+        Some(self.execution_id.as_str())
     }
 
-    /// The last revision delivered (or the `from_revision` it started from);
-    /// `None` before the first event, or while a poll is in progress.
+    /// The last revision delivered (or the `from_revision` it started
+    /// from); `None` before the first event.
     pub fn last_revision(&self) -> Option<u64> {
-        self.state.as_ref().and_then(|s| s.last)
+        self.last
     }
 
     /// Ends the stream: asks the daemon to cancel it and waits for the
     /// acknowledgement. A stream that had already ended is fine.
     pub async fn cancel(mut self) -> Result<()> {
-        // Dropping an in-progress poll drops its state, which cancels in the
-        // background; nothing more to do then.
-        self.next = None;
-        let Some(mut state) = self.state.take() else {
-            return Ok(());
-        };
-        let Some(active) = state.active.as_mut() else {
-            return Ok(());
-        };
-        if active.ended || active.conn.is_closed() {
-            return Ok(());
-        }
-        let command = wire::request::Command::Cancel(wire::CancelSubscriptionRequest {
-            subscription_id: active.handle.id,
-        });
-        // Waits for the daemon's acknowledgement; the stream's own END
-        // (CANCELLED) is discarded with the route.
-        let result = active.conn.call(command, false).await;
-        active.ended = true;
-        match result {
-            Ok(_) => Ok(()),
-            Err(crate::conn::CallError::Failed(e)) if e.is(Code::NotFound) => Ok(()),
-            Err(crate::conn::CallError::Failed(e)) if e.is_transient() => Ok(()),
-            Err(crate::conn::CallError::Failed(e)) => Err(e),
-            Err(crate::conn::CallError::NotSent(_)) => Ok(()),
+        // Dropping an in-progress receive drops its link, which cancels in
+        // the background; nothing more to do then.
+        match self.link.take() {
+            Some(link) => link.cancel().await,
+            None => Ok(()),
         }
     }
 }
@@ -326,178 +227,54 @@ impl Stream for Subscription {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if this.next.is_none() {
-            let Some(mut state) = this.state.take() else {
+        loop {
+            if this.finished {
                 return Poll::Ready(None);
+            }
+            let (id, last, deltas) = (&this.execution_id, this.last, this.deltas);
+            let holds_state = this.current.is_some();
+            // A delta stream that holds the state at `last` resumes without
+            // it being sent again.
+            let request = move || Client::subscribe_request(id, last, deltas, holds_state);
+            let received = match this.link.poll_recv(cx, request) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(r)) => r,
             };
-            this.next = Some(Box::pin(async move {
-                let item = state.next().await;
-                (state, item)
-            }));
-        }
-        let Some(fut) = this.next.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match fut.as_mut().poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready((state, item)) => {
-                this.next = None;
-                this.state = Some(state);
-                Poll::Ready(item)
+            match received {
+                Received::Reopened => {}
+                Received::Failed(e) => {
+                    this.finished = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Received::Event(ev) => match this.on_event(ev) {
+                    Step::Yield(e) => return Poll::Ready(Some(Ok(e))),
+                    Step::Skip => {}
+                    Step::Resume => {
+                        let last = this.last;
+                        if let Some(link) = this.link.link() {
+                            link.broke(
+                                Error::Status {
+                                    code: Code::Unavailable,
+                                    message: "the daemon ended the stream (shutting down or slow consumer)"
+                                        .into(),
+                                },
+                                last,
+                            );
+                        }
+                    }
+                    Step::Fail(e) => {
+                        this.finished = true;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                },
             }
         }
     }
 }
 
-impl State {
-    async fn next(&mut self) -> Option<Result<Event>> {
-        loop {
-            if self.finished {
-                return None;
-            }
-            let Some(active) = self.active.as_mut() else {
-                if let Err(e) = self.reopen().await {
-                    self.finished = true;
-                    return Some(Err(e));
-                }
-                continue;
-            };
-            // Waits for the daemon's next event on this stream; None when
-            // the connection died or the reader dropped an overflowing
-            // stream.
-            match active.handle.rx.recv().await {
-                Some(Ok(ev)) => match self.on_event(ev) {
-                    Step::Yield(e) => return Some(Ok(e)),
-                    Step::Skip => {}
-                    Step::Resume => self.broke(Error::Status {
-                        code: Code::Unavailable,
-                        message: "the daemon ended the stream (shutting down or slow consumer)"
-                            .into(),
-                    }),
-                    Step::Fail(e) => {
-                        self.finished = true;
-                        return Some(Err(e));
-                    }
-                },
-                Some(Err(e)) => {
-                    active.ended = true;
-                    if self.client.config().resume && e.is_transient() {
-                        self.broke(e);
-                    } else {
-                        self.finished = true;
-                        self.active = None;
-                        return Some(Err(e));
-                    }
-                }
-                None => {
-                    let overflowed = active.handle.overflowed.load(Ordering::Acquire);
-                    active.ended = true;
-                    if overflowed {
-                        // Our own buffer overflowed: the daemon is fine, so
-                        // resubscribe at once.
-                        tracing::debug!(execution_id = %self.execution_id, "stream buffer overflowed; resubscribing");
-                        self.active = None;
-                    } else if self.client.config().resume {
-                        self.broke(Error::Closed);
-                    } else {
-                        self.finished = true;
-                        self.active = None;
-                        return Some(Err(Error::Closed));
-                    }
-                }
-            }
-        }
-    }
-
-    /// The stream broke (connection lost, daemon shutting down): schedule a
-    /// reconnection with backoff.
-    fn broke(&mut self, why: Error) {
-        let long_lived = self
-            .active
-            .as_ref()
-            .is_some_and(|a| a.opened_at.elapsed() >= self.client.config().reconnect.max_backoff);
-        if long_lived {
-            self.attempt = 0;
-            self.broken_since = None;
-        }
-        tracing::debug!(execution_id = %self.execution_id, error = %why, "stream broke; will resume");
-        self.active = None;
-        self.attempt = self.attempt.saturating_add(1);
-        self.broken_since.get_or_insert_with(Instant::now);
-        if self.announced.is_none() {
-            self.announced = Some(Instant::now());
-            if let Some(notify) = &self.notify {
-                notify(&Notice::Reconnecting {
-                    reason: why.to_string(),
-                    last_revision: self.last,
-                });
-            }
-        }
-        self.last_error = Some(why);
-    }
-
-    /// Resubscribes from the last delivered revision, waiting with backoff
-    /// between attempts; fails on a permanent error or after `give_up_after`.
-    async fn reopen(&mut self) -> Result<()> {
-        let reconnect = self.client.config().reconnect.clone();
-        loop {
-            if self.attempt > 0 {
-                let since = *self.broken_since.get_or_insert_with(Instant::now);
-                if let Some(limit) = reconnect.give_up_after {
-                    if since.elapsed() >= limit {
-                        let last = self.last_error.take().unwrap_or(Error::Closed);
-                        return Err(Error::GaveUp {
-                            elapsed: since.elapsed(),
-                            last: Box::new(last),
-                        });
-                    }
-                }
-                // Waits before trying again: the daemon is probably
-                // restarting.
-                tokio::time::sleep(reconnect.delay(self.attempt)).await;
-            }
-            // Reconnects if needed and sends the subscribe; fails while the
-            // daemon is down.
-            // A delta stream that holds the state at `last` resumes without
-            // it being sent again.
-            let holds_state = self.current.is_some();
-            match self
-                .client
-                .open_stream(&self.execution_id, self.last, holds_state)
-                .await
-            {
-                Ok((conn, handle)) => {
-                    tracing::debug!(execution_id = %self.execution_id, from_revision = ?self.last, "resubscribed");
-                    self.active = Some(Active {
-                        conn,
-                        handle,
-                        opened_at: Instant::now(),
-                        ended: false,
-                    });
-                    if let Some(since) = self.announced.take() {
-                        if let Some(notify) = &self.notify {
-                            notify(&Notice::Resumed {
-                                from_revision: self.last,
-                                after: since.elapsed(),
-                            });
-                        }
-                    }
-                    return Ok(());
-                }
-                Err(e) if e.is_transient() => {
-                    self.attempt = self.attempt.saturating_add(1);
-                    self.last_error = Some(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
+impl Subscription {
     fn on_event(&mut self, ev: wire::Event) -> Step {
-        // Any event proves the daemon is back: reset the backoff.
-        self.attempt = 0;
-        self.broken_since = None;
-        self.last_error = None;
         let Ok(kind) = EventType::try_from(ev.r#type) else {
             // Unknown event types are ignored (docs/PROTOCOL.md, evolution).
             return Step::Skip;
@@ -510,7 +287,7 @@ impl State {
             | EventType::EventBookmark => Step::Skip,
             EventType::EventDelta => self.on_delta(ev),
             EventType::EventSnapshot | EventType::EventUpdate | EventType::EventResync => {
-                let deltas = self.client.config().deltas;
+                let deltas = self.deltas;
                 if kind == EventType::EventSnapshot
                     && deltas
                     && self.current.is_none()
@@ -560,16 +337,15 @@ impl State {
                 })
             }
             EventType::EventEnd => {
-                if let Some(a) = self.active.as_mut() {
-                    a.ended = true;
-                }
                 let reason = EndReason::try_from(ev.reason).unwrap_or(EndReason::Unspecified);
                 let resumable = matches!(reason, EndReason::Shutdown | EndReason::SlowConsumer);
-                if resumable && self.client.config().resume {
+                if resumable && self.link.link().is_some_and(|l| l.client().config().resume) {
                     return Step::Resume;
                 }
+                if let Some(link) = self.link.link() {
+                    link.ended();
+                }
                 self.finished = true;
-                self.active = None;
                 Step::Yield(Event::End {
                     revision: ev.revision,
                     reason,
