@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Callable, Dict, List
 
+import pytest
 from conftest import Daemon
 from helpers import GUARD, cache_is_the_store, changes, created, merged_streams, take, until
 
@@ -193,3 +194,16 @@ def test_async_watch_while_writing(daemon: Daemon) -> None:
                 assert changes(events) == merged_streams(sync, [*mine, sentinel])
 
     asyncio.run(main())
+
+
+def test_errors_end_the_watch(daemon: Daemon) -> None:
+    with daemon.client(reconnect=FAST) as client:
+        ahead = client.ping().revision + 10
+        watcher = client.watch("s", from_revision=ahead)
+        with pytest.raises(sc.OutOfRangeError):
+            watcher.next_event(timeout=GUARD)
+        assert watcher.closed
+        too_long = client.watch("x" * 5000)
+        with pytest.raises(sc.InvalidArgumentError):
+            too_long.next_event(timeout=GUARD)
+        assert client.ping().protocol_version == 1  # the connection is fine
