@@ -373,3 +373,47 @@ async fn bad_selections_are_invalid_arguments() {
     let list = initial_list(&mut c, empty).await;
     assert_eq!(list.len(), 1);
 }
+
+/// A list longer than a page (64 executions, 1 MiB of states) comes whole,
+/// in revision order, across several reads.
+#[tokio::test]
+async fn a_list_longer_than_a_page_comes_whole() {
+    let d = Daemon::start(&[]);
+    let mut c = d.connect().await;
+    let mut expected = Vec::new();
+    for i in 0..150 {
+        let (id, _) = create_in(&mut c, "big").await;
+        // 150 states of ~12 KiB: about 1.8 MiB in all.
+        let rev = update(&mut c, &id, &format!("{i} {}", "y".repeat(12 * 1024))).await;
+        expected.push((id, rev));
+    }
+    let sub = watch(&mut c, Sel::Session("big"), None, false).await;
+    let list = initial_list(&mut c, sub).await;
+    let listed: Vec<(String, u64)> = list[..list.len() - 1]
+        .iter()
+        .map(|e| (e.execution_id.clone(), e.revision))
+        .collect();
+    assert_eq!(listed, expected);
+}
+
+/// SIGTERM ends a many-execution stream with END_REASON_SHUTDOWN at the
+/// revision to resume from.
+#[tokio::test]
+async fn shutdown_ends_a_watch_with_where_to_resume() {
+    let mut d = Daemon::start(&[]);
+    let mut c = d.connect().await;
+    let (a, _) = create_in(&mut c, "s").await;
+    let mut w = d.connect().await;
+    let sub = watch(&mut w, Sel::All, None, true).await;
+    initial_list(&mut w, sub).await;
+    let last = update(&mut c, &a, "x").await;
+    events_until(&mut w, sub, last).await;
+    d.stop();
+    let end = w.event(sub).await;
+    assert_eq!(end.r#type, END);
+    assert_eq!(
+        end.reason,
+        stigmer_proto::daemon::EndReason::Shutdown as i32
+    );
+    assert_eq!(end.revision, last);
+}

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
-use common::{Daemon, STEP_TIMEOUT};
+use common::{cli_create, stigmer_ok, Daemon, STEP_TIMEOUT};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stigmer");
@@ -21,35 +21,6 @@ fn stigmer(d: &Daemon) -> Command {
     let mut c = Command::new(BIN);
     c.arg("--socket").arg(&d.socket);
     c
-}
-
-fn ok(d: &Daemon, args: &[&str]) -> String {
-    let out = stigmer(d).args(args).output().expect("run stigmer");
-    assert!(
-        out.status.success(),
-        "stigmer {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string()
-}
-
-fn create(d: &Daemon, agent: &str, session: &str) -> String {
-    ok(
-        d,
-        &[
-            "executions",
-            "create",
-            "--agent",
-            agent,
-            "--session",
-            session,
-            "--message",
-            "hi",
-        ],
-    )
 }
 
 /// A running `executions watch`, its stdout read line by line on a thread.
@@ -146,8 +117,8 @@ fn pair(kind: &str, id: &str) -> (String, String) {
 #[test]
 fn json_lines_for_a_session_and_for_all() {
     let d = Daemon::start(&[]);
-    let a = create(&d, "agent-a", "s1");
-    let b = create(&d, "agent-b", "s2");
+    let a = cli_create(&d, "agent-a", "s1");
+    let b = cli_create(&d, "agent-b", "s2");
     let mut session = Watcher::start(&d, &["--session", "s1", "-o", "json"]);
     let mut all = Watcher::start(&d, &["--all", "-o", "json"]);
     let mut deltas = Watcher::start(&d, &["--session", "s1", "-o", "json", "--deltas"]);
@@ -175,7 +146,7 @@ fn json_lines_for_a_session_and_for_all() {
     assert_eq!(deltas.json()["initialEventsEnd"], true);
 
     // Changes: an update, an append, one in the other session, a delete.
-    ok(
+    stigmer_ok(
         &d,
         &[
             "executions",
@@ -187,10 +158,10 @@ fn json_lines_for_a_session_and_for_all() {
             "ai:hello",
         ],
     );
-    ok(&d, &["executions", "append", &a, "--text", " world"]);
-    ok(&d, &["executions", "update", &b, "--phase", "completed"]);
-    ok(&d, &["executions", "delete", &a]);
-    let sentinel = create(&d, "sentinel", "s1");
+    stigmer_ok(&d, &["executions", "append", &a, "--text", " world"]);
+    stigmer_ok(&d, &["executions", "update", &b, "--phase", "completed"]);
+    stigmer_ok(&d, &["executions", "delete", &a]);
+    let sentinel = cli_create(&d, "sentinel", "s1");
 
     let seen = session.json_until(&sentinel);
     assert_eq!(
@@ -246,7 +217,7 @@ fn json_lines_for_a_session_and_for_all() {
 #[test]
 fn text_lines_read_like_kubectl_get_watch() {
     let d = Daemon::start(&[]);
-    let a = create(&d, "agent-a", "s1");
+    let a = cli_create(&d, "agent-a", "s1");
     let mut w = Watcher::start(&d, &["--session", "s1", "--color", "never"]);
     let header = w.line();
     assert!(
@@ -257,7 +228,7 @@ fn text_lines_read_like_kubectl_get_watch() {
     assert!(row.contains("snapshot") && row.contains(&a), "{row}");
     assert!(row.contains("agent-a") && row.contains("s1") && row.contains("pending"));
     assert!(w.line().starts_with("-- end of the list at revision"));
-    ok(
+    stigmer_ok(
         &d,
         &[
             "executions",
@@ -302,7 +273,7 @@ fn bad_flags_exit_with_the_usage_status() {
 #[test]
 fn a_lost_daemon_is_reported_then_resumed_or_given_up() {
     let mut d = Daemon::start(&[]);
-    let a = create(&d, "agent-a", "s1");
+    let a = cli_create(&d, "agent-a", "s1");
     let mut w = Watcher::start(&d, &["--all", "-o", "json", "--reconnect-timeout", "60s"]);
     assert_eq!(w.json()["type"], "snapshot");
     assert_eq!(w.json()["type"], "bookmark");
@@ -318,7 +289,7 @@ fn a_lost_daemon_is_reported_then_resumed_or_given_up() {
         .recv_timeout(STEP_TIMEOUT)
         .expect("a notice on stderr");
     assert!(resumed.contains("resuming after revision"), "{resumed}");
-    ok(&d, &["executions", "update", &a, "--phase", "completed"]);
+    stigmer_ok(&d, &["executions", "update", &a, "--phase", "completed"]);
     let update = w.json();
     assert_eq!(update["type"], "update");
     assert_eq!(update["executionId"], a.as_str());

@@ -11,8 +11,15 @@ use stigmer_proto::daemon::{response, EndReason, Event, EventType};
 use tokio_util::sync::CancellationToken;
 
 use super::{Context, Session};
+use crate::model::Change;
 use crate::protocol::{encode_response, ApiError};
+use crate::store::reader::{self, HistoryRow};
 use crate::wire::{Frame, Producer};
+
+/// History rows read per catch-up query.
+const HISTORY_PAGE_ROWS: usize = 64;
+/// Stop a catch-up page once this many bytes of history are in memory.
+const HISTORY_PAGE_BYTES: usize = 1024 * 1024;
 
 /// Why a stream stopped.
 pub(super) enum Stop {
@@ -140,6 +147,46 @@ impl Outlet {
     pub(super) async fn send_event(&self, event: Event, last_sent: u64) -> Result<(), Stop> {
         let frame = Frame::new(encode_response(self.id, response::Result::Event(event)));
         self.send(frame, last_sent).await
+    }
+
+    /// Sends a committed change's shared event bytes (the same the broker
+    /// writes on a direct delivery), observing its broadcast latency as the
+    /// event is handed to the connection (which may write it at once,
+    /// before the stream's task runs again).
+    pub(super) async fn send_change(
+        &self,
+        change: &Change,
+        event: &bytes::Bytes,
+        last_sent: u64,
+    ) -> Result<(), Stop> {
+        if let Some(latency) = change.since_published() {
+            self.ctx.broker.stats.broadcast_latency.observe(latency);
+        }
+        self.send(Frame::event(self.id, event.clone()), last_sent)
+            .await
+    }
+
+    /// The history rows at the next revisions of `walk` (from a chain or a
+    /// selection's walk), a page bounded in rows and bytes, and moves
+    /// `walk` past them; `None` when the walk is done, or when a row was
+    /// pruned since the walk was read (the caller walks again, and then
+    /// sees the floor).
+    pub(super) async fn next_page(
+        &self,
+        walk: &mut &[u64],
+    ) -> Result<Option<Vec<HistoryRow>>, Stop> {
+        if walk.is_empty() {
+            return Ok(None);
+        }
+        let page = walk[..walk.len().min(HISTORY_PAGE_ROWS)].to_vec();
+        let rows = self
+            .read(move |c| reader::rows(c, &page, HISTORY_PAGE_BYTES))
+            .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        *walk = &walk[rows.len()..];
+        Ok(Some(rows))
     }
 
     /// Runs `f` on the read pool, in one read transaction.

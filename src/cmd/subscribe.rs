@@ -47,11 +47,6 @@ fn ends_terminal(ops: &[stigmer_proto::daemon::Op]) -> bool {
         .is_some_and(crate::model::is_terminal_phase)
 }
 
-/// History rows read per catch-up query.
-const HISTORY_PAGE_ROWS: usize = 64;
-/// Stop a catch-up page once this many bytes of state are in memory.
-const HISTORY_PAGE_BYTES: usize = 1024 * 1024;
-
 /// Opens the stream: checks run inline (so errors come back at once), then
 /// the stream runs in its own task.
 pub(super) fn apply(
@@ -264,20 +259,8 @@ impl Stream {
             self.last_sent = change.revision;
             return Err(self.deleted_end());
         };
-        // Observed as the event is handed to the connection (which may
-        // write it at once, before this task runs again).
-        if let Some(latency) = change.since_published() {
-            self.outlet
-                .ctx
-                .broker
-                .stats
-                .broadcast_latency
-                .observe(latency);
-        }
-        // The event's bytes are shared with every other subscriber (the
-        // same frame the broker builds for a direct delivery).
         self.outlet
-            .send(Frame::event(self.outlet.id, event.clone()), self.last_sent)
+            .send_change(change, event, self.last_sent)
             .await?;
         self.note_sent(change.revision, change.is_terminal())
     }
@@ -331,20 +314,9 @@ impl Stream {
             if chain.is_empty() {
                 break;
             }
-            // The chain is walked once; its rows are read a page at a time
-            // (bounded in rows and bytes).
+            // The chain is walked once; its rows are read a page at a time.
             let mut rest = chain.as_slice();
-            while !rest.is_empty() {
-                let page = rest[..rest.len().min(HISTORY_PAGE_ROWS)].to_vec();
-                let rows = self
-                    .outlet
-                    .read(move |c| reader::rows(c, &page, HISTORY_PAGE_BYTES))
-                    .await?;
-                // Empty: pruned since the walk; the next walk sees the floor.
-                if rows.is_empty() {
-                    break;
-                }
-                rest = &rest[rows.len()..];
+            while let Some(rows) = self.outlet.next_page(&mut rest).await? {
                 for row in rows {
                     self.send_history(row).await?;
                 }

@@ -36,20 +36,15 @@ use crate::model::{Change, ChangeKind};
 use crate::protocol::ApiError;
 use crate::store::reader::{self, HistoryRow, StateAt};
 use crate::store::selection::{self, Scope};
-use crate::wire::Frame;
 
 /// Executions whose states one list page reads: a page is one read
 /// transaction, so it stays short beside the writer.
 const LIST_PAGE_EXECUTIONS: usize = 64;
 /// Stop a list page once this many bytes of state are in memory.
 const LIST_PAGE_BYTES: usize = 1024 * 1024;
-/// History rows read per catch-up query (as `subscribe`).
-const HISTORY_PAGE_ROWS: usize = 64;
-/// Stop a catch-up page once this many bytes of history are in memory.
-const HISTORY_PAGE_BYTES: usize = 1024 * 1024;
-/// Revisions an "all" catch-up looks up per history walk: pages of
-/// [`HISTORY_PAGE_ROWS`] are read from them.
-const ALL_WALK_REVISIONS: usize = 16 * HISTORY_PAGE_ROWS;
+/// Revisions an "all" catch-up looks up per history walk (its rows are
+/// then read a page at a time, `Outlet::next_page`).
+const ALL_WALK_REVISIONS: usize = 1024;
 /// Whole states a whole-state stream keeps while it catches up over
 /// deltas of many executions (the state each next delta applies to);
 /// beyond it the cache starts over and states are rebuilt from the history.
@@ -201,17 +196,9 @@ impl Watch {
             return Ok(());
         }
         let event = change.many_event_bytes(self.deltas);
-        // Observed as the event is handed to the connection.
-        if let Some(latency) = change.since_published() {
-            self.outlet
-                .ctx
-                .broker
-                .stats
-                .broadcast_latency
-                .observe(latency);
-        }
-        let frame = Frame::event(self.outlet.id, event.clone());
-        self.outlet.send(frame, self.last_sent).await?;
+        self.outlet
+            .send_change(change, event, self.last_sent)
+            .await?;
         self.last_sent = change.revision;
         Ok(())
     }
@@ -314,17 +301,7 @@ impl Watch {
                 return Ok(());
             }
             let mut rest = walk.as_slice();
-            while !rest.is_empty() {
-                let page = rest[..rest.len().min(HISTORY_PAGE_ROWS)].to_vec();
-                let rows = self
-                    .outlet
-                    .read(move |c| reader::rows(c, &page, HISTORY_PAGE_BYTES))
-                    .await?;
-                // Empty: pruned since the walk; the next walk sees the floor.
-                if rows.is_empty() {
-                    break;
-                }
-                rest = &rest[rows.len()..];
+            while let Some(rows) = self.outlet.next_page(&mut rest).await? {
                 for row in rows {
                     self.send_history(row).await?;
                 }

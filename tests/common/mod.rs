@@ -411,3 +411,39 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .map(|kb| kb * 1024)
         .unwrap_or(0)
 }
+
+/// Runs `stigmer --socket <d's> ARGS`, asserts it succeeded and returns its
+/// trimmed stdout (the CLI tests' one-shot commands).
+pub fn stigmer_ok(d: &Daemon, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_stigmer"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(args)
+        .output()
+        .expect("run stigmer");
+    assert!(
+        out.status.success(),
+        "stigmer {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
+}
+
+/// `stigmer executions create` of `agent` in `session`; returns its output
+/// (the new id).
+pub fn cli_create(d: &Daemon, agent: &str, session: &str) -> String {
+    let args = [
+        "executions",
+        "create",
+        "--agent",
+        agent,
+        "--session",
+        session,
+        "--message",
+        "hi",
+    ];
+    stigmer_ok(d, &args)
+}

@@ -65,6 +65,7 @@ RULES: List[Tuple[str, str]] = [
     (r"\bAsyncIterator\b", "Iterator"),
     (r"\bAsyncClient\b", "Client"),
     (r"\bAsyncSubscription\b", "Subscription"),
+    (r"\bAsyncWatcher\b", "Watcher"),
     (r"\bAsyncSocket\b", "SyncSocket"),
     (r"\bAsyncLock\b", "SyncLock"),
     (r"\bAsyncWaiters\b", "SyncWaiters"),

@@ -11,6 +11,9 @@ protocol (docs/PROTOCOL.md): length-delimited protobuf frames on a Unix socket.
   (:class:`ExecutionPhase`, :class:`MessageType`, ...) are re-exported here.
 - The delta operations a runner sends with :meth:`Client.apply`
   (:class:`Op`, :class:`AppendText`, :class:`AddMessage`, ...) are too.
+- :meth:`Client.watch` follows every execution of a session (or of the
+  machine) as :class:`WatchEvent` objects and keeps their current states in
+  :attr:`Watcher.cache`.
 - Errors are :class:`StigmerError` subclasses, one per status code.
 """
 
@@ -86,8 +89,9 @@ from ._proto.stigmer.daemon.v1.delta_pb2 import (
     ReplaceMessage,
 )
 from ._stream import DELTA, END, RESYNC, SNAPSHOT, UPDATE, Event, ReconnectPolicy
-from .aio import AsyncClient, AsyncSubscription
-from .client import DEFAULT_TIMEOUT, Client, Subscription
+from ._watch import WatchEvent, WatchEventType
+from .aio import AsyncClient, AsyncSubscription, AsyncWatcher
+from .client import DEFAULT_TIMEOUT, Client, Subscription, Watcher
 from .errors import (
     AbortedError,
     AlreadyExistsError,
@@ -158,6 +162,7 @@ __all__ = [
     "AppendToolResult",
     "AsyncClient",
     "AsyncSubscription",
+    "AsyncWatcher",
     "ApiResourceAudit",
     "ApiResourceAuditActor",
     "ApiResourceAuditInfo",
@@ -206,6 +211,9 @@ __all__ = [
     "UnavailableError",
     "UnimplementedError",
     "UnknownError",
+    "WatchEvent",
+    "WatchEventType",
+    "Watcher",
     "daemon_pb2",
     "delta_pb2",
     "default_socket_path",

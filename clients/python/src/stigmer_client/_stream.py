@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Generic, Optional, Tuple, TypeVar
 
 from . import _delta
 from ._proto.ai.stigmer.agentic.agentexecution.v1.api_pb2 import AgentExecution
@@ -177,10 +177,52 @@ class Backoff:
 YIELD = "yield"  # give it to the user
 DROP = "drop"  # already delivered (or an unknown type): ignore
 REOPEN = "reopen"  # the stream ended but can be resumed: subscribe again
-FINISH = "finish"  # give it to the user, then stop
+FINISH = "finish"  # give it to the user (when there is one), then stop
+
+#: The events a stream yields (:class:`Event`, or a watcher's ``WatchEvent``).
+E = TypeVar("E")
 
 
-class ResumeState:
+class StreamState(Generic[E]):
+    """What a stream delivered, and how to reopen it where it stands.
+
+    The clients' stream iterators (subscriptions and watchers) share their
+    connection, reconnect and backoff logic; what differs -- the request that
+    (re)opens the stream and what each received event means -- is here.
+    """
+
+    #: Whether the stream reconnects and resumes after a drop or a shutdown.
+    reconnect: bool
+    #: Whether the iteration is over.
+    done: bool
+    #: Whether the stream covers many executions (a watch): its inbox is
+    #: unbounded during an initial list (see ``aio._route``).
+    many = False
+
+    def subscribe_request(self) -> daemon_pb2.SubscribeRequest:
+        """The ``SubscribeRequest`` that (re)opens the stream where it stands."""
+        raise NotImplementedError
+
+    def process(self, event: daemon_pb2.Event) -> Tuple[str, Optional[E]]:
+        """Classify one received event: ``(action, event to deliver or None)``."""
+        raise NotImplementedError
+
+    def pending(self) -> Optional[E]:
+        """An event the client made itself, to deliver before reading the stream again."""
+        return None
+
+    def is_retryable(self, error: StigmerError) -> bool:
+        """Whether a stream error is transient: retry after a backoff (as the Rust client).
+
+        Only ``UNAVAILABLE`` is: a dropped connection, a daemon that is shutting
+        down or cannot write right now. Any other error -- an error reply, or a
+        connection error the daemon stated (``RESOURCE_EXHAUSTED`` for too many
+        connections, ``PERMISSION_DENIED``, ...) -- ends the subscription with it.
+        """
+        return self.reconnect and error.code == daemon_pb2.UNAVAILABLE
+
+
+class ResumeState(StreamState[Event]):
     """Tracks what a subscription delivered, to resume without gap or duplicate.
 
     With ``deltas`` it also holds the execution's whole state (the state at
@@ -281,13 +323,3 @@ class ResumeState:
             execution=execution,
             ops=tuple(event.ops),
         )
-
-    def is_retryable(self, error: StigmerError) -> bool:
-        """Whether a stream error is transient: retry after a backoff (as the Rust client).
-
-        Only ``UNAVAILABLE`` is: a dropped connection, a daemon that is shutting
-        down or cannot write right now. Any other error -- an error reply, or a
-        connection error the daemon stated (``RESOURCE_EXHAUSTED`` for too many
-        connections, ``PERMISSION_DENIED``, ...) -- ends the subscription with it.
-        """
-        return self.reconnect and error.code == daemon_pb2.UNAVAILABLE

@@ -12,8 +12,21 @@ import collections
 import contextlib
 import itertools
 from collections.abc import Iterator
-from types import TracebackType
-from typing import Deque, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Type
+from types import MappingProxyType, TracebackType
+from typing import (
+    Any,
+    Deque,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    Type,
+    TypeVar,
+)
 
 from . import _api, _delta
 from ._framing import (
@@ -27,7 +40,17 @@ from ._paths import check_peer, check_socket_path, default_socket_path, expected
 from ._proto.ai.stigmer.agentic.agentexecution.v1.api_pb2 import AgentExecution
 from ._proto.ai.stigmer.agentic.agentexecution.v1.status_pb2 import AgentExecutionStatus
 from ._proto.stigmer.daemon.v1 import daemon_pb2, delta_pb2
-from ._stream import DROP, FINISH, REOPEN, Backoff, Event, ReconnectPolicy, ResumeState
+from ._stream import (
+    DROP,
+    FINISH,
+    REOPEN,
+    Backoff,
+    E,
+    Event,
+    ReconnectPolicy,
+    ResumeState,
+    StreamState,
+)
 from ._texts import TextTracker
 from ._transport import (
     SyncLock,
@@ -37,6 +60,7 @@ from ._transport import (
     time_left,
     to_deadline,
 )
+from ._watch import WatchEvent, WatchState
 from .errors import (
     DeadlineExceededError,
     FailedPreconditionError,
@@ -46,7 +70,7 @@ from .errors import (
     error_from_proto,
 )
 
-__all__ = ["DEFAULT_TIMEOUT", "Client", "Subscription"]
+__all__ = ["DEFAULT_TIMEOUT", "Client", "Subscription", "Watcher"]
 
 #: Default timeout of a unary call, in seconds.
 DEFAULT_TIMEOUT = 30.0
@@ -78,13 +102,23 @@ class _Overflow(Exception):
 
 
 class _Inbox:
-    """Frames received for one request id, not yet taken by their reader."""
+    """Frames received for one request id, not yet taken by their reader.
 
-    __slots__ = ("frames", "limit", "overflowed")
+    The inbox of a many-execution stream (``many``) is unbounded while the
+    stream sends a list (``listing``: from its start without
+    ``from_revision``, or from a ``RESYNC``, to the end-of-list bookmark): a
+    list cannot be resumed part way, so overflowing it would start it over,
+    for ever with a slow reader. What it buffers is at most the list, which
+    the watcher's cache holds anyway once read.
+    """
 
-    def __init__(self, limit: Optional[int]) -> None:
+    __slots__ = ("frames", "limit", "listing", "many", "overflowed")
+
+    def __init__(self, limit: Optional[int], many: bool = False, listing: bool = False) -> None:
         self.frames: Deque[daemon_pb2.Response] = collections.deque()
         self.limit = limit
+        self.many = many
+        self.listing = listing
         self.overflowed = False
 
 
@@ -506,6 +540,61 @@ class Client:
             self, execution_id, from_revision, reconnect and self.reconnect is not None, deltas
         )
 
+    def watch(
+        self,
+        session_id: Optional[str] = None,
+        *,
+        all: bool = False,
+        from_revision: Optional[int] = None,
+        deltas: bool = True,
+        reconnect: bool = True,
+    ) -> Watcher:
+        """Watch every execution of a session, or of the machine; return an iterator of events.
+
+        Give exactly one of ``session_id`` and ``all=True`` (else
+        ``ValueError``). The iterator yields :class:`WatchEvent` objects and
+        never ends by itself (an execution ending or being deleted is just
+        another event): leave its ``with`` block, or close it, to cancel the
+        stream on the daemon.
+
+        Without ``from_revision``: a ``"snapshot"`` of every matching
+        execution, then a ``"bookmark"`` with ``initial_events_end`` (the
+        list is complete), then ``"created"``, ``"update"``, ``"delta"`` and
+        ``"deleted"`` events as they commit, in increasing revision order,
+        each once, and a ``"bookmark"`` after a quiet spell. With
+        ``from_revision=R``: every matching change after ``R``, no list.
+
+        The watcher keeps :attr:`Watcher.cache`, every execution's
+        current state by id, as its events are consumed (an informer's store,
+        as in Kubernetes' client-go); each event's ``execution`` is the whole
+        state at its revision. ``deltas=True`` (the default) has each change
+        sent as its operations, applied by the client to the state it holds,
+        as :meth:`subscribe` does; a watcher started from a ``from_revision``
+        holds nothing, so it asks for whole states (``"update"`` events) until
+        a list has filled its cache.
+
+        When the connection drops or the daemon restarts, the watcher
+        reconnects with the client's :class:`ReconnectPolicy` and resumes
+        from the revision of the last event or bookmark delivered, dropping
+        anything at or below it: no gap, no duplicate. A ``"resync"`` event
+        means "forget every execution": the cache was cleared and a new list
+        (``"snapshot"`` events, then an end-of-list bookmark) follows. The
+        daemon sends one when its history no longer reaches back to where the
+        watcher stands; the watcher yields one itself when a drop cuts an
+        initial list short, since a list cannot resume part way.
+        ``reconnect=False`` (or a client made with ``reconnect=None``) makes
+        a drop or a daemon shutdown raise
+        :class:`~stigmer_client.UnavailableError` instead.
+        """
+        return Watcher(
+            self,
+            session_id,
+            all,
+            from_revision,
+            reconnect and self.reconnect is not None,
+            deltas,
+        )
+
     # -- internals ---------------------------------------------------------
 
     def _append(
@@ -590,16 +679,20 @@ class Client:
             return conn
 
     def _send(
-        self, request: daemon_pb2.Request, buffer_limit: Optional[int]
+        self, request: daemon_pb2.Request, buffer_limit: Optional[int], *, many: bool = False
     ) -> Tuple[_Connection, int]:
-        """Connect if needed, register an inbox, send; return the connection and request id."""
+        """Connect if needed, register an inbox, send; return the connection and request id.
+
+        ``many``: the request opens a many-execution stream (see :class:`_Inbox`).
+        """
         conn = self._ensure_connected()
         request_id = next(self._ids)
         request.id = request_id
         if request.protocol_version == 0:
             request.protocol_version = PROTOCOL_VERSION
         frame = encode_request(request, self.max_frame_length)
-        conn.inboxes[request_id] = _Inbox(buffer_limit)
+        listing = many and not request.subscribe.HasField("from_revision")
+        conn.inboxes[request_id] = _Inbox(buffer_limit, many, listing)
         try:
             conn.sock.send(frame)
         except OSError as exc:
@@ -684,7 +777,15 @@ class Client:
         inbox = conn.inboxes.get(response.id)
         if inbox is None or inbox.overflowed:
             return False  # nobody waits for it (timed out, cancelled, overflowed): drop it
-        if inbox.limit is not None and len(inbox.frames) >= inbox.limit:
+        bounded = not inbox.listing
+        if inbox.many and response.WhichOneof("result") == "event":
+            event = response.event
+            if event.type == daemon_pb2.EVENT_RESYNC:
+                inbox.listing = True  # a new list follows
+                bounded = False
+            elif event.type == daemon_pb2.EVENT_BOOKMARK and event.initial_events_end:
+                inbox.listing = False
+        if bounded and inbox.limit is not None and len(inbox.frames) >= inbox.limit:
             # The reader fell behind: keep the buffered events, drop the rest
             # and cancel the stream; once the buffer has been read, the
             # subscription resumes from the daemon's history (no loss, and
@@ -706,59 +807,42 @@ class Client:
         conn.waiters.notify_all()
 
 
-class Subscription(Iterator[Event]):
-    """An iterator of a subscription's :class:`Event` objects (see :meth:`Client.subscribe`).
+_S = TypeVar("_S", bound="_StreamIterator[Any]")
 
-    Also a context manager: leaving it cancels the stream on the daemon.
+
+class _StreamIterator(Iterator[E]):
+    """What a subscription and a watcher share: open the stream, read it, resume it.
+
+    ``state`` (a :class:`~stigmer_client._stream.StreamState`) builds the
+    request that (re)opens the stream and says what each event means; this
+    class sends it, reads the stream's inbox, and reconnects with backoff.
     """
 
-    def __init__(
-        self,
-        client: Client,
-        execution_id: str,
-        from_revision: Optional[int],
-        reconnect: bool,
-        deltas: bool = True,
-    ) -> None:
-        """Prepare a subscription; it is opened when the first event is asked for."""
+    def __init__(self, client: Client, state: StreamState[E]) -> None:
+        """Prepare a stream; it is opened when the first event is asked for."""
         self._client = client
-        self._state = ResumeState(execution_id, from_revision, reconnect, deltas)
+        self._state = state
         self._backoff = Backoff(client.reconnect or ReconnectPolicy())
         self._conn: Optional[_Connection] = None
         self._id: Optional[int] = None
-
-    @property
-    def execution_id(self) -> str:
-        """The execution this subscription follows."""
-        return self._state.execution_id
-
-    @property
-    def last_revision(self) -> Optional[int]:
-        """The last revision delivered (resume from it), or the ``from_revision`` given."""
-        return self._state.last_revision
 
     @property
     def closed(self) -> bool:
         """Whether the iteration is over."""
         return self._state.done
 
-    @property
-    def deltas(self) -> bool:
-        """Whether the stream carries deltas (applied by the client to the state it holds)."""
-        return self._state.deltas
-
-    def __iter__(self) -> Subscription:
+    def __iter__(self: _S) -> _S:
         """Return self."""
         return self
 
-    def __next__(self) -> Event:
-        """Return the next event; ``StopIteration`` after the final ``end``."""
+    def __next__(self) -> E:
+        """Return the next event; ``StopIteration`` once the iteration is over."""
         event = self.next_event()
         if event is None:
             raise StopIteration
         return event
 
-    def __enter__(self) -> Subscription:
+    def __enter__(self: _S) -> _S:
         """Return self."""
         return self
 
@@ -768,7 +852,7 @@ class Subscription(Iterator[Event]):
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None:
-        """Close the subscription."""
+        """Close the stream."""
         self.close()
 
     def close(self) -> None:
@@ -786,14 +870,17 @@ class Subscription(Iterator[Event]):
         if cancel and inbox is not None and not inbox.overflowed:
             self._client._cancel_stream(conn, stream_id)
 
-    def next_event(self, timeout: _Timeout = None) -> Optional[Event]:
+    def next_event(self, timeout: _Timeout = None) -> Optional[E]:
         """Return the next event, or ``None`` when the iteration is over.
 
         Raises :class:`~stigmer_client.DeadlineExceededError` when ``timeout``
-        (seconds) passes first; the subscription stays usable.
+        (seconds) passes first; the stream stays usable.
         """
         deadline = to_deadline(timeout)
         while not self._state.done:
+            pending = self._state.pending()
+            if pending is not None:
+                return pending
             conn, stream_id = self._conn, self._id
             if conn is None or stream_id is None:
                 self._open(deadline)
@@ -850,7 +937,9 @@ class Subscription(Iterator[Event]):
         client = self._client
         request = daemon_pb2.Request(subscribe=self._state.subscribe_request())
         try:
-            self._conn, self._id = client._send(request, client.stream_buffer)
+            self._conn, self._id = client._send(
+                request, client.stream_buffer, many=self._state.many
+            )
         except ImpostorError:
             self._state.done = True  # not the daemon: retrying would not help
             raise
@@ -875,3 +964,97 @@ class Subscription(Iterator[Event]):
             sync_sleep(left)
             raise DeadlineExceededError("timed out waiting for a subscription event")
         sync_sleep(delay)
+
+
+class Subscription(_StreamIterator[Event]):
+    """An iterator of a subscription's :class:`Event` objects (see :meth:`Client.subscribe`).
+
+    Also a context manager: leaving it cancels the stream on the daemon.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        execution_id: str,
+        from_revision: Optional[int],
+        reconnect: bool,
+        deltas: bool = True,
+    ) -> None:
+        """Prepare a subscription; it is opened when the first event is asked for."""
+        self._resume = ResumeState(execution_id, from_revision, reconnect, deltas)
+        super().__init__(client, self._resume)
+
+    @property
+    def execution_id(self) -> str:
+        """The execution this subscription follows."""
+        return self._resume.execution_id
+
+    @property
+    def last_revision(self) -> Optional[int]:
+        """The last revision delivered (resume from it), or the ``from_revision`` given."""
+        return self._resume.last_revision
+
+    @property
+    def deltas(self) -> bool:
+        """Whether the stream carries deltas (applied by the client to the state it holds)."""
+        return self._resume.deltas
+
+
+class Watcher(_StreamIterator[WatchEvent]):
+    """An iterator of the :class:`WatchEvent` objects of a watch (see :meth:`Client.watch`).
+
+    It keeps :attr:`cache`, every execution's current state, as the events
+    are consumed. Also a context manager: leaving it cancels the stream on
+    the daemon.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        session_id: Optional[str],
+        all_executions: bool,
+        from_revision: Optional[int],
+        reconnect: bool,
+        deltas: bool = True,
+    ) -> None:
+        """Prepare a watcher; its stream is opened when the first event is asked for."""
+        self._watch = WatchState(session_id, all_executions, from_revision, reconnect, deltas)
+        super().__init__(client, self._watch)
+
+    @property
+    def session_id(self) -> Optional[str]:
+        """The session watched (``None`` for a watch of every execution)."""
+        return self._watch.session_id
+
+    @property
+    def cache(self) -> Mapping[str, AgentExecution]:
+        """Every execution held, by id: its state at the last event delivered (read-only).
+
+        Kept up to date as events are consumed: ``snapshot``, ``created``,
+        ``update`` and ``delta`` set an execution, ``deleted`` removes it,
+        ``resync`` clears everything. Once an initial list has ended
+        (:attr:`synced`) it is every matching execution as of
+        :attr:`last_revision`. Do not modify the executions: the next delta
+        of each applies to it.
+        """
+        return MappingProxyType(self._watch.cache)
+
+    @property
+    def revisions(self) -> Mapping[str, int]:
+        """The revision of each execution's state in :attr:`cache` (read-only)."""
+        return MappingProxyType(self._watch.revisions)
+
+    @property
+    def synced(self) -> bool:
+        """Whether :attr:`cache` holds every matching execution (an initial list ended)."""
+        return self._watch.holds_all and not self._watch.listing
+
+    @property
+    def last_revision(self) -> Optional[int]:
+        """The revision of the last change or bookmark delivered (resume from it)."""
+        return self._watch.last_revision
+
+    @property
+    def deltas(self) -> bool:
+        """Whether the watcher asks for deltas (once it holds every execution)."""
+        return self._watch.deltas
