@@ -557,3 +557,36 @@ async fn an_unknown_execution_fails_its_stream_plainly() {
     assert_eq!(ev.kind, "failure");
     assert_eq!(ev.data["code"], "NOT_FOUND");
 }
+
+#[tokio::test]
+async fn sigterm_ends_open_event_streams_and_exits() {
+    let daemon = Daemon::start(&[]);
+    let mut ui = Ui::start(&daemon);
+    let cookie = ui.sign_in().await;
+    let c = client(&daemon).await;
+    let (e, _) = c
+        .create(NewExecution::new("agent", "hi"))
+        .await
+        .expect("create");
+    let id = e.metadata.map(|m| m.id).unwrap_or_default();
+    let mut list = ui.sse("/api/watch", &cookie, None).await;
+    let mut one = ui
+        .sse(&format!("/api/executions/{id}/events"), &cookie, None)
+        .await;
+    assert_eq!(one.next().await.kind, "state");
+    let _ = list.next().await;
+    let pid = nix::unistd::Pid::from_raw(ui.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = ui.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stigmer ui still runs 5 s after SIGTERM with streams open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status:?}");
+}

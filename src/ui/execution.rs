@@ -109,7 +109,8 @@ pub(crate) async fn events(
             *over = last;
             futures::future::ready(item)
         })
-        .map(Ok::<_, Infallible>);
+        .map(Ok::<_, Infallible>)
+        .take_until(app.shutdown.clone().cancelled_owned());
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()

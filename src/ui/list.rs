@@ -344,6 +344,7 @@ pub(crate) async fn events(
         }
         _ => tab.reset(),
     }
-    let stream = futures::stream::unfold(tab, Tab::next);
+    let stream =
+        futures::stream::unfold(tab, Tab::next).take_until(app.shutdown.clone().cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

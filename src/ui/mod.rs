@@ -30,6 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use stigmer_client::Client;
+use tokio_util::sync::CancellationToken;
 
 /// Where the dashboard listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +88,10 @@ pub(crate) struct App {
     pub(crate) guard: auth::Guard,
     pub(crate) hub: Arc<list::Hub>,
     pub(crate) socket: PathBuf,
+    /// Cancelled on SIGINT or SIGTERM: the event streams end with it (a
+    /// graceful shutdown waits for every response to finish, and an event
+    /// stream never would).
+    pub(crate) shutdown: CancellationToken,
 }
 
 /// Serves the dashboard until SIGINT or SIGTERM. `client` is connected to
@@ -99,7 +104,15 @@ pub(crate) async fn serve(
 ) -> Result<(), String> {
     let token = auth::random_hex(32)?;
     let hub = list::Hub::start(client.clone());
-    let shutdown = shutdown_signal();
+    let cancel = CancellationToken::new();
+    tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            shutdown_signal().await;
+            cancel.cancel();
+        }
+    });
+    let shutdown = cancel.clone().cancelled_owned();
     match &options.listen {
         Listen::Tcp(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -114,6 +127,7 @@ pub(crate) async fn serve(
                 guard,
                 hub,
                 socket: options.socket.clone(),
+                shutdown: cancel,
             });
             let url = format!("http://{bound}/?token={token}");
             announce(&url);
@@ -147,6 +161,7 @@ pub(crate) async fn serve(
                 guard,
                 hub,
                 socket: options.socket.clone(),
+                shutdown: cancel,
             });
             announce(&format!(
                 "unix:{} (open /?token={token} through your proxy)",

@@ -114,6 +114,7 @@ function showUpdated(ms) {
 }
 
 let events = null;
+let startedOver = false;
 function open() {
   events = new EventSource(`/api/executions/${encodeURIComponent(id)}/events`);
   events.addEventListener('open', () => { conn.textContent = 'live'; conn.className = 'conn live'; });
@@ -159,6 +160,13 @@ function open() {
   events.addEventListener('failure', (e) => {
     const x = JSON.parse(e.data);
     events.close();
+    if (x.code === 'OUT_OF_RANGE' && !startedOver) {
+      // The revision this page resumed from is unknown to the daemon (a
+      // new database?): start over with the whole state, once.
+      startedOver = true;
+      open();
+      return;
+    }
     conn.textContent = 'stream failed';
     conn.className = 'conn down';
     const err = $('error');
