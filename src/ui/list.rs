@@ -243,8 +243,13 @@ async fn follow(client: Client, hub: Arc<Hub>) {
             }
             Err(e) => hub.notice(format!("cannot watch the daemon: {e}; retrying")),
         }
-        // A new watch lists everything again; tabs get a reset then.
-        hub.lock().listed = false;
+        // A new watch lists everything again (rows of executions deleted
+        // meanwhile must not linger); tabs get a reset then.
+        {
+            let mut inner = hub.lock();
+            inner.listed = false;
+            inner.rows.clear();
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
