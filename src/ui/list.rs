@@ -353,3 +353,90 @@ pub(crate) async fn events(
         futures::stream::unfold(tab, Tab::next).take_until(app.shutdown.clone().cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stigmer_client::proto::agentexecution::AgentExecution;
+    use stigmer_client::proto::apiresource::ApiResourceMetadata;
+
+    fn hub() -> Hub {
+        let (tx, _) = broadcast::channel(FANOUT);
+        Hub {
+            inner: Mutex::new(Inner::default()),
+            tx,
+        }
+    }
+
+    fn execution(id: &str) -> Arc<AgentExecution> {
+        Arc::new(AgentExecution {
+            metadata: Some(ApiResourceMetadata {
+                id: id.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn revisions(items: Option<Vec<Item>>) -> Option<Vec<u64>> {
+        items.map(|v| v.iter().map(Item::revision).collect())
+    }
+
+    #[test]
+    fn resume_replays_from_the_ring_or_asks_for_a_reset() {
+        let h = hub();
+        assert!(h.snapshot().is_none(), "no table before the list");
+        h.apply(WatchEvent::Snapshot {
+            revision: 2,
+            execution: execution("a"),
+        });
+        h.apply(WatchEvent::Bookmark {
+            revision: 5,
+            initial_events_end: true,
+        });
+        for (revision, id) in [(6, "b"), (7, "a")] {
+            h.apply(WatchEvent::Updated {
+                revision,
+                execution: execution(id),
+                ops: None,
+            });
+        }
+        h.apply(WatchEvent::Deleted {
+            revision: 8,
+            execution_id: "b".into(),
+            last_state: None,
+        });
+        assert_eq!(revisions(h.attach(Some(6)).1), Some(vec![7, 8]));
+        assert_eq!(revisions(h.attach(Some(5)).1), Some(vec![6, 7, 8]));
+        assert_eq!(revisions(h.attach(Some(8)).1), Some(vec![]));
+        assert_eq!(revisions(h.attach(Some(4)).1), None, "before the list");
+        assert_eq!(revisions(h.attach(Some(9)).1), None, "from the future");
+        assert_eq!(revisions(h.attach(None).1), None);
+        let (revision, _) = h.snapshot().expect("listed");
+        assert_eq!(revision, 8);
+        assert_eq!(h.lock().rows.len(), 1);
+    }
+
+    #[test]
+    fn the_ring_is_bounded_and_its_floor_follows() {
+        let h = hub();
+        h.apply(WatchEvent::Bookmark {
+            revision: 0,
+            initial_events_end: true,
+        });
+        let n = RING as u64 + 10;
+        for revision in 1..=n {
+            h.apply(WatchEvent::Updated {
+                revision,
+                execution: execution("a"),
+                ops: None,
+            });
+        }
+        assert_eq!(h.lock().ring.len(), RING);
+        assert_eq!(revisions(h.attach(Some(5)).1), None, "fell out of the ring");
+        assert_eq!(revisions(h.attach(Some(n - 1)).1), Some(vec![n]));
+        // A resync relists: no resume across it.
+        h.apply(WatchEvent::Resync { revision: n });
+        assert_eq!(revisions(h.attach(Some(n)).1), None);
+    }
+}
