@@ -590,3 +590,70 @@ async fn sigterm_ends_open_event_streams_and_exits() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// Tabs that stop reading do not grow the UI process: each tab's stream
+/// is bounded (the client's stream queue, then a resubscription from the
+/// last revision the tab took). Four stalled tabs are sent ~48 MB of
+/// changes (4,000 whole-status updates of 3 KiB each per execution; the
+/// states themselves stay ~3 KiB, so what could grow is only what waits
+/// for the tabs); the process grows by a third of that at most (measured:
+/// 6.8 MB with 1 KiB updates, 7.6 MB with 3 KiB ones: fixed costs such as
+/// the executions table's resume ring, not a queue following the data). A stalled tab that reads
+/// again ends on the last state.
+#[tokio::test]
+async fn stalled_tabs_do_not_grow_the_ui_process() {
+    use stigmer_client::proto::agentexecution::{AgentExecutionStatus, AgentMessage, MessageType};
+    let daemon = Daemon::start(&[]);
+    let ui = Ui::start(&daemon);
+    let cookie = ui.sign_in().await;
+    let c = client(&daemon).await;
+    let says = |i: usize| AgentExecutionStatus {
+        phase: ExecutionPhase::ExecutionInProgress as i32,
+        messages: vec![AgentMessage {
+            r#type: MessageType::MessageAi as i32,
+            content: format!("{i:08} {}", "z".repeat(3 * 1024)),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut tabs = Vec::new();
+    for _ in 0..4 {
+        let (e, _) = c
+            .create(NewExecution::new("agent", "hi"))
+            .await
+            .expect("create");
+        let id = e.metadata.map(|m| m.id).unwrap_or_default();
+        c.update_status(&id, says(0)).await.expect("update");
+        let mut tab = ui
+            .sse(&format!("/api/executions/{id}/events"), &cookie, None)
+            .await;
+        assert_eq!(tab.next().await.kind, "state");
+        tabs.push((id, tab));
+    }
+    let before = common::rss_bytes(ui.child.id());
+    const UPDATES: usize = 4000;
+    for (id, _) in &tabs {
+        for i in 1..=UPDATES {
+            c.update_status(id, says(i)).await.expect("update");
+        }
+    }
+    let after = common::rss_bytes(ui.child.id());
+    let grown = after.saturating_sub(before);
+    assert!(
+        grown < 16 * 1024 * 1024,
+        "the UI grew by {grown} bytes for ~48 MB of changes sent to stalled tabs"
+    );
+    // A stalled tab reads again and ends on the last state.
+    let last = format!("{UPDATES:08} ");
+    let (_, mut tab) = tabs.remove(0);
+    loop {
+        let ev = tab.next().await;
+        let text = match ev.kind.as_str() {
+            "state" => ev.data["status"]["messages"][0]["content"].to_string(),
+            _ => ev.data.to_string(),
+        };
+        if text.contains(&last) {
+            break;
+        }
+    }
+}
