@@ -290,6 +290,32 @@ pub fn is_terminal(execution: &AgentExecution) -> bool {
         .unwrap_or(false)
 }
 
+/// The last non-empty line of the execution's last message with text (or
+/// of its error), for one-line views (`executions watch`, `top`, the web
+/// dashboard's table).
+pub(crate) fn latest_text(e: &AgentExecution) -> &str {
+    fn last_line(text: &str) -> &str {
+        text.lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("")
+    }
+    let Some(status) = e.status.as_ref() else {
+        return "";
+    };
+    if !status.error.is_empty() {
+        return last_line(&status.error);
+    }
+    status
+        .messages
+        .iter()
+        .rev()
+        .map(|m| last_line(&m.content))
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+}
+
 /// When an execution finished: its `completed_at`, else (a terminal
 /// execution written before that stamp existed) the last status update's
 /// time; `None` while it has not finished.

@@ -114,29 +114,7 @@ pub(super) fn event_json(ev: &Event) -> Result<String, serde_json::Error> {
 
 /// The last non-empty line of the execution's last message with text (or
 /// its error), for one-line views (`executions watch`, `top`).
-pub(super) fn latest_text(e: &AgentExecution) -> &str {
-    let Some(status) = e.status.as_ref() else {
-        return "";
-    };
-    if !status.error.is_empty() {
-        return last_line(&status.error);
-    }
-    status
-        .messages
-        .iter()
-        .rev()
-        .map(|m| last_line(&m.content))
-        .find(|l| !l.is_empty())
-        .unwrap_or("")
-}
-
-fn last_line(text: &str) -> &str {
-    text.lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("")
-}
+pub(super) use crate::model::latest_text;
 
 /// One `executions watch -o json` line (without the newline): `type`,
 /// `revision`, then as the event has them `executionId`,

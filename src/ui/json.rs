@@ -46,14 +46,6 @@ fn updated(e: &AgentExecution) -> Option<&Timestamp> {
         .as_ref()
 }
 
-fn last_line(text: &str) -> &str {
-    text.lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("")
-}
-
 fn clip(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((cut, _)) => format!("{}…", &s[..cut]),
@@ -65,17 +57,7 @@ fn clip(s: &str, max: usize) -> String {
 pub(crate) fn row(e: &AgentExecution) -> Value {
     let spec = e.spec.as_ref();
     let status = e.status.as_ref();
-    let latest = status.map_or("", |s| {
-        if !s.error.is_empty() {
-            return last_line(&s.error);
-        }
-        s.messages
-            .iter()
-            .rev()
-            .map(|m| last_line(&m.content))
-            .find(|l| !l.is_empty())
-            .unwrap_or("")
-    });
+    let latest = crate::model::latest_text(e);
     json!({
         "id": id_of(e),
         "agent": spec.map_or("", |s| s.agent_id.as_str()),
