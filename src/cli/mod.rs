@@ -542,11 +542,20 @@ pub struct Ctx {
     pub color: bool,
 }
 
+/// The largest frame the CLI accepts from the daemon. The client's default
+/// (4 MiB) is the daemon's default `--max-frame-length`, but a daemon run
+/// with a larger one stores and sends whole states that large, and `get`,
+/// `subscribe` or an `append` that reads the message first must still work
+/// against it. The CLI talks only to a daemon whose uid it verified; 64 MiB
+/// still bounds what a broken one could make it hold.
+const MAX_FRAME_FROM_DAEMON: usize = 64 << 20;
+
 impl Ctx {
     /// The client settings for this invocation.
     pub fn client_config(&self) -> stigmer_client::Config {
         stigmer_client::Config {
             expected_uid: self.expected_uid,
+            max_frame_length: MAX_FRAME_FROM_DAEMON,
             ..Default::default()
         }
     }
@@ -622,12 +631,8 @@ async fn ui(
 ) -> Result<ExitCode, CliError> {
     // The dashboard's streams buffer less than the default: a stalled tab
     // is resubscribed rather than holding many events.
-    // It also accepts frames up to 64 MiB (from the daemon it verified):
-    // a daemon run with a larger --max-frame-length than the default sends
-    // whole states that large, and the page should show them.
     let config = stigmer_client::Config {
         stream_queue: 64,
-        max_frame_length: 64 << 20,
         ..ctx.client_config()
     };
     let client = executions::connect_with(&ctx, config).await?;
