@@ -432,3 +432,21 @@ async fn idle(interval: Option<std::time::Duration>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::subscribe::tests::{returned_size, MAX_STREAM_FUTURE_BYTES};
+
+    /// As for one-execution streams (`subscribe::tests`): a many-execution
+    /// stream's task took 2,240 bytes when `send_event`, awaited in its
+    /// idle loop, held a whole `Event`.
+    #[test]
+    fn an_idle_watch_task_stays_small() {
+        let size = returned_size(Watch::run);
+        assert!(
+            size <= MAX_STREAM_FUTURE_BYTES,
+            "a watch's task future is {size} bytes (at most {MAX_STREAM_FUTURE_BYTES})"
+        );
+    }
+}
