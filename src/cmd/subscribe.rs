@@ -512,17 +512,18 @@ pub(super) mod tests {
     /// leaves room for a few fields, not for another inline state.
     pub(crate) const MAX_STREAM_FUTURE_BYTES: usize = 1536;
 
-    /// The size of what `f` returns, without calling it.
-    pub(crate) fn returned_size<S, A, F>(_: impl FnOnce(S, A) -> F) -> usize {
-        std::mem::size_of::<F>()
+    /// Fails unless what `run` returns (sized without calling it) is at
+    /// most [`MAX_STREAM_FUTURE_BYTES`]; `what` names the stream.
+    pub(crate) fn assert_small_task<S, A, F>(what: &str, _run: impl FnOnce(S, A) -> F) {
+        let size = std::mem::size_of::<F>();
+        assert!(
+            size <= MAX_STREAM_FUTURE_BYTES,
+            "{what}'s task future is {size} bytes (at most {MAX_STREAM_FUTURE_BYTES})"
+        );
     }
 
     #[test]
     fn an_idle_stream_task_stays_small() {
-        let size = returned_size(Stream::run);
-        assert!(
-            size <= MAX_STREAM_FUTURE_BYTES,
-            "a subscription's task future is {size} bytes (at most {MAX_STREAM_FUTURE_BYTES})"
-        );
+        assert_small_task("a subscription", Stream::run);
     }
 }
