@@ -417,3 +417,82 @@ async fn shutdown_ends_a_watch_with_where_to_resume() {
     );
     assert_eq!(end.revision, last);
 }
+
+/// The daemon's status of its streams as a test reads it.
+async fn status(c: &mut Raw) -> stigmer_proto::daemon::DaemonStatus {
+    match c
+        .call(Cmd::Status(stigmer_proto::daemon::StatusRequest {
+            prometheus: true,
+        }))
+        .await
+        .result
+    {
+        Some(stigmer_proto::daemon::response::Result::Status(s)) => s,
+        other => panic!("expected a status, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_watches_by_scope() {
+    let d = Daemon::start(&[]);
+    let mut c = d.connect().await;
+    let (a, _) = create_in(&mut c, "s1").await;
+    create_in(&mut c, "s2").await;
+
+    // One subscription, two watches of s1, one of s2, one of everything,
+    // each open (its list read) before the status is asked.
+    let mut w = d.connect().await;
+    let sub = w.subscribe(&a, None).await;
+    w.event(sub).await;
+    for sel in [
+        Sel::Session("s1"),
+        Sel::Session("s1"),
+        Sel::Session("s2"),
+        Sel::All,
+    ] {
+        let id = watch(&mut w, sel, None, false).await;
+        initial_list(&mut w, id).await;
+    }
+    let s = status(&mut c).await;
+    assert_eq!(s.subscriptions, 5, "every stream counts as a subscription");
+    assert_eq!((s.session_watches, s.all_watches), (3, 1));
+    let by_session: BTreeMap<&str, u64> = s
+        .watches_by_session
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(by_session, BTreeMap::from([("s1", 2), ("s2", 1)]));
+    assert_eq!(s.subscriptions_by_execution.get(&a), Some(&1));
+    assert_eq!(
+        s.subscriptions_by_execution.len(),
+        1,
+        "watches are not per execution"
+    );
+    for line in [
+        "stigmer_watches{scope=\"session\"} 3",
+        "stigmer_watches{scope=\"all\"} 1",
+        "stigmer_subscribers 5",
+    ] {
+        assert!(s.prometheus.contains(line), "{line} in:\n{}", s.prometheus);
+    }
+
+    // The connection goes: its streams end and are counted out.
+    drop(w);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let s = status(&mut c).await;
+        if s.subscriptions == 0 {
+            assert_eq!((s.session_watches, s.all_watches), (0, 0));
+            assert!(s.watches_by_session.is_empty());
+            assert!(s
+                .prometheus
+                .contains("stigmer_watches{scope=\"session\"} 0"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "streams still counted 10 s after their connection closed: {s:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}

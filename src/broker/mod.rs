@@ -394,6 +394,17 @@ impl Broker {
             .collect()
     }
 
+    /// Open many-execution streams: per session id, and of every execution.
+    pub(crate) fn watches(&self) -> (Vec<(String, usize)>, usize) {
+        let topics = lock(&self.topics);
+        let sessions = topics
+            .sessions
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.len()))
+            .collect();
+        (sessions, topics.all.len())
+    }
+
     fn unsubscribe(&self, selector: &Selector, id: u64) {
         let mut topics = lock(&self.topics);
         let slots = topics.slots_mut(selector);

@@ -54,6 +54,13 @@ fn text(s: &DaemonStatus) -> String {
     line("connections", s.connections.to_string());
     line("subscriptions", s.subscriptions.to_string());
     line(
+        "  of which watches",
+        format!(
+            "{} of a session, {} of every execution",
+            s.session_watches, s.all_watches
+        ),
+    );
+    line(
         "committed",
         format!(
             "{} changes in {} transactions",
@@ -90,6 +97,14 @@ fn text(s: &DaemonStatus) -> String {
     if !s.subscriptions_by_execution.is_empty() {
         t.push_str("subscriptions by execution:\n");
         for (id, n) in &s.subscriptions_by_execution {
+            t.push_str(&format!("  {id}  {n}\n"));
+        }
+    }
+    if !s.watches_by_session.is_empty() {
+        t.push_str("watches by session:\n");
+        let mut sessions: Vec<_> = s.watches_by_session.iter().collect();
+        sessions.sort();
+        for (id, n) in sessions {
             t.push_str(&format!("  {id}  {n}\n"));
         }
     }

@@ -46,6 +46,7 @@ pub(crate) fn daemon_status(sources: &Sources, with_prometheus: bool) -> DaemonS
     let stats = &sources.connections;
     let writer = &sources.writer;
     let broker = &sources.broker;
+    let (watches_by_session, all_watches) = broker.watches();
     DaemonStatus {
         daemon_version: env!("CARGO_PKG_VERSION").to_string(),
         protocol_version: PROTOCOL_VERSION,
@@ -75,6 +76,12 @@ pub(crate) fn daemon_status(sources: &Sources, with_prometheus: bool) -> DaemonS
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
         refused_writes: writer.refused.load(Relaxed),
+        session_watches: watches_by_session.iter().map(|(_, n)| *n as u64).sum(),
+        all_watches: all_watches as u64,
+        watches_by_session: watches_by_session
+            .into_iter()
+            .map(|(id, n)| (id, n as u64))
+            .collect(),
         prometheus: if with_prometheus {
             prometheus::render(sources)
         } else {

@@ -44,8 +44,15 @@ pub(crate) fn render(sources: &Sources) -> String {
     )
     .gauge(
         "stigmer_subscribers",
-        "Subscriptions open now.",
+        "Streams open now: one-execution subscriptions and many-execution watches.",
         streams.subscriptions_open.load(Relaxed) as f64,
+    )
+    .labelled(
+        Kind::Gauge,
+        "stigmer_watches",
+        "Many-execution streams open now, by scope (one session, or every execution).",
+        "scope",
+        &watch_scopes(&sources.broker),
     )
     .counter(
         "stigmer_connections_accepted_total",
@@ -130,4 +137,11 @@ pub(crate) fn render(sources: &Sources) -> String {
         stats.slow_consumer_disconnects.load(Relaxed),
     );
     e.finish()
+}
+
+/// Open watches by scope, for `stigmer_watches`.
+fn watch_scopes(broker: &crate::broker::Broker) -> [(&'static str, u64); 2] {
+    let (sessions, all) = broker.watches();
+    let session: usize = sessions.iter().map(|(_, n)| n).sum();
+    [("session", session as u64), ("all", all as u64)]
 }

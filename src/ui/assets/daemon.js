@@ -8,6 +8,7 @@ const FIELDS = [
   ['daemonVersion', 'version'], ['uptimeSeconds', 'uptime (s)'], ['socket', 'socket'],
   ['database', 'database'], ['durability', 'durability'], ['revision', 'revision'],
   ['connections', 'connections'], ['subscriptions', 'subscriptions'],
+  ['sessionWatches', 'session watches'], ['allWatches', 'all-executions watches'],
   ['committedChanges', 'committed changes'], ['commitBatches', 'commit batches'],
   ['commitLatencyP50Us', 'commit p50 (µs)'], ['commitLatencyP99Us', 'commit p99 (µs)'],
   ['broadcastLatencyP50Us', 'broadcast p50 (µs)'], ['broadcastLatencyP99Us', 'broadcast p99 (µs)'],
