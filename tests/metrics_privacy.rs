@@ -1,8 +1,9 @@
 //! What the loopback metrics endpoint shows every local user
 //! (docs/SECURITY.md): aggregates only. With executions, sessions, agents,
-//! prompts and an open subscription in the daemon, the exposition names
-//! none of them: no execution id, no content, and no label but `reason`,
-//! `shard` and the histograms' `le`.
+//! prompts, an open subscription and an open watch of the session in the
+//! daemon, the exposition names none of them: no execution id, no session,
+//! no content, and no label but `reason`, `shard`, `scope` (one of two
+//! fixed names) and the histograms' `le`.
 
 mod common;
 
@@ -40,6 +41,15 @@ async fn metrics_carry_aggregates_only() {
     let mut watcher = d.connect().await;
     let sub = watcher.subscribe(&id, None).await;
     watcher.event(sub).await;
+    // And a watch of the session, its list read.
+    let session = common::watch::watch(
+        &mut watcher,
+        common::watch::Sel::Session("secret-session"),
+        None,
+        false,
+    )
+    .await;
+    common::watch::initial_list(&mut watcher, session).await;
 
     let body = tokio::task::spawn_blocking(move || {
         let mut http = std::net::TcpStream::connect(&addr).expect("connect");
@@ -53,8 +63,12 @@ async fn metrics_carry_aggregates_only() {
     .expect("fetch");
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     assert!(
-        body.contains("stigmer_subscribers 1"),
-        "the subscription counts: {body}"
+        body.contains("stigmer_subscribers 2"),
+        "the subscription and the watch count: {body}"
+    );
+    assert!(
+        body.contains("stigmer_watches{scope=\"session\"} 1"),
+        "the watch counts by scope only: {body}"
     );
     for secret in [id.as_str(), "aex-", "secret"] {
         assert!(!body.contains(secret), "{secret:?} in the metrics:\n{body}");
@@ -67,11 +81,17 @@ async fn metrics_carry_aggregates_only() {
             continue;
         };
         for pair in labels.0.split(',') {
-            let name = pair.split('=').next().unwrap_or("");
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             assert!(
-                ["reason", "shard", "le"].contains(&name),
+                ["reason", "shard", "le", "scope"].contains(&name),
                 "unexpected label {name:?} in {line}"
             );
+            if name == "scope" {
+                assert!(
+                    ["\"session\"", "\"all\""].contains(&value),
+                    "scope is one of two fixed names: {line}"
+                );
+            }
         }
     }
 }
