@@ -242,6 +242,12 @@ async fn client(daemon: &Daemon) -> Client {
     Client::connect(&daemon.socket).await.expect("connect")
 }
 
+/// Creates `new` and returns its id.
+async fn create(c: &Client, new: NewExecution) -> String {
+    let (e, _) = c.create(new).await.expect("create");
+    e.metadata.map(|m| m.id).unwrap_or_default()
+}
+
 #[tokio::test]
 async fn the_token_buys_an_httponly_strict_cookie_and_pages_carry_a_strict_csp() {
     let daemon = Daemon::start(&[]);
@@ -382,11 +388,7 @@ async fn foreign_hosts_and_origins_are_refused() {
     assert_eq!(r.status, 200, "{}", r.text);
     // A write needs an Origin, and it must be this server's.
     let c = client(&daemon).await;
-    let (e, _) = c
-        .create(NewExecution::new("agent", "hi"))
-        .await
-        .expect("create");
-    let id = e.metadata.map(|m| m.id).unwrap_or_default();
+    let id = create(&c, NewExecution::new("agent", "hi")).await;
     let path = format!("/api/executions/{id}/cancel");
     let host = ui.host();
     let r = ui
@@ -432,11 +434,7 @@ async fn an_execution_stream_resumes_from_last_event_id_without_gap_or_duplicate
     let ui = Ui::start(&daemon);
     let cookie = ui.sign_in().await;
     let c = client(&daemon).await;
-    let (e, _) = c
-        .create(NewExecution::new("agent", "hi"))
-        .await
-        .expect("create");
-    let id = e.metadata.map(|m| m.id).unwrap_or_default();
+    let id = create(&c, NewExecution::new("agent", "hi")).await;
     let mut off = 0;
     append(&c, &id, &mut off, "one ").await;
     let path = format!("/api/executions/{id}/events");
@@ -484,11 +482,7 @@ async fn the_executions_stream_resumes_from_last_event_id_and_shows_new_executio
     let ui = Ui::start(&daemon);
     let cookie = ui.sign_in().await;
     let c = client(&daemon).await;
-    let (e, _) = c
-        .create(NewExecution::new("agent-a", "hi").session_id("s1"))
-        .await
-        .expect("create");
-    let first_id = e.metadata.map(|m| m.id).unwrap_or_default();
+    let first_id = create(&c, NewExecution::new("agent-a", "hi").session_id("s1")).await;
 
     let mut tab = ui.sse("/api/watch", &cookie, None).await;
     // The hub may list before or after the create; either way the row comes.
@@ -505,11 +499,7 @@ async fn the_executions_stream_resumes_from_last_event_id_and_shows_new_executio
     }
     let at = seen.id.expect("an id");
 
-    let (e, _) = c
-        .create(NewExecution::new("agent-b", "hello").session_id("s2"))
-        .await
-        .expect("create");
-    let second = e.metadata.map(|m| m.id).unwrap_or_default();
+    let second = create(&c, NewExecution::new("agent-b", "hello").session_id("s2")).await;
     let ev = tab.next().await;
     assert_eq!(ev.kind, "row");
     assert_eq!(ev.data["id"], second.as_str());
@@ -544,11 +534,7 @@ async fn an_unknown_execution_fails_its_stream_plainly() {
     let ui = Ui::start(&daemon);
     let cookie = ui.sign_in().await;
     let c = client(&daemon).await;
-    let (e, _) = c
-        .create(NewExecution::new("agent", "hi"))
-        .await
-        .expect("create");
-    let id = e.metadata.map(|m| m.id).unwrap_or_default();
+    let id = create(&c, NewExecution::new("agent", "hi")).await;
     c.delete(&id).await.expect("delete");
     let mut s = ui
         .sse(&format!("/api/executions/{id}/events"), &cookie, None)
@@ -564,11 +550,7 @@ async fn sigterm_ends_open_event_streams_and_exits() {
     let mut ui = Ui::start(&daemon);
     let cookie = ui.sign_in().await;
     let c = client(&daemon).await;
-    let (e, _) = c
-        .create(NewExecution::new("agent", "hi"))
-        .await
-        .expect("create");
-    let id = e.metadata.map(|m| m.id).unwrap_or_default();
+    let id = create(&c, NewExecution::new("agent", "hi")).await;
     let mut list = ui.sse("/api/watch", &cookie, None).await;
     let mut one = ui
         .sse(&format!("/api/executions/{id}/events"), &cookie, None)
@@ -618,11 +600,7 @@ async fn stalled_tabs_do_not_grow_the_ui_process() {
     };
     let mut tabs = Vec::new();
     for _ in 0..4 {
-        let (e, _) = c
-            .create(NewExecution::new("agent", "hi"))
-            .await
-            .expect("create");
-        let id = e.metadata.map(|m| m.id).unwrap_or_default();
+        let id = create(&c, NewExecution::new("agent", "hi")).await;
         c.update_status(&id, says(0)).await.expect("update");
         let mut tab = ui
             .sse(&format!("/api/executions/{id}/events"), &cookie, None)

@@ -113,6 +113,17 @@ pub(crate) async fn serve(
         }
     });
     let shutdown = cancel.clone().cancelled_owned();
+    // The one App, once the listener (either kind) has made its guard.
+    let socket = options.socket.clone();
+    let app = move |guard| {
+        Arc::new(App {
+            client,
+            guard,
+            hub,
+            socket,
+            shutdown: cancel,
+        })
+    };
     match &options.listen {
         Listen::Tcp(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -122,13 +133,7 @@ pub(crate) async fn serve(
                 .local_addr()
                 .map_err(|e| format!("cannot read the bound address: {e}"))?;
             let guard = auth::Guard::for_tcp(token.clone(), bound, &options.allow_hosts)?;
-            let app = Arc::new(App {
-                client,
-                guard,
-                hub,
-                socket: options.socket.clone(),
-                shutdown: cancel,
-            });
+            let app = app(guard);
             let url = format!("http://{bound}/?token={token}");
             announce(&url);
             if options.open_browser {
@@ -156,13 +161,7 @@ pub(crate) async fn serve(
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
                 .map_err(|e| format!("cannot make {} private: {e}", path.display()))?;
             let guard = auth::Guard::for_unix(token.clone(), &options.allow_hosts)?;
-            let app = Arc::new(App {
-                client,
-                guard,
-                hub,
-                socket: options.socket.clone(),
-                shutdown: cancel,
-            });
+            let app = app(guard);
             announce(&format!(
                 "unix:{} (open /?token={token} through your proxy)",
                 path.display()
