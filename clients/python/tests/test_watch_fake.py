@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import pytest
 from fake import FakeConn, FakeDaemon
+from helpers import take
 
 import stigmer_client as sc
 from stigmer_client import (
@@ -24,7 +25,6 @@ from stigmer_client import (
     Op,
     ReconnectPolicy,
     UnavailableError,
-    Watcher,
     WatchEvent,
     WatchEventType,
     daemon_pb2,
@@ -92,15 +92,6 @@ def summary(events: Sequence[WatchEvent]) -> List[Tuple[str, int, str]]:
 
 def contents(cache: Dict[str, sc.AgentExecution]) -> Dict[str, str]:
     return {eid: "".join(m.content for m in e.status.messages) for eid, e in cache.items()}
-
-
-def take(watcher: Watcher, n: int) -> List[WatchEvent]:
-    events = []
-    for _ in range(n):
-        event = watcher.next_event(timeout=GUARD)
-        assert event is not None, "the watch ended"
-        events.append(event)
-    return events
 
 
 def test_watch_needs_exactly_one_selector(tmp_path: Path) -> None:

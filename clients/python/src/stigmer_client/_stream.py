@@ -297,19 +297,7 @@ class ResumeState(StreamState[Event]):
             )
         if event.revision <= self.state_revision:
             return DROP, None  # already in the state held
-        if event.prev_revision != self.state_revision:
-            raise DataLossError(
-                f"protocol error: the delta of revision {event.revision} applies to revision "
-                f"{event.prev_revision}, but the state held is at revision "
-                f"{self.state_revision}: changes were missed"
-            )
-        try:
-            _delta.apply_all(state.status, event.ops)
-        except StigmerError as error:
-            raise DataLossError(
-                f"protocol error: the delta of revision {event.revision} does not apply to "
-                f"the state at revision {self.state_revision}: {error.message}"
-            ) from None
+        apply_delta(state, event, self.state_revision, "")
         self.state_revision = event.revision
         if self.last_revision is not None and event.revision <= self.last_revision:
             return DROP, None
@@ -323,3 +311,25 @@ class ResumeState(StreamState[Event]):
             execution=execution,
             ops=tuple(event.ops),
         )
+
+
+def apply_delta(state: AgentExecution, event: daemon_pb2.Event, held: int, subject: str) -> None:
+    """Apply a ``DELTA`` event to ``state``, held at revision ``held``.
+
+    Raises DataLossError when the delta does not follow ``held`` (changes were
+    missed) or does not apply to it. ``subject`` (e.g. `` of execution X``)
+    names the execution in the message when the stream carries several.
+    """
+    if event.prev_revision != held:
+        raise DataLossError(
+            f"protocol error: the delta of revision {event.revision}{subject} applies to "
+            f"revision {event.prev_revision}, but the state held is at revision {held}: "
+            f"changes were missed"
+        )
+    try:
+        _delta.apply_all(state.status, event.ops)
+    except StigmerError as error:
+        raise DataLossError(
+            f"protocol error: the delta of revision {event.revision}{subject} does not apply "
+            f"to the state at revision {held}: {error.message}"
+        ) from None

@@ -16,11 +16,10 @@ import enum
 from dataclasses import dataclass
 from typing import Deque, Dict, Optional, Tuple
 
-from . import _delta
 from ._proto.ai.stigmer.agentic.agentexecution.v1.api_pb2 import AgentExecution
 from ._proto.stigmer.daemon.v1 import daemon_pb2, delta_pb2
-from ._stream import _RESUMABLE, DROP, FINISH, REOPEN, YIELD, StreamState
-from .errors import DataLossError, StigmerError
+from ._stream import _RESUMABLE, DROP, FINISH, REOPEN, YIELD, StreamState, apply_delta
+from .errors import DataLossError
 
 __all__ = ["WatchEvent", "WatchEventType", "WatchState"]
 
@@ -255,21 +254,7 @@ class WatchState(StreamState[WatchEvent]):
                 f"protocol error: a delta (revision {event.revision}) of execution "
                 f"{execution_id!r}, which the watcher does not hold"
             )
-        held = self.revisions[execution_id]
-        if event.prev_revision != held:
-            raise DataLossError(
-                f"protocol error: the delta of revision {event.revision} of execution "
-                f"{execution_id} applies to revision {event.prev_revision}, but the state "
-                f"held is at revision {held}: changes were missed"
-            )
-        try:
-            _delta.apply_all(state.status, event.ops)
-        except StigmerError as error:
-            raise DataLossError(
-                f"protocol error: the delta of revision {event.revision} of execution "
-                f"{execution_id} does not apply to the state at revision {held}: "
-                f"{error.message}"
-            ) from None
+        apply_delta(state, event, self.revisions[execution_id], f" of execution {execution_id}")
         self.revisions[execution_id] = event.revision
         self.last_revision = event.revision
         return YIELD, WatchEvent(
