@@ -394,15 +394,21 @@ impl Broker {
             .collect()
     }
 
-    /// Open many-execution streams: per session id, and of every execution.
-    pub(crate) fn watches(&self) -> (Vec<(String, usize)>, usize) {
+    /// Open many-execution streams: of one session (any), and of every
+    /// execution. Counts only, for the status and the metrics.
+    pub(crate) fn watch_totals(&self) -> (usize, usize) {
         let topics = lock(&self.topics);
-        let sessions = topics
+        let session = topics.sessions.values().map(|v| v.len()).sum();
+        (session, topics.all.len())
+    }
+
+    /// Open session watches per session id.
+    pub(crate) fn watches_by_session(&self) -> Vec<(String, usize)> {
+        lock(&self.topics)
             .sessions
             .iter()
             .map(|(k, v)| (k.to_string(), v.len()))
-            .collect();
-        (sessions, topics.all.len())
+            .collect()
     }
 
     fn unsubscribe(&self, selector: &Selector, id: u64) {

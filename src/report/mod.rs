@@ -46,7 +46,9 @@ pub(crate) fn daemon_status(sources: &Sources, with_prometheus: bool) -> DaemonS
     let stats = &sources.connections;
     let writer = &sources.writer;
     let broker = &sources.broker;
-    let (watches_by_session, all_watches) = broker.watches();
+    // The map and its total from one read, so that they agree.
+    let watches_by_session = broker.watches_by_session();
+    let (_, all_watches) = broker.watch_totals();
     DaemonStatus {
         daemon_version: env!("CARGO_PKG_VERSION").to_string(),
         protocol_version: PROTOCOL_VERSION,

@@ -141,7 +141,6 @@ pub(crate) fn render(sources: &Sources) -> String {
 
 /// Open watches by scope, for `stigmer_watches`.
 fn watch_scopes(broker: &crate::broker::Broker) -> [(&'static str, u64); 2] {
-    let (sessions, all) = broker.watches();
-    let session: usize = sessions.iter().map(|(_, n)| n).sum();
+    let (session, all) = broker.watch_totals();
     [("session", session as u64), ("all", all as u64)]
 }
