@@ -12,6 +12,7 @@
 
 mod etcd;
 mod nats;
+mod pace;
 mod peers;
 mod procs;
 mod redis;
@@ -69,7 +70,7 @@ struct Args {
 const USAGE: &str = "usage: stigmer-bench --stigmer BIN --redis-socket PATH --dir TMPDIR \
 [--floor BIN] [--nats 127.0.0.1:PORT --nats-pid PID] [--etcd 127.0.0.1:PORT --etcd-pid PID] [--out bench-results.json] [--rounds 3] [--latency-updates 10000] [--seconds 5] \
 [--writers 32] [--subscribers 1000] [--idle 10000] [--status-bytes 1024] \
-[--transcript-runners 32] [--transcript-tokens 8000] [--transcript-every 10] [--transcript-rate 250] \
+[--transcript-runners 32] [--transcript-tokens 8000] [--transcript-every 10] [--transcript-rate 250] [--transcript-pacing tick|exact] \
 [--watch-rate 100] [--only latency,throughput,fanout,idle,full,transcript,watch_all]";
 
 fn parse_args() -> Result<Args, String> {
@@ -98,6 +99,7 @@ fn parse_args() -> Result<Args, String> {
             // 4 ms between a runner's tokens, the runners spread over them
             // (transcript::runner_start): about 8 send in each millisecond.
             rate: 250.0,
+            exact: false,
         },
         // 3,200 updates/s in all (each execution ~3 a second), 35,200
         // deliveries/s: well under what either side can do on 2 vCPUs, so
@@ -141,6 +143,13 @@ fn parse_args() -> Result<Args, String> {
                 let v = value()?;
                 let rate: f64 = v.parse().map_err(|e| format!("{v}: {e}"))?;
                 args.transcript.rate = rate.max(0.0);
+            }
+            "--transcript-pacing" => {
+                args.transcript.exact = match value()?.as_str() {
+                    "tick" => false,
+                    "exact" => true,
+                    other => return Err(format!("--transcript-pacing {other}: tick or exact")),
+                }
             }
             "--watch-rate" => {
                 let v = value()?;

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use super::{
     gather, idle_share, join, pace, recv_timed, runner_start, Counters, Disk, Files, Held, Mode,
-    Seen, Settings, Times, Tokens, CHECKPOINT_WAIT, SETTLE, SUB_ID,
+    Pacer, Seen, Settings, Times, Tokens, CHECKPOINT_WAIT, SETTLE, SUB_ID,
 };
 use crate::procs;
 use crate::stig::{self, Frame};
@@ -269,8 +269,9 @@ pub(super) async fn upstream_runner(
     let mut updates = stig::StatusUpdates::new(&execution);
     let (mut id, mut first) = (2u64, 0usize);
     let n = tokens.len();
+    let mut pacer = Pacer::new()?;
     for i in 0..n {
-        pace(start, i, s.rate).await;
+        pace(&mut pacer, start, i, &s).await?;
         times.produced[i].store(times.now(), Ordering::Relaxed);
         updates.push(tokens.text[i]);
         if (i + 1) % s.every != 0 && i + 1 != n {
@@ -303,8 +304,9 @@ pub(super) async fn append_runner(
 ) -> io::Result<u64> {
     let mut appends = stig::Appends::new(&execution);
     let mut id = 2u64;
+    let mut pacer = Pacer::new()?;
     for i in 0..tokens.len() {
-        pace(start, i, s.rate).await;
+        pace(&mut pacer, start, i, &s).await?;
         let now = times.now();
         times.produced[i].store(now, Ordering::Relaxed);
         times.sent[i].store(now, Ordering::Relaxed);

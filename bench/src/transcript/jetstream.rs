@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 
 use super::daemon::quarter_marks;
 use super::{
-    gather, idle_share, join, pace, runner_start, Counters, Disk, Files, Held, Mode, Seen,
+    gather, idle_share, join, pace, runner_start, Counters, Disk, Files, Held, Mode, Pacer, Seen,
     Settings, Times, Tokens, CHECKPOINT_WAIT, STALL,
 };
 use crate::nats;
@@ -213,8 +213,9 @@ async fn status_runner(
     let mut payload = Vec::new();
     let (mut requests, mut first) = (0u64, 0usize);
     let n = tokens.len();
+    let mut pacer = Pacer::new()?;
     for i in 0..n {
-        pace(start, i, s.rate).await;
+        pace(&mut pacer, start, i, &s).await?;
         times.produced[i].store(times.now(), Ordering::Relaxed);
         status.messages[0].content.push_str(tokens.text[i]);
         if (i + 1) % s.every != 0 && i + 1 != n {
@@ -272,8 +273,9 @@ async fn token_runner(
     start: tokio::time::Instant,
     s: Settings,
 ) -> io::Result<u64> {
+    let mut pacer = Pacer::new()?;
     for i in 0..tokens.len() {
-        pace(start, i, s.rate).await;
+        pace(&mut pacer, start, i, &s).await?;
         let now = times.now();
         times.produced[i].store(now, Ordering::Relaxed);
         times.sent[i].store(now, Ordering::Relaxed);

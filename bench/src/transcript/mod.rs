@@ -54,6 +54,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 
+use crate::pace::Pacer;
 use crate::procs;
 use crate::scenarios::{latency_of, Latency};
 use crate::wire::{invalid, AsyncConn, Parse};
@@ -80,6 +81,11 @@ pub struct Settings {
     pub every: usize,
     /// Tokens per second per runner; 0: as fast as acknowledgements allow.
     pub rate: f64,
+    /// `--transcript-pacing exact`: each token leaves at its own due time
+    /// (`crate::pace`), so the runners' tokens stay spread; otherwise
+    /// (`tick`, the default) tokio's millisecond timer sends the runners due
+    /// within a millisecond together.
+    pub exact: bool,
 }
 
 impl Settings {
@@ -352,11 +358,25 @@ pub(super) async fn recv_timed<P: Parse, S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Waits until token `i` is due (runner start `start`, `rate` per second).
-pub(super) async fn pace(start: tokio::time::Instant, i: usize, rate: f64) {
-    if rate > 0.0 {
-        tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
+/// Waits until token `i` is due (runner start `start`, `s.rate` per
+/// second): on the runner's own timer with `--transcript-pacing exact`
+/// (`crate::pace`, to the microsecond), else on tokio's (the next whole
+/// millisecond).
+pub(super) async fn pace(
+    pacer: &mut Pacer,
+    start: tokio::time::Instant,
+    i: usize,
+    s: &Settings,
+) -> io::Result<()> {
+    if s.rate > 0.0 {
+        let due = start + Duration::from_secs_f64(i as f64 / s.rate);
+        if s.exact {
+            pacer.until(due).await?;
+        } else {
+            tokio::time::sleep_until(due).await;
+        }
     }
+    Ok(())
 }
 
 /// Runner `r`'s start: the runners' first tokens spread over one token

@@ -14,8 +14,8 @@ use stigmer_proto::agentexecution::{AgentExecutionStatus, ExecutionPhase};
 use tokio::task::JoinSet;
 
 use super::{
-    gather, idle_share, join, pace, recv_timed, runner_start, Counters, Held, Mode, Seen, Settings,
-    Times, Tokens,
+    gather, idle_share, join, pace, recv_timed, runner_start, Counters, Held, Mode, Pacer, Seen,
+    Settings, Times, Tokens,
 };
 use crate::redis::{self, Resp, Value};
 use crate::scenarios::HISTORY_RETENTION;
@@ -163,8 +163,9 @@ pub(super) async fn xadd_runner(
     let mut out = Vec::new();
     let (mut requests, mut first) = (0u64, 0usize);
     let n = tokens.len();
+    let mut pacer = Pacer::new()?;
     for i in 0..n {
-        pace(start, i, s.rate).await;
+        pace(&mut pacer, start, i, &s).await?;
         times.produced[i].store(times.now(), Ordering::Relaxed);
         status.messages[0].content.push_str(tokens.text[i]);
         if (i + 1) % s.every != 0 && i + 1 != n {
@@ -241,8 +242,9 @@ pub(super) async fn publish_runner(
     start: tokio::time::Instant,
     s: Settings,
 ) -> io::Result<u64> {
+    let mut pacer = Pacer::new()?;
     for i in 0..tokens.len() {
-        pace(start, i, s.rate).await;
+        pace(&mut pacer, start, i, &s).await?;
         let publish = redis::command(&[b"PUBLISH", channel.as_bytes(), tokens.text[i].as_bytes()]);
         let now = times.now();
         times.produced[i].store(now, Ordering::Relaxed);

@@ -17,6 +17,7 @@ pub(crate) fn transcript_json(args: &Args, rounds: &[Round]) -> Value {
         "tokens_per_runner": t.tokens,
         "every": t.every,
         "rate_per_runner": t.rate,
+        "pacing": if t.exact { "exact" } else { "tick" },
         "message_bytes": message,
         "history_retention": t.revisions().max(scenarios::HISTORY_RETENTION as u64),
         "stigmer": {
@@ -197,7 +198,10 @@ pub(crate) fn transcript_rows(v: &Value, out: &mut String) {
     let mb = 1e6;
     let kb = 1e3;
     let rate = f("/transcript/rate_per_runner");
-    let pace = if rate > 0.0 {
+    let exact = v.pointer("/transcript/pacing").and_then(Value::as_str) == Some("exact");
+    let pace = if rate > 0.0 && exact {
+        format!("{rate:.0} tokens/s each, paced exactly")
+    } else if rate > 0.0 {
         format!("{rate:.0} tokens/s each")
     } else {
         "closed loop".to_string()
