@@ -398,28 +398,42 @@ fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<
                         IDLE_EXECUTIONS,
                     ))?;
                 }
+                // Each peer fresh, as each daemon is (procs::Server).
                 1 => {
+                    let redis = procs::Server::redis(&args.dir, &format!("r{r}-idle-redis"))?;
                     round.idle_redis = rt.block_on(scenarios::idle_redis(
-                        rs,
-                        redis_pid,
+                        &redis.socket,
+                        redis.pid(),
                         args.idle,
                         IDLE_EXECUTIONS,
                     ))?;
                 }
                 2 => {
-                    let Some(p) = args.nats else { continue };
+                    if args.nats.is_none() {
+                        continue;
+                    }
+                    let nats = procs::Server::nats(&args.dir, &format!("r{r}-idle-nats"))?;
                     round.idle_nats = rt.block_on(peers::idle_nats(
-                        p.addr,
-                        p.pid,
+                        nats.addr
+                            .ok_or_else(|| io::Error::other("nats-server: no address"))?,
+                        nats.pid(),
                         args.idle,
                         IDLE_EXECUTIONS,
                         &tag,
                     ))?;
                 }
                 _ => {
-                    let Some(p) = args.etcd else { continue };
-                    round.idle_etcd =
-                        rt.block_on(peers::idle_etcd(p.addr, p.pid, args.idle, IDLE_EXECUTIONS))?;
+                    if args.etcd.is_none() {
+                        continue;
+                    }
+                    let etcd = procs::Server::etcd(&args.dir, &format!("r{r}-idle-etcd"))?;
+                    round.idle_etcd = rt.block_on(peers::idle_etcd(
+                        etcd.addr
+                            .ok_or_else(|| io::Error::other("etcd: no address"))?,
+                        etcd.pid(),
+                        args.idle,
+                        IDLE_EXECUTIONS,
+                    ))?;
                 }
             }
         }

@@ -62,14 +62,7 @@ impl Daemon {
             )
             .stdin(Stdio::null())
             .spawn()?;
-        // Recorded so that scripts/bench's trap can stop it if we die first.
-        if let Ok(mut f) = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("daemon.pids"))
-        {
-            let _ = writeln!(f, "{}", child.id());
-        }
+        record_pid(dir, &child);
         let mut daemon = Daemon { child, socket, db };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -96,19 +89,7 @@ impl Daemon {
 
     /// SIGTERM, wait (bounded), then SIGKILL.
     pub fn stop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_child(&mut self.child);
     }
 }
 
@@ -116,6 +97,183 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// SIGTERM, wait (bounded), then SIGKILL.
+fn stop_child(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A peer server (Redis, nats-server, etcd) started fresh for one
+/// measurement and stopped on drop, as each daemon is.
+///
+/// Why: the idle scenario reads a server's RSS growth while 10,000
+/// subscriptions are open. On the long-lived servers `scripts/bench`
+/// starts, the earlier scenarios (1,000 fan-out subscribers) and rounds
+/// have already grown the heap, which Go's runtime and Redis's allocator
+/// keep: later rounds reused it and measured less (JetStream 611.7, 128.4,
+/// then 0.0 MiB in three rounds), while every daemon started fresh.
+pub struct Server {
+    child: Child,
+    /// Redis's Unix socket (empty for the TCP servers).
+    pub socket: PathBuf,
+    /// The loopback address of nats-server and etcd (None for Redis).
+    pub addr: Option<std::net::SocketAddr>,
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `redis-server` on `<dir>/<name>.sock`, without persistence, as
+    /// `scripts/bench` starts its own.
+    pub fn redis(dir: &Path, name: &str) -> io::Result<Server> {
+        let socket = dir.join(format!("{name}.sock"));
+        let data = dir.join(name);
+        std::fs::create_dir_all(&data)?;
+        let mut child = Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&socket)
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--maxclients", "12000", "--dir"])
+            .arg(&data)
+            .args(["--logfile", "", "--daemonize", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()?;
+        record_pid(dir, &child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while crate::scenarios::redis_pid(&socket).is_err() {
+            if let Some(status) = child.try_wait()? {
+                return Err(io::Error::other(format!("redis-server exited: {status}")));
+            }
+            if Instant::now() > deadline {
+                stop_child(&mut child);
+                return Err(io::Error::other("redis-server did not start in time"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Server {
+            child,
+            socket,
+            addr: None,
+        })
+    }
+
+    /// `nats-server -js` with its store in `<dir>/<name>`, on a free
+    /// loopback port.
+    pub fn nats(dir: &Path, name: &str) -> io::Result<Server> {
+        let port = free_port()?;
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.join(name))
+            .arg("-l")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .spawn()?;
+        Server::when_logged(dir, child, &log, "Server is ready", port)
+    }
+
+    /// A one-member etcd with its defaults and data in `<dir>/<name>`, on
+    /// free loopback ports.
+    pub fn etcd(dir: &Path, name: &str) -> io::Result<Server> {
+        let (port, peer) = (free_port()?, free_port()?);
+        let log = dir.join(format!("{name}.log"));
+        let (client_url, peer_url) = (
+            format!("http://127.0.0.1:{port}"),
+            format!("http://127.0.0.1:{peer}"),
+        );
+        // etcd 3.4 logs to stderr; one file description shared by both
+        // streams, appending.
+        let out = OpenOptions::new().create(true).append(true).open(&log)?;
+        let child = Command::new("etcd")
+            .args(["--name", name, "--data-dir"])
+            .arg(dir.join(name))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("{name}={peer_url}")])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()?;
+        Server::when_logged(dir, child, &log, "ready to serve client requests", port)
+    }
+
+    /// Waits until `log` says `ready` (as `scripts/bench` does).
+    fn when_logged(
+        dir: &Path,
+        mut child: Child,
+        log: &Path,
+        ready: &str,
+        port: u16,
+    ) -> io::Result<Server> {
+        record_pid(dir, &child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if std::fs::read_to_string(log).is_ok_and(|l| l.contains(ready)) {
+                return Ok(Server {
+                    child,
+                    socket: PathBuf::new(),
+                    addr: Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+                });
+            }
+            if let Some(status) = child.try_wait()? {
+                return Err(io::Error::other(format!("{log:?}: exited: {status}")));
+            }
+            if Instant::now() > deadline {
+                stop_child(&mut child);
+                return Err(io::Error::other(format!("{log:?}: not ready in time")));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+/// Recorded so that scripts/bench's trap can stop it if we die first.
+fn record_pid(dir: &Path, child: &Child) {
+    if let Ok(mut f) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("daemon.pids"))
+    {
+        let _ = writeln!(f, "{}", child.id());
+    }
+}
+
+/// A loopback port free a moment ago (the kernel's pick for port 0).
+fn free_port() -> io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Resident set size of a process, in bytes (VmRSS).
