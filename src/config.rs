@@ -83,6 +83,28 @@ pub(crate) fn worker_threads(requested: usize, cpus: usize) -> usize {
     }
 }
 
+/// Default `--max-reads`: 0, which [`max_reads`] turns into twice the
+/// CPUs, between 4 and 32.
+pub(crate) const DEFAULT_MAX_READS: usize = 0;
+
+/// The SQLite reads (gets, list pages, a stream's list and catch-up) that
+/// may run at once for `--max-reads requested` on `cpus` CPUs: `requested`,
+/// or for 0 twice the CPUs, at least 4 and at most 32. Each running read
+/// holds a thread of tokio's blocking pool and a read connection (three
+/// file descriptors: the database, its WAL and the shared-memory index,
+/// and a page cache of up to 2 MiB); without a bound, 200 clients listing
+/// at once took the daemon to 193 threads and 535 descriptors (session 11). Reads are
+/// CPU work on cached pages, so more than about two per CPU only queue in
+/// the kernel instead of here; the extra one per CPU covers a read waiting
+/// on the disk.
+pub(crate) fn max_reads(requested: usize, cpus: usize) -> usize {
+    if requested > 0 {
+        requested
+    } else {
+        cpus.saturating_mul(2).clamp(4, 32)
+    }
+}
+
 /// How the database syncs commits (`PRAGMA synchronous`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Durability {
@@ -126,6 +148,12 @@ pub struct DaemonArgs {
     /// Frames queued per connection waiting for the socket.
     #[arg(long, default_value_t = DEFAULT_CONNECTION_QUEUE)]
     pub(crate) connection_queue: usize,
+
+    /// Most SQLite reads running at once (gets, list pages, streams'
+    /// lists and catch-up); more wait their turn. Each holds a thread and
+    /// a read connection (0: twice the CPUs, between 4 and 32).
+    #[arg(long, default_value_t = DEFAULT_MAX_READS)]
+    pub(crate) max_reads: usize,
 
     /// Updates queued for the writer thread.
     #[arg(long, default_value_t = DEFAULT_WRITER_QUEUE)]
@@ -250,5 +278,15 @@ mod tests {
         // An explicit count is kept, even above the CPUs.
         assert_eq!(worker_threads(3, 2), 3);
         assert_eq!(worker_threads(1, 8), 1);
+    }
+
+    #[test]
+    fn reads_are_twice_the_cpus_between_4_and_32() {
+        assert_eq!(max_reads(0, 1), 4);
+        assert_eq!(max_reads(0, 2), 4);
+        assert_eq!(max_reads(0, 6), 12);
+        assert_eq!(max_reads(0, 64), 32);
+        assert_eq!(max_reads(0, usize::MAX), 32);
+        assert_eq!(max_reads(1, 64), 1);
     }
 }

@@ -269,6 +269,12 @@ impl Daemon {
                 .map_err(|e| format!("cannot start the connection workers: {e}"))?;
         let shard_handles = shards.handles();
         let shard_count = shard_handles.len();
+        // One pool for every read of the daemon, so --max-reads bounds them
+        // all (the retention sweep's too).
+        let reader = Reader::new(
+            db_path.clone(),
+            crate::config::max_reads(args.max_reads, cpus),
+        );
         let shutdown = CancellationToken::new();
         let connections = Arc::new(ConnectionStats::with_shards(shard_count));
         let streams = Arc::new(StreamStats::default());
@@ -293,7 +299,7 @@ impl Daemon {
         });
         let context = Arc::new(Context {
             writer: running.writer.clone(),
-            reader: Reader::new(db_path.clone()),
+            reader: reader.clone(),
             broker,
             revisions: running.revisions.clone(),
             stream_stats: streams,
@@ -333,7 +339,7 @@ impl Daemon {
         if let Some(keep) = args.keep_finished {
             tracker.spawn(crate::retention::run(
                 keep,
-                Reader::new(db_path.clone()),
+                reader,
                 running.writer.clone(),
                 shared.shutdown.clone(),
             ));

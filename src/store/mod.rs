@@ -7,8 +7,10 @@
 //! - [`cache`]: the writer thread's cache of the latest states it wrote.
 //! - [`prune`]: keeps the history within `--history-retention`.
 //! - [`checkpoint`]: the thread that folds the WAL back beside the writer.
-//! - [`reader`]: a small pool of read-only connections used from
-//!   `spawn_blocking`, and the queries `get`, `list` and streams run.
+//! - [`reader`]: the queries `get`, `list` and streams run, each on a
+//!   read-only connection.
+//! - [`read_pool`]: the threads that run them for async code, at most
+//!   `--max-reads` at once.
 //! - [`selection`]: the reads of many-execution streams (a list at one
 //!   revision, a selection's history after a revision).
 //! - [`schema`]: tables and migrations (versioned with `user_version`).
@@ -18,6 +20,7 @@ pub(crate) mod cache;
 pub(crate) mod checkpoint;
 pub(crate) mod lock;
 pub(crate) mod prune;
+pub(crate) mod read_pool;
 pub(crate) mod reader;
 pub(crate) mod schema;
 pub(crate) mod selection;
@@ -33,7 +36,7 @@ use crate::model::Revisions;
 use crate::protocol::ApiError;
 
 pub(crate) use lock::{lock_database, DbLock};
-pub(crate) use reader::Reader;
+pub(crate) use read_pool::Reader;
 pub(crate) use txn::{Immediate, Txn};
 
 /// The writer connection's page cache, in KiB (see [`open_write_connection`]).

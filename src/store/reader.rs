@@ -1,13 +1,11 @@
-//! Read connections. Reads never touch the writer's connection: WAL lets them
-//! run beside the writer and see the last committed state. They run on
-//! tokio's blocking pool (`spawn_blocking`), each on a pooled read-only
-//! connection, so a slow query never stalls an async worker.
-
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+//! The reads: `get`, `list`, a state at a revision and the history after
+//! one, each a function of a read-only connection. They never touch the
+//! writer's connection: WAL lets them run beside the writer and see the last
+//! committed state. Async code runs them through the read pool
+//! ([`super::read_pool::Reader`]), in one snapshot each ([`snapshot`]).
 
 use prost::Message;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use stigmer_proto::agentexecution::AgentExecution;
 use stigmer_proto::daemon::{Delta, Op};
 
@@ -15,22 +13,6 @@ use super::txn::Chain;
 pub(crate) use super::txn::Stored;
 use crate::model::ChangeKind;
 use crate::protocol::ApiError;
-
-/// Read connections kept open between reads. More reads than this at once
-/// open extra connections that are closed afterwards; 4 covers the two cores
-/// of a typical host twice over.
-const POOLED_CONNECTIONS: usize = 4;
-
-/// A pool of read-only connections.
-#[derive(Clone)]
-pub(crate) struct Reader {
-    inner: Arc<ReaderInner>,
-}
-
-struct ReaderInner {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
-}
 
 /// One row of history.
 #[derive(Debug)]
@@ -61,66 +43,6 @@ pub(crate) struct ListQuery {
     /// first is always returned): a page must fit in one reply frame, and
     /// its memory is bounded whatever the states' sizes.
     pub(crate) max_bytes: usize,
-}
-
-impl Reader {
-    /// A pool for the database at `path` (which must already exist).
-    pub(crate) fn new(path: PathBuf) -> Self {
-        Self {
-            inner: Arc::new(ReaderInner {
-                path,
-                idle: Mutex::new(Vec::new()),
-            }),
-        }
-    }
-
-    /// Runs `f` on a read connection on the blocking pool, in one read
-    /// transaction: everything `f` reads comes from one snapshot, so a new
-    /// base committed meanwhile (which releases the old chain) cannot tear
-    /// a read that follows a chain, and a floor and a chain read together
-    /// agree.
-    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
-    {
-        let inner = self.inner.clone();
-        // Waits for a blocking-pool thread and the query; fails only if the
-        // closure panicked (a bug), which becomes INTERNAL, not a crash.
-        tokio::task::spawn_blocking(move || inner.with_connection(f))
-            .await
-            .map_err(|e| ApiError::internal(format!("read task failed: {e}")))?
-    }
-}
-
-impl ReaderInner {
-    fn with_connection<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
-        let pooled = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => open_read(&self.path)?,
-        };
-        let result = snapshot(&conn, f);
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < POOLED_CONNECTIONS {
-                idle.push(conn);
-            }
-        }
-        result
-    }
-}
-
-fn open_read(path: &std::path::Path) -> Result<Connection, ApiError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    // A reader may meet the writer mid-checkpoint; wait briefly, not fail.
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    Ok(conn)
 }
 
 /// The latest state of one execution: its base (the history row
@@ -231,7 +153,7 @@ fn apply_deltas(
 
 /// Runs `f` in a read transaction (one consistent snapshot of the
 /// database), unless `conn` is already in one.
-fn snapshot<T>(
+pub(super) fn snapshot<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
