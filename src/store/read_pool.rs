@@ -165,10 +165,17 @@ fn spawn(
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .recv();
                 idle.fetch_sub(1, Ordering::AcqRel);
-                match job {
-                    Ok(job) => job(&mut slot),
+                let Ok(job) = job else {
                     // Every sender is gone: the pool was dropped.
-                    Err(_) => return,
+                    return;
+                };
+                // A panic in a read (a bug) must not take the thread with
+                // it: the pool would shrink until reads hang. The read's
+                // caller gets INTERNAL (its answer is dropped), and the
+                // connection, which may be mid-transaction, is replaced.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut slot)));
+                if ran.is_err() {
+                    slot = None;
                 }
             }
         })
@@ -279,6 +286,20 @@ mod tests {
         assert!(!second.is_finished(), "a second read ran beside the first");
         release.send(()).expect("release");
         assert_eq!(second.await.expect("join").expect("read"), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_that_panics_is_internal_and_the_pool_goes_on() {
+        let (_dir, reader) = reader(1);
+        for _ in 0..3 {
+            let err = reader
+                .run(|_| -> Result<(), ApiError> { panic!("a bug in a read") })
+                .await
+                .expect_err("a panicked read");
+            assert_eq!(err.code, crate::protocol::Code::Internal);
+        }
+        assert_eq!(reader.run(|_| Ok(7)).await.expect("read"), 7);
+        assert_eq!(reader.inner.threads.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
