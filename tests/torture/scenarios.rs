@@ -1,0 +1,237 @@
+//! The torture runs proper: the whole workload (writers, the ender,
+//! subscribers of every kind, and in the crash runs the killer) against
+//! one daemon, then every check of `torture_support` on what it recorded.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::common;
+use crate::crash::{check_files, killer};
+use crate::torture_support::*;
+use crate::ALL_HISTORY;
+
+struct Scenario {
+    name: &'static str,
+    args: Vec<&'static str>,
+    config: Config,
+    crash: bool,
+    /// The final replay from revision 0 is complete (retention not reached).
+    replayable: bool,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_guarantees_under_load() {
+    run(Scenario {
+        name: "load",
+        args: vec![
+            "--history-retention",
+            ALL_HISTORY,
+            "--subscriber-queue",
+            "8",
+            // Small enough that stalled readers fill their connection's
+            // queue, so their streams overflow and catch up from history.
+            "--connection-queue",
+            "16",
+        ],
+        config: Config::from_env(1500, 0),
+        crash: false,
+        replayable: true,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_guarantees_with_resync_beyond_retention() {
+    let mut config = Config::from_env(1200, 0);
+    config.allow_resync = true;
+    run(Scenario {
+        name: "resync",
+        args: vec![
+            "--history-retention",
+            "32",
+            "--subscriber-queue",
+            "2",
+            "--connection-queue",
+            "4",
+        ],
+        config,
+        crash: false,
+        replayable: false,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_durability_normal() {
+    run(Scenario {
+        name: "sigkill-normal",
+        args: vec!["--history-retention", ALL_HISTORY, "--durability", "normal"],
+        config: Config::from_env(300, 20),
+        crash: true,
+        replayable: true,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_durability_full() {
+    run(Scenario {
+        name: "sigkill-full",
+        args: vec!["--history-retention", ALL_HISTORY, "--durability", "full"],
+        config: Config::from_env(150, 5),
+        crash: true,
+        replayable: true,
+    })
+    .await;
+}
+
+async fn run(scenario: Scenario) {
+    let cfg = scenario.config.clone();
+    let started = Instant::now();
+    eprintln!(
+        "torture {}: seed {} (TORTURE_SEED={} replays its choices), {cfg:?}",
+        scenario.name, cfg.seed, cfg.seed
+    );
+    let daemon = common::Daemon::start(&scenario.args);
+    let db = daemon.db.clone();
+    let shared = Shared::new(daemon.socket.clone());
+    let mut rng = Rng::new(cfg.seed);
+
+    let every = (cfg.updates / (cfg.executions as u64 * 3)).max(5);
+    let ender = tokio::spawn(ender(shared.clone(), cfg.executions, every, rng.fork()));
+    let writers: Vec<_> = (0..cfg.writers)
+        .map(|w| tokio::spawn(writer(shared.clone(), w, rng.fork())))
+        .collect();
+    let subscribers: Vec<_> = (0..cfg.subscribers)
+        .map(|s| tokio::spawn(subscriber(shared.clone(), s, rng.fork(), cfg.max_stall)))
+        .collect();
+
+    let mut violations = Vec::new();
+    let mut daemon = if scenario.crash {
+        let (daemon, kill_violations) =
+            killer(shared.clone(), daemon, db.clone(), cfg.kills, rng.fork()).await;
+        violations.extend(kill_violations);
+        daemon
+    } else {
+        daemon
+    };
+    // The workload runs until enough writes were acknowledged.
+    let mut acked = shared.acked.subscribe();
+    let _ = acked.wait_for(|n| *n >= cfg.updates).await;
+    shared.stop_writing.store(true, Ordering::Release);
+    shared.acked.send_modify(|_| {});
+    for w in writers {
+        w.await.expect("writer");
+    }
+    ender.await.expect("ender");
+    // Every execution ever created ends, so every stream must end.
+    let ids = shared.record.lock().expect("record").unconfirmed.clone();
+    shared.record.lock().expect("record").live = ids.clone();
+    finish_all(&shared).await;
+    shared.done.store(true, Ordering::Release);
+    let mut logs = Vec::new();
+    for s in subscribers {
+        logs.push(s.await.expect("subscriber"));
+    }
+
+    // The committed history: the acknowledgements, and the daemon's replay
+    // (whole states, and again as deltas rebuilt from the history).
+    let record = std::mem::take(&mut *shared.record.lock().expect("record"));
+    let mut replayed_deltas = 0;
+    let mut unresolved = 0;
+    let history = if scenario.replayable {
+        let (replayed, replay_violations) = replay(&daemon.socket, &ids, &record).await;
+        violations.extend(replay_violations);
+        violations.extend(check_history(&record, &replayed, !scenario.crash));
+        let (delta_violations, deltas) = replay_deltas(&daemon.socket, &ids, &replayed).await;
+        violations.extend(delta_violations);
+        replayed_deltas = deltas;
+        replayed
+    } else {
+        // Appends are acknowledged without their states: the streams'
+        // states at those revisions stand in for them (and must agree).
+        let mut history = history_from_acks(&record);
+        violations.extend(check_history(&record, &history, true));
+        let (resolve_violations, unknown) = resolve_appended(&mut history, &logs);
+        violations.extend(resolve_violations);
+        unresolved = unknown;
+        history
+    };
+    // The daemon's own count of queue overflows and RESYNCs (since its
+    // last start).
+    let status = {
+        use stigmer_proto::daemon::{request::Command as Cmd, response, StatusRequest};
+        let mut wire = Wire::connect(&daemon.socket).await.expect("connect");
+        match wire
+            .call(Cmd::Status(StatusRequest { prometheus: false }))
+            .await
+            .expect("status")
+            .result
+        {
+            Some(response::Result::Status(s)) => s,
+            other => panic!("status answered {other:?}"),
+        }
+    };
+    let mut counts = Checked::default();
+    violations.extend(check_subscribers(
+        &logs,
+        &history,
+        cfg.allow_resync,
+        &mut counts,
+    ));
+    violations.extend(check_current_states(&daemon.socket, &history, &record).await);
+    if scenario.crash {
+        daemon.kill();
+        violations.extend(check_files(&db, record.max_seen));
+    }
+
+    let figures = format!(
+        "torture {}: seed {}, {} writers, {} subscribers, {} executions, {} acknowledged writes \
+         (last revision {}; {} appends, {} retried appends acknowledged ({} after a crash), \
+         {} ABORTED, {} INVALID_ARGUMENT for a stale offset inside a character), \
+         {} subscribe segments ({} resumes), {} events checked, {} RESYNC, {} END, \
+         {} queue overflows caught up from history since the daemon's last start; \
+         delta streams: {} segments, {} DELTA events, {} resumes skipping the initial state, \
+         {} starting with it, {} DELTA events in the replay, {} appended states unseen; \
+         {} SIGKILLs survived, {} violations, {:.1}s",
+        scenario.name,
+        cfg.seed,
+        cfg.writers,
+        cfg.subscribers,
+        ids.len(),
+        record.acks.len(),
+        record.max_seen,
+        shared.appends.load(Ordering::Relaxed),
+        shared.retries.load(Ordering::Relaxed),
+        shared.retries_after_crash.load(Ordering::Relaxed),
+        shared.aborted.load(Ordering::Relaxed),
+        shared.inside_character.load(Ordering::Relaxed),
+        counts.segments,
+        counts.resumed,
+        counts.events,
+        counts.resyncs,
+        counts.ends,
+        status.subscriber_overflows,
+        counts.delta_segments,
+        counts.deltas,
+        counts.skipped,
+        counts.initial_states,
+        replayed_deltas,
+        unresolved,
+        if scenario.crash { cfg.kills } else { 0 },
+        violations.len(),
+        started.elapsed().as_secs_f64()
+    );
+    eprintln!("{figures}");
+    if !violations.is_empty() {
+        for v in violations.iter().take(5) {
+            eprintln!("{v}");
+        }
+        panic!(
+            "{} violations (first shown above); {figures}",
+            violations.len()
+        );
+    }
+    // A stream-less, quiet sanity check that the workload did something.
+    assert!(counts.events > 0 && *shared.acked.borrow() >= cfg.updates);
+}
