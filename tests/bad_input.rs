@@ -1,6 +1,6 @@
 //! Hostile and broken input the other suites do not cover: each test is a
 //! row of the table in docs/RELIABILITY.md ("Hostile and broken input"),
-//! which also points at the rows tests/daemon.rs covers.
+//! which also points at the rows tests/daemon/ covers.
 
 mod common;
 
@@ -133,7 +133,7 @@ async fn huge_repeated_fields_within_the_limit() {
 /// A reused request id on requests that are not streams: the daemon does not
 /// track them, so each request gets its own reply under the same id (the
 /// client cannot tell them apart: ids are the client's to keep unique). A
-/// reused id of an open stream is INVALID_ARGUMENT (tests/daemon.rs,
+/// reused id of an open stream is INVALID_ARGUMENT (tests/daemon/,
 /// `cancel_and_subscription_ids`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_request_id_on_plain_requests() {
@@ -149,7 +149,7 @@ async fn a_reused_request_id_on_plain_requests() {
     pong(&mut c).await;
 }
 
-/// Nonsense pagination beyond tests/daemon.rs's (page size over 1000, a token
+/// Nonsense pagination beyond tests/daemon/'s (page size over 1000, a token
 /// the daemon did not make): a token from another filter, tokens of random
 /// bytes and of huge length, page size 0 (= 100), and the largest allowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -271,7 +271,7 @@ impl Appender {
                 }
                 // A stale offset that falls inside a character of the
                 // text appended since is INVALID_ARGUMENT, not ABORTED
-                // (proto/src/delta.rs: "not on a character boundary:
+                // (proto/src/delta/mod.rs: "not on a character boundary:
                 // Invalid"); both mean "not applied, look again".
                 Some(response::Result::Error(e))
                     if e.code == Code::Aborted as i32

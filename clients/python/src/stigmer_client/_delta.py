@@ -2,7 +2,7 @@
 
 This module exists so that the Python client rebuilds an execution's status
 from a delta stream exactly as the daemon does: it mirrors the Rust module
-``stigmer_proto::delta`` (``proto/src/delta.rs``, whose documentation is the
+``stigmer_proto::delta`` (``proto/src/delta/``, whose documentation is the
 normative statement of the rules, quoted in docs/PROTOCOL.md), and
 ``tests/test_delta_vectors.py`` runs every case of the shared golden file
 ``tests/vectors/deltas.json`` to prove both reach the same bytes.
