@@ -59,6 +59,12 @@ impl State {
         }
     }
 
+    /// The encoding, only if it was already made (by the writer, for a
+    /// state it stored whole; or by a subscriber that needed it).
+    pub(crate) fn encoded_if_made(&self) -> Option<&Bytes> {
+        self.encoded.get()
+    }
+
     /// The encoded `AgentExecution`.
     pub fn encoded(&self) -> &Bytes {
         self.encoded

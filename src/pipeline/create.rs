@@ -95,7 +95,7 @@ fn build(mut e: AgentExecution, now: SystemTime) -> Result<AgentExecution, ApiEr
 
 /// Step "persist": refuses an id in use, takes a revision, and writes the
 /// state (a history row) and the execution's row.
-fn persist(txn: &mut Txn<'_>, execution: AgentExecution) -> Result<Change, ApiError> {
+pub(crate) fn persist(txn: &mut Txn<'_>, execution: AgentExecution) -> Result<Change, ApiError> {
     let id = execution
         .metadata
         .as_ref()

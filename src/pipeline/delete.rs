@@ -35,7 +35,7 @@ fn load(txn: &mut Txn<'_>, id: &str) -> Result<(), ApiError> {
 }
 
 /// Step "persist": takes a revision and removes the execution.
-fn persist(txn: &mut Txn<'_>, id: &str) -> Result<Change, ApiError> {
+pub(crate) fn persist(txn: &mut Txn<'_>, id: &str) -> Result<Change, ApiError> {
     let revision = txn.allocate_revision();
     let Some(session) = txn.remove(id, revision)? else {
         return Err(ApiError::internal(format!(

@@ -28,6 +28,7 @@ pub(crate) mod append;
 pub(crate) mod create;
 pub(crate) mod delete;
 pub(crate) mod ops;
+pub(crate) mod replicate;
 pub(crate) mod update_status;
 pub(crate) mod validate;
 
@@ -54,11 +55,23 @@ pub enum Write {
     Append(Box<AppendRequest>),
     /// A delete, by execution id ([`delete`]).
     Delete(String),
+    /// A change decided by the cluster's log, at its revision
+    /// ([`replicate`]).
+    #[allow(private_interfaces)]
+    Replicate(Box<Replicated>),
     /// Tests only: any change made inside the transaction (its type names
     /// the crate-private `Txn`, which no caller outside the crate sees).
     #[cfg(test)]
     #[allow(private_interfaces)]
     Test(TestWrite),
+}
+
+/// A change from the cluster's log for [`Write::Replicate`].
+pub(crate) struct Replicated {
+    /// The log's revision of the change.
+    pub(crate) revision: u64,
+    pub(crate) execution_id: String,
+    pub(crate) record: replicate::Record,
 }
 
 /// A test's own in-transaction step.
@@ -78,6 +91,15 @@ impl Write {
             }
             Write::Append(req) => append::in_transaction(txn, *req, now),
             Write::Delete(id) => delete::in_transaction(txn, &id).map(Applied::Change),
+            Write::Replicate(r) => {
+                let Replicated {
+                    revision,
+                    execution_id,
+                    record,
+                } = *r;
+                replicate::in_transaction(txn, revision, &execution_id, record)
+                    .map(Applied::Change)
+            }
             #[cfg(test)]
             Write::Test(apply) => apply(txn).map(Applied::Change),
         }

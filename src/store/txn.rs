@@ -103,6 +103,22 @@ impl<'c> Txn<'c> {
         self.next_revision
     }
 
+    /// Makes `revision` the next one taken: a replica applies changes at
+    /// the revisions the log gave them (etcd's, which skip the revisions
+    /// of other keys), not at the next free one. Revisions only go up: one
+    /// below the next free one is refused (INTERNAL: the log and the
+    /// replica disagree).
+    pub(crate) fn use_revision(&mut self, revision: u64) -> Result<(), ApiError> {
+        if revision < self.next_revision {
+            return Err(ApiError::internal(format!(
+                "revision {revision} from the log is below the replica's next ({})",
+                self.next_revision
+            )));
+        }
+        self.next_revision = revision;
+        Ok(())
+    }
+
     /// Takes the next revision. Call it only once the job is sure to write:
     /// a job refused for a logical reason consumes no revision.
     pub(crate) fn allocate_revision(&mut self) -> u64 {
