@@ -97,8 +97,7 @@ impl Write {
                     execution_id,
                     record,
                 } = *r;
-                replicate::in_transaction(txn, revision, &execution_id, record)
-                    .map(Applied::Change)
+                replicate::in_transaction(txn, revision, &execution_id, record).map(Applied::Change)
             }
             #[cfg(test)]
             Write::Test(apply) => apply(txn).map(Applied::Change),

@@ -77,14 +77,10 @@ pub(crate) fn record_of(change: &Change, prev: u64, request_id: bytes::Bytes) ->
                 .state
                 .as_ref()
                 .and_then(|s| s.encoded_if_made().cloned()),
-            change.delta.as_ref().map(|d| {
-                bytes::Bytes::from(
-                    StoredDelta {
-                        ops: d.ops.clone(),
-                    }
-                    .encode_to_vec(),
-                )
-            }),
+            change
+                .delta
+                .as_ref()
+                .map(|d| bytes::Bytes::from(StoredDelta { ops: d.ops.clone() }.encode_to_vec())),
         ),
         ChangeKind::Deleted => (RecordKind::Deleted, None, None),
     };
@@ -129,11 +125,7 @@ pub(crate) fn in_transaction(
             let mut loaded = load_at(txn, id, record.prev, revision)?;
             let status = loaded.execution.status.get_or_insert_with(Default::default);
             delta::apply_all(status, &stored.ops).map_err(|e| {
-                diverged(
-                    id,
-                    revision,
-                    &format!("its operations do not apply: {e:?}"),
-                )
+                diverged(id, revision, &format!("its operations do not apply: {e:?}"))
             })?;
             txn.use_revision(revision)?;
             ops::persist(txn, id, loaded, stored.ops)
@@ -184,4 +176,273 @@ fn diverged(id: &str, revision: u64, what: &str) -> ApiError {
     ApiError::internal(format!(
         "the log's change at revision {revision} of execution {id} is {what}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{Applied, Replicated, Write};
+    use crate::store::cache::LatestCache;
+    use crate::store::{reader, schema, Immediate};
+    use proptest::prelude::*;
+    use rusqlite::Connection;
+    use std::collections::HashMap;
+    use std::time::SystemTime;
+    use stigmer_proto::agentexecution::{
+        AgentExecutionSpec, AgentExecutionStatus, AgentExecutionUpdateStatusInput, AgentMessage,
+        ExecutionPhase, MessageType,
+    };
+    use stigmer_proto::apiresource::ApiResourceMetadata;
+    use stigmer_proto::daemon::{op, AppendRequest, AppendText, Op};
+
+    /// One store, as the writer thread keeps it.
+    struct Store {
+        conn: Connection,
+        cache: LatestCache,
+        next: u64,
+    }
+
+    impl Store {
+        fn new() -> Store {
+            let mut conn = Connection::open_in_memory().expect("open");
+            schema::migrate(&mut conn).expect("migrate");
+            Store {
+                conn,
+                cache: LatestCache::new(1 << 20),
+                next: 1,
+            }
+        }
+
+        /// Runs one write in its own transaction, as a batch of one.
+        fn commit(&mut self, write: Write) -> Result<Option<Change>, ApiError> {
+            let tx = Immediate::begin(&self.conn)?;
+            let mut txn = Txn::new(tx.conn, self.next, 1 << 20, 0, &mut self.cache);
+            let applied = write.apply(&mut txn, SystemTime::UNIX_EPOCH);
+            let next = txn.next_revision();
+            match applied {
+                Ok(Applied::Change(change)) => {
+                    tx.commit()?;
+                    self.next = next;
+                    Ok(Some(change))
+                }
+                Ok(Applied::Unchanged { .. }) => Ok(None),
+                Err(err) => {
+                    drop(tx);
+                    self.cache.clear();
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// A random step of a runner or an operator.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Create(usize),
+        Append(usize, String),
+        Replace(usize, String),
+        Complete(usize),
+        Delete(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let id = 0..3usize;
+        let text = "[a-zé ]{1,6}";
+        prop_oneof![
+            2 => id.clone().prop_map(Step::Create),
+            6 => (id.clone(), text).prop_map(|(i, t)| Step::Append(i, t)),
+            1 => (id.clone(), text).prop_map(|(i, t)| Step::Replace(i, t)),
+            1 => id.clone().prop_map(Step::Complete),
+            1 => id.prop_map(Step::Delete),
+        ]
+    }
+
+    fn id(i: usize) -> String {
+        format!("aex-0000000000000000000000000{i}")
+    }
+
+    fn ai(text: &str, phase: ExecutionPhase) -> AgentExecutionStatus {
+        AgentExecutionStatus {
+            phase: phase as i32,
+            messages: vec![AgentMessage {
+                r#type: MessageType::MessageAi as i32,
+                content: text.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// The write of `step`, given the texts' lengths so far.
+    fn write(step: &Step, texts: &HashMap<usize, usize>) -> Write {
+        match step {
+            Step::Create(i) => Write::Create(Box::new(AgentExecution {
+                metadata: Some(ApiResourceMetadata {
+                    id: id(*i),
+                    ..Default::default()
+                }),
+                spec: Some(AgentExecutionSpec {
+                    agent_id: "agent".into(),
+                    message: "hello".into(),
+                    session_id: format!("s{}", i % 2),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+            Step::Append(i, text) => Write::Append(Box::new(AppendRequest {
+                execution_id: id(*i),
+                expected_revision: None,
+                ops: vec![Op {
+                    op: Some(op::Op::AppendText(AppendText {
+                        message_index: 0,
+                        offset: texts.get(i).copied().unwrap_or(0) as u64,
+                        text: text.clone(),
+                        r#type: 0,
+                    })),
+                }],
+            })),
+            Step::Replace(i, text) => {
+                Write::UpdateStatus(Box::new(AgentExecutionUpdateStatusInput {
+                    execution_id: id(*i),
+                    status: Some(ai(text, ExecutionPhase::ExecutionInProgress)),
+                }))
+            }
+            Step::Complete(i) => Write::UpdateStatus(Box::new(AgentExecutionUpdateStatusInput {
+                execution_id: id(*i),
+                status: Some(AgentExecutionStatus {
+                    phase: ExecutionPhase::ExecutionCompleted as i32,
+                    ..Default::default()
+                }),
+            })),
+            Step::Delete(i) => Write::Delete(id(*i)),
+        }
+    }
+
+    /// The log's revision of local revision `r`: etcd's revisions skip
+    /// those of other keys.
+    fn sparse(r: u64) -> u64 {
+        if r == 0 {
+            0
+        } else {
+            r * 3 + 7
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Every change a daemon commits, sent through its record and
+        /// applied by a replica at the log's revision, re-makes the same
+        /// state, and the replica ends with every execution as the origin
+        /// has it.
+        #[test]
+        fn a_replica_fed_the_records_reaches_the_same_states(
+            steps in proptest::collection::vec(step(), 1..40)
+        ) {
+            let (mut origin, mut replica) = (Store::new(), Store::new());
+            // The origin's latest revision of each execution, and its text's
+            // length (what a runner tracks for its offsets).
+            let mut heads: HashMap<usize, u64> = HashMap::new();
+            let mut texts: HashMap<usize, usize> = HashMap::new();
+            for step in &steps {
+                let i = match step {
+                    Step::Create(i) | Step::Append(i, _) | Step::Replace(i, _)
+                    | Step::Complete(i) | Step::Delete(i) => *i,
+                };
+                let Ok(Some(change)) = origin.commit(write(step, &texts)) else {
+                    continue; // refused (not found, terminal, ...): nothing to log
+                };
+                let prev = match change.kind {
+                    ChangeKind::Created => 0,
+                    ChangeKind::StatusUpdated => {
+                        change.delta.as_ref().map(|d| d.prev_revision).unwrap_or(0)
+                    }
+                    ChangeKind::Deleted => heads.get(&i).copied().unwrap_or(0),
+                };
+                let mut record = record_of(&change, sparse(prev), bytes::Bytes::from_static(b"r"));
+                // Through the log's bytes, as another daemon would get it.
+                record = Record::decode(record.encode_to_vec().as_slice()).expect("decode");
+                let replayed = replica
+                    .commit(Write::Replicate(Box::new(Replicated {
+                        revision: sparse(change.revision),
+                        execution_id: id(i),
+                        record,
+                    })))
+                    .expect("the replica applies what the origin committed")
+                    .expect("a change");
+                prop_assert_eq!(replayed.kind, change.kind);
+                prop_assert_eq!(replayed.revision, sparse(change.revision));
+                prop_assert_eq!(
+                    replayed.state.as_ref().map(|s| s.execution.clone()),
+                    change.state.as_ref().map(|s| s.execution.clone())
+                );
+                match change.kind {
+                    ChangeKind::Deleted => {
+                        heads.remove(&i);
+                        texts.remove(&i);
+                    }
+                    _ => {
+                        heads.insert(i, change.revision);
+                        let len = change
+                            .state
+                            .as_ref()
+                            .and_then(|s| s.execution.status.as_ref())
+                            .and_then(|s| s.messages.first())
+                            .map_or(0, |m| m.content.len());
+                        texts.insert(i, len);
+                    }
+                }
+            }
+            for i in 0..3 {
+                let a = reader::get(&origin.conn, &id(i)).expect("read origin");
+                let b = reader::get(&replica.conn, &id(i)).expect("read replica");
+                prop_assert_eq!(a.is_some(), b.is_some());
+                if let (Some(a), Some(b)) = (a, b) {
+                    prop_assert_eq!(sparse(a.revision), b.revision);
+                    prop_assert_eq!(a.execution, b.execution);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_change_from_another_revision_than_the_replicas_is_refused() {
+        let mut origin = Store::new();
+        let mut replica = Store::new();
+        let create = origin
+            .commit(write(&Step::Create(0), &HashMap::new()))
+            .expect("create")
+            .expect("a change");
+        replica
+            .commit(Write::Replicate(Box::new(Replicated {
+                revision: 1,
+                execution_id: id(0),
+                record: record_of(&create, 0, bytes::Bytes::new()),
+            })))
+            .expect("create replicated");
+        let append = origin
+            .commit(write(&Step::Append(0, "hi".into()), &HashMap::new()))
+            .expect("append")
+            .expect("a change");
+        let mut record = record_of(&append, 1, bytes::Bytes::new());
+        record.prev = 5;
+        let err = replica
+            .commit(Write::Replicate(Box::new(Replicated {
+                revision: 2,
+                execution_id: id(0),
+                record,
+            })))
+            .expect_err("the replica is not at revision 5");
+        assert_eq!(err.code, crate::protocol::Code::Internal);
+        assert!(err.message.contains("revision 5"), "{}", err.message);
+        // A revision below the replica's is refused as well.
+        let err = replica
+            .commit(Write::Replicate(Box::new(Replicated {
+                revision: 1,
+                execution_id: id(0),
+                record: record_of(&append, 1, bytes::Bytes::new()),
+            })))
+            .expect_err("revisions only go up");
+        assert_eq!(err.code, crate::protocol::Code::Internal);
+    }
 }
