@@ -79,6 +79,24 @@ pub(crate) struct Replicated {
 pub(crate) type TestWrite = Box<dyn FnOnce(&mut Txn<'_>) -> Result<Change, ApiError> + Send>;
 
 impl Write {
+    /// The execution this write changes, when known before it runs (a
+    /// create without an id gets a new one).
+    pub(crate) fn execution_id(&self) -> Option<&str> {
+        match self {
+            Write::Create(e) => e
+                .metadata
+                .as_ref()
+                .map(|m| m.id.as_str())
+                .filter(|id| !id.is_empty()),
+            Write::UpdateStatus(input) => Some(&input.execution_id),
+            Write::Append(req) => Some(&req.execution_id),
+            Write::Delete(id) => Some(id),
+            Write::Replicate(r) => Some(&r.execution_id),
+            #[cfg(test)]
+            Write::Test(_) => None,
+        }
+    }
+
     /// Runs this write's in-transaction steps (load, build, persist) in the
     /// writer's open transaction; `now` stamps the change.
     pub(crate) fn apply(self, txn: &mut Txn<'_>, now: SystemTime) -> Result<Applied, ApiError> {

@@ -182,6 +182,27 @@ impl<'c> Txn<'c> {
         Ok(())
     }
 
+    /// The revision of the last change of `id`: its latest state's, or its
+    /// delete's (a tombstone); `None` when it never existed (or its
+    /// tombstone was pruned). In the cluster mode this is the `mod_revision`
+    /// its key in the log must still have for a change to commit.
+    pub(crate) fn head(&self, id: &str) -> Result<Option<u64>, ApiError> {
+        let live: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT revision FROM executions WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        let revision = match live {
+            Some(revision) => Some(revision),
+            None => self
+                .conn
+                .prepare_cached("SELECT revision FROM tombstones WHERE execution_id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()?,
+        };
+        Ok(revision.map(|r| r as u64))
+    }
+
     /// True when an execution with this id exists.
     pub(crate) fn exists(&self, id: &str) -> Result<bool, ApiError> {
         let mut stmt = self

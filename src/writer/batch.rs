@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use rusqlite::Connection;
 
 use super::{JobResult, Outcome};
+use crate::model::Change;
 use crate::pipeline::{Applied, Write};
 use crate::protocol::{ApiError, Code};
 use crate::store::cache::LatestCache;
@@ -97,6 +98,77 @@ pub(super) fn transact(
     outcome
 }
 
+/// A write run to learn what it would change, then rolled back: what the
+/// cluster mode proposes to its log (docs/design/cluster.md, "Writes").
+pub(crate) struct Prepared {
+    /// The change as this store would commit it (its revision is only a
+    /// placeholder: the log gives the real one).
+    pub(crate) change: Change,
+    /// The revision of the execution's last change before it (its key's
+    /// `mod_revision` in the log); `None` for an id never used.
+    pub(crate) head: Option<u64>,
+}
+
+/// What preparing a write found.
+pub(crate) enum PrepareOutcome {
+    /// A change to propose.
+    Change(Prepared),
+    /// Nothing to write (an append already applied): acknowledge as is.
+    Unchanged {
+        execution_id: Arc<str>,
+        revision: u64,
+    },
+}
+
+/// Runs `write` in a transaction that is rolled back: the same pipeline,
+/// rules and limits as a commit, and nothing written. The cache, which the
+/// pipeline fills as it writes, forgets the execution afterwards.
+pub(super) fn prepare(
+    conn: &mut Connection,
+    cache: &mut LatestCache,
+    batch: Batch,
+    write: Write,
+) -> Result<PrepareOutcome, ApiError> {
+    let known_id = write.execution_id().map(str::to_owned);
+    let outcome = (|| {
+        let tx = Immediate::begin(conn)?;
+        let mut txn = Txn::new(
+            tx.conn,
+            batch.first_revision,
+            batch.max_execution_bytes,
+            batch.compacted,
+            cache,
+        );
+        let head = match &known_id {
+            Some(id) => txn.head(id)?,
+            None => None,
+        };
+        let applied = write.apply(&mut txn, SystemTime::now());
+        // Dropped uncommitted: rolled back.
+        drop(tx);
+        Ok::<_, ApiError>(match applied? {
+            Applied::Change(change) => PrepareOutcome::Change(Prepared { change, head }),
+            Applied::Unchanged {
+                execution_id,
+                revision,
+            } => PrepareOutcome::Unchanged {
+                execution_id,
+                revision,
+            },
+        })
+    })();
+    // The pipeline may have cached the state it would have written.
+    match &outcome {
+        Ok(PrepareOutcome::Change(p)) => cache.remove(&p.change.execution_id),
+        _ => {
+            if let Some(id) = &known_id {
+                cache.remove(id);
+            }
+        }
+    }
+    outcome
+}
+
 /// Storage failures abort the batch; logical refusals do not.
 fn is_storage_failure(err: &ApiError) -> bool {
     matches!(err.code, Code::Unavailable | Code::Internal)
@@ -105,6 +177,7 @@ fn is_storage_failure(err: &ApiError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ChangeKind;
     use crate::store::prune::PRUNE_MAX_REVISIONS;
     use crate::store::{load_revisions, reader, schema};
     use crate::writer::LATEST_CACHE_BYTES;
@@ -275,6 +348,55 @@ mod tests {
             Some(8)
         );
         assert_eq!(load_revisions(&db.conn).expect("revisions"), (8, 0));
+    }
+
+    /// Preparing a write (the cluster mode's proposal) runs its pipeline and
+    /// writes nothing: the change it would make, the execution's head
+    /// before it, and the store (and the writer's cache) as they were.
+    #[test]
+    fn prepare_runs_the_pipeline_and_writes_nothing() {
+        let mut db = Db::new(1000);
+        db.commit(vec![new_execution("aex-a")]); // 1
+        db.commit(vec![progress("aex-a", "a1")]); // 2
+        let history = db.history_revisions();
+        let prepared = |db: &mut Db, write: Write| {
+            let batch = db.batch();
+            match prepare(&mut db.conn, &mut db.cache, batch, write).expect("prepare") {
+                PrepareOutcome::Change(p) => p,
+                PrepareOutcome::Unchanged { .. } => panic!("a change was expected"),
+            }
+        };
+        let p = prepared(&mut db, progress("aex-a", "a2"));
+        assert_eq!(p.head, Some(2));
+        assert_eq!(p.change.kind, ChangeKind::StatusUpdated);
+        assert_eq!(p.change.delta.as_ref().map(|d| d.prev_revision), Some(2));
+        let state = p.change.state.as_ref().expect("a state");
+        assert_eq!(
+            state.execution.status.as_ref().map(|s| s.error.as_str()),
+            Some("a2")
+        );
+        // Nothing written, and the next load is not served a state that
+        // was never committed.
+        assert_eq!(db.history_revisions(), history);
+        assert_eq!(note(&db, "aex-a"), ("a1".into(), 2));
+        db.commit(vec![progress("aex-a", "a3")]); // 3
+        assert_eq!(note(&db, "aex-a"), ("a3".into(), 3));
+        // A delete's head is the execution's revision; after it, the
+        // tombstone's is (a recreate must find the key at that revision).
+        let p = prepared(&mut db, Write::Delete("aex-a".into()));
+        assert_eq!((p.head, p.change.kind), (Some(3), ChangeKind::Deleted));
+        assert!(reader::get(&db.conn, "aex-a").expect("get").is_some());
+        db.commit(vec![Write::Delete("aex-a".into())]); // 4
+        let p = prepared(&mut db, new_execution("aex-a"));
+        assert_eq!((p.head, p.change.kind), (Some(4), ChangeKind::Created));
+        let p = prepared(&mut db, new_execution("aex-new"));
+        assert_eq!(p.head, None);
+        // A refusal is the pipeline's own.
+        let batch = db.batch();
+        let err = prepare(&mut db.conn, &mut db.cache, batch, progress("aex-a", "x"))
+            .err()
+            .expect("not found");
+        assert_eq!(err.code, Code::NotFound);
     }
 
     /// One transaction prunes at most `PRUNE_MAX_REVISIONS` revisions, so no

@@ -22,6 +22,8 @@
 mod batch;
 mod thread;
 
+pub(crate) use batch::{PrepareOutcome, Prepared};
+
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -30,7 +32,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use stigmer_proto::daemon::{response, DeleteExecutionResponse};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::broker::Broker;
 use crate::config::Durability;
@@ -158,6 +160,9 @@ fn encode_reply(form: ReplyForm, id: u64, change: &Change) -> Bytes {
 /// What the writer thread reads from its queue.
 enum Msg {
     Job(Job),
+    /// Run a write and roll it back: what it would change (the cluster
+    /// mode's proposal, [`Writer::prepare`]).
+    Prepare(Write, oneshot::Sender<Result<PrepareOutcome, ApiError>>),
     /// Commit what is queued before this, then stop (graceful shutdown).
     Stop,
 }
@@ -254,10 +259,90 @@ impl Writer {
         }
     }
 
+    /// What `write` would change if it were committed now, and the
+    /// execution's head before it, without writing anything (the cluster
+    /// mode proposes the change to its log, docs/design/cluster.md).
+    pub(crate) async fn prepare(&self, write: Write) -> Result<PrepareOutcome, ApiError> {
+        let (answer, answered) = oneshot::channel();
+        // Waits only while the queue is full; fails once the writer stopped.
+        if self.queue.send(Msg::Prepare(write, answer)).await.is_err() {
+            return Err(ApiError::unavailable("the daemon is shutting down"));
+        }
+        // The writer thread answers every prepare it takes, unless it stops
+        // first.
+        answered
+            .await
+            .unwrap_or_else(|_| Err(ApiError::unavailable("the daemon is shutting down")))
+    }
+
     /// Asks the thread to commit everything queued so far and stop. Jobs
     /// submitted afterwards are refused with UNAVAILABLE.
     pub(crate) async fn stop(&self) {
         // Waits for queue room behind the jobs already queued.
         let _ = self.queue.send(Msg::Stop).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stigmer_proto::agentexecution::{AgentExecution, AgentExecutionSpec};
+    use stigmer_proto::apiresource::ApiResourceMetadata;
+
+    fn config(dir: &std::path::Path) -> WriterConfig {
+        WriterConfig {
+            path: dir.join("stigmer.db"),
+            durability: Durability::Normal,
+            queue: 16,
+            poll: Duration::ZERO,
+            history_retention: 1000,
+            max_execution_bytes: 1 << 20,
+        }
+    }
+
+    fn create(id: &str) -> Write {
+        Write::Create(Box::new(AgentExecution {
+            metadata: Some(ApiResourceMetadata {
+                id: id.into(),
+                ..Default::default()
+            }),
+            spec: Some(AgentExecutionSpec {
+                agent_id: "agent".into(),
+                message: "go".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    /// A prepare queued behind a job sees that job committed, and commits
+    /// nothing itself.
+    #[tokio::test]
+    async fn a_prepare_runs_after_the_jobs_queued_before_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let running = start(config(dir.path()), Arc::new(Broker::new(1))).expect("start");
+        let (tx, rx) = oneshot::channel();
+        running
+            .writer
+            .submit(Job {
+                write: create("aex-a"),
+                answer: Answer::Call(Box::new(move |r| drop(tx.send(r)))),
+            })
+            .await;
+        let prepared = running.writer.prepare(create("aex-a")).await;
+        let err = prepared.err().expect("the create before it committed");
+        assert_eq!(err.code, crate::protocol::Code::AlreadyExists);
+        assert!(matches!(
+            rx.await.expect("answered"),
+            Ok(Outcome::Committed(_))
+        ));
+        match running.writer.prepare(Write::Delete("aex-a".into())).await {
+            Ok(PrepareOutcome::Change(p)) => assert_eq!(p.head, Some(1)),
+            _ => panic!("a delete to propose"),
+        }
+        assert_eq!(running.revisions.last(), 1, "nothing more committed");
+        running.writer.stop().await;
+        drop(running.writer);
+        running.thread.join().expect("join");
     }
 }

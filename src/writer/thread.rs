@@ -107,13 +107,17 @@ impl WriterThread {
                     first
                 }
             };
+            let mut prepare = None;
             match first {
                 Msg::Job(job) => batch.push(job),
+                Msg::Prepare(write, answer) => prepare = Some((write, answer)),
                 Msg::Stop => break,
             }
-            while batch.len() < MAX_BATCH {
+            while prepare.is_none() && batch.len() < MAX_BATCH {
                 match self.rx.try_recv() {
                     Ok(Msg::Job(next)) => batch.push(next),
+                    // Runs after the jobs queued before it are committed.
+                    Ok(Msg::Prepare(write, answer)) => prepare = Some((write, answer)),
                     Ok(Msg::Stop) => {
                         stopping = true;
                         break;
@@ -121,7 +125,12 @@ impl WriterThread {
                     Err(_) => break,
                 }
             }
-            self.commit_batch(&mut batch);
+            if !batch.is_empty() {
+                self.commit_batch(&mut batch);
+            }
+            if let Some((write, answer)) = prepare {
+                self.prepare(write, answer);
+            }
             if stopping {
                 break;
             }
@@ -196,6 +205,32 @@ impl WriterThread {
                 }
             }
         }
+    }
+
+    /// Runs `write` and rolls it back (see [`super::batch::prepare`]); the
+    /// caller may have gone, which changes nothing.
+    fn prepare(
+        &mut self,
+        write: Write,
+        answer: tokio::sync::oneshot::Sender<
+            Result<super::PrepareOutcome, crate::protocol::ApiError>,
+        >,
+    ) {
+        if self.reopen {
+            self.try_reopen();
+        }
+        let outcome = super::batch::prepare(
+            &mut self.conn,
+            &mut self.cache,
+            Batch {
+                first_revision: self.revisions.last() + 1,
+                compacted: self.revisions.compacted(),
+                max_execution_bytes: self.config.max_execution_bytes,
+                history_retention: self.config.history_retention,
+            },
+            write,
+        );
+        let _ = answer.send(outcome);
     }
 
     fn note_polled(&self, polled: Duration) {
