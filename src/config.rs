@@ -155,6 +155,16 @@ pub struct DaemonArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_READS)]
     pub(crate) max_reads: usize,
 
+    /// Share executions with other daemons through this etcd cluster
+    /// (comma-separated `http://host:port` endpoints; work in progress,
+    /// docs/design/cluster.md).
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    pub(crate) etcd: Vec<String>,
+
+    /// The key prefix of this deployment in etcd.
+    #[arg(long, value_name = "PREFIX", default_value = "/stigmer")]
+    pub(crate) etcd_prefix: String,
+
     /// Updates queued for the writer thread.
     #[arg(long, default_value_t = DEFAULT_WRITER_QUEUE)]
     pub(crate) writer_queue: usize,

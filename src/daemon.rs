@@ -297,8 +297,29 @@ impl Daemon {
             streams: streams.clone(),
             read_poll: read_poll.clone(),
         });
+        // The cluster mode (--etcd): the client lives on this runtime (the
+        // first shard's, which lasts as long as the daemon), as does the
+        // replica's watch.
+        let cluster = if args.etcd.is_empty() {
+            None
+        } else {
+            let client =
+                stigmer_etcd::Client::connect(&args.etcd, stigmer_etcd::Options::default())
+                    .await
+                    .map_err(|e| format!("--etcd: {e}"))?;
+            let cluster =
+                crate::cluster::Cluster::new(client, &args.etcd_prefix, running.revisions.last());
+            tokio::spawn(crate::cluster::replica::run(
+                cluster.clone(),
+                running.writer.clone(),
+                shutdown.clone(),
+            ));
+            tracing::info!(endpoints = ?args.etcd, prefix = %args.etcd_prefix, "sharing executions through etcd");
+            Some(cluster)
+        };
         let context = Arc::new(Context {
             writer: running.writer.clone(),
+            cluster,
             reader: reader.clone(),
             broker,
             revisions: running.revisions.clone(),

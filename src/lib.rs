@@ -33,6 +33,8 @@
 //!   write travels to the writer thread as.
 //! - `writer`: the writer thread (group commit, revisions, broadcast, then
 //!   the answers) and the `Writer` handle jobs are submitted through.
+//! - `cluster`: the cluster mode (issue 20, in progress): etcd as the log,
+//!   proposals as compare-and-swap transactions, the replica's watch.
 //! - `retention`: `--keep-finished`, deleting long-finished executions.
 //! - `report`: the daemon's report on itself (`status`, STATUS=,
 //!   Prometheus, the loopback metrics endpoint).
@@ -64,6 +66,7 @@ pub(crate) mod dirs;
 pub mod internals;
 
 pub(crate) mod broker;
+pub(crate) mod cluster;
 pub(crate) mod cmd;
 pub(crate) mod metrics;
 pub(crate) mod model;

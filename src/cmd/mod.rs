@@ -51,6 +51,9 @@ use crate::writer::{Answer, Job, ReplyForm, Writer};
 pub(crate) struct Context {
     /// Submits writes to the writer thread.
     pub(crate) writer: Writer,
+    /// The cluster mode's log (`--etcd`): writes are proposed there and
+    /// reach the writer thread through the replica.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Runs reads on the read pool.
     pub(crate) reader: Reader,
     /// Registers streams.
@@ -161,6 +164,10 @@ pub(crate) async fn dispatch(
 /// `reply` itself right after COMMIT (or the refusal), with no task in
 /// between. Shared by create, update_status and delete.
 async fn submit(ctx: &Context, reply: Reply, write: Write, form: ReplyForm) {
+    if let Some(cluster) = &ctx.cluster {
+        crate::cluster::propose::spawn(cluster.clone(), ctx.writer.clone(), reply, write, form);
+        return;
+    }
     let job = Job {
         write,
         answer: Answer::Client { reply, form },

@@ -67,6 +67,7 @@ pub enum Write {
 }
 
 /// A change from the cluster's log for [`Write::Replicate`].
+#[derive(Clone)]
 pub(crate) struct Replicated {
     /// The log's revision of the change.
     pub(crate) revision: u64,
@@ -79,6 +80,20 @@ pub(crate) struct Replicated {
 pub(crate) type TestWrite = Box<dyn FnOnce(&mut Txn<'_>) -> Result<Change, ApiError> + Send>;
 
 impl Write {
+    /// A copy, to run again (a proposal retried after a conflict); `None`
+    /// for a test's closure.
+    pub(crate) fn try_clone(&self) -> Option<Write> {
+        Some(match self {
+            Write::Create(e) => Write::Create(e.clone()),
+            Write::UpdateStatus(input) => Write::UpdateStatus(input.clone()),
+            Write::Append(req) => Write::Append(req.clone()),
+            Write::Delete(id) => Write::Delete(id.clone()),
+            Write::Replicate(r) => Write::Replicate(r.clone()),
+            #[cfg(test)]
+            Write::Test(_) => return None,
+        })
+    }
+
     /// The execution this write changes, when known before it runs (a
     /// create without an id gets a new one).
     pub(crate) fn execution_id(&self) -> Option<&str> {

@@ -110,6 +110,9 @@ pub(crate) struct Prepared {
 }
 
 /// What preparing a write found.
+// Made once per proposal and moved straight to its caller: boxing the
+// large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum PrepareOutcome {
     /// A change to propose.
     Change(Prepared),

@@ -22,7 +22,7 @@
 mod batch;
 mod thread;
 
-pub(crate) use batch::{PrepareOutcome, Prepared};
+pub(crate) use batch::PrepareOutcome;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -108,7 +108,7 @@ pub enum ReplyForm {
 impl Answer {
     /// Delivers `result`. Never blocks: a full connection queue hands the
     /// frame to its flusher.
-    fn deliver(self, result: JobResult) {
+    pub(crate) fn deliver(self, result: JobResult) {
         match self {
             Answer::Client { reply, form } => {
                 let body = match &result {

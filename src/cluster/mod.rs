@@ -1,0 +1,101 @@
+//! The cluster mode (issue 20, docs/design/cluster.md): etcd is the log,
+//! this daemon's SQLite a replica of it. Writes become compare-and-swap
+//! transactions in etcd ([`propose`]); one prefix watch feeds every change,
+//! this daemon's own included, to the writer thread at etcd's revision
+//! ([`replica`]), which persists and broadcasts it as it does a local
+//! write. Reads and streams are served from the replica unchanged.
+//!
+//! Work in progress on the `cluster-wip` branch: no rebuild after
+//! compaction, no compaction, proposals of one connection not ordered
+//! among themselves, no status or metrics yet.
+
+pub(crate) mod propose;
+pub(crate) mod replica;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// Under `--etcd-prefix`, each execution's key: `<prefix>/e/<id>`.
+const EXECUTIONS: &str = "/e/";
+
+/// How long a proposal waits for this daemon's replica to apply its own
+/// commit (or a conflicting one) before answering UNAVAILABLE.
+pub(crate) const APPLY_WAIT: Duration = Duration::from_secs(5);
+
+/// The connection to the cluster, shared by the proposals and the replica.
+pub(crate) struct Cluster {
+    pub(crate) client: stigmer_etcd::Client,
+    prefix: String,
+    /// The last revision the replica applied (committed and broadcast).
+    applied: watch::Sender<u64>,
+    /// The last revision handed to the writer thread.
+    submitted: std::sync::atomic::AtomicU64,
+}
+
+impl Cluster {
+    /// `client` to the cluster, keys under `prefix`, the replica at
+    /// `applied` (its last revision).
+    pub(crate) fn new(client: stigmer_etcd::Client, prefix: &str, applied: u64) -> Arc<Cluster> {
+        Arc::new(Cluster {
+            client,
+            prefix: prefix.trim_end_matches('/').to_owned(),
+            applied: watch::Sender::new(applied),
+            submitted: std::sync::atomic::AtomicU64::new(applied),
+        })
+    }
+
+    /// The key of execution `id`.
+    pub(crate) fn key(&self, id: &str) -> String {
+        format!("{}{EXECUTIONS}{id}", self.prefix)
+    }
+
+    /// The prefix of every execution's key (what the replica watches).
+    pub(crate) fn executions_prefix(&self) -> String {
+        format!("{}{EXECUTIONS}", self.prefix)
+    }
+
+    /// The execution id of `key`, if it is one of ours.
+    pub(crate) fn id_of<'k>(&self, key: &'k [u8]) -> Option<&'k str> {
+        let key = std::str::from_utf8(key).ok()?;
+        key.strip_prefix(self.prefix.as_str())?
+            .strip_prefix(EXECUTIONS)
+    }
+
+    /// The last revision the replica applied.
+    pub(crate) fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// The last revision the replica handed to the writer thread.
+    pub(crate) fn submitted(&self) -> u64 {
+        self.submitted.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn mark_submitted(&self, revision: u64) {
+        self.submitted
+            .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Records that the replica applied everything up to `revision`.
+    pub(crate) fn mark_applied(&self, revision: u64) {
+        self.applied.send_if_modified(|r| {
+            let newer = revision > *r;
+            if newer {
+                *r = revision;
+            }
+            newer
+        });
+    }
+
+    /// Waits until the replica applied `revision`, at most [`APPLY_WAIT`].
+    pub(crate) async fn wait_applied(&self, revision: u64) -> bool {
+        let mut seen = self.applied.subscribe();
+        // Bounded: a replica that stalls (etcd gone, a diverged record)
+        // answers UNAVAILABLE rather than hanging the caller.
+        tokio::time::timeout(APPLY_WAIT, seen.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}

@@ -1,0 +1,153 @@
+//! The replica: one prefix watch on the executions' keys, from the last
+//! revision applied, whose every change goes to the writer thread as a
+//! [`Write::Replicate`] at etcd's revision (in watch order, which is
+//! revision order), and is committed, broadcast and marked applied there.
+//! Never one watch per subscriber: streams are served from the replica.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use prost::Message;
+use stigmer_etcd::{Event, EventKind, WatchEvent, WatchOptions};
+use tokio_util::sync::CancellationToken;
+
+use super::Cluster;
+use crate::pipeline::replicate::Record;
+use crate::pipeline::{Replicated, Write};
+use crate::writer::{Answer, Job, Writer};
+
+/// Waits between attempts to (re)open the watch while etcd is away.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Runs until `shutdown`: watches, applies, and watches again from the
+/// last applied revision whenever the watch breaks.
+pub(crate) async fn run(cluster: Arc<Cluster>, writer: Writer, shutdown: CancellationToken) {
+    let mut retry = RETRY_MIN;
+    loop {
+        // Everything up to `applied` is committed here; the watch resumes
+        // after it. Jobs submitted but not yet committed would be sent
+        // again, and refused as below the replica's revision: wait for them.
+        let submitted = cluster.submitted();
+        if submitted > cluster.applied() && !cluster.wait_applied(submitted).await {
+            tracing::warn!(
+                submitted,
+                applied = cluster.applied(),
+                "the replica is behind its own jobs"
+            );
+        }
+        let start = cluster.applied() + 1;
+        let options = WatchOptions::prefix(cluster.executions_prefix())
+            .start_revision(start as i64)
+            .progress_notify(true);
+        // Opening is bounded by the client's request timeout.
+        let opened = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            opened = cluster.client.watch(options) => opened,
+        };
+        let mut watch = match opened {
+            Ok(watch) => watch,
+            Err(err) => {
+                tracing::warn!(%err, start, "cannot watch etcd; retrying");
+                if sleep_or_stop(&shutdown, &mut retry).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        retry = RETRY_MIN;
+        loop {
+            // Waits for etcd's next changes; a broken stream ends this
+            // watch (the outer loop resumes after the last applied).
+            let item = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                item = watch.next() => item,
+            };
+            match item {
+                Some(Ok(WatchEvent::Events { events, .. })) => {
+                    for event in events {
+                        apply(&cluster, &writer, event).await;
+                    }
+                }
+                Some(Ok(WatchEvent::Progress { .. })) => {}
+                Some(Ok(WatchEvent::Compacted { compact_revision })) => {
+                    // Rebuilding the replica from a read at one revision
+                    // is not built yet (docs/design/cluster.md).
+                    tracing::error!(
+                        compact_revision,
+                        start,
+                        "etcd compacted past this replica; rebuilding is not implemented"
+                    );
+                    return;
+                }
+                Some(Ok(WatchEvent::Canceled { reason })) => {
+                    tracing::warn!(%reason, "etcd cancelled the watch; watching again");
+                    break;
+                }
+                Some(Err(err)) => {
+                    tracing::warn!(%err, "the etcd watch broke; watching again");
+                    break;
+                }
+                None => break,
+            }
+        }
+        if sleep_or_stop(&shutdown, &mut retry).await {
+            return;
+        }
+    }
+}
+
+/// Sleeps `retry` (doubling it up to [`RETRY_MAX`]); true when the daemon
+/// is stopping instead.
+async fn sleep_or_stop(shutdown: &CancellationToken, retry: &mut Duration) -> bool {
+    let wait = *retry;
+    *retry = (*retry * 2).min(RETRY_MAX);
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(wait) => false,
+    }
+}
+
+/// Queues one change for the writer thread, which marks it applied once
+/// committed and broadcast.
+async fn apply(cluster: &Arc<Cluster>, writer: &Writer, event: Event) {
+    let revision = event.kv.mod_revision as u64;
+    if event.kind != EventKind::Put {
+        // The daemons never delete keys (a delete is a tombstone record).
+        tracing::warn!(
+            revision,
+            "a key under the prefix was deleted by someone else; ignored"
+        );
+        return;
+    }
+    let Some(id) = cluster.id_of(event.kv.key.as_ref()) else {
+        return;
+    };
+    let record = match Record::decode(event.kv.value.as_ref()) {
+        Ok(record) => record,
+        Err(err) => {
+            tracing::error!(revision, id, %err, "a value under the prefix is not a change record");
+            return;
+        }
+    };
+    let job = Job {
+        write: Write::Replicate(Box::new(Replicated {
+            revision,
+            execution_id: id.to_owned(),
+            record,
+        })),
+        answer: {
+            let cluster = cluster.clone();
+            Answer::Call(Box::new(move |result| match result {
+                Ok(_) => cluster.mark_applied(revision),
+                Err(err) => {
+                    tracing::error!(revision, %err, "the replica cannot apply etcd's change")
+                }
+            }))
+        },
+    };
+    cluster.mark_submitted(revision);
+    // Waits only while the writer's queue is full.
+    writer.submit(job).await;
+}

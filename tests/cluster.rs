@@ -1,0 +1,160 @@
+//! The cluster mode (issue 20, work in progress): daemons that share their
+//! executions through a real 3-member etcd cluster on loopback (the harness
+//! of the etcd client's own tests). Skipped, saying so, without `etcd`.
+
+mod common;
+#[path = "../etcd/tests/common/mod.rs"]
+mod etcd_cluster;
+
+use std::time::Duration;
+
+use common::{expect_execution, Daemon, Raw};
+use stigmer_proto::agentexecution::AgentExecutionId;
+use stigmer_proto::daemon::{
+    op, request::Command as Cmd, response, AppendRequest, AppendText, Code, EventType, Op,
+};
+
+/// An append of `text` at byte `offset` of message 0.
+fn append(id: &str, offset: u64, text: &str) -> Cmd {
+    Cmd::Append(AppendRequest {
+        execution_id: id.into(),
+        expected_revision: None,
+        ops: vec![Op {
+            op: Some(op::Op::AppendText(AppendText {
+                message_index: 0,
+                offset,
+                text: text.into(),
+                r#type: 0,
+            })),
+        }],
+    })
+}
+
+/// The revision an append was committed at, or its error code.
+fn outcome(reply: stigmer_proto::daemon::Response) -> Result<u64, i32> {
+    match reply.result {
+        Some(response::Result::Execution(r)) => Ok(r.revision),
+        Some(response::Result::Error(e)) => Err(e.code),
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+/// Waits until `conn`'s daemon has execution `id` (its replica caught up).
+async fn until_replicated(conn: &mut Raw, id: &str) {
+    for _ in 0..200 {
+        let reply = conn
+            .call(Cmd::Get(AgentExecutionId { value: id.into() }))
+            .await;
+        if matches!(reply.result, Some(response::Result::Execution(_))) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{id} never reached the other daemon");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_share_one_revision_sequence() {
+    let Some(etcd) = etcd_cluster::Cluster::start().await else {
+        return;
+    };
+    let endpoints = etcd.endpoints().join(",");
+    let a = Daemon::start(&["--etcd", &endpoints]);
+    let b = Daemon::start(&["--etcd", &endpoints]);
+    let (mut ca, mut cb) = (a.connect().await, b.connect().await);
+    let (id, created) = ca.create("bot").await;
+    until_replicated(&mut cb, &id).await;
+    // A stream on each daemon, from the create on.
+    let (sa, sb) = (
+        ca.subscribe(&id, Some(created)).await,
+        cb.subscribe(&id, Some(created)).await,
+    );
+    // Appends through either daemon, in turn.
+    let mut acked = Vec::new();
+    let mut text = String::new();
+    for i in 0..10 {
+        let word = format!("w{i} ");
+        let conn = if i % 2 == 0 { &mut ca } else { &mut cb };
+        let revision = outcome(conn.call(append(&id, text.len() as u64, &word)).await)
+            .expect("an append at the current offset commits");
+        text.push_str(&word);
+        acked.push(revision);
+    }
+    assert!(acked.windows(2).all(|w| w[0] < w[1]), "{acked:?}");
+    for (conn, sub) in [(&mut ca, sa), (&mut cb, sb)] {
+        let mut seen = Vec::new();
+        while seen.len() < acked.len() {
+            let event = conn.event(sub).await;
+            if event.r#type == EventType::EventUpdate as i32 {
+                seen.push(event.revision);
+            }
+        }
+        assert_eq!(seen, acked, "every daemon streams the same revisions");
+    }
+    for conn in [&mut ca, &mut cb] {
+        let reply = conn
+            .call(Cmd::Get(AgentExecutionId { value: id.clone() }))
+            .await;
+        let (execution, revision) = expect_execution(reply);
+        assert_eq!(revision, *acked.last().expect("appends"));
+        let content = execution
+            .status
+            .and_then(|s| s.messages.into_iter().next())
+            .map(|m| m.content);
+        assert_eq!(content.as_deref(), Some(text.as_str()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_at_one_offset_through_two_daemons_one_wins() {
+    let Some(etcd) = etcd_cluster::Cluster::start().await else {
+        return;
+    };
+    let endpoints = etcd.endpoints().join(",");
+    let a = Daemon::start(&["--etcd", &endpoints]);
+    let b = Daemon::start(&["--etcd", &endpoints]);
+    let (mut ca, mut cb) = (a.connect().await, b.connect().await);
+    let (id, _) = ca.create("bot").await;
+    until_replicated(&mut cb, &id).await;
+    for round in 0..5u64 {
+        let offset = round * 2;
+        let (ra, rb) = tokio::join!(
+            ca.call(append(&id, offset, "x.")),
+            cb.call(append(&id, offset, "y."))
+        );
+        let (ra, rb) = (outcome(ra), outcome(rb));
+        let won = [ra.is_ok(), rb.is_ok()];
+        assert_eq!(
+            won.iter().filter(|w| **w).count(),
+            1,
+            "exactly one of two appends at offset {offset} commits: {ra:?} {rb:?}"
+        );
+        let lost = if ra.is_ok() { rb } else { ra };
+        assert_eq!(lost, Err(Code::Aborted as i32), "the other is ABORTED");
+        // Both daemons end with one text, never interleaved.
+        until_replicated(&mut cb, &id).await;
+    }
+    for conn in [&mut ca, &mut cb] {
+        let mut text = String::new();
+        for _ in 0..200 {
+            let reply = conn
+                .call(Cmd::Get(AgentExecutionId { value: id.clone() }))
+                .await;
+            let (execution, _) = expect_execution(reply);
+            text = execution
+                .status
+                .and_then(|s| s.messages.into_iter().next())
+                .map(|m| m.content)
+                .unwrap_or_default();
+            if text.len() == 10 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(text.len(), 10, "{text}");
+        assert!(
+            text.as_bytes().chunks(2).all(|c| c == b"x." || c == b"y."),
+            "{text}"
+        );
+    }
+}
