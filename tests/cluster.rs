@@ -158,3 +158,83 @@ async fn concurrent_appends_at_one_offset_through_two_daemons_one_wins() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connections_pipelined_writes_commit_in_its_order() {
+    let Some(etcd) = etcd_cluster::Cluster::start().await else {
+        return;
+    };
+    let a = Daemon::start(&["--etcd", &etcd.endpoints().join(",")]);
+    let mut ca = a.connect().await;
+    let (id, _) = ca.create("bot").await;
+    // Twenty appends sent before any reply is read, each at the offset the
+    // ones before it leave.
+    let mut ids = Vec::new();
+    for i in 0..20u64 {
+        let request = ca.next_id();
+        ca.send(request, append(&id, i * 2, "a.")).await;
+        ids.push(request);
+    }
+    let mut revisions = Vec::new();
+    for request in ids {
+        revisions.push(outcome(ca.recv(request).await).expect("each append commits in turn"));
+    }
+    assert!(revisions.windows(2).all(|w| w[0] < w[1]), "{revisions:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_etcd_leader_loses_no_acknowledged_append() {
+    let Some(mut etcd) = etcd_cluster::Cluster::start().await else {
+        return;
+    };
+    let endpoints = etcd.endpoints().join(",");
+    let a = Daemon::start(&["--etcd", &endpoints]);
+    let b = Daemon::start(&["--etcd", &endpoints]);
+    let (mut ca, mut cb) = (a.connect().await, b.connect().await);
+    let (id, created) = ca.create("bot").await;
+    until_replicated(&mut cb, &id).await;
+    let sb = cb.subscribe(&id, Some(created)).await;
+    let mut text = String::new();
+    let mut acked = Vec::new();
+    for i in 0..30 {
+        if i == 10 {
+            etcd.kill_leader().await;
+        }
+        let word = format!("{i}.");
+        // UNAVAILABLE while the cluster elects a leader: the same append
+        // again, at the same offset, is safe (applied once at most).
+        let mut tries = 0;
+        let revision = loop {
+            match outcome(ca.call(append(&id, text.len() as u64, &word)).await) {
+                Ok(revision) => break revision,
+                Err(code) if code == Code::Unavailable as i32 && tries < 20 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(code) => panic!("append {i}: code {code}"),
+            }
+        };
+        text.push_str(&word);
+        acked.push(revision);
+    }
+    let mut seen = Vec::new();
+    while seen.len() < acked.len() {
+        let event = cb.event(sb).await;
+        if event.r#type == EventType::EventUpdate as i32 {
+            seen.push(event.revision);
+        }
+    }
+    assert_eq!(
+        seen, acked,
+        "the other daemon streamed every acknowledged append once, in order"
+    );
+    let reply = cb
+        .call(Cmd::Get(AgentExecutionId { value: id.clone() }))
+        .await;
+    let (execution, _) = expect_execution(reply);
+    let content = execution
+        .status
+        .and_then(|s| s.messages.into_iter().next())
+        .map(|m| m.content);
+    assert_eq!(content.as_deref(), Some(text.as_str()));
+}

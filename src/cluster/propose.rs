@@ -15,20 +15,21 @@
 //!    a read here right after the reply sees the change, and subscribers
 //!    had it first.
 //!
-//! A proposal runs on its own task: the connection's reader goes on
-//! reading (proposals of one connection are not ordered among themselves
-//! yet).
+//! A connection's proposals run in order on a task of its own ([`Queue`]):
+//! the connection's reader goes on reading meanwhile, and proposals of
+//! different connections go to etcd concurrently (raft batches them).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
 use stigmer_etcd::{Compare, CompareOp, OpResponse, Put, Range, Txn};
+use tokio::sync::mpsc;
 
 use super::Cluster;
 use crate::pipeline::replicate::{record_of, Record};
 use crate::pipeline::Write;
-use crate::protocol::ApiError;
+use crate::protocol::{ApiError, Code};
 use crate::wire::Reply;
 use crate::writer::{Answer, JobResult, Outcome, PrepareOutcome, ReplyForm, Writer};
 
@@ -37,19 +38,48 @@ use crate::writer::{Answer, JobResult, Outcome, PrepareOutcome, ReplyForm, Write
 /// daemons at once loses a race rarely twice in a row.
 pub(crate) const MAX_ATTEMPTS: usize = 16;
 
-/// Proposes `write` on a task of its own, answering `reply` when it is
-/// committed and applied here (or refused).
-pub(crate) fn spawn(
-    cluster: Arc<Cluster>,
-    writer: Writer,
+/// One connection's proposals, run one after another on a task of their
+/// own, in the order the connection sent them: its writes commit in that
+/// order, as they do through the writer thread, and its reader goes on
+/// reading meanwhile. The queue needs no bound of its own: each proposal
+/// holds its request's reply, and a connection holds at most
+/// `--connection-queue` of those.
+pub(crate) struct Queue {
+    proposals: mpsc::UnboundedSender<Proposal>,
+}
+
+struct Proposal {
     reply: Reply,
     write: Write,
     form: ReplyForm,
-) {
-    tokio::spawn(async move {
-        let result = propose(&cluster, &writer, write).await;
-        Answer::Client { reply, form }.deliver(result);
-    });
+}
+
+impl Queue {
+    /// Starts the task; it ends once the queue is dropped and drained.
+    pub(crate) fn start(cluster: Arc<Cluster>, writer: Writer) -> Queue {
+        let (proposals, mut queued) = mpsc::unbounded_channel::<Proposal>();
+        tokio::spawn(async move {
+            // Waits for the connection's next write.
+            while let Some(Proposal { reply, write, form }) = queued.recv().await {
+                let result = propose(&cluster, &writer, write).await;
+                Answer::Client { reply, form }.deliver(result);
+            }
+        });
+        Queue { proposals }
+    }
+
+    /// Queues a validated write; its reply is sent once it is committed in
+    /// etcd and applied here (or refused).
+    pub(crate) fn push(&self, reply: Reply, write: Write, form: ReplyForm) {
+        if let Err(mpsc::error::SendError(p)) = self.proposals.send(Proposal { reply, write, form })
+        {
+            Answer::Client {
+                reply: p.reply,
+                form: p.form,
+            }
+            .deliver(Err(ApiError::unavailable("the daemon is shutting down")));
+        }
+    }
 }
 
 /// Steps 1-4 (module docs).
@@ -60,7 +90,20 @@ pub(crate) async fn propose(cluster: &Cluster, writer: &Writer, write: Write) ->
             .try_clone()
             .ok_or_else(|| ApiError::internal("this write cannot be proposed"))?;
         // Runs after the changes the replica queued before it.
-        let prepared = match writer.prepare(attempt).await? {
+        let prepared = match writer.prepare(attempt).await {
+            Ok(prepared) => prepared,
+            Err(err) if may_be_behind(&err) => {
+                // Refused on this replica's state, which may lag etcd (a
+                // write acknowledged by another daemon a moment ago): ask
+                // etcd, and retry once the replica has what it has.
+                if caught_up_with_etcd(cluster, write.execution_id()).await {
+                    continue;
+                }
+                return Err(err);
+            }
+            Err(err) => return Err(err),
+        };
+        let prepared = match prepared {
             PrepareOutcome::Unchanged {
                 execution_id,
                 revision,
@@ -140,9 +183,34 @@ pub(crate) async fn propose(cluster: &Cluster, writer: &Writer, write: Write) ->
         return Ok(Outcome::Committed(Arc::new(change)));
     }
     Err(ApiError::new(
-        crate::protocol::Code::Aborted,
+        Code::Aborted,
         format!("the execution kept changing through other daemons ({MAX_ATTEMPTS} attempts)"),
     ))
+}
+
+/// Refusals a replica behind etcd may give wrongly: ABORTED (an offset or
+/// revision that is stale here but current in etcd) and NOT_FOUND (an
+/// execution created through another daemon a moment ago).
+/// FAILED_PRECONDITION (a terminal phase) is final: the log only moves
+/// forward.
+fn may_be_behind(err: &ApiError) -> bool {
+    matches!(err.code, Code::Aborted | Code::NotFound)
+}
+
+/// True when etcd has a newer change of execution `id` than this replica,
+/// and the replica has now applied it (waited for, bounded).
+async fn caught_up_with_etcd(cluster: &Cluster, id: Option<&str>) -> bool {
+    let Some(id) = id else {
+        return false;
+    };
+    // One read from etcd, only after a refusal.
+    match cluster.client.get(cluster.key(id)).await {
+        Ok(Some(current)) => {
+            let revision = current.mod_revision as u64;
+            revision > cluster.applied() && cluster.wait_applied(revision).await
+        }
+        _ => false,
+    }
 }
 
 /// Whether `value` is a record of this request.

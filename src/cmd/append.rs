@@ -4,14 +4,23 @@
 
 use stigmer_proto::daemon::AppendRequest;
 
-use super::Context;
+use super::{Context, Session};
 use crate::pipeline::{append, Write};
 use crate::wire::Reply;
 use crate::writer::ReplyForm;
 
-pub(super) async fn apply(ctx: &Context, reply: Reply, req: AppendRequest) {
+pub(super) async fn apply(ctx: &Context, session: &Session, reply: Reply, req: AppendRequest) {
     match append::validate(&req) {
         Err(err) => reply.error(err),
-        Ok(()) => super::submit(ctx, reply, Write::Append(Box::new(req)), ReplyForm::Minimal).await,
+        Ok(()) => {
+            super::submit(
+                ctx,
+                session,
+                reply,
+                Write::Append(Box::new(req)),
+                ReplyForm::Minimal,
+            )
+            .await
+        }
     }
 }

@@ -1,16 +1,16 @@
 //! `delete`: runs `pipeline::delete`; open streams then end with DELETED.
 
-use super::Context;
+use super::{Context, Session};
 use crate::pipeline::{delete, Write};
 use crate::wire::Reply;
 use crate::writer::ReplyForm;
 
-pub(super) async fn apply(ctx: &Context, reply: Reply, execution_id: String) {
+pub(super) async fn apply(ctx: &Context, session: &Session, reply: Reply, execution_id: String) {
     match delete::validate(&execution_id) {
         Err(err) => reply.error(err),
         Ok(()) => {
             let write = Write::Delete(execution_id);
-            super::submit(ctx, reply, write, ReplyForm::Deleted).await;
+            super::submit(ctx, session, reply, write, ReplyForm::Deleted).await;
         }
     }
 }

@@ -85,6 +85,9 @@ pub(crate) struct Session {
     /// Cancelled when the peer is gone (EOF or a failed write): streams then
     /// stop without an END, since nobody would read it.
     pub(crate) gone: CancellationToken,
+    /// The cluster mode: this connection's writes, proposed in order
+    /// (started on its first write).
+    proposals: std::sync::OnceLock<crate::cluster::propose::Queue>,
 }
 
 impl Session {
@@ -94,6 +97,7 @@ impl Session {
             streams: Mutex::new(HashMap::new()),
             closing,
             gone,
+            proposals: std::sync::OnceLock::new(),
         }
     }
 
@@ -147,15 +151,17 @@ pub(crate) async fn dispatch(
     };
     match command {
         Command::Ping(_) => ping::apply(ctx, reply),
-        Command::Create(execution) => create::apply(ctx, reply, execution, form).await,
-        Command::UpdateStatus(input) => update_status::apply(ctx, reply, input, form).await,
+        Command::Create(execution) => create::apply(ctx, session, reply, execution, form).await,
+        Command::UpdateStatus(input) => {
+            update_status::apply(ctx, session, reply, input, form).await
+        }
         Command::Get(get) => get::apply(ctx, reply, get.value),
         Command::List(list) => list::apply(ctx, reply, list),
-        Command::Delete(delete) => delete::apply(ctx, reply, delete.value).await,
+        Command::Delete(delete) => delete::apply(ctx, session, reply, delete.value).await,
         Command::Subscribe(sub) => subscribe::apply(ctx, session, reply, sub),
         Command::Cancel(cancel) => cancel::apply(session, reply, cancel.subscription_id),
         Command::Status(req) => status::apply(ctx, reply, req.prometheus),
-        Command::Append(req) => append::apply(ctx, reply, req).await,
+        Command::Append(req) => append::apply(ctx, session, reply, req).await,
     }
     Ok(())
 }
@@ -163,9 +169,14 @@ pub(crate) async fn dispatch(
 /// Queues a validated write in arrival order; the writer thread answers
 /// `reply` itself right after COMMIT (or the refusal), with no task in
 /// between. Shared by create, update_status and delete.
-async fn submit(ctx: &Context, reply: Reply, write: Write, form: ReplyForm) {
+async fn submit(ctx: &Context, session: &Session, reply: Reply, write: Write, form: ReplyForm) {
     if let Some(cluster) = &ctx.cluster {
-        crate::cluster::propose::spawn(cluster.clone(), ctx.writer.clone(), reply, write, form);
+        session
+            .proposals
+            .get_or_init(|| {
+                crate::cluster::propose::Queue::start(cluster.clone(), ctx.writer.clone())
+            })
+            .push(reply, write, form);
         return;
     }
     let job = Job {

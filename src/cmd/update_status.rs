@@ -4,19 +4,29 @@
 
 use stigmer_proto::agentexecution::AgentExecutionUpdateStatusInput;
 
-use super::Context;
+use super::{Context, Session};
 use crate::pipeline::{update_status, Write};
 use crate::wire::Reply;
 use crate::writer::ReplyForm;
 
 pub(super) async fn apply(
     ctx: &Context,
+    session: &Session,
     reply: Reply,
     input: AgentExecutionUpdateStatusInput,
     form: ReplyForm,
 ) {
     match update_status::validate(&input) {
         Err(err) => reply.error(err),
-        Ok(()) => super::submit(ctx, reply, Write::UpdateStatus(Box::new(input)), form).await,
+        Ok(()) => {
+            super::submit(
+                ctx,
+                session,
+                reply,
+                Write::UpdateStatus(Box::new(input)),
+                form,
+            )
+            .await
+        }
     }
 }
