@@ -282,21 +282,6 @@ impl Daemon {
             Duration::from_micros(args.reader_poll_us),
             shard_count,
         ));
-        let sources = Arc::new(Sources {
-            started: std::time::Instant::now(),
-            socket: socket.to_path_buf(),
-            database: db_path.clone(),
-            durability: match args.durability {
-                Durability::Normal => "normal",
-                Durability::Full => "full",
-            },
-            revisions: running.revisions.clone(),
-            writer: running.stats.clone(),
-            broker: broker.clone(),
-            connections: connections.clone(),
-            streams: streams.clone(),
-            read_poll: read_poll.clone(),
-        });
         // The cluster mode (--etcd): the client lives on this runtime (the
         // first shard's, which lasts as long as the daemon), as does the
         // replica's watch.
@@ -317,6 +302,22 @@ impl Daemon {
             tracing::info!(endpoints = ?args.etcd, prefix = %args.etcd_prefix, "sharing executions through etcd");
             Some(cluster)
         };
+        let sources = Arc::new(Sources {
+            started: std::time::Instant::now(),
+            socket: socket.to_path_buf(),
+            database: db_path.clone(),
+            durability: match args.durability {
+                Durability::Normal => "normal",
+                Durability::Full => "full",
+            },
+            revisions: running.revisions.clone(),
+            writer: running.stats.clone(),
+            broker: broker.clone(),
+            connections: connections.clone(),
+            streams: streams.clone(),
+            read_poll: read_poll.clone(),
+            cluster: cluster.clone(),
+        });
         let context = Arc::new(Context {
             writer: running.writer.clone(),
             cluster,

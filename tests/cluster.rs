@@ -102,6 +102,17 @@ async fn two_daemons_share_one_revision_sequence() {
             .and_then(|s| s.messages.into_iter().next())
             .map(|m| m.content);
         assert_eq!(content.as_deref(), Some(text.as_str()));
+        // status names the backend and where the replica stands.
+        let reply = conn
+            .call(Cmd::Status(stigmer_proto::daemon::StatusRequest::default()))
+            .await;
+        let Some(response::Result::Status(status)) = reply.result else {
+            panic!("expected a status, got {reply:?}");
+        };
+        assert_eq!(status.backend, "etcd");
+        let last = *acked.last().expect("appends");
+        assert_eq!(status.replica_applied_revision, last);
+        assert!(status.etcd_revision >= last, "{status:?}");
     }
 }
 
@@ -237,4 +248,96 @@ async fn killing_the_etcd_leader_loses_no_acknowledged_append() {
         .and_then(|s| s.messages.into_iter().next())
         .map(|m| m.content);
     assert_eq!(content.as_deref(), Some(text.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_etcd_writes_are_unavailable_and_streams_continue_when_it_returns() {
+    let Some(mut etcd) = etcd_cluster::Cluster::start().await else {
+        return;
+    };
+    let a = Daemon::start(&["--etcd", &etcd.endpoints().join(",")]);
+    let mut ca = a.connect().await;
+    let (id, created) = ca.create("bot").await;
+    let mut watcher = a.connect().await;
+    let sub = watcher.subscribe(&id, Some(created)).await;
+    let first = outcome(ca.call(append(&id, 0, "before.")).await).expect("append");
+    etcd.kill_all();
+    let started = std::time::Instant::now();
+    let refused = outcome(ca.call(append(&id, 7, "during.")).await);
+    assert_eq!(refused, Err(Code::Unavailable as i32));
+    // The client's request timeout (5 s) and a little.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    for i in 0..etcd_cluster::MEMBERS {
+        etcd.restart(i);
+    }
+    etcd.wait_healthy().await;
+    // The refused append never reached a member (all were down), so the
+    // same offset commits now.
+    let mut tries = 0;
+    let second = loop {
+        match outcome(ca.call(append(&id, 7, "after.")).await) {
+            Ok(revision) => break revision,
+            Err(code) if code == Code::Unavailable as i32 && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(code) => panic!("code {code}"),
+        }
+    };
+    // The stream stayed open and has both, in order, with nothing between.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let event = watcher.event(sub).await;
+        if event.r#type == EventType::EventUpdate as i32 {
+            seen.push(event.revision);
+        }
+    }
+    assert_eq!(seen, [first, second]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_and_restarted_catches_up_from_its_last_revision() {
+    let Some(etcd) = etcd_cluster::Cluster::start().await else {
+        return;
+    };
+    let endpoints = etcd.endpoints().join(",");
+    let a = Daemon::start(&["--etcd", &endpoints]);
+    let mut b = Daemon::start(&["--etcd", &endpoints]);
+    let mut ca = a.connect().await;
+    let (id, _) = ca.create("bot").await;
+    let mut cb = b.connect().await;
+    until_replicated(&mut cb, &id).await;
+    drop(cb);
+    b.kill();
+    let mut text = String::new();
+    let mut last = 0;
+    for i in 0..5 {
+        let word = format!("{i}.");
+        last = outcome(ca.call(append(&id, text.len() as u64, &word)).await).expect("append");
+        text.push_str(&word);
+    }
+    b.restart();
+    let mut cb = b.connect().await;
+    for _ in 0..200 {
+        let reply = cb
+            .call(Cmd::Get(AgentExecutionId { value: id.clone() }))
+            .await;
+        if let Some(response::Result::Execution(r)) = reply.result {
+            if r.revision == last {
+                let content = r
+                    .execution
+                    .and_then(|e| e.status)
+                    .and_then(|s| s.messages.into_iter().next())
+                    .map(|m| m.content);
+                assert_eq!(content.as_deref(), Some(text.as_str()));
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the restarted daemon never caught up to revision {last}");
 }

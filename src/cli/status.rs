@@ -51,6 +51,17 @@ fn text(s: &DaemonStatus) -> String {
         format!("{} (durability {})", s.database, s.durability),
     );
     line("revision", s.revision.to_string());
+    if s.backend == "etcd" {
+        line(
+            "backend",
+            format!(
+                "etcd: replica at revision {} of {} heard of (lag {})",
+                s.replica_applied_revision,
+                s.etcd_revision,
+                s.etcd_revision.saturating_sub(s.replica_applied_revision)
+            ),
+        );
+    }
     line("connections", s.connections.to_string());
     line("subscriptions", s.subscriptions.to_string());
     line(

@@ -32,6 +32,8 @@ pub(crate) struct Cluster {
     applied: watch::Sender<u64>,
     /// The last revision handed to the writer thread.
     submitted: std::sync::atomic::AtomicU64,
+    /// The newest etcd revision heard of (for the replica's lag).
+    heard: std::sync::atomic::AtomicU64,
 }
 
 impl Cluster {
@@ -43,6 +45,7 @@ impl Cluster {
             prefix: prefix.trim_end_matches('/').to_owned(),
             applied: watch::Sender::new(applied),
             submitted: std::sync::atomic::AtomicU64::new(applied),
+            heard: std::sync::atomic::AtomicU64::new(applied),
         })
     }
 
@@ -66,6 +69,18 @@ impl Cluster {
     /// The last revision the replica applied.
     pub(crate) fn applied(&self) -> u64 {
         *self.applied.borrow()
+    }
+
+    /// The newest etcd revision this daemon has heard of.
+    pub(crate) fn heard(&self) -> u64 {
+        self.heard.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Notes that etcd has reached `revision` (an event, a progress
+    /// notification, a write's answer).
+    pub(crate) fn hear(&self, revision: u64) {
+        self.heard
+            .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The last revision the replica handed to the writer thread.

@@ -175,6 +175,7 @@ pub(crate) async fn propose(cluster: &Cluster, writer: &Writer, write: Write) ->
         let Some(revision) = committed_at else {
             continue;
         };
+        cluster.hear(revision);
         if !cluster.wait_applied(revision).await {
             return Err(behind(cluster, revision));
         }

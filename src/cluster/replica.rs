@@ -17,6 +17,11 @@ use crate::pipeline::replicate::Record;
 use crate::pipeline::{Replicated, Write};
 use crate::writer::{Answer, Job, Writer};
 
+/// How often the replica asks etcd for a progress notification, which
+/// tells it etcd's newest revision (the lag in `status`) while nothing
+/// changes: one small message per daemon per interval.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
 /// Waits between attempts to (re)open the watch while etcd is away.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
@@ -57,20 +62,31 @@ pub(crate) async fn run(cluster: Arc<Cluster>, writer: Writer, shutdown: Cancell
             }
         };
         retry = RETRY_MIN;
+        let mut ask = tokio::time::interval(PROGRESS_EVERY);
         loop {
-            // Waits for etcd's next changes; a broken stream ends this
-            // watch (the outer loop resumes after the last applied).
+            // Waits for etcd's next changes (or the time to ask how far
+            // etcd is); a broken stream ends this watch (the outer loop
+            // resumes after the last applied).
             let item = tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = ask.tick() => {
+                    // Answered by a progress notification (bounded: a failed
+                    // ask is only logged, the stream tells of a broken watch).
+                    if let Err(err) = watch.request_progress().await {
+                        tracing::debug!(%err, "cannot ask etcd for progress");
+                    }
+                    continue;
+                }
                 item = watch.next() => item,
             };
             match item {
-                Some(Ok(WatchEvent::Events { events, .. })) => {
+                Some(Ok(WatchEvent::Events { revision, events })) => {
+                    cluster.hear(revision as u64);
                     for event in events {
                         apply(&cluster, &writer, event).await;
                     }
                 }
-                Some(Ok(WatchEvent::Progress { .. })) => {}
+                Some(Ok(WatchEvent::Progress { revision })) => cluster.hear(revision as u64),
                 Some(Ok(WatchEvent::Compacted { compact_revision })) => {
                     // Rebuilding the replica from a read at one revision
                     // is not built yet (docs/design/cluster.md).

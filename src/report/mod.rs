@@ -39,6 +39,8 @@ pub(crate) struct Sources {
     pub(crate) connections: Arc<ConnectionStats>,
     pub(crate) streams: Arc<StreamStats>,
     pub(crate) read_poll: Arc<ReadPoll>,
+    /// The cluster mode's log, when `--etcd` is given.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The `status` reply, with the Prometheus exposition when asked.
@@ -84,6 +86,14 @@ pub(crate) fn daemon_status(sources: &Sources, with_prometheus: bool) -> DaemonS
             .into_iter()
             .map(|(id, n)| (id, n as u64))
             .collect(),
+        backend: if sources.cluster.is_some() {
+            "etcd"
+        } else {
+            "sqlite"
+        }
+        .to_string(),
+        replica_applied_revision: sources.cluster.as_ref().map_or(0, |c| c.applied()),
+        etcd_revision: sources.cluster.as_ref().map_or(0, |c| c.heard()),
         prometheus: if with_prometheus {
             prometheus::render(sources)
         } else {

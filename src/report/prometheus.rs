@@ -26,6 +26,14 @@ pub(crate) fn render(sources: &Sources) -> String {
         sources.revisions.last() as f64,
     )
     .gauge(
+        "stigmer_replica_lag_revisions",
+        "The cluster mode: etcd revisions this daemon's replica has yet to apply (0 without --etcd).",
+        sources
+            .cluster
+            .as_ref()
+            .map_or(0, |c| c.heard().saturating_sub(c.applied())) as f64,
+    )
+    .gauge(
         "stigmer_connections",
         "Connections open now.",
         stats.connections_open.load(Relaxed) as f64,

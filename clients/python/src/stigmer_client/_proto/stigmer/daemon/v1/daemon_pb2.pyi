@@ -252,7 +252,7 @@ class StatusRequest(_message.Message):
     def __init__(self, prometheus: bool = ...) -> None: ...
 
 class DaemonStatus(_message.Message):
-    __slots__ = ("daemon_version", "protocol_version", "uptime_seconds", "socket", "database", "durability", "revision", "connections", "subscriptions", "subscriptions_by_execution", "committed_changes", "commit_batches", "commit_latency_p50_us", "commit_latency_p99_us", "broadcast_latency_p50_us", "broadcast_latency_p99_us", "resyncs", "subscriber_overflows", "slow_consumer_disconnects", "rejected_connections", "refused_writes", "prometheus", "session_watches", "all_watches", "watches_by_session")
+    __slots__ = ("daemon_version", "protocol_version", "uptime_seconds", "socket", "database", "durability", "revision", "connections", "subscriptions", "subscriptions_by_execution", "committed_changes", "commit_batches", "commit_latency_p50_us", "commit_latency_p99_us", "broadcast_latency_p50_us", "broadcast_latency_p99_us", "resyncs", "subscriber_overflows", "slow_consumer_disconnects", "rejected_connections", "refused_writes", "prometheus", "session_watches", "all_watches", "watches_by_session", "backend", "replica_applied_revision", "etcd_revision")
     class SubscriptionsByExecutionEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -299,6 +299,9 @@ class DaemonStatus(_message.Message):
     SESSION_WATCHES_FIELD_NUMBER: _ClassVar[int]
     ALL_WATCHES_FIELD_NUMBER: _ClassVar[int]
     WATCHES_BY_SESSION_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_APPLIED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    ETCD_REVISION_FIELD_NUMBER: _ClassVar[int]
     daemon_version: str
     protocol_version: int
     uptime_seconds: float
@@ -324,4 +327,7 @@ class DaemonStatus(_message.Message):
     session_watches: int
     all_watches: int
     watches_by_session: _containers.ScalarMap[str, int]
-    def __init__(self, daemon_version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., socket: _Optional[str] = ..., database: _Optional[str] = ..., durability: _Optional[str] = ..., revision: _Optional[int] = ..., connections: _Optional[int] = ..., subscriptions: _Optional[int] = ..., subscriptions_by_execution: _Optional[_Mapping[str, int]] = ..., committed_changes: _Optional[int] = ..., commit_batches: _Optional[int] = ..., commit_latency_p50_us: _Optional[float] = ..., commit_latency_p99_us: _Optional[float] = ..., broadcast_latency_p50_us: _Optional[float] = ..., broadcast_latency_p99_us: _Optional[float] = ..., resyncs: _Optional[int] = ..., subscriber_overflows: _Optional[int] = ..., slow_consumer_disconnects: _Optional[int] = ..., rejected_connections: _Optional[_Mapping[str, int]] = ..., refused_writes: _Optional[int] = ..., prometheus: _Optional[str] = ..., session_watches: _Optional[int] = ..., all_watches: _Optional[int] = ..., watches_by_session: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    backend: str
+    replica_applied_revision: int
+    etcd_revision: int
+    def __init__(self, daemon_version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., socket: _Optional[str] = ..., database: _Optional[str] = ..., durability: _Optional[str] = ..., revision: _Optional[int] = ..., connections: _Optional[int] = ..., subscriptions: _Optional[int] = ..., subscriptions_by_execution: _Optional[_Mapping[str, int]] = ..., committed_changes: _Optional[int] = ..., commit_batches: _Optional[int] = ..., commit_latency_p50_us: _Optional[float] = ..., commit_latency_p99_us: _Optional[float] = ..., broadcast_latency_p50_us: _Optional[float] = ..., broadcast_latency_p99_us: _Optional[float] = ..., resyncs: _Optional[int] = ..., subscriber_overflows: _Optional[int] = ..., slow_consumer_disconnects: _Optional[int] = ..., rejected_connections: _Optional[_Mapping[str, int]] = ..., refused_writes: _Optional[int] = ..., prometheus: _Optional[str] = ..., session_watches: _Optional[int] = ..., all_watches: _Optional[int] = ..., watches_by_session: _Optional[_Mapping[str, int]] = ..., backend: _Optional[str] = ..., replica_applied_revision: _Optional[int] = ..., etcd_revision: _Optional[int] = ...) -> None: ...
