@@ -8,27 +8,9 @@ mod etcd_cluster;
 
 use std::time::Duration;
 
-use common::{expect_execution, Daemon, Raw};
-use stigmer_proto::agentexecution::AgentExecutionId;
-use stigmer_proto::daemon::{
-    op, request::Command as Cmd, response, AppendRequest, AppendText, Code, EventType, Op,
-};
-
-/// An append of `text` at byte `offset` of message 0.
-fn append(id: &str, offset: u64, text: &str) -> Cmd {
-    Cmd::Append(AppendRequest {
-        execution_id: id.into(),
-        expected_revision: None,
-        ops: vec![Op {
-            op: Some(op::Op::AppendText(AppendText {
-                message_index: 0,
-                offset,
-                text: text.into(),
-                r#type: 0,
-            })),
-        }],
-    })
-}
+use common::watch::{append_cmd as append, get};
+use common::{Daemon, Raw};
+use stigmer_proto::daemon::{request::Command as Cmd, response, Code, EventType};
 
 /// The revision an append was committed at, or its error code.
 fn outcome(reply: stigmer_proto::daemon::Response) -> Result<u64, i32> {
@@ -39,18 +21,42 @@ fn outcome(reply: stigmer_proto::daemon::Response) -> Result<u64, i32> {
     }
 }
 
-/// Waits until `conn`'s daemon has execution `id` (its replica caught up).
-async fn until_replicated(conn: &mut Raw, id: &str) {
-    for _ in 0..200 {
-        let reply = conn
-            .call(Cmd::Get(AgentExecutionId { value: id.into() }))
-            .await;
-        if matches!(reply.result, Some(response::Result::Execution(_))) {
-            return;
+/// Message 0's text of execution `id` on `conn`'s daemon, and its revision.
+async fn text_of(conn: &mut Raw, id: &str) -> Option<(String, u64)> {
+    let (execution, revision) = get(conn, id).await?;
+    let text = execution
+        .status
+        .and_then(|s| s.messages.into_iter().next())
+        .map(|m| m.content)
+        .unwrap_or_default();
+    Some((text, revision))
+}
+
+/// Waits until `conn`'s daemon has execution `id` at `revision` or later
+/// (its replica caught up); returns its text.
+async fn until_replicated(conn: &mut Raw, id: &str, revision: u64) -> String {
+    for _ in 0..400 {
+        if let Some((text, at)) = text_of(conn, id).await {
+            if at >= revision {
+                return text;
+            }
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("{id} never reached the other daemon");
+    panic!("{id} never reached revision {revision} on the other daemon");
+}
+
+/// Two daemons sharing `etcd`, a connection to each, and an execution
+/// created through the first and replicated to the second: its id and
+/// revision.
+async fn two_daemons(etcd: &etcd_cluster::Cluster) -> (Daemon, Daemon, Raw, Raw, String, u64) {
+    let endpoints = etcd.endpoints().join(",");
+    let a = Daemon::start(&["--etcd", &endpoints]);
+    let b = Daemon::start(&["--etcd", &endpoints]);
+    let (mut ca, mut cb) = (a.connect().await, b.connect().await);
+    let (id, created) = ca.create("bot").await;
+    until_replicated(&mut cb, &id, created).await;
+    (a, b, ca, cb, id, created)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,12 +64,7 @@ async fn two_daemons_share_one_revision_sequence() {
     let Some(etcd) = etcd_cluster::Cluster::start().await else {
         return;
     };
-    let endpoints = etcd.endpoints().join(",");
-    let a = Daemon::start(&["--etcd", &endpoints]);
-    let b = Daemon::start(&["--etcd", &endpoints]);
-    let (mut ca, mut cb) = (a.connect().await, b.connect().await);
-    let (id, created) = ca.create("bot").await;
-    until_replicated(&mut cb, &id).await;
+    let (_a, _b, mut ca, mut cb, id, created) = two_daemons(&etcd).await;
     // A stream on each daemon, from the create on.
     let (sa, sb) = (
         ca.subscribe(&id, Some(created)).await,
@@ -92,16 +93,8 @@ async fn two_daemons_share_one_revision_sequence() {
         assert_eq!(seen, acked, "every daemon streams the same revisions");
     }
     for conn in [&mut ca, &mut cb] {
-        let reply = conn
-            .call(Cmd::Get(AgentExecutionId { value: id.clone() }))
-            .await;
-        let (execution, revision) = expect_execution(reply);
-        assert_eq!(revision, *acked.last().expect("appends"));
-        let content = execution
-            .status
-            .and_then(|s| s.messages.into_iter().next())
-            .map(|m| m.content);
-        assert_eq!(content.as_deref(), Some(text.as_str()));
+        let got = text_of(conn, &id).await;
+        assert_eq!(got, Some((text.clone(), *acked.last().expect("appends"))));
         // status names the backend and where the replica stands.
         let reply = conn
             .call(Cmd::Status(stigmer_proto::daemon::StatusRequest::default()))
@@ -121,12 +114,8 @@ async fn concurrent_appends_at_one_offset_through_two_daemons_one_wins() {
     let Some(etcd) = etcd_cluster::Cluster::start().await else {
         return;
     };
-    let endpoints = etcd.endpoints().join(",");
-    let a = Daemon::start(&["--etcd", &endpoints]);
-    let b = Daemon::start(&["--etcd", &endpoints]);
-    let (mut ca, mut cb) = (a.connect().await, b.connect().await);
-    let (id, _) = ca.create("bot").await;
-    until_replicated(&mut cb, &id).await;
+    let (_a, _b, mut ca, mut cb, id, _) = two_daemons(&etcd).await;
+    let mut last = 0;
     for round in 0..5u64 {
         let offset = round * 2;
         let (ra, rb) = tokio::join!(
@@ -140,28 +129,17 @@ async fn concurrent_appends_at_one_offset_through_two_daemons_one_wins() {
             1,
             "exactly one of two appends at offset {offset} commits: {ra:?} {rb:?}"
         );
-        let lost = if ra.is_ok() { rb } else { ra };
+        let (lost, won) = if let Ok(r) = ra {
+            (rb, r)
+        } else {
+            (ra, rb.unwrap_or(0))
+        };
         assert_eq!(lost, Err(Code::Aborted as i32), "the other is ABORTED");
-        // Both daemons end with one text, never interleaved.
-        until_replicated(&mut cb, &id).await;
+        last = won;
     }
+    // Both daemons end with one text, never interleaved.
     for conn in [&mut ca, &mut cb] {
-        let mut text = String::new();
-        for _ in 0..200 {
-            let reply = conn
-                .call(Cmd::Get(AgentExecutionId { value: id.clone() }))
-                .await;
-            let (execution, _) = expect_execution(reply);
-            text = execution
-                .status
-                .and_then(|s| s.messages.into_iter().next())
-                .map(|m| m.content)
-                .unwrap_or_default();
-            if text.len() == 10 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let text = until_replicated(conn, &id, last).await;
         assert_eq!(text.len(), 10, "{text}");
         assert!(
             text.as_bytes().chunks(2).all(|c| c == b"x." || c == b"y."),
@@ -198,12 +176,7 @@ async fn killing_the_etcd_leader_loses_no_acknowledged_append() {
     let Some(mut etcd) = etcd_cluster::Cluster::start().await else {
         return;
     };
-    let endpoints = etcd.endpoints().join(",");
-    let a = Daemon::start(&["--etcd", &endpoints]);
-    let b = Daemon::start(&["--etcd", &endpoints]);
-    let (mut ca, mut cb) = (a.connect().await, b.connect().await);
-    let (id, created) = ca.create("bot").await;
-    until_replicated(&mut cb, &id).await;
+    let (_a, _b, mut ca, mut cb, id, created) = two_daemons(&etcd).await;
     let sb = cb.subscribe(&id, Some(created)).await;
     let mut text = String::new();
     let mut acked = Vec::new();
@@ -239,15 +212,8 @@ async fn killing_the_etcd_leader_loses_no_acknowledged_append() {
         seen, acked,
         "the other daemon streamed every acknowledged append once, in order"
     );
-    let reply = cb
-        .call(Cmd::Get(AgentExecutionId { value: id.clone() }))
-        .await;
-    let (execution, _) = expect_execution(reply);
-    let content = execution
-        .status
-        .and_then(|s| s.messages.into_iter().next())
-        .map(|m| m.content);
-    assert_eq!(content.as_deref(), Some(text.as_str()));
+    let got = text_of(&mut cb, &id).await.map(|(t, _)| t);
+    assert_eq!(got, Some(text));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,13 +270,7 @@ async fn a_daemon_killed_and_restarted_catches_up_from_its_last_revision() {
     let Some(etcd) = etcd_cluster::Cluster::start().await else {
         return;
     };
-    let endpoints = etcd.endpoints().join(",");
-    let a = Daemon::start(&["--etcd", &endpoints]);
-    let mut b = Daemon::start(&["--etcd", &endpoints]);
-    let mut ca = a.connect().await;
-    let (id, _) = ca.create("bot").await;
-    let mut cb = b.connect().await;
-    until_replicated(&mut cb, &id).await;
+    let (_a, mut b, mut ca, cb, id, _) = two_daemons(&etcd).await;
     drop(cb);
     b.kill();
     let mut text = String::new();
@@ -322,22 +282,5 @@ async fn a_daemon_killed_and_restarted_catches_up_from_its_last_revision() {
     }
     b.restart();
     let mut cb = b.connect().await;
-    for _ in 0..200 {
-        let reply = cb
-            .call(Cmd::Get(AgentExecutionId { value: id.clone() }))
-            .await;
-        if let Some(response::Result::Execution(r)) = reply.result {
-            if r.revision == last {
-                let content = r
-                    .execution
-                    .and_then(|e| e.status)
-                    .and_then(|s| s.messages.into_iter().next())
-                    .map(|m| m.content);
-                assert_eq!(content.as_deref(), Some(text.as_str()));
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the restarted daemon never caught up to revision {last}");
+    assert_eq!(until_replicated(&mut cb, &id, last).await, text);
 }

@@ -157,17 +157,8 @@ impl WriterThread {
         let started = Instant::now();
         let (writes, answers): (Vec<Write>, Vec<Answer>) =
             batch.drain(..).map(|job| (job.write, job.answer)).unzip();
-        let outcome = transact(
-            &mut self.conn,
-            &mut self.cache,
-            Batch {
-                first_revision: self.revisions.last() + 1,
-                compacted: self.revisions.compacted(),
-                max_execution_bytes: self.config.max_execution_bytes,
-                history_retention: self.config.history_retention,
-            },
-            writes,
-        );
+        let bounds = self.batch();
+        let outcome = transact(&mut self.conn, &mut self.cache, bounds, writes);
         match outcome {
             Ok(committed) => {
                 self.revisions.set(committed.last, committed.compacted);
@@ -219,18 +210,19 @@ impl WriterThread {
         if self.reopen {
             self.try_reopen();
         }
-        let outcome = super::batch::prepare(
-            &mut self.conn,
-            &mut self.cache,
-            Batch {
-                first_revision: self.revisions.last() + 1,
-                compacted: self.revisions.compacted(),
-                max_execution_bytes: self.config.max_execution_bytes,
-                history_retention: self.config.history_retention,
-            },
-            write,
-        );
+        let bounds = self.batch();
+        let outcome = super::batch::prepare(&mut self.conn, &mut self.cache, bounds, write);
         let _ = answer.send(outcome);
+    }
+
+    /// Where the next transaction starts and the bounds it runs under.
+    fn batch(&self) -> Batch {
+        Batch {
+            first_revision: self.revisions.last() + 1,
+            compacted: self.revisions.compacted(),
+            max_execution_bytes: self.config.max_execution_bytes,
+            history_retention: self.config.history_retention,
+        }
     }
 
     fn note_polled(&self, polled: Duration) {

@@ -71,21 +71,24 @@ pub async fn delete(c: &mut Raw, id: &str) -> u64 {
     }
 }
 
+/// An append of `text` at byte `offset` of message 0.
+pub fn append_cmd(id: &str, offset: u64, text: &str) -> Cmd {
+    Cmd::Append(AppendRequest {
+        execution_id: id.into(),
+        expected_revision: None,
+        ops: vec![Op {
+            op: Some(op::Op::AppendText(AppendText {
+                message_index: 0,
+                offset,
+                text: text.into(),
+                r#type: 0,
+            })),
+        }],
+    })
+}
+
 pub async fn append_text(c: &mut Raw, id: &str, offset: u64, text: &str) -> u64 {
-    let resp = c
-        .call(Cmd::Append(AppendRequest {
-            execution_id: id.into(),
-            expected_revision: None,
-            ops: vec![Op {
-                op: Some(op::Op::AppendText(AppendText {
-                    message_index: 0,
-                    offset,
-                    text: text.into(),
-                    r#type: 0,
-                })),
-            }],
-        }))
-        .await;
+    let resp = c.call(append_cmd(id, offset, text)).await;
     match resp.result {
         Some(stigmer_proto::daemon::response::Result::Execution(r)) => r.revision,
         other => panic!("expected an acknowledgement, got {other:?}"),
