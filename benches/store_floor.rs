@@ -219,6 +219,7 @@ fn stigmer_store(dir: &Path, args: &Args) -> Cost {
         poll: Duration::ZERO,
         history_retention: RETENTION,
         max_execution_bytes: 4 << 20,
+        cluster: false,
     };
     // A broker with no subscriber: the broadcast step finds no topic.
     let store = start_writer(config, Arc::new(Broker::new(1))).expect("open the store");

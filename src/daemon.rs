@@ -238,7 +238,11 @@ impl Daemon {
                 queue: args.writer_queue,
                 poll: Duration::from_micros(args.writer_poll_us),
                 history_retention: args.history_retention,
-                max_execution_bytes: args.max_frame_length - ENVELOPE_ALLOWANCE,
+                max_execution_bytes: crate::cluster::max_execution_bytes(
+                    args.max_frame_length - ENVELOPE_ALLOWANCE,
+                    !args.etcd.is_empty(),
+                ),
+                cluster: !args.etcd.is_empty(),
             },
             broker.clone(),
         )?;

@@ -284,3 +284,50 @@ async fn a_daemon_killed_and_restarted_catches_up_from_its_last_revision() {
     let mut cb = b.connect().await;
     assert_eq!(until_replicated(&mut cb, &id, last).await, text);
 }
+
+/// Runs `stigmer daemon` on `db` with `args` expecting it to refuse to
+/// start; returns what it printed.
+fn refused_start(dir: &std::path::Path, db: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_stigmer"))
+        .arg("--socket")
+        .arg(dir.join("refused.sock"))
+        .arg("daemon")
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("run the daemon");
+    assert!(!output.status.success(), "the daemon started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A database serves alone or as a replica, never one then the other: the
+/// revisions of the two differ. Needs no etcd: the check comes first, and
+/// the client connects lazily.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_serves_alone_or_as_a_replica_never_both() {
+    let nowhere = "http://127.0.0.1:9";
+    let mut alone = Daemon::start(&[]);
+    alone.connect().await.create("bot").await;
+    alone.stop();
+    let said = refused_start(&alone.dir, &alone.db, &["--etcd", nowhere]);
+    assert!(said.contains("has served without --etcd"), "{said}");
+    let mut replica = Daemon::start(&["--etcd", nowhere]);
+    replica.stop();
+    let said = refused_start(&replica.dir, &replica.db, &[]);
+    assert!(said.contains("is a replica of an etcd cluster"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_too_large_for_etcd_is_refused_before_it_is_proposed() {
+    let Some(etcd) = etcd_cluster::Cluster::start().await else {
+        return;
+    };
+    let (_a, _b, mut ca, _cb, id, _) = two_daemons(&etcd).await;
+    let big = "x".repeat(700 * 1024);
+    let reply = ca.call(append(&id, 0, &big)).await;
+    assert_eq!(outcome(reply), Err(Code::ResourceExhausted as i32));
+    // Below the limit, fine.
+    let small = "x".repeat(100 * 1024);
+    outcome(ca.call(append(&id, 0, &small)).await).expect("a 100 KiB append");
+}

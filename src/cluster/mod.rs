@@ -24,6 +24,25 @@ const EXECUTIONS: &str = "/e/";
 /// commit (or a conflicting one) before answering UNAVAILABLE.
 pub(crate) const APPLY_WAIT: Duration = Duration::from_secs(5);
 
+/// The largest state the cluster mode accepts. etcd refuses a request over
+/// `--max-request-bytes` (1.5 MiB by default), and a change stored whole
+/// carries the state and, after a replacing operation, that operation
+/// (up to the state's size again): 640 KiB keeps such a record, its key
+/// and the transaction's envelope under etcd's default. A larger state is
+/// refused by the pipeline (RESOURCE_EXHAUSTED naming the limit) before
+/// anything is proposed.
+pub(crate) const MAX_STATE_BYTES: usize = 640 * 1024;
+
+/// The largest encoded state accepted: `frame_limited` (what fits in a
+/// frame), and in the cluster mode no more than [`MAX_STATE_BYTES`].
+pub(crate) fn max_execution_bytes(frame_limited: usize, cluster: bool) -> usize {
+    if cluster {
+        frame_limited.min(MAX_STATE_BYTES)
+    } else {
+        frame_limited
+    }
+}
+
 /// The connection to the cluster, shared by the proposals and the replica.
 pub(crate) struct Cluster {
     pub(crate) client: stigmer_etcd::Client,

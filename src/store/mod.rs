@@ -29,7 +29,7 @@ pub(crate) mod txn;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::config::Durability;
 use crate::model::Revisions;
@@ -77,17 +77,62 @@ pub(crate) fn open_write_connection(
     Ok(conn)
 }
 
-/// Opens (creating if needed) and migrates the database for writing, and
-/// reads its revision counters. The writer thread takes the connection.
-pub(crate) fn open(path: &Path, durability: Durability) -> Result<(Connection, Revisions), String> {
+/// Opens (creating if needed) and migrates the database for writing,
+/// checks it serves in the mode asked ([`check_mode`]: `cluster` is
+/// `--etcd`), and reads its revision counters. The writer thread takes the
+/// connection.
+pub(crate) fn open(
+    path: &Path,
+    durability: Durability,
+    cluster: bool,
+) -> Result<(Connection, Revisions), String> {
     let mut conn = open_write_connection(path, durability)?;
     restrict_permissions(path)
         .map_err(|e| format!("cannot set permissions of {}: {e}", path.display()))?;
     schema::migrate(&mut conn)?;
+    check_mode(&conn, path, cluster)?;
     let (last, compacted) = load_revisions(&conn).map_err(|e| e.to_string())?;
     let revisions = Revisions::default();
     revisions.set(last, compacted);
     Ok((conn, revisions))
+}
+
+/// A database serves either alone or as a replica of an etcd cluster
+/// (`--etcd`), never one then the other: a replica's revisions are etcd's,
+/// a lone daemon's its own, and mixing them would break every stream's
+/// order. The first start in the cluster mode marks an empty database
+/// (`meta.cluster_mode`); a database with history that is not so marked
+/// is refused with `--etcd`, and a marked one without it.
+pub(crate) fn check_mode(conn: &Connection, path: &Path, cluster: bool) -> Result<(), String> {
+    let read = || -> Result<(bool, u64), ApiError> {
+        let marked: Option<i64> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'cluster_mode'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let (last, _) = load_revisions(conn)?;
+        Ok((marked == Some(1), last))
+    };
+    let (marked, last) = read().map_err(|e| format!("cannot read the database's mode: {e}"))?;
+    let db = path.display();
+    match (cluster, marked) {
+        (true, true) | (false, false) => Ok(()),
+        (true, false) if last == 0 => conn
+            .execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('cluster_mode', 1)",
+                [],
+            )
+            .map(drop)
+            .map_err(|e| format!("cannot mark {db} as a replica: {e}")),
+        (true, false) => Err(format!(
+            "{db} has served without --etcd (its revisions are its own, up to {last}, not              etcd's); give the cluster mode a database of its own with --db"
+        )),
+        (false, true) => Err(format!(
+            "{db} is a replica of an etcd cluster (it served with --etcd); start with the same              --etcd, or use another --db"
+        )),
+    }
 }
 
 /// Reads the revision counters at startup: the last revision is the

@@ -219,7 +219,7 @@ mod tests {
     fn reader(max_reads: usize) -> (tempfile::TempDir, Reader) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("stigmer.db");
-        crate::store::open(&path, Durability::Normal).expect("open");
+        crate::store::open(&path, Durability::Normal, false).expect("open");
         (dir, Reader::new(path, max_reads))
     }
 
@@ -308,7 +308,7 @@ mod tests {
         let path = dir.path().join("stigmer.db");
         let reader = Reader::new(path.clone(), 1);
         assert!(reader.run(|_| Ok(())).await.is_err(), "no database yet");
-        crate::store::open(&path, Durability::Normal).expect("open");
+        crate::store::open(&path, Durability::Normal, false).expect("open");
         reader.run(|_| Ok(())).await.expect("opened now");
     }
 }

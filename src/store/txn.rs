@@ -444,11 +444,13 @@ impl<'c> Txn<'c> {
     }
 }
 
-/// The refusal of a state that would not fit in a frame.
+/// The refusal of a state over the limit: what fits in a frame, or in the
+/// cluster mode what fits in one etcd request (`cluster::MAX_STATE_BYTES`).
 fn too_large(size: usize, max: usize) -> ApiError {
     ApiError::resource_exhausted(format!(
-        "the execution would be {size} bytes, over the {max} bytes that fit in a frame \
-         (--max-frame-length less the envelope)"
+        "the execution would be {size} bytes, over the {max} bytes a state may have \
+         (what fits in a frame: --max-frame-length less the envelope; with --etcd, at \
+         most 640 KiB, for etcd's request limit)"
     ))
 }
 

@@ -199,6 +199,9 @@ pub struct WriterConfig {
     pub history_retention: u64,
     /// The largest encoded execution accepted (fits in one frame).
     pub max_execution_bytes: usize,
+    /// The cluster mode (`--etcd`): the database is a replica
+    /// (`store::check_mode`).
+    pub cluster: bool,
 }
 
 /// The handle async code uses to submit jobs. Dropping every handle stops the
@@ -224,7 +227,7 @@ pub struct Running {
 /// Every committed change is published to `broker`, in revision order,
 /// before its caller is answered.
 pub fn start(config: WriterConfig, broker: Arc<Broker>) -> Result<Running, String> {
-    let (conn, revisions) = crate::store::open(&config.path, config.durability)?;
+    let (conn, revisions) = crate::store::open(&config.path, config.durability, config.cluster)?;
     let revisions = Arc::new(revisions);
     let stats = Arc::new(WriterStats::default());
     let (tx, rx) = mpsc::channel(config.queue.max(1));
@@ -297,6 +300,7 @@ mod tests {
             poll: Duration::ZERO,
             history_retention: 1000,
             max_execution_bytes: 1 << 20,
+            cluster: false,
         }
     }
 
