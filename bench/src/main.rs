@@ -10,6 +10,7 @@
 //! `--nats ADDR --nats-pid PID` and `--etcd ADDR --etcd-pid PID`. Results go
 //! to `--out` (JSON) and stdout (a Markdown table).
 
+mod cluster;
 mod etcd;
 mod nats;
 mod pace;
@@ -71,7 +72,7 @@ const USAGE: &str = "usage: stigmer-bench --stigmer BIN --redis-socket PATH --di
 [--floor BIN] [--nats 127.0.0.1:PORT --nats-pid PID] [--etcd 127.0.0.1:PORT --etcd-pid PID] [--out bench-results.json] [--rounds 3] [--latency-updates 10000] [--seconds 5] \
 [--writers 32] [--subscribers 1000] [--idle 10000] [--status-bytes 1024] \
 [--transcript-runners 32] [--transcript-tokens 8000] [--transcript-every 10] [--transcript-rate 250] [--transcript-pacing tick|exact] \
-[--watch-rate 100] [--only latency,throughput,fanout,idle,full,transcript,watch_all]";
+[--watch-rate 100] [--only latency,throughput,fanout,idle,full,transcript,watch_all,cluster]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -223,6 +224,9 @@ struct Round {
     tr_js_token: transcript::Mode,
     /// The watch_all scenario: stigmer and Redis PSUBSCRIBE.
     watch: watch_all::Round,
+    /// The cluster scenario (issue 20): the cluster mode on 3-member etcd
+    /// beside the embedded store.
+    cluster: cluster::Round,
 }
 
 /// Warm-up before each measured window (connections made, caches filled).
@@ -551,6 +555,27 @@ fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<
                 round.watch.redis = rt.block_on(watch_all::redis(rs, redis_pid, &s))?;
             }
         }
+    }
+    if args.wants("cluster") && args.etcd.is_some() {
+        say(format!(
+            "round {r}: cluster (3-member etcd; {} writers, {} subscribers)",
+            w, args.subscribers
+        ));
+        round.cluster = cluster::round(
+            rt,
+            r,
+            &cluster::Settings {
+                stigmer: &args.stigmer,
+                dir: &args.dir,
+                status: &status,
+                writers: w,
+                subscribers: args.subscribers,
+                latency_updates: args.latency_updates,
+                warmup: WARMUP,
+                window: win,
+            },
+            LATENCY_WARMUP,
+        )?;
     }
     Ok(round)
 }

@@ -252,6 +252,74 @@ impl Server {
     }
 }
 
+/// A 3-member etcd cluster on loopback ports, each member with etcd's
+/// defaults and its data in `<dir>/<name>-<i>`; stopped on drop. The
+/// cluster mode's scenario (`crate::cluster`).
+pub struct EtcdCluster {
+    members: Vec<Server>,
+}
+
+impl EtcdCluster {
+    pub fn start(dir: &Path, name: &str) -> io::Result<EtcdCluster> {
+        const MEMBERS: usize = 3;
+        let ports: Vec<(u16, u16)> = (0..MEMBERS)
+            .map(|_| Ok((free_port()?, free_port()?)))
+            .collect::<io::Result<_>>()?;
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("{name}-{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut children = Vec::with_capacity(MEMBERS);
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let member = format!("{name}-{i}");
+            let log = dir.join(format!("{member}.log"));
+            let out = OpenOptions::new().create(true).append(true).open(&log)?;
+            let (client_url, peer_url) = (
+                format!("http://127.0.0.1:{client}"),
+                format!("http://127.0.0.1:{peer}"),
+            );
+            let child = Command::new("etcd")
+                .args(["--name", &member, "--data-dir"])
+                .arg(dir.join(&member))
+                .args(["--listen-client-urls", &client_url])
+                .args(["--advertise-client-urls", &client_url])
+                .args(["--listen-peer-urls", &peer_url])
+                .args(["--initial-advertise-peer-urls", &peer_url])
+                .args(["--initial-cluster", &initial])
+                .args(["--initial-cluster-state", "new"])
+                .stdin(Stdio::null())
+                .stdout(out.try_clone()?)
+                .stderr(out)
+                .spawn()?;
+            record_pid(dir, &child);
+            children.push((child, log, *client));
+        }
+        // Each member logs that it serves once the cluster has a leader.
+        let mut members = Vec::with_capacity(MEMBERS);
+        for (child, log, client) in children {
+            members.push(Server::when_logged(
+                dir,
+                child,
+                &log,
+                "ready to serve client requests",
+                client,
+            )?);
+        }
+        Ok(EtcdCluster { members })
+    }
+
+    /// The members' client URLs.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter_map(|m| m.addr)
+            .map(|a| format!("http://{a}"))
+            .collect()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         stop_child(&mut self.child);

@@ -250,6 +250,7 @@ pub(crate) fn results(args: &Args, rounds: &[Round]) -> Value {
         },
         "transcript": transcript::report::transcript_json(args, rounds),
         "watch_all": watch_all::json(rounds, &args.watch_settings()),
+        "cluster": crate::cluster::json(rounds),
         "rounds": rounds.len(),
         "window_s": args.window.as_secs_f64(),
         "machine": machine(),
@@ -361,6 +362,7 @@ pub(crate) fn table(v: &Value) -> String {
     }
     transcript::report::transcript_rows(v, &mut out);
     watch_all::rows(v, &mut out);
+    crate::cluster::rows(v, &mut out);
     out
 }
 

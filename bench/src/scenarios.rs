@@ -56,10 +56,38 @@ pub fn latency_stigmer(
     warmup: usize,
     n: usize,
 ) -> io::Result<Latency> {
-    let mut writer = SyncConn::connect(socket)?;
-    let mut sub = SyncConn::connect(socket)?;
+    latency_between(socket, socket, status, warmup, n)
+}
+
+/// Scenario 1 with the writer on one daemon and the subscriber on another
+/// (the cluster mode's "across hosts"; the same daemon twice otherwise).
+pub fn latency_between(
+    writer_socket: &Path,
+    sub_socket: &Path,
+    status: &AgentExecutionStatus,
+    warmup: usize,
+    n: usize,
+) -> io::Result<Latency> {
+    let mut writer = SyncConn::connect(writer_socket)?;
+    let mut sub = SyncConn::connect(sub_socket)?;
     writer.send(&stig::create(1))?;
     let (execution, _) = stig::execution_reply(&writer.recv::<Frame>()?, 1)?;
+    if writer_socket != sub_socket {
+        // Another daemon of the cluster has the execution once its replica
+        // applied the create (bounded: a few seconds at most).
+        let mut tries = 0;
+        loop {
+            sub.send(&stig::get(2, &execution))?;
+            if stig::execution(&sub.recv::<Frame>()?, 2).is_ok() {
+                break;
+            }
+            tries += 1;
+            if tries > 500 {
+                return Err(invalid("the other daemon never had the execution"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     sub.send(&stig::subscribe(SUB_ID, &execution))?;
     let (kind, _) = stig::event_revision(&sub.recv::<Frame>()?, SUB_ID)?;
     if kind != EventType::EventSnapshot {
