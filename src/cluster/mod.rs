@@ -123,6 +123,24 @@ impl Cluster {
         });
     }
 
+    /// Makes sure this replica has what etcd has of execution `id` (one
+    /// read from etcd; a wait, bounded by [`APPLY_WAIT`], when etcd is
+    /// ahead): a client that learned of a change through another daemon
+    /// then finds it here. False when etcd could not be read or the
+    /// replica did not catch up in time.
+    pub(crate) async fn catch_up_with(&self, id: &str) -> bool {
+        // One read from etcd (bounded by the client's request timeout).
+        match self.client.get(self.key(id)).await {
+            Ok(Some(current)) => {
+                let revision = current.mod_revision as u64;
+                self.hear(revision);
+                revision <= self.applied() || self.wait_applied(revision).await
+            }
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+
     /// Waits until the replica applied `revision`, at most [`APPLY_WAIT`].
     pub(crate) async fn wait_applied(&self, revision: u64) -> bool {
         let mut seen = self.applied.subscribe();

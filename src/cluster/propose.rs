@@ -198,20 +198,14 @@ fn may_be_behind(err: &ApiError) -> bool {
     matches!(err.code, Code::Aborted | Code::NotFound)
 }
 
-/// True when etcd has a newer change of execution `id` than this replica,
-/// and the replica has now applied it (waited for, bounded).
+/// True when etcd has a newer change of execution `id` than this replica
+/// had, and the replica has now applied it.
 async fn caught_up_with_etcd(cluster: &Cluster, id: Option<&str>) -> bool {
     let Some(id) = id else {
         return false;
     };
-    // One read from etcd, only after a refusal.
-    match cluster.client.get(cluster.key(id)).await {
-        Ok(Some(current)) => {
-            let revision = current.mod_revision as u64;
-            revision > cluster.applied() && cluster.wait_applied(revision).await
-        }
-        _ => false,
-    }
+    let before = cluster.applied();
+    cluster.catch_up_with(id).await && cluster.applied() > before
 }
 
 /// Whether `value` is a record of this request.

@@ -55,6 +55,28 @@ pub(super) fn apply(
     reply: Reply,
     req: SubscribeRequest,
 ) {
+    if let Some(cluster) = ctx.cluster.clone() {
+        // The cluster mode: what the client names (an execution, a
+        // revision) may come from another daemon, ahead of this replica;
+        // it catches up first (bounded), then the stream opens as usual.
+        let (ctx, session) = (ctx.clone(), session.clone());
+        tokio::spawn(async move {
+            if let Some(from) = req.from_revision.filter(|f| *f > cluster.applied()) {
+                cluster.wait_applied(from).await;
+            }
+            if !req.execution_id.is_empty() {
+                cluster.catch_up_with(&req.execution_id).await;
+            }
+            answer(&ctx, &session, reply, req);
+        });
+        return;
+    }
+    answer(ctx, session, reply, req);
+}
+
+/// Opens the stream and answers the request: the stream answers from now
+/// on, or the refusal.
+fn answer(ctx: &Arc<Context>, session: &Arc<Session>, reply: Reply, req: SubscribeRequest) {
     match open(ctx, session, reply.producer(), reply.id(), req) {
         // The stream answers from now on; the request's permit is freed.
         Ok(()) => drop(reply.into_stream()),

@@ -25,7 +25,11 @@ mod common;
 #[path = "../torture_support/mod.rs"]
 mod torture_support;
 
+#[path = "../../etcd/tests/common/mod.rs"]
+mod etcd_cluster;
+
 mod checker;
+mod cluster;
 mod crash;
 mod regressions;
 mod scenarios;

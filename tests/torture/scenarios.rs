@@ -10,13 +10,13 @@ use crate::crash::{check_files, killer};
 use crate::torture_support::*;
 use crate::ALL_HISTORY;
 
-struct Scenario {
-    name: &'static str,
-    args: Vec<&'static str>,
-    config: Config,
-    crash: bool,
+pub(crate) struct Scenario {
+    pub(crate) name: &'static str,
+    pub(crate) args: Vec<&'static str>,
+    pub(crate) config: Config,
+    pub(crate) crash: bool,
     /// The final replay from revision 0 is complete (retention not reached).
-    replayable: bool,
+    pub(crate) replayable: bool,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,15 +86,28 @@ async fn sigkill_under_load_durability_full() {
 }
 
 async fn run(scenario: Scenario) {
+    let daemon = common::Daemon::start(&scenario.args);
+    run_on(scenario, daemon, Vec::new()).await;
+}
+
+/// The whole workload on `daemon` and the `others` sharing its executions
+/// (the cluster mode), clients spread over all of them; then every check
+/// on each.
+pub(crate) async fn run_on(
+    scenario: Scenario,
+    daemon: common::Daemon,
+    others: Vec<common::Daemon>,
+) {
     let cfg = scenario.config.clone();
     let started = Instant::now();
     eprintln!(
         "torture {}: seed {} (TORTURE_SEED={} replays its choices), {cfg:?}",
         scenario.name, cfg.seed, cfg.seed
     );
-    let daemon = common::Daemon::start(&scenario.args);
     let db = daemon.db.clone();
-    let shared = Shared::new(daemon.socket.clone());
+    let mut sockets = vec![daemon.socket.clone()];
+    sockets.extend(others.iter().map(|d| d.socket.clone()));
+    let shared = Shared::spread(sockets.clone());
     let mut rng = Rng::new(cfg.seed);
 
     let every = (cfg.updates / (cfg.executions as u64 * 3)).max(5);
@@ -134,19 +147,27 @@ async fn run(scenario: Scenario) {
         logs.push(s.await.expect("subscriber"));
     }
 
-    // The committed history: the acknowledgements, and the daemon's replay
-    // (whole states, and again as deltas rebuilt from the history).
+    // The committed history: the acknowledgements, and each daemon's replay
+    // (whole states, and again as deltas rebuilt from the history), once
+    // the others' replicas have caught up.
     let record = std::mem::take(&mut *shared.record.lock().expect("record"));
+    for socket in &sockets[1..] {
+        caught_up(socket, record.max_seen).await;
+    }
     let mut replayed_deltas = 0;
     let mut unresolved = 0;
     let history = if scenario.replayable {
-        let (replayed, replay_violations) = replay(&daemon.socket, &ids, &record).await;
-        violations.extend(replay_violations);
-        violations.extend(check_history(&record, &replayed, !scenario.crash));
-        let (delta_violations, deltas) = replay_deltas(&daemon.socket, &ids, &replayed).await;
-        violations.extend(delta_violations);
-        replayed_deltas = deltas;
-        replayed
+        let mut history = None;
+        for socket in &sockets {
+            let (replayed, replay_violations) = replay(socket, &ids, &record).await;
+            violations.extend(replay_violations);
+            violations.extend(check_history(&record, &replayed, !scenario.crash));
+            let (delta_violations, deltas) = replay_deltas(socket, &ids, &replayed).await;
+            violations.extend(delta_violations);
+            replayed_deltas += deltas;
+            history.get_or_insert(replayed);
+        }
+        history.expect("one daemon at least")
     } else {
         // Appends are acknowledged without their states: the streams'
         // states at those revisions stand in for them (and must agree).
@@ -179,7 +200,9 @@ async fn run(scenario: Scenario) {
         cfg.allow_resync,
         &mut counts,
     ));
-    violations.extend(check_current_states(&daemon.socket, &history, &record).await);
+    for socket in &sockets {
+        violations.extend(check_current_states(socket, &history, &record).await);
+    }
     if scenario.crash {
         daemon.kill();
         violations.extend(check_files(&db, record.max_seen));
@@ -234,4 +257,29 @@ async fn run(scenario: Scenario) {
     }
     // A stream-less, quiet sanity check that the workload did something.
     assert!(counts.events > 0 && *shared.acked.borrow() >= cfg.updates);
+    drop(others);
+}
+
+/// Waits until the daemon at `socket` has applied `revision` (its last
+/// revision, as `status` reports it).
+async fn caught_up(socket: &std::path::Path, revision: u64) {
+    use stigmer_proto::daemon::{request::Command as Cmd, response, StatusRequest};
+    for _ in 0..600 {
+        let mut wire = Wire::connect(socket).await.expect("connect");
+        if let Some(response::Result::Status(s)) = wire
+            .call(Cmd::Status(StatusRequest { prometheus: false }))
+            .await
+            .expect("status")
+            .result
+        {
+            if s.revision >= revision {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the daemon at {} never reached revision {revision}",
+        socket.display()
+    );
 }

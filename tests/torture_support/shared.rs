@@ -14,7 +14,12 @@ use super::wire::{Wire, STUCK};
 
 /// State shared by the workload's tasks.
 pub struct Shared {
+    /// The (first) daemon's socket: the one the killer restarts.
     pub socket: PathBuf,
+    /// Every daemon's socket: connections take turns over them (the
+    /// cluster mode's run spreads its clients over two daemons).
+    pub sockets: Vec<PathBuf>,
+    next: AtomicUsize,
     pub record: Mutex<Record>,
     /// Count of acknowledged writes (waited on by the killer and the ender).
     pub acked: watch::Sender<u64>,
@@ -42,8 +47,16 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(socket: PathBuf) -> Arc<Shared> {
+        Shared::spread(vec![socket])
+    }
+
+    /// Clients spread over `sockets` (at least one), a connection each in
+    /// turn.
+    pub fn spread(sockets: Vec<PathBuf>) -> Arc<Shared> {
         Arc::new(Shared {
-            socket,
+            socket: sockets[0].clone(),
+            sockets,
+            next: AtomicUsize::new(0),
             record: Mutex::new(Record::default()),
             acked: watch::channel(0).0,
             generation: watch::channel(0).0,
@@ -123,7 +136,8 @@ impl Shared {
     pub async fn connect(&self) -> (Wire, u64) {
         loop {
             let generation = *self.generation.borrow();
-            if let Ok(wire) = Wire::connect(&self.socket).await {
+            let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.sockets.len();
+            if let Ok(wire) = Wire::connect(&self.sockets[turn]).await {
                 return (wire, generation);
             }
             self.wait_restart(generation).await;
