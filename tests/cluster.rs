@@ -331,3 +331,56 @@ async fn a_state_too_large_for_etcd_is_refused_before_it_is_proposed() {
     let small = "x".repeat(100 * 1024);
     outcome(ca.call(append(&id, 0, &small)).await).expect("a 100 KiB append");
 }
+
+/// A session watch on one daemon sees every change of the session made
+/// through the other, in order, once each, with deltas that rebuild the
+/// same states, and nothing of another session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_watch_on_one_daemon_follows_writes_through_another() {
+    use common::watch::{
+        assert_ordered, create_in, delete, events_until, initial_list, watch, Cache, Sel, CREATED,
+        DELETED,
+    };
+    let Some(etcd) = etcd_cluster::Cluster::start().await else {
+        return;
+    };
+    let endpoints = etcd.endpoints().join(",");
+    let a = Daemon::start(&["--etcd", &endpoints]);
+    let b = Daemon::start(&["--etcd", &endpoints]);
+    let (mut ca, mut cb) = (a.connect().await, b.connect().await);
+    let sub = watch(&mut cb, Sel::Session("s1"), None, true).await;
+    initial_list(&mut cb, sub).await;
+    let (one, _) = create_in(&mut ca, "s1").await;
+    let (other, _) = create_in(&mut ca, "s2").await;
+    let (two, _) = create_in(&mut ca, "s1").await;
+    // Appends to both, in turn, each at the end of its own text.
+    let mut lengths = [0u64; 2];
+    for i in 0..6 {
+        let (id, len) = if i % 2 == 0 {
+            (&one, &mut lengths[0])
+        } else {
+            (&two, &mut lengths[1])
+        };
+        let word = format!("{i}.");
+        outcome(ca.call(append(id, *len, &word)).await).expect("an append at the end commits");
+        *len += word.len() as u64;
+    }
+    let last = delete(&mut ca, &two).await;
+    let events = events_until(&mut cb, sub, last).await;
+    assert_ordered(&events);
+    let mut cache = Cache::default();
+    for e in &events {
+        cache.apply(e);
+    }
+    assert!(
+        events.iter().all(|e| e.execution_id != other),
+        "another session's change"
+    );
+    assert_eq!(events.iter().filter(|e| e.r#type == CREATED).count(), 2);
+    assert_eq!(events.iter().filter(|e| e.r#type == DELETED).count(), 1);
+    // The watcher's cache holds what daemon A holds.
+    let (state, revision) = get(&mut ca, &one).await.expect("on A");
+    let (cached_revision, cached) = cache.states.get(&one).expect("in the cache").clone();
+    assert_eq!((cached_revision, cached), (revision, state));
+    assert!(!cache.states.contains_key(&two), "deleted");
+}
