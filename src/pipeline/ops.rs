@@ -49,12 +49,8 @@ pub(crate) fn load(txn: &mut Txn<'_>, id: &str) -> Result<Loaded, ApiError> {
     let stored = txn
         .load(id)?
         .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))?;
-    let phase = stored
-        .execution
-        .status
-        .as_ref()
-        .map(|s| s.phase)
-        .unwrap_or(0);
+    let loaded = Loaded::from_stored(stored);
+    let phase = loaded.phase;
     if is_terminal_phase(phase) {
         let name = ExecutionPhase::try_from(phase)
             .map(|p| p.as_str_name())
@@ -63,12 +59,25 @@ pub(crate) fn load(txn: &mut Txn<'_>, id: &str) -> Result<Loaded, ApiError> {
             "execution {id} is {name}; its phase is final and it takes no more updates"
         )));
     }
-    Ok(Loaded {
-        execution: stored.execution,
-        phase,
-        revision: stored.revision,
-        chain: stored.chain,
-    })
+    Ok(loaded)
+}
+
+impl Loaded {
+    /// An execution as the store holds it, with its stored phase.
+    pub(crate) fn from_stored(stored: crate::store::txn::Stored) -> Loaded {
+        let phase = stored
+            .execution
+            .status
+            .as_ref()
+            .map(|s| s.phase)
+            .unwrap_or(0);
+        Loaded {
+            execution: stored.execution,
+            phase,
+            revision: stored.revision,
+            chain: stored.chain,
+        }
+    }
 }
 
 /// The commit stamp as an operation: started_at, completed_at and the

@@ -156,18 +156,7 @@ fn load_at(txn: &mut Txn<'_>, id: &str, prev: u64, revision: u64) -> Result<ops:
             ),
         ));
     }
-    let phase = stored
-        .execution
-        .status
-        .as_ref()
-        .map(|s| s.phase)
-        .unwrap_or(0);
-    Ok(ops::Loaded {
-        execution: stored.execution,
-        phase,
-        revision: stored.revision,
-        chain: stored.chain,
-    })
+    Ok(ops::Loaded::from_stored(stored))
 }
 
 /// The replica cannot apply what the log says: INTERNAL, naming the

@@ -90,8 +90,8 @@ pub(crate) fn open(
     restrict_permissions(path)
         .map_err(|e| format!("cannot set permissions of {}: {e}", path.display()))?;
     schema::migrate(&mut conn)?;
-    check_mode(&conn, path, cluster)?;
     let (last, compacted) = load_revisions(&conn).map_err(|e| e.to_string())?;
+    check_mode(&conn, path, cluster, last)?;
     let revisions = Revisions::default();
     revisions.set(last, compacted);
     Ok((conn, revisions))
@@ -101,21 +101,24 @@ pub(crate) fn open(
 /// (`--etcd`), never one then the other: a replica's revisions are etcd's,
 /// a lone daemon's its own, and mixing them would break every stream's
 /// order. The first start in the cluster mode marks an empty database
-/// (`meta.cluster_mode`); a database with history that is not so marked
-/// is refused with `--etcd`, and a marked one without it.
-pub(crate) fn check_mode(conn: &Connection, path: &Path, cluster: bool) -> Result<(), String> {
-    let read = || -> Result<(bool, u64), ApiError> {
-        let marked: Option<i64> = conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'cluster_mode'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let (last, _) = load_revisions(conn)?;
-        Ok((marked == Some(1), last))
-    };
-    let (marked, last) = read().map_err(|e| format!("cannot read the database's mode: {e}"))?;
+/// (`meta.cluster_mode`); a database with history (`last`, its last
+/// revision) that is not so marked is refused with `--etcd`, and a marked
+/// one without it.
+pub(crate) fn check_mode(
+    conn: &Connection,
+    path: &Path,
+    cluster: bool,
+    last: u64,
+) -> Result<(), String> {
+    let marked = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'cluster_mode'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()
+        .map_err(|e| format!("cannot read the database's mode: {e}"))?
+        == Some(1);
     let db = path.display();
     match (cluster, marked) {
         (true, true) | (false, false) => Ok(()),

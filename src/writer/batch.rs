@@ -31,6 +31,19 @@ pub(super) struct Batch {
     pub(super) history_retention: u64,
 }
 
+impl Batch {
+    /// The jobs' view of the transaction opened on `conn`.
+    fn txn<'c>(&self, conn: &'c Connection, cache: &'c mut LatestCache) -> Txn<'c> {
+        Txn::new(
+            conn,
+            self.first_revision,
+            self.max_execution_bytes,
+            self.compacted,
+            cache,
+        )
+    }
+}
+
 /// A committed batch: each job's result, in order, with the last revision
 /// and the compaction floor as committed.
 pub(super) struct Committed {
@@ -52,13 +65,7 @@ pub(super) fn transact(
 ) -> Result<Committed, ApiError> {
     let outcome = (|| {
         let tx = Immediate::begin(conn)?;
-        let mut txn = Txn::new(
-            tx.conn,
-            batch.first_revision,
-            batch.max_execution_bytes,
-            batch.compacted,
-            cache,
-        );
+        let mut txn = batch.txn(tx.conn, cache);
         let mut results = Vec::with_capacity(writes.len());
         for write in writes {
             // Pipeline steps 2-4 (load, build, persist) of this write.
@@ -135,13 +142,7 @@ pub(super) fn prepare(
     let known_id = write.execution_id().map(str::to_owned);
     let outcome = (|| {
         let tx = Immediate::begin(conn)?;
-        let mut txn = Txn::new(
-            tx.conn,
-            batch.first_revision,
-            batch.max_execution_bytes,
-            batch.compacted,
-            cache,
-        );
+        let mut txn = batch.txn(tx.conn, cache);
         let head = match &known_id {
             Some(id) => txn.head(id)?,
             None => None,
