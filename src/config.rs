@@ -165,6 +165,15 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "PREFIX", default_value = "/stigmer")]
     pub(crate) etcd_prefix: String,
 
+    /// With --etcd: how often this daemon compacts etcd's history to what
+    /// --history-retention and the executions' states still need, e.g. 1m
+    /// or 500ms (0s: never).
+    // A minute keeps etcd's keyspace within a minute's writes of the
+    // retention for one small request per daemon per minute.
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval,
+          default_value = "1m")]
+    pub(crate) etcd_compaction_interval: std::time::Duration,
+
     /// Updates queued for the writer thread.
     #[arg(long, default_value_t = DEFAULT_WRITER_QUEUE)]
     pub(crate) writer_queue: usize,

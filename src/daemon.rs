@@ -301,6 +301,14 @@ impl Daemon {
             tokio::spawn(crate::cluster::replica::run(
                 cluster.clone(),
                 running.writer.clone(),
+                reader.clone(),
+                shutdown.clone(),
+            ));
+            tokio::spawn(crate::cluster::compact::run(
+                cluster.clone(),
+                reader.clone(),
+                args.history_retention,
+                args.etcd_compaction_interval,
                 shutdown.clone(),
             ));
             tracing::info!(endpoints = ?args.etcd, prefix = %args.etcd_prefix, "sharing executions through etcd");

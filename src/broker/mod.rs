@@ -375,6 +375,30 @@ impl Broker {
         }
     }
 
+    /// Makes every subscriber catch up from the history, as after an
+    /// overflow of its queue: the cluster mode's replica was rebuilt under
+    /// a new compaction floor, so each stream finds its position below it
+    /// and sends an explicit RESYNC rather than continue across a gap.
+    pub(crate) fn resync_all(&self) {
+        let slots: Vec<Arc<Slot>> = {
+            let topics = lock(&self.topics);
+            topics
+                .executions
+                .values()
+                .chain(topics.sessions.values())
+                .chain(std::iter::once(&topics.all))
+                .flat_map(|slots| slots.iter().cloned())
+                .collect()
+        };
+        for slot in slots {
+            let mut state = lock(&slot.state);
+            state.queue.clear();
+            state.overflowed = true;
+            drop(state);
+            slot.notify.notify_one();
+        }
+    }
+
     /// Subscribers of one execution.
     #[cfg(test)]
     pub(crate) fn subscriber_count(&self, execution_id: &str) -> usize {

@@ -84,7 +84,8 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon in the foreground (until SIGTERM or SIGINT).
-    Daemon(DaemonArgs),
+    // Boxed: the daemon's flags outweigh every other command's.
+    Daemon(Box<DaemonArgs>),
     /// Create, update, inspect, cancel, wait for, delete and watch
     /// executions.
     #[command(subcommand, visible_alias = "exec")]
@@ -239,7 +240,7 @@ pub fn main() -> ExitCode {
             if let Err(code) = prepare_fallback_dir(&socket) {
                 return code;
             }
-            crate::daemon::run(socket, args)
+            crate::daemon::run(socket, *args)
         }
         Command::Executions(cmd) => with_runtime(|| executions::run(ctx, cmd)),
         Command::Demo => with_runtime(|| demo::run(ctx)),

@@ -4,12 +4,13 @@
 //! this daemon's own included, to the writer thread at etcd's revision
 //! ([`replica`]), which persists and broadcasts it as it does a local
 //! write. Reads and streams are served from the replica unchanged.
-//!
-//! Work in progress on the `cluster-wip` branch: no rebuild after
-//! compaction, no compaction, proposals of one connection not ordered
-//! among themselves, no status or metrics yet.
+//! etcd's history is kept short by every daemon's compactor
+//! ([`compact`]); a replica that etcd compacted past is rebuilt from a
+//! read at one revision ([`rebuild`]).
 
+pub(crate) mod compact;
 pub(crate) mod propose;
+pub(crate) mod rebuild;
 pub(crate) mod replica;
 
 use std::sync::Arc;
@@ -53,6 +54,11 @@ pub(crate) struct Cluster {
     submitted: std::sync::atomic::AtomicU64,
     /// The newest etcd revision heard of (for the replica's lag).
     heard: std::sync::atomic::AtomicU64,
+    /// The revision this daemon last compacted etcd to (or found it
+    /// compacted to), for the metrics.
+    compacted: std::sync::atomic::AtomicU64,
+    /// Times the replica was rebuilt after etcd compacted past it.
+    rebuilds: std::sync::atomic::AtomicU64,
 }
 
 impl Cluster {
@@ -65,6 +71,8 @@ impl Cluster {
             applied: watch::Sender::new(applied),
             submitted: std::sync::atomic::AtomicU64::new(applied),
             heard: std::sync::atomic::AtomicU64::new(applied),
+            compacted: std::sync::atomic::AtomicU64::new(0),
+            rebuilds: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -100,6 +108,21 @@ impl Cluster {
     pub(crate) fn hear(&self, revision: u64) {
         self.heard
             .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The revision this daemon last compacted etcd to (0: not yet).
+    pub(crate) fn compacted(&self) -> u64 {
+        self.compacted.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn note_compacted(&self, revision: u64) {
+        self.compacted
+            .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Times the replica was rebuilt after etcd compacted past it.
+    pub(crate) fn rebuilds(&self) -> u64 {
+        self.rebuilds.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The last revision the replica handed to the writer thread.

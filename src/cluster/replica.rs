@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::Cluster;
 use crate::pipeline::replicate::Record;
 use crate::pipeline::{Replicated, Write};
+use crate::store::Reader;
 use crate::writer::{Answer, Job, Writer};
 
 /// How often the replica asks etcd for a progress notification, which
@@ -27,9 +28,16 @@ const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Runs until `shutdown`: watches, applies, and watches again from the
-/// last applied revision whenever the watch breaks.
-pub(crate) async fn run(cluster: Arc<Cluster>, writer: Writer, shutdown: CancellationToken) {
+/// last applied revision whenever the watch breaks; rebuilds the replica
+/// when etcd compacted past it.
+pub(crate) async fn run(
+    cluster: Arc<Cluster>,
+    writer: Writer,
+    reader: Reader,
+    shutdown: CancellationToken,
+) {
     let mut retry = RETRY_MIN;
+    let mut compacted = false;
     loop {
         // Everything up to `applied` is committed here; the watch resumes
         // after it. Jobs submitted but not yet committed would be sent
@@ -41,6 +49,9 @@ pub(crate) async fn run(cluster: Arc<Cluster>, writer: Writer, shutdown: Cancell
                 applied = cluster.applied(),
                 "the replica is behind its own jobs"
             );
+        }
+        if std::mem::take(&mut compacted) && rebuild(&cluster, &writer, &reader, &shutdown).await {
+            return;
         }
         let start = cluster.applied() + 1;
         let options = WatchOptions::prefix(cluster.executions_prefix())
@@ -88,14 +99,14 @@ pub(crate) async fn run(cluster: Arc<Cluster>, writer: Writer, shutdown: Cancell
                 }
                 Some(Ok(WatchEvent::Progress { revision })) => cluster.hear(revision as u64),
                 Some(Ok(WatchEvent::Compacted { compact_revision })) => {
-                    // Rebuilding the replica from a read at one revision
-                    // is not built yet (docs/design/cluster.md).
-                    tracing::error!(
+                    tracing::warn!(
                         compact_revision,
                         start,
-                        "etcd compacted past this replica; rebuilding is not implemented"
+                        "etcd compacted past this replica; rebuilding it"
                     );
-                    return;
+                    compacted = true;
+                    retry = RETRY_MIN;
+                    break;
                 }
                 Some(Ok(WatchEvent::Canceled { reason })) => {
                     tracing::warn!(%reason, "etcd cancelled the watch; watching again");
@@ -108,8 +119,49 @@ pub(crate) async fn run(cluster: Arc<Cluster>, writer: Writer, shutdown: Cancell
                 None => break,
             }
         }
-        if sleep_or_stop(&shutdown, &mut retry).await {
+        if !compacted && sleep_or_stop(&shutdown, &mut retry).await {
             return;
+        }
+    }
+}
+
+/// Rebuilds the replica (see `rebuild.rs`), trying again while etcd or the
+/// writer fails; true when the daemon is stopping instead.
+async fn rebuild(
+    cluster: &Arc<Cluster>,
+    writer: &Writer,
+    reader: &Reader,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut retry = RETRY_MIN;
+    loop {
+        // Reads etcd (bounded per request) and waits for the writer.
+        let rebuilt = tokio::select! {
+            _ = shutdown.cancelled() => return true,
+            rebuilt = super::rebuild::rebuild(cluster, writer, reader) => rebuilt,
+        };
+        match rebuilt {
+            Ok(rebuilt) => {
+                cluster.mark_submitted(rebuilt.revision);
+                cluster.mark_applied(rebuilt.revision);
+                cluster
+                    .rebuilds
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    revision = rebuilt.revision,
+                    kept = rebuilt.kept,
+                    installed = rebuilt.installed,
+                    lost = rebuilt.lost,
+                    "rebuilt the replica from etcd; open streams resync"
+                );
+                return false;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot rebuild the replica; retrying");
+                if sleep_or_stop(shutdown, &mut retry).await {
+                    return true;
+                }
+            }
         }
     }
 }

@@ -128,7 +128,13 @@ pub(crate) fn in_transaction(
                 diverged(id, revision, &format!("its operations do not apply: {e:?}"))
             })?;
             txn.use_revision(revision)?;
-            ops::persist(txn, id, loaded, stored.ops)
+            let change = ops::persist(txn, id, loaded, stored.ops)?;
+            if record.base.is_some() {
+                // The log holds this state whole from here on: compaction
+                // may pass the previous base (`cluster/compact.rs`).
+                txn.set_log_base(id, revision)?;
+            }
+            Ok(change)
         }
         Ok(RecordKind::Deleted) => {
             load_at(txn, id, record.prev, revision)?;

@@ -34,6 +34,16 @@ pub(crate) fn render(sources: &Sources) -> String {
             .map_or(0, |c| c.heard().saturating_sub(c.applied())) as f64,
     )
     .gauge(
+        "stigmer_etcd_compacted_revision",
+        "The cluster mode: the revision this daemon last compacted etcd to, or found it compacted to (0 without --etcd).",
+        sources.cluster.as_ref().map_or(0, |c| c.compacted()) as f64,
+    )
+    .counter(
+        "stigmer_replica_rebuilds_total",
+        "The cluster mode: times this daemon's replica was rebuilt because etcd compacted past it.",
+        sources.cluster.as_ref().map_or(0, |c| c.rebuilds()) as f64,
+    )
+    .gauge(
         "stigmer_connections",
         "Connections open now.",
         stats.connections_open.load(Relaxed) as f64,

@@ -13,6 +13,9 @@
 //!   `--max-reads` at once.
 //! - [`selection`]: the reads of many-execution streams (a list at one
 //!   revision, a selection's history after a revision).
+//! - [`replica`]: the cluster mode's needs: where executions stand, how far
+//!   etcd may be compacted, and the rebuild after etcd compacted past the
+//!   replica.
 //! - [`schema`]: tables and migrations (versioned with `user_version`).
 //! - [`lock`]: the `flock` that keeps a second daemon off the database.
 
@@ -22,6 +25,7 @@ pub(crate) mod lock;
 pub(crate) mod prune;
 pub(crate) mod read_pool;
 pub(crate) mod reader;
+pub(crate) mod replica;
 pub(crate) mod schema;
 pub(crate) mod selection;
 pub(crate) mod txn;

@@ -112,6 +112,18 @@ const MIGRATIONS: &[&str] = &[
         SELECT 'sessions_since',
                max(value, COALESCE((SELECT MAX(revision) FROM history), 0))
         FROM meta WHERE key = 'last_revision';",
+    // 7: the cluster mode's compaction (issue 20). `log_base` is the
+    // revision at which the cluster's log (etcd) last stored the
+    // execution's state whole: a replica rebuilt after etcd compacted
+    // reads the state back from there, so etcd may be compacted up to the
+    // lowest `log_base` still needed and no further
+    // (`cluster/compact.rs`). A replica's own bases are its chain's affair
+    // and may differ, hence a column of its own. Unused by a standalone
+    // daemon (it is each execution's create revision there). Databases of
+    // the cluster mode from before stored their log's bases as their own
+    // (the same rule on the same records), so `base` is the best start.
+    "ALTER TABLE executions ADD COLUMN log_base INTEGER NOT NULL DEFAULT 0;
+     UPDATE executions SET log_base = base;",
 ];
 
 /// The schema version this build writes.
@@ -280,9 +292,19 @@ mod tests {
                 "revision",
                 "base",
                 "base_bytes",
-                "delta_bytes"
+                "delta_bytes",
+                "log_base"
             ]
         );
+        // Version 7: the log's base starts at the replica's own.
+        let mismatched: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM executions WHERE log_base != base",
+                [],
+                |r| r.get(0),
+            )
+            .expect("log_base");
+        assert_eq!(mismatched, 0);
         // Version 4: keyed by id alone, with both list indexes rebuilt.
         let without_rowid: bool = conn
             .query_row(

@@ -229,8 +229,9 @@ impl<'c> Txn<'c> {
         let phase = execution.status.as_ref().map(|s| s.phase).unwrap_or(0);
         self.append_history(revision, id, ChangeKind::Created, Some(data), None, None)?;
         let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO executions(id, session_id, phase, revision, base, base_bytes, delta_bytes)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, 0)",
+            "INSERT INTO executions(id, session_id, phase, revision, base, base_bytes, delta_bytes,
+                                    log_base)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, 0, ?4)",
         )?;
         stmt.execute(params![
             id,
@@ -339,6 +340,16 @@ impl<'c> Txn<'c> {
         self.cache
             .put(id, execution.clone(), revision, chain, size as usize);
         Ok(true)
+    }
+
+    /// Records that the cluster's log stored execution `id` whole at
+    /// `revision` (`executions.log_base`, schema migration 7): a replica
+    /// applying a record that carries a base. A create sets it itself.
+    pub(crate) fn set_log_base(&self, id: &str, revision: u64) -> Result<(), ApiError> {
+        self.conn
+            .prepare_cached("UPDATE executions SET log_base = ?2 WHERE id = ?1")?
+            .execute(params![id, revision as i64])?;
+        Ok(())
     }
 
     /// Removes an execution and records its deletion at `revision` (a

@@ -39,6 +39,7 @@ use crate::config::Durability;
 use crate::model::{Change, Revisions};
 use crate::pipeline::Write;
 use crate::protocol::{encode_execution_reply, encode_response, ApiError};
+use crate::store::replica::Rebuild;
 use crate::wire::Reply;
 
 /// Most jobs in one transaction. Bounds the latency a batch adds to its
@@ -163,6 +164,8 @@ enum Msg {
     /// Run a write and roll it back: what it would change (the cluster
     /// mode's proposal, [`Writer::prepare`]).
     Prepare(Write, oneshot::Sender<Result<PrepareOutcome, ApiError>>),
+    /// Replace the replica with what etcd holds ([`Writer::rebuild`]).
+    Rebuild(Box<Rebuild>, oneshot::Sender<Result<(), ApiError>>),
     /// Commit what is queued before this, then stop (graceful shutdown).
     Stop,
 }
@@ -273,6 +276,28 @@ impl Writer {
         }
         // The writer thread answers every prepare it takes, unless it stops
         // first.
+        answered
+            .await
+            .unwrap_or_else(|_| Err(ApiError::unavailable("the daemon is shutting down")))
+    }
+
+    /// Replaces the replica with what etcd holds (the cluster mode, after
+    /// etcd compacted past it: `store::replica::replace`), after the jobs
+    /// queued before it; every open stream then catches up from the new
+    /// floor, which means a RESYNC for each.
+    pub(crate) async fn rebuild(&self, rebuild: Rebuild) -> Result<(), ApiError> {
+        let (answer, answered) = oneshot::channel();
+        // Waits only while the queue is full; fails once the writer stopped.
+        if self
+            .queue
+            .send(Msg::Rebuild(Box::new(rebuild), answer))
+            .await
+            .is_err()
+        {
+            return Err(ApiError::unavailable("the daemon is shutting down"));
+        }
+        // Answered once the rebuild committed or failed, unless the thread
+        // stops first.
         answered
             .await
             .unwrap_or_else(|_| Err(ApiError::unavailable("the daemon is shutting down")))

@@ -107,29 +107,32 @@ impl WriterThread {
                     first
                 }
             };
-            let mut prepare = None;
+            // A prepare or a rebuild ends the batch: it runs after the
+            // jobs queued before it are committed.
+            let mut after = None;
             match first {
                 Msg::Job(job) => batch.push(job),
-                Msg::Prepare(write, answer) => prepare = Some((write, answer)),
                 Msg::Stop => break,
+                other => after = Some(other),
             }
-            while prepare.is_none() && batch.len() < MAX_BATCH {
+            while after.is_none() && batch.len() < MAX_BATCH {
                 match self.rx.try_recv() {
                     Ok(Msg::Job(next)) => batch.push(next),
-                    // Runs after the jobs queued before it are committed.
-                    Ok(Msg::Prepare(write, answer)) => prepare = Some((write, answer)),
                     Ok(Msg::Stop) => {
                         stopping = true;
                         break;
                     }
+                    Ok(other) => after = Some(other),
                     Err(_) => break,
                 }
             }
             if !batch.is_empty() {
                 self.commit_batch(&mut batch);
             }
-            if let Some((write, answer)) = prepare {
-                self.prepare(write, answer);
+            match after {
+                Some(Msg::Prepare(write, answer)) => self.prepare(write, answer),
+                Some(Msg::Rebuild(rebuild, answer)) => self.rebuild(&rebuild, answer),
+                _ => {}
             }
             if stopping {
                 break;
@@ -213,6 +216,27 @@ impl WriterThread {
         let bounds = self.batch();
         let outcome = super::batch::prepare(&mut self.conn, &mut self.cache, bounds, write);
         let _ = answer.send(outcome);
+    }
+
+    /// Replaces the replica (see `store::replica::replace`), then tells
+    /// every open stream to catch up from the history, as after a queue
+    /// overflow: each finds its position below the new floor and resyncs.
+    fn rebuild(
+        &mut self,
+        rebuild: &crate::store::replica::Rebuild,
+        answer: tokio::sync::oneshot::Sender<Result<(), crate::protocol::ApiError>>,
+    ) {
+        if self.reopen {
+            self.try_reopen();
+        }
+        // The cache holds states the rebuild may replace.
+        self.cache.clear();
+        let result = crate::store::replica::replace(&self.conn, rebuild);
+        if result.is_ok() {
+            self.revisions.set(rebuild.revision, rebuild.revision);
+            self.broker.resync_all();
+        }
+        let _ = answer.send(result);
     }
 
     /// Where the next transaction starts and the bounds it runs under.
