@@ -59,6 +59,8 @@ pub(crate) struct Cluster {
     compacted: std::sync::atomic::AtomicU64,
     /// Times the replica was rebuilt after etcd compacted past it.
     rebuilds: std::sync::atomic::AtomicU64,
+    /// Proposals of one execution take turns (`propose.rs`).
+    turns: propose::Turns,
 }
 
 impl Cluster {
@@ -73,6 +75,7 @@ impl Cluster {
             heard: std::sync::atomic::AtomicU64::new(applied),
             compacted: std::sync::atomic::AtomicU64::new(0),
             rebuilds: std::sync::atomic::AtomicU64::new(0),
+            turns: propose::Turns::default(),
         })
     }
 

@@ -18,7 +18,14 @@
 //! A connection's proposals run in order on a task of its own ([`Queue`]):
 //! the connection's reader goes on reading meanwhile, and proposals of
 //! different connections go to etcd concurrently (raft batches them).
+//! Proposals of one execution take turns on this daemon ([`Turns`]): they
+//! would only race each other's compare-and-swap (etcd commits one change
+//! of a key per revision whatever happens), and a hot execution written by
+//! many connections of one daemon would see its writers exhaust their
+//! attempts, where one daemon alone serializes them on its writer thread.
+//! Conflicts are then only between daemons.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -82,8 +89,62 @@ impl Queue {
     }
 }
 
-/// Steps 1-4 (module docs).
+/// One proposal at a time per execution on this daemon (module docs). An
+/// entry lives while a proposal of its execution runs or waits, so the map
+/// holds at most the proposals in flight (each bounded by its connection's
+/// queue).
+#[derive(Default)]
+pub(crate) struct Turns {
+    held: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// An execution's turn, given back when dropped.
+struct Turn<'t> {
+    turns: &'t Turns,
+    id: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Turns {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        // Held only to clone or remove an entry: a panic cannot leave it
+        // half-changed, so a poisoned lock is still used.
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for execution `id`'s turn (first come, first served).
+    async fn take(&self, id: &str) -> Turn<'_> {
+        let lock = self.map().entry(id.to_owned()).or_default().clone();
+        // Waits while another proposal of this execution runs.
+        let guard = lock.clone().lock_owned().await;
+        Turn {
+            turns: self,
+            id: id.to_owned(),
+            lock,
+            guard: Some(guard),
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut held = self.turns.map();
+        // The map's and this turn's: nobody else waits for it.
+        if Arc::strong_count(&self.lock) == 2 {
+            held.remove(&self.id);
+        }
+    }
+}
+
+/// Steps 1-4 (module docs), in execution `write`'s turn.
 pub(crate) async fn propose(cluster: &Cluster, writer: &Writer, write: Write) -> JobResult {
+    // A create without an id gets a new one: no turn to wait for.
+    let _turn = match write.execution_id() {
+        Some(id) => Some(cluster.turns.take(id).await),
+        None => None,
+    };
     let request_id = Bytes::from(ulid::Ulid::new().to_bytes().to_vec());
     for _ in 0..MAX_ATTEMPTS {
         let attempt = write

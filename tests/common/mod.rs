@@ -148,6 +148,7 @@ pub fn spawn_daemon_with(
         .arg("--db")
         .arg(db)
         .args(args)
+        .args(cluster_args(db, args))
         .env("RUST_LOG", "info")
         .env_remove("JOURNAL_STREAM")
         .stdin(Stdio::null())
@@ -181,6 +182,30 @@ pub fn spawn_daemon_with(
         }
     }
     (child, rx)
+}
+
+/// With `STIGMER_TEST_ETCD=URLS` set, every daemon a test starts runs in
+/// the cluster mode on that etcd, each database under its own prefix
+/// (stable across a restart): the same tests then check that the cluster
+/// mode keeps every command and guarantee (docs/design/cluster.md). Unset,
+/// nothing is added.
+fn cluster_args(db: &Path, args: &[&str]) -> Vec<String> {
+    match std::env::var("STIGMER_TEST_ETCD") {
+        Ok(urls) if !urls.is_empty() && !args.contains(&"--etcd") => {
+            let prefix: String = db
+                .to_string_lossy()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            vec![
+                "--etcd".into(),
+                urls,
+                "--etcd-prefix".into(),
+                format!("/test/{prefix}"),
+            ]
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// A raw protocol connection.
