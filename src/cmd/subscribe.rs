@@ -55,19 +55,23 @@ pub(super) fn apply(
     reply: Reply,
     req: SubscribeRequest,
 ) {
-    if let Some(cluster) = ctx.cluster.clone() {
+    if ctx.cluster.is_some() {
         // The cluster mode: what the client names (an execution, a
         // revision) may come from another daemon, ahead of this replica;
         // it catches up first (bounded), then the stream opens as usual.
+        // A malformed request is refused at once, with nothing read.
+        if let Err(err) = check(&req) {
+            return reply.error(err);
+        }
         let (ctx, session) = (ctx.clone(), session.clone());
         tokio::spawn(async move {
-            if let Some(from) = req.from_revision.filter(|f| *f > cluster.applied()) {
-                cluster.wait_applied(from).await;
+            let named = (!req.execution_id.is_empty()).then_some(req.execution_id.as_str());
+            // One etcd read and a wait, bounded (`cmd::caught_up`).
+            let caught_up = super::caught_up(&ctx, named, req.from_revision).await;
+            match caught_up {
+                Ok(()) => answer(&ctx, &session, reply, req),
+                Err(err) => reply.error(err),
             }
-            if !req.execution_id.is_empty() {
-                cluster.catch_up_with(&req.execution_id).await;
-            }
-            answer(&ctx, &session, reply, req);
         });
         return;
     }
@@ -114,6 +118,16 @@ fn scope(req: &SubscribeRequest) -> Result<Option<Scope>, ApiError> {
     })
 }
 
+/// The request's own checks (its selector, the execution id): what it
+/// selects beside one execution, as [`scope`].
+fn check(req: &SubscribeRequest) -> Result<Option<Scope>, ApiError> {
+    let scope = scope(req)?;
+    if scope.is_none() {
+        crate::pipeline::validate::execution_id("execution_id", &req.execution_id)?;
+    }
+    Ok(scope)
+}
+
 fn open(
     ctx: &Arc<Context>,
     session: &Arc<Session>,
@@ -121,10 +135,7 @@ fn open(
     id: u64,
     req: SubscribeRequest,
 ) -> Result<(), ApiError> {
-    let scope = scope(&req)?;
-    if scope.is_none() {
-        crate::pipeline::validate::execution_id("execution_id", &req.execution_id)?;
-    }
+    let scope = check(&req)?;
     if let Some(from) = req.from_revision {
         let last = ctx.revisions.last();
         if from > last {
