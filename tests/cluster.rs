@@ -547,3 +547,81 @@ async fn without_etcd_reads_answer_from_the_replica_but_never_with_a_gap() {
         started.elapsed()
     );
 }
+
+/// A cancel sent right behind a subscribe on one connection, without
+/// waiting for anything, always cancels it, although the cluster mode
+/// opens the stream only once the replica caught up: the cancel is
+/// answered `cancelled`, the stream ends with END_REASON_CANCELLED (after
+/// at most its first state), and nothing of it follows. Every kind of
+/// stream, many rounds, through the daemon that did not take the writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_right_behind_a_subscribe_always_cancels_it() {
+    use stigmer_proto::daemon::{CancelSubscriptionRequest, EndReason, SubscribeRequest};
+    let Some(etcd) = etcd_cluster::Cluster::start().await else {
+        return;
+    };
+    let (_a, _b, mut ca, mut cb, id, created) = two_daemons(&etcd).await;
+    let mut last = created;
+    for round in 0..12 {
+        // What B is asked for was just written through A.
+        last = outcome(ca.call(append(&id, round, "x")).await).expect("append");
+        let request = match round % 4 {
+            0 => SubscribeRequest {
+                execution_id: id.clone(),
+                ..Default::default()
+            },
+            1 => SubscribeRequest {
+                execution_id: id.clone(),
+                from_revision: Some(last),
+                ..Default::default()
+            },
+            2 => SubscribeRequest {
+                session_id: String::new(),
+                all: true,
+                ..Default::default()
+            },
+            _ => SubscribeRequest {
+                all: true,
+                from_revision: Some(last),
+                ..Default::default()
+            },
+        };
+        let (sub, cancel) = (cb.next_id(), cb.next_id());
+        cb.send(sub, Cmd::Subscribe(request)).await;
+        cb.send(
+            cancel,
+            Cmd::Cancel(CancelSubscriptionRequest {
+                subscription_id: sub,
+            }),
+        )
+        .await;
+        let answered = cb.recv(cancel).await;
+        assert!(
+            matches!(answered.result, Some(response::Result::Cancelled(_))),
+            "round {round}: the cancel found the stream: {answered:?}"
+        );
+        let events = cb.events_until_end(sub).await;
+        let end = events.last().expect("an END");
+        assert_eq!(
+            end.reason,
+            EndReason::Cancelled as i32,
+            "round {round}: {events:?}"
+        );
+        assert!(
+            events[..events.len() - 1].iter().all(|e| {
+                e.r#type == EventType::EventSnapshot as i32
+                    || e.r#type == EventType::EventBookmark as i32
+            }),
+            "round {round}: nothing but a first state before the END: {events:?}"
+        );
+    }
+    // Nothing of any cancelled stream after its END: a write B streams,
+    // then a round trip on the connection, and no frame for them arrived.
+    let sync = cb.subscribe(&id, Some(last)).await;
+    let more = outcome(ca.call(append(&id, 12, "y")).await).expect("append");
+    assert_eq!(cb.event(sync).await.revision, more);
+    cb.expect_pong().await;
+    for stray in cb.pending() {
+        assert_eq!(stray.id, sync, "a frame of a cancelled stream: {stray:?}");
+    }
+}
