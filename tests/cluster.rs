@@ -384,3 +384,244 @@ async fn a_session_watch_on_one_daemon_follows_writes_through_another() {
     assert_eq!((cached_revision, cached), (revision, state));
     assert!(!cache.states.contains_key(&two), "deleted");
 }
+
+/// The error code of a reply, if it is an error.
+fn error_code(reply: &stigmer_proto::daemon::Response) -> Option<i32> {
+    match &reply.result {
+        Some(response::Result::Error(e)) => Some(e.code),
+        _ => None,
+    }
+}
+
+/// Read-after-write across daemons: a `get` through daemon B right after
+/// daemon A acknowledged a create, an append or a delete sees it (B's
+/// replica first catches up with etcd's copy of the execution). Many
+/// rounds: B's replica often wins the race by itself, and without the
+/// catch-up a round here and there finds the older state or NOT_FOUND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_through_another_daemon_sees_what_the_first_acknowledged() {
+    let Some(etcd) = etcd_cluster::Cluster::start().await else {
+        return;
+    };
+    let endpoints = etcd.endpoints().join(",");
+    let a = Daemon::start(&["--etcd", &endpoints]);
+    let b = Daemon::start(&["--etcd", &endpoints]);
+    let (mut ca, mut cb) = (a.connect().await, b.connect().await);
+    for round in 0..30 {
+        let (id, created) = ca.create("bot").await;
+        let found = get(&mut cb, &id).await.map(|(_, at)| at);
+        assert_eq!(found, Some(created), "round {round}: the create, on B");
+        let word = format!("r{round}.");
+        let appended = outcome(ca.call(append(&id, 0, &word)).await).expect("append");
+        let got = text_of(&mut cb, &id).await;
+        assert_eq!(
+            got,
+            Some((word, appended)),
+            "round {round}: the append, on B"
+        );
+        if round % 3 == 0 {
+            common::watch::delete(&mut ca, &id).await;
+            let reply = cb
+                .call(Cmd::Get(stigmer_proto::agentexecution::AgentExecutionId {
+                    value: id.clone(),
+                }))
+                .await;
+            assert_eq!(
+                error_code(&reply),
+                Some(Code::NotFound as i32),
+                "round {round}: the delete, on B: {reply:?}"
+            );
+        }
+    }
+}
+
+/// Every subscribe through daemon B that names what daemon A just
+/// acknowledged opens without an error and goes on from there: one
+/// execution (a snapshot at A's revision, or a resume from it), a session
+/// and every execution resumed from A's revision. A revision past etcd's
+/// own is OUT_OF_RANGE at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_through_another_daemon_from_what_the_first_acknowledged() {
+    use common::watch::{create_in, watch, Sel, CREATED};
+    let Some(etcd) = etcd_cluster::Cluster::start().await else {
+        return;
+    };
+    let endpoints = etcd.endpoints().join(",");
+    let a = Daemon::start(&["--etcd", &endpoints]);
+    let b = Daemon::start(&["--etcd", &endpoints]);
+    let (mut ca, mut cb) = (a.connect().await, b.connect().await);
+    for round in 0..10 {
+        // One execution, without and with from_revision.
+        let (id, created) = create_in(&mut ca, "s1").await;
+        let snapshot = cb.subscribe(&id, None).await;
+        let first = cb.event(snapshot).await;
+        assert_eq!(
+            (first.r#type, first.revision),
+            (EventType::EventSnapshot as i32, created),
+            "round {round}: {first:?}"
+        );
+        let resumed = cb.subscribe(&id, Some(created)).await;
+        // A session's and every execution's stream, from the create.
+        let session = watch(&mut cb, Sel::Session("s1"), Some(created), false).await;
+        let all = watch(&mut cb, Sel::All, Some(created), false).await;
+        let appended = outcome(ca.call(append(&id, 0, "x")).await).expect("append");
+        for sub in [snapshot, resumed] {
+            let event = cb.event(sub).await;
+            assert_eq!(
+                (event.r#type, event.revision),
+                (EventType::EventUpdate as i32, appended),
+                "round {round}: {event:?}"
+            );
+        }
+        for sub in [session, all] {
+            let event = cb.event(sub).await;
+            assert_eq!(event.revision, appended, "round {round}: {event:?}");
+            assert_ne!(event.r#type, CREATED, "round {round}: nothing before it");
+        }
+        for sub in [snapshot, resumed, session, all] {
+            common::watch::cancel(&mut cb, sub).await;
+        }
+    }
+    // A revision never committed anywhere: refused at once, not waited for.
+    let started = std::time::Instant::now();
+    let beyond = watch(&mut cb, Sel::All, Some(1 << 40), false).await;
+    let reply = cb.recv(beyond).await;
+    assert_eq!(
+        error_code(&reply),
+        Some(Code::OutOfRange as i32),
+        "{reply:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// With every etcd member down, reads go on from the replica (after the
+/// bounded attempt to catch up): a `get` and a subscribe answer with the
+/// state this daemon has; but a subscribe from a revision this replica has
+/// not reached is UNAVAILABLE, never a stream with a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_etcd_reads_answer_from_the_replica_but_never_with_a_gap() {
+    let Some(mut etcd) = etcd_cluster::Cluster::start().await else {
+        return;
+    };
+    let (_a, b, _ca, mut cb, id, created) = two_daemons(&etcd).await;
+    let mut other = b.connect().await;
+    let mut third = b.connect().await;
+    etcd.kill_all();
+    let started = std::time::Instant::now();
+    let (found, snapshot, resumed) = tokio::join!(
+        get(&mut cb, &id),
+        async {
+            let sub = other.subscribe(&id, None).await;
+            other.recv(sub).await
+        },
+        async {
+            let sub = third.subscribe(&id, Some(created + 1_000)).await;
+            third.recv(sub).await
+        },
+    );
+    assert_eq!(
+        found.map(|(_, at)| at),
+        Some(created),
+        "the replica's state"
+    );
+    match snapshot.result {
+        Some(response::Result::Event(e)) => assert_eq!(
+            (e.r#type, e.revision),
+            (EventType::EventSnapshot as i32, created)
+        ),
+        other => panic!("expected the replica's snapshot, got {other:?}"),
+    }
+    assert_eq!(
+        error_code(&resumed),
+        Some(Code::Unavailable as i32),
+        "{resumed:?}"
+    );
+    // The catch-up's bound (5 s) and a little.
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A cancel sent right behind a subscribe on one connection, without
+/// waiting for anything, always cancels it, although the cluster mode
+/// opens the stream only once the replica caught up: the cancel is
+/// answered `cancelled`, the stream ends with END_REASON_CANCELLED (after
+/// at most its first state), and nothing of it follows. Every kind of
+/// stream, many rounds, through the daemon that did not take the writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_right_behind_a_subscribe_always_cancels_it() {
+    use stigmer_proto::daemon::{CancelSubscriptionRequest, EndReason, SubscribeRequest};
+    let Some(etcd) = etcd_cluster::Cluster::start().await else {
+        return;
+    };
+    let (_a, _b, mut ca, mut cb, id, created) = two_daemons(&etcd).await;
+    let mut last = created;
+    for round in 0..12 {
+        // What B is asked for was just written through A.
+        last = outcome(ca.call(append(&id, round, "x")).await).expect("append");
+        let request = match round % 4 {
+            0 => SubscribeRequest {
+                execution_id: id.clone(),
+                ..Default::default()
+            },
+            1 => SubscribeRequest {
+                execution_id: id.clone(),
+                from_revision: Some(last),
+                ..Default::default()
+            },
+            2 => SubscribeRequest {
+                session_id: String::new(),
+                all: true,
+                ..Default::default()
+            },
+            _ => SubscribeRequest {
+                all: true,
+                from_revision: Some(last),
+                ..Default::default()
+            },
+        };
+        let (sub, cancel) = (cb.next_id(), cb.next_id());
+        cb.send(sub, Cmd::Subscribe(request)).await;
+        cb.send(
+            cancel,
+            Cmd::Cancel(CancelSubscriptionRequest {
+                subscription_id: sub,
+            }),
+        )
+        .await;
+        let answered = cb.recv(cancel).await;
+        assert!(
+            matches!(answered.result, Some(response::Result::Cancelled(_))),
+            "round {round}: the cancel found the stream: {answered:?}"
+        );
+        let events = cb.events_until_end(sub).await;
+        let end = events.last().expect("an END");
+        assert_eq!(
+            end.reason,
+            EndReason::Cancelled as i32,
+            "round {round}: {events:?}"
+        );
+        assert!(
+            events[..events.len() - 1].iter().all(|e| {
+                e.r#type == EventType::EventSnapshot as i32
+                    || e.r#type == EventType::EventBookmark as i32
+            }),
+            "round {round}: nothing but a first state before the END: {events:?}"
+        );
+    }
+    // Nothing of any cancelled stream after its END: a write B streams,
+    // then a round trip on the connection, and no frame for them arrived.
+    let sync = cb.subscribe(&id, Some(last)).await;
+    let more = outcome(ca.call(append(&id, 12, "y")).await).expect("append");
+    assert_eq!(cb.event(sync).await.revision, more);
+    cb.expect_pong().await;
+    for stray in cb.pending() {
+        assert_eq!(stray.id, sync, "a frame of a cancelled stream: {stray:?}");
+    }
+}

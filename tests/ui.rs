@@ -3,10 +3,14 @@
 //! HTTP/1.1 over TCP (so what is tested is what a browser, or an attacker's
 //! page, would send): the token-for-cookie exchange, refusals (no token, a
 //! wrong one, a foreign Host or Origin, a cross-site fetch), the security
-//! headers, SSE resume by `Last-Event-ID` on both streams, and cancel.
-//! The same flows in a real browser: tests/browser/test_ui.py.
+//! headers, SSE resume by `Last-Event-ID` on both streams, cancel, and
+//! the daemon's status with its backend (the cluster mode's against a real
+//! etcd, skipped without `etcd`). The same flows in a real browser:
+//! tests/browser/test_ui.py.
 
 mod common;
+#[path = "../etcd/tests/common/mod.rs"]
+mod etcd_cluster;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -634,4 +638,59 @@ async fn stalled_tabs_do_not_grow_the_ui_process() {
             break;
         }
     }
+}
+
+/// `GET /api/status` as JSON (the daemon page's source).
+async fn status_json(ui: &Ui, cookie: &str) -> serde_json::Value {
+    let r = ui.get("/api/status", &[("Cookie", cookie)]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    serde_json::from_str(&r.text).expect("the status as JSON")
+}
+
+/// A uint64 of the status JSON (canonical proto3 JSON: a decimal string;
+/// absent when 0).
+fn uint(v: &serde_json::Value) -> u64 {
+    match v {
+        serde_json::Value::Null => 0,
+        serde_json::Value::String(s) => s.parse().expect("a decimal uint64"),
+        other => other.as_u64().expect("a uint64"),
+    }
+}
+
+/// The daemon page's status names the backend: `sqlite` on a daemon
+/// alone; in the cluster mode `etcd`, with the replica's applied revision
+/// and the newest etcd revision, from which the page shows the lag (its
+/// rows are in daemon.js; tests/browser checks them on the page).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_names_the_backend_and_in_the_cluster_mode_the_replicas_place() {
+    let alone = Daemon::start(&[]);
+    let ui = Ui::start(&alone);
+    let cookie = ui.sign_in().await;
+    let s = status_json(&ui, &cookie).await;
+    assert_eq!(s["backend"], "sqlite", "{s}");
+    assert_eq!(uint(&s["replicaAppliedRevision"]), 0, "{s}");
+    let js = ui.get("/assets/daemon.js", &[("Cookie", &cookie)]).await;
+    for label in [
+        "replica applied revision",
+        "etcd revision",
+        "replica lag (revisions)",
+    ] {
+        assert!(js.text.contains(label), "daemon.js lacks {label}");
+    }
+    let Some(etcd) = etcd_cluster::Cluster::start().await else {
+        return;
+    };
+    let replica = Daemon::start(&["--etcd", &etcd.endpoints().join(",")]);
+    let ui = Ui::start(&replica);
+    let cookie = ui.sign_in().await;
+    let c = client(&replica).await;
+    let (_, created) = c
+        .create(NewExecution::new("agent", "hi"))
+        .await
+        .expect("create");
+    // Acknowledged once applied here: the status has it.
+    let s = status_json(&ui, &cookie).await;
+    assert_eq!(s["backend"], "etcd", "{s}");
+    assert_eq!(uint(&s["replicaAppliedRevision"]), created, "{s}");
+    assert!(uint(&s["etcdRevision"]) >= created, "{s}");
 }

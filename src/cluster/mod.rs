@@ -176,4 +176,74 @@ impl Cluster {
             .await
             .is_ok_and(|r| r.is_ok())
     }
+
+    /// The read-after-write rule of the cluster mode (docs/OPERATIONS.md,
+    /// "More than one machine"), run before every read that names an
+    /// execution (`get`, a one-execution `subscribe`) or a revision (a
+    /// `subscribe` of any kind with `from_revision`), so that what a client
+    /// learned through another daemon (an id, a revision) is found here:
+    ///
+    /// - one read from etcd (the execution's key; for a revision alone, a
+    ///   key that never exists, for the header), then a wait until this
+    ///   replica has applied the key's last change and the revision named,
+    ///   all of it bounded by [`APPLY_WAIT`];
+    /// - a revision past etcd's own is `OUT_OF_RANGE` at once (it was never
+    ///   committed anywhere), as a revision past the last one is on a
+    ///   daemon alone;
+    /// - when etcd cannot be read or the replica does not catch up in time,
+    ///   the read is answered from the replica as it stands (reads go on
+    ///   while etcd is away), except that a revision the replica has not
+    ///   reached is `UNAVAILABLE`: a stream resumed from it would skip what
+    ///   lies between, so the client retries (here or where it got it).
+    pub(crate) async fn before_read(
+        &self,
+        execution: Option<&str>,
+        revision: Option<u64>,
+    ) -> Result<(), crate::protocol::ApiError> {
+        let ahead = revision.filter(|r| *r > self.applied());
+        if execution.is_none() && ahead.is_none() {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + APPLY_WAIT;
+        let key = execution.map_or_else(|| self.executions_prefix(), |id| self.key(id));
+        // One read from etcd, bounded by the deadline (and by the client's
+        // own request timeout); a failure leaves only the revision named
+        // to wait for.
+        let read =
+            tokio::time::timeout_at(deadline, self.client.range(stigmer_etcd::Range::key(key)))
+                .await;
+        let mut target = ahead.unwrap_or(0);
+        match read {
+            Ok(Ok(found)) => {
+                let newest = found.header.revision.max(0) as u64;
+                self.hear(newest);
+                if let Some(r) = ahead.filter(|r| *r > newest) {
+                    return Err(crate::protocol::ApiError::out_of_range(format!(
+                        "from_revision {r} is ahead of the cluster's last revision {newest}"
+                    )));
+                }
+                if let Some(kv) = found.kvs.first() {
+                    target = target.max(kv.mod_revision.max(0) as u64);
+                }
+            }
+            Ok(Err(err)) => tracing::debug!(%err, "a read cannot catch up with etcd"),
+            Err(_) => tracing::debug!("a read timed out reading etcd"),
+        }
+        if target > self.applied() {
+            let mut seen = self.applied.subscribe();
+            // Waits for the replica to apply `target`, until the deadline;
+            // a replica that stalls (etcd gone) leaves the read as below.
+            let _ = tokio::time::timeout_at(deadline, seen.wait_for(|r| *r >= target)).await;
+        }
+        match ahead {
+            Some(r) if r > self.applied() => Err(crate::protocol::ApiError::unavailable(format!(
+                "from_revision {r} is ahead of this daemon's replica (at revision {}), which did \
+                 not reach it within {} s (etcd unreachable or slow); retry, here or through \
+                 the daemon that gave that revision",
+                self.applied(),
+                APPLY_WAIT.as_secs()
+            ))),
+            _ => Ok(()),
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! `get`: the latest state of one execution, read on the read pool.
+//! `get`: the latest state of one execution, read on the read pool (in
+//! the cluster mode, once the replica caught up with it: `cmd::caught_up`).
 
 use std::sync::Arc;
 
@@ -18,11 +19,14 @@ pub(super) fn apply(ctx: &Arc<Context>, reply: Reply, execution_id: String) {
     let ctx = ctx.clone();
     tokio::spawn(async move {
         let lookup = execution_id.clone();
-        // Waits for a read connection and the query.
-        let result = ctx
-            .reader
-            .run(move |c| reader::get(c, &lookup))
-            .await
+        // The cluster mode: the replica first catches up with etcd's copy
+        // of the execution (bounded; on failure the replica answers as it
+        // stands). Then waits for a read connection and the query.
+        let result = match super::caught_up(&ctx, Some(&execution_id), None).await {
+            Ok(()) => ctx.reader.run(move |c| reader::get(c, &lookup)).await,
+            Err(err) => Err(err),
+        };
+        let result = result
             .and_then(|stored| {
                 stored.ok_or_else(|| {
                     ApiError::not_found(format!("execution {execution_id} not found"))

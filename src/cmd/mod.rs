@@ -166,6 +166,23 @@ pub(crate) async fn dispatch(
     Ok(())
 }
 
+/// Before a read that names an execution or a revision: in the cluster
+/// mode, the read-after-write rule ([`crate::cluster::Cluster::before_read`]:
+/// this daemon's replica first catches up with what etcd has of them,
+/// bounded); nothing at all on a daemon alone. The one place every such
+/// read goes through (`get`, `subscribe`).
+async fn caught_up(
+    ctx: &Context,
+    execution: Option<&str>,
+    revision: Option<u64>,
+) -> Result<(), ApiError> {
+    match &ctx.cluster {
+        // One etcd read and a wait, bounded by `cluster::APPLY_WAIT`.
+        Some(cluster) => cluster.before_read(execution, revision).await,
+        None => Ok(()),
+    }
+}
+
 /// Queues a validated write in arrival order; the writer thread answers
 /// `reply` itself right after COMMIT (or the refusal), with no task in
 /// between. Shared by create, update_status and delete.

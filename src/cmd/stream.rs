@@ -133,6 +133,13 @@ impl Outlet {
         Some(Frame::new(bytes))
     }
 
+    /// Frees the id of a stream that never started: its request is
+    /// answered with an error instead (sent by the caller, after this).
+    pub(super) fn release(&self) {
+        // The peer sees only the error reply: no last frame of its own.
+        let _ = self.last_frame(Stop::Gone, Event::default());
+    }
+
     /// Why the token fired; `last_sent` is where to resume.
     pub(super) fn interrupted(&self, last_sent: u64) -> Stop {
         if self.session.gone.is_cancelled() {

@@ -55,21 +55,8 @@ pub(super) fn apply(
     reply: Reply,
     req: SubscribeRequest,
 ) {
-    if let Some(cluster) = ctx.cluster.clone() {
-        // The cluster mode: what the client names (an execution, a
-        // revision) may come from another daemon, ahead of this replica;
-        // it catches up first (bounded), then the stream opens as usual.
-        let (ctx, session) = (ctx.clone(), session.clone());
-        tokio::spawn(async move {
-            if let Some(from) = req.from_revision.filter(|f| *f > cluster.applied()) {
-                cluster.wait_applied(from).await;
-            }
-            if !req.execution_id.is_empty() {
-                cluster.catch_up_with(&req.execution_id).await;
-            }
-            answer(&ctx, &session, reply, req);
-        });
-        return;
+    if ctx.cluster.is_some() {
+        return catch_up_then_open(ctx, session, reply, req);
     }
     answer(ctx, session, reply, req);
 }
@@ -82,6 +69,65 @@ fn answer(ctx: &Arc<Context>, session: &Arc<Session>, reply: Reply, req: Subscri
         Ok(()) => drop(reply.into_stream()),
         Err(err) => reply.error(err),
     }
+}
+
+/// The cluster mode: what the client names (an execution, a revision) may
+/// come from another daemon, ahead of this replica, which catches up first
+/// (`cmd::caught_up`, bounded) on a task of its own. The checks and the
+/// stream's registration run here, on the connection's reader, before
+/// that: a malformed request is refused at once with nothing read, and a
+/// `cancel` sent after this request always finds the stream (had the task
+/// registered it, such a cancel could overtake it and be lost). A cancel, the connection's end
+/// or the daemon's shutdown during the catch-up ends the stream as it ends
+/// an open one (its END, or nothing when the peer is gone).
+fn catch_up_then_open(
+    ctx: &Arc<Context>,
+    session: &Arc<Session>,
+    reply: Reply,
+    req: SubscribeRequest,
+) {
+    let registered = check(&req).and_then(|scope| {
+        let outlet = Outlet::open(ctx, session, reply.producer(), reply.id())?;
+        Ok((scope, outlet))
+    });
+    let (scope, outlet) = match registered {
+        Ok(registered) => registered,
+        Err(err) => return reply.error(err),
+    };
+    // The request keeps its permit until the stream starts or is refused.
+    tokio::spawn(async move {
+        let named = (!req.execution_id.is_empty()).then_some(req.execution_id.as_str());
+        let caught_up = tokio::select! {
+            // One etcd read and a wait, bounded (`cmd::caught_up`).
+            caught_up = super::caught_up(&outlet.ctx, named, req.from_revision) => caught_up,
+            // Cancelled, the connection ending, or shutdown, meanwhile.
+            () = outlet.token.cancelled() => {
+                let from = req.from_revision.unwrap_or(0);
+                let stop = outlet.interrupted(from);
+                drop(reply.into_stream());
+                let end = Event {
+                    revision: from,
+                    execution_id: req.execution_id.clone(),
+                    ..Default::default()
+                };
+                // Waits for room in the connection's queue (not when the
+                // peer is gone).
+                return outlet.finish(stop, end).await;
+            }
+        };
+        let opened = match caught_up.and_then(|()| in_range(&outlet.ctx, req.from_revision)) {
+            Ok(()) => start(outlet, scope, req),
+            Err(err) => {
+                // Refused: the id is free again before the error is sent.
+                outlet.release();
+                Err(err)
+            }
+        };
+        match opened {
+            Ok(()) => drop(reply.into_stream()),
+            Err(err) => reply.error(err),
+        }
+    });
 }
 
 /// What a subscribe selects beside one execution: `None` for a
@@ -114,6 +160,16 @@ fn scope(req: &SubscribeRequest) -> Result<Option<Scope>, ApiError> {
     })
 }
 
+/// The request's own checks (its selector, the execution id): what it
+/// selects beside one execution, as [`scope`].
+fn check(req: &SubscribeRequest) -> Result<Option<Scope>, ApiError> {
+    let scope = scope(req)?;
+    if scope.is_none() {
+        crate::pipeline::validate::execution_id("execution_id", &req.execution_id)?;
+    }
+    Ok(scope)
+}
+
 fn open(
     ctx: &Arc<Context>,
     session: &Arc<Session>,
@@ -121,24 +177,30 @@ fn open(
     id: u64,
     req: SubscribeRequest,
 ) -> Result<(), ApiError> {
-    let scope = scope(&req)?;
-    if scope.is_none() {
-        crate::pipeline::validate::execution_id("execution_id", &req.execution_id)?;
-    }
-    if let Some(from) = req.from_revision {
-        let last = ctx.revisions.last();
-        if from > last {
-            return Err(ApiError::out_of_range(format!(
-                "from_revision {from} is ahead of the last committed revision {last}"
-            )));
-        }
-    }
+    let scope = check(&req)?;
+    in_range(ctx, req.from_revision)?;
     let outlet = Outlet::open(ctx, session, out, id)?;
+    start(outlet, scope, req)
+}
+
+/// `OUT_OF_RANGE` for a `from_revision` past the last committed revision.
+fn in_range(ctx: &Context, from: Option<u64>) -> Result<(), ApiError> {
+    let last = ctx.revisions.last();
+    match from {
+        Some(from) if from > last => Err(ApiError::out_of_range(format!(
+            "from_revision {from} is ahead of the last committed revision {last}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Starts the registered stream `outlet` on its task.
+fn start(outlet: Outlet, scope: Option<Scope>, req: SubscribeRequest) -> Result<(), ApiError> {
     if let Some(scope) = scope {
         return super::watch::open(outlet, scope, req.from_revision, req.deltas);
     }
     // Rule 1: registered before anything is read.
-    let subscriber = ctx.broker.subscribe(&req.execution_id);
+    let subscriber = outlet.ctx.broker.subscribe(&req.execution_id);
     let stream = Stream {
         outlet,
         execution_id: req.execution_id,

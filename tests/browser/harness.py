@@ -12,8 +12,10 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -141,6 +143,60 @@ class Ui:
             self.proc.wait()
 
 
+def free_port() -> int:
+    """A loopback port free at the time of asking."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Etcd:
+    """A one-member etcd on free loopback ports: the log of a daemon in the
+    cluster mode (`--etcd`). Its data and log live in `directory`."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        client, peer = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{client}"
+        peer_url = f"http://127.0.0.1:{peer}"
+        log = open(directory / "etcd.log", "ab")  # noqa: SIM115 (the child keeps it)
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--name=m0",
+                f"--data-dir={directory / 'etcd'}",
+                f"--listen-client-urls={self.url}",
+                f"--advertise-client-urls={self.url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=m0={peer_url}",
+                "--log-level=warn",
+            ],
+            # No ETCD_* variable of the environment may change the flags.
+            env={},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        wait_for("etcd to serve", self.healthy, 30)
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as r:
+                return bool(json.loads(r.read()).get("health") == "true")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def chromium(profile: Path, rules: str | None = None) -> Chrome:
     """Headless Debian chromium with a fresh profile, its network log on,
     and no background traffic of its own (this machine's network is closed)."""
@@ -177,6 +233,18 @@ def requested_urls(driver: WebDriver) -> list[str]:
         if message.get("method") == "Network.requestWillBeSent":
             urls.append(message["params"]["request"]["url"])
     return urls
+
+
+def facts(driver: WebDriver, element_id: str) -> dict[str, str]:
+    """The rows of the `<dl>` with this id, in the page's order: each `<dt>`'s
+    text to its `<dd>`'s."""
+    value = driver.execute_script(
+        "const d = document.getElementById(arguments[0]);"
+        "return d ? [...d.querySelectorAll('dt')]"
+        ".map(t => [t.textContent, t.nextElementSibling?.textContent ?? '']) : [];",
+        element_id,
+    )
+    return {str(k): str(v) for k, v in value}
 
 
 def text_of(driver: WebDriver, element_id: str) -> str:

@@ -5,18 +5,24 @@ execution appearing in the list; no duplicated text after a daemon restart;
 refusal without the token, from a foreign Host (DNS rebinding) and from
 another origin's page; untrusted content (HTML, script tags, `javascript:`
 links, Markdown image tricks) running nothing, injecting no element and
-loading nothing remote; and cancel from the page ending a runner.
+loading nothing remote; cancel from the page ending a runner; and the
+daemon page's status and chart, with the backend's rows in the cluster mode
+(against a one-member etcd; skipped without `etcd`).
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import threading
 import time
+from contextlib import ExitStack
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from stigmer_client import Client
@@ -24,8 +30,10 @@ from stigmer_client import Client
 from harness import (
     STIGMER,
     Daemon,
+    Etcd,
     Ui,
     chromium,
+    facts,
     requested_urls,
     shot,
     text_of,
@@ -328,10 +336,62 @@ def test_the_daemon_page_shows_the_status_and_a_chart(ui: Ui, browser: WebDriver
     browser.get(f"{ui.base}/daemon")
     wait_for("the status", lambda: "connections" in text_of(browser, "status"))
     assert "commit p99" in text_of(browser, "status")
+    shown = facts(browser, "status")
+    assert shown["backend"] == "sqlite", shown
+    assert "replica lag (revisions)" not in shown, "no cluster rows on a daemon alone"
     wait_for(
         "the chart",
         lambda: browser.find_elements(By.CSS_SELECTOR, "#chart svg polyline.line-commit"),
     )
+
+
+def test_the_daemon_page_shows_the_cluster_mode(tmp_path: Path) -> None:
+    """In the cluster mode the daemon page shows the backend, the replica's
+    applied revision, etcd's revision and the lag, as `stigmer status` does."""
+    binary = shutil.which("etcd")
+    if binary is None:
+        pytest.skip("etcd not installed (apt-get install etcd-server)")
+    (tmp_path / "cluster").mkdir()
+    with ExitStack() as stack:
+        etcd = Etcd(binary, tmp_path / "cluster")
+        stack.callback(etcd.stop)
+        replica = Daemon(tmp_path / "cluster", "--etcd", etcd.url)
+        stack.callback(replica.stop)
+        execution_id = replica.create("writer", "Replicated through etcd")
+        replica.append(execution_id, "hello")
+        # Nothing is written from here on: the revisions the page must show.
+        status = json.loads(replica.cli("status", "-o", "json"))
+        applied = int(status["replicaAppliedRevision"])
+        assert status["backend"] == "etcd" and applied > 0, status
+        assert int(status["etcdRevision"]) >= applied, status
+        own = Ui(replica)
+        stack.callback(own.stop)
+        driver = chromium(tmp_path / "profile-cluster")
+        stack.callback(driver.quit)
+        driver.get(own.url)
+        wait_for("the executions page", lambda: driver.current_url == f"{own.base}/")
+        driver.get(f"{own.base}/daemon")
+
+        def cluster_rows() -> dict[str, str] | None:
+            shown = facts(driver, "status")
+            return shown if "replica lag (revisions)" in shown else None
+
+        shown = wait_for("the cluster rows", cluster_rows)
+        assert shown["backend"] == "etcd (cluster mode)", shown
+        assert int(shown["replica applied revision"]) == applied, shown
+        heard = int(shown["etcd revision"])
+        assert heard >= applied, shown
+        assert int(shown["replica lag (revisions)"]) == heard - applied, shown
+        # The rows follow the revision, in the page's one list of facts.
+        labels = list(shown)
+        at = labels.index("revision")
+        assert labels[at + 1 : at + 5] == [
+            "backend",
+            "replica applied revision",
+            "etcd revision",
+            "replica lag (revisions)",
+        ], labels
+        shot(driver, "daemon-cluster")
 
 
 LAST_PARAGRAPH = (

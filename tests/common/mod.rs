@@ -287,6 +287,11 @@ impl Raw {
         }
     }
 
+    /// Responses received while waiting for other ids, not yet taken.
+    pub fn pending(&self) -> &[Response] {
+        &self.pending
+    }
+
     /// Sends a command and returns its reply.
     pub async fn call(&mut self, command: Cmd) -> Response {
         let id = self.next_id();

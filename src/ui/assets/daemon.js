@@ -1,6 +1,7 @@
 // The daemon page: what `stigmer status` shows, from /api/status every two
-// seconds, and a small chart of the commit and broadcast p99 latencies
-// (an SVG built with DOM APIs).
+// seconds (the backend too: in the cluster mode, where this daemon's
+// replica stands against etcd), and a small chart of the commit and
+// broadcast p99 latencies (an SVG built with DOM APIs).
 import { el, nav } from '/assets/common.js';
 
 document.getElementById('nav').append(nav('/daemon'));
@@ -15,7 +16,31 @@ const FIELDS = [
   ['resyncs', 'resyncs'], ['subscriberOverflows', 'subscriber overflows'],
   ['slowConsumerDisconnects', 'slow-consumer disconnects'], ['refusedWrites', 'refused writes'],
 ];
+// The backend's rows go right after this field's.
+const BACKEND_AFTER = 'revision';
 const history = [];
+
+/** A revision from the status JSON (uint64: a decimal string), exact. */
+function revision(v) {
+  return /^[0-9]+$/.test(String(v ?? '')) ? BigInt(v) : 0n;
+}
+
+/**
+ * The backend's rows, as `stigmer status` prints them: `sqlite` alone, or
+ * in the cluster mode (`--etcd`) the replica's applied revision, the
+ * newest etcd revision the daemon heard of, and the lag between them.
+ */
+function backend(s) {
+  if (s.backend !== 'etcd') return [['backend', s.backend || 'sqlite']];
+  const applied = revision(s.replicaAppliedRevision);
+  const heard = revision(s.etcdRevision);
+  return [
+    ['backend', 'etcd (cluster mode)'],
+    ['replica applied revision', applied],
+    ['etcd revision', heard],
+    ['replica lag (revisions)', heard > applied ? heard - applied : 0n],
+  ];
+}
 const SVG = 'http://www.w3.org/2000/svg';
 
 function svg(tag, attrs) {
@@ -48,9 +73,11 @@ async function refresh() {
     conn.textContent = 'live';
     conn.className = 'conn live';
     const rejected = Object.entries(s.rejectedConnections || {}).map(([k, v]) => `${k}: ${v}`).join(', ') || '0';
+    const rows = FIELDS.flatMap(([k, label]) =>
+      [[label, s[k] ?? 0], ...(k === BACKEND_AFTER ? backend(s) : [])]);
+    rows.push(['refused connections', rejected]);
     document.getElementById('status').replaceChildren(
-      ...FIELDS.flatMap(([k, label]) => [el('dt', {}, label), el('dd', {}, String(s[k] ?? 0))]),
-      el('dt', {}, 'refused connections'), el('dd', {}, rejected));
+      ...rows.flatMap(([label, v]) => [el('dt', {}, label), el('dd', {}, String(v))]));
     history.push({ commit: Number(s.commitLatencyP99Us || 0), broadcast: Number(s.broadcastLatencyP99Us || 0) });
     if (history.length > 60) history.shift();
     chart();
