@@ -355,7 +355,9 @@ async fn bad_selections_are_invalid_arguments() {
     let resp = c
         .call(Cmd::Subscribe(SubscribeRequest {
             all: true,
-            from_revision: Some(1000),
+            // Past any revision here, and past a shared etcd's too (the
+            // cluster mode, STIGMER_TEST_ETCD, scripts/test-cluster-mode).
+            from_revision: Some(1_000_000_000),
             ..Default::default()
         }))
         .await;
