@@ -1,32 +1,47 @@
 //! The torture workload across two daemons sharing their executions
 //! through a real 3-member etcd cluster (the cluster mode, issue 20):
-//! writers, the ender and subscribers of every kind spread over both
-//! daemons, and every check on each daemon's streams and history. Skipped,
-//! saying so, without `etcd`.
+//! writers (to shared executions and to their own), the ender, subscribers
+//! and session watchers of every kind spread over both daemons, and every
+//! check on each daemon's streams and history; once quietly, once with
+//! `kill -9` of etcd's leader and of each daemon mid-run (restarted on its
+//! database and socket once writes went on without it), the clients of a
+//! killed daemon resuming on either one. Skipped, saying so, without
+//! `etcd`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::common;
-use crate::scenarios::{run_on, Scenario};
-use crate::torture_support::Config;
+use crate::crash::check_files;
+use crate::etcd_cluster::Cluster;
+use crate::scenarios::{caught_up, run_on, Faults, Scenario};
+use crate::torture_support::*;
 use crate::ALL_HISTORY;
+
+/// Every daemon's flags but `--etcd`: retention beyond the run, queues
+/// small enough that stalled readers overflow and catch up from history.
+const ARGS: [&str; 6] = [
+    "--history-retention",
+    ALL_HISTORY,
+    "--subscriber-queue",
+    "8",
+    "--connection-queue",
+    "16",
+];
+
+async fn two_daemons(etcd: &Cluster) -> Vec<common::Daemon> {
+    let endpoints = etcd.endpoints().join(",");
+    let mut args = vec!["--etcd", endpoints.as_str()];
+    args.extend(ARGS);
+    vec![common::Daemon::start(&args), common::Daemon::start(&args)]
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_guarantees_across_two_daemons_sharing_etcd() {
-    let Some(etcd) = crate::etcd_cluster::Cluster::start().await else {
+    let Some(etcd) = Cluster::start().await else {
         return;
     };
-    let endpoints = etcd.endpoints().join(",");
-    let args = vec![
-        "--etcd",
-        endpoints.as_str(),
-        "--history-retention",
-        ALL_HISTORY,
-        "--subscriber-queue",
-        "8",
-        "--connection-queue",
-        "16",
-    ];
-    let a = common::Daemon::start(&args);
-    let b = common::Daemon::start(&args);
+    let daemons = two_daemons(&etcd).await;
     run_on(
         Scenario {
             name: "cluster",
@@ -35,9 +50,173 @@ async fn watch_guarantees_across_two_daemons_sharing_etcd() {
             crash: false,
             replayable: true,
         },
-        a,
-        vec![b],
+        daemons,
+        None,
     )
     .await;
     drop(etcd);
+}
+
+/// As above, with faults mid-run: by turns `kill -9` of etcd's leader
+/// (the workload must go on through the two members left; the member is
+/// restarted before the next fault) and of a daemon (each in turn),
+/// restarted on the same database and socket, whose replica catches up
+/// from its last applied revision. A write whose reply the fault lost may
+/// or may not have committed: the crash runs' rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_guarantees_across_two_daemons_with_kills() {
+    let Some(etcd) = Cluster::start().await else {
+        return;
+    };
+    let daemons = two_daemons(&etcd).await;
+    let config = Config::from_env(600, 4);
+    let etcd = Arc::new(tokio::sync::Mutex::new(etcd));
+    let faults: Faults = {
+        let (etcd, kills, updates) = (etcd.clone(), config.kills, config.updates);
+        Box::new(move |shared, daemons, rng| {
+            Box::pin(cluster_killer(shared, daemons, etcd, kills, updates, rng))
+        })
+    };
+    run_on(
+        Scenario {
+            name: "cluster-kills",
+            args: Vec::new(),
+            config,
+            crash: true,
+            replayable: true,
+        },
+        daemons,
+        Some(faults),
+    )
+    .await;
+    drop(etcd);
+}
+
+/// `kills` faults spread over a run of `updates` acknowledged writes:
+/// even ones kill etcd's leader (and one in four a daemon too, while the
+/// member is down), odd ones a daemon (each in turn).
+async fn cluster_killer(
+    shared: Arc<Shared>,
+    mut daemons: Vec<common::Daemon>,
+    etcd: Arc<tokio::sync::Mutex<Cluster>>,
+    kills: u64,
+    updates: u64,
+    mut rng: Rng,
+) -> (Vec<common::Daemon>, Vec<Violation>) {
+    let mut violations = Vec::new();
+    let mut acked = shared.acked.subscribe();
+    // Writes between two faults, on average.
+    let gap = (updates / (kills + 1)).max(2);
+    for k in 0..kills {
+        // Some acknowledged writes, then sometimes a few milliseconds, so
+        // faults land inside proposals and between them.
+        let target = *acked.borrow() + gap / 2 + rng.below(gap);
+        let _ = acked.wait_for(|n| *n >= target).await;
+        if rng.percent(50) {
+            tokio::time::sleep(std::time::Duration::from_millis(rng.below(15))).await;
+        }
+        if k % 2 == 0 {
+            let mut etcd = etcd.lock().await;
+            let leader = etcd.kill_leader().await;
+            shared.leader_kills.fetch_add(1, Ordering::Relaxed);
+            // The two members left elect a leader and the writes go on.
+            let target = *acked.borrow() + 1 + rng.below(gap / 2);
+            let went_on = tokio::time::timeout(STUCK, acked.wait_for(|n| *n >= target))
+                .await
+                .is_ok();
+            if !went_on {
+                violations.push(Violation {
+                    what: format!(
+                        "no write acknowledged within {}s of killing etcd's leader",
+                        STUCK.as_secs()
+                    ),
+                    trace: vec![],
+                });
+            }
+            // Now and then a daemon dies too while the member is down: it
+            // restarts against the two members left.
+            if rng.percent(25) {
+                let i = rng.below(daemons.len() as u64) as usize;
+                let down_for = 1 + rng.below(gap / 2);
+                violations.extend(kill_and_restart(&shared, &mut daemons[i], i, down_for).await);
+            }
+            etcd.restart(leader);
+            etcd.wait_healthy().await;
+        } else {
+            let i = (k / 2) as usize % daemons.len();
+            let down_for = 1 + rng.below(gap / 2);
+            violations.extend(kill_and_restart(&shared, &mut daemons[i], i, down_for).await);
+        }
+    }
+    (daemons, violations)
+}
+
+/// `kill -9` of daemon `i` under load: its database is sound and holds
+/// everything it acknowledged or delivered. It stays down while `down_for`
+/// more writes are acknowledged through the other daemon; restarted on the
+/// same database and socket, it answers at least what it had at once, and
+/// its replica catches up from its last applied revision to everything
+/// committed by then.
+async fn kill_and_restart(
+    shared: &Shared,
+    daemon: &mut common::Daemon,
+    i: usize,
+    down_for: u64,
+) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    let own = {
+        let r = shared.record.lock().expect("record");
+        r.max_seen_on.get(&i).copied().unwrap_or(0)
+    };
+    let (db, socket) = (daemon.db.clone(), daemon.socket.clone());
+    tokio::task::block_in_place(|| daemon.kill());
+    shared.crashes_seen.fetch_add(1, Ordering::Relaxed);
+    let found = tokio::task::spawn_blocking(move || check_files(&db, own))
+        .await
+        .expect("check");
+    violations.extend(found);
+    let mut acked = shared.acked.subscribe();
+    let target = *acked.borrow() + down_for;
+    let went_on = tokio::time::timeout(STUCK, acked.wait_for(|n| *n >= target))
+        .await
+        .is_ok();
+    if !went_on {
+        violations.push(Violation {
+            what: format!(
+                "no write acknowledged within {}s while daemon {i} was down",
+                STUCK.as_secs()
+            ),
+            trace: vec![],
+        });
+    }
+    let everyone = shared.record.lock().expect("record").max_seen;
+    tokio::task::block_in_place(|| daemon.restart());
+    let mut wire = Wire::connect(&socket).await.expect("connect");
+    let pong = wire
+        .call(stigmer_proto::daemon::request::Command::Ping(
+            stigmer_proto::daemon::PingRequest {},
+        ))
+        .await
+        .expect("ping");
+    let at_restart = match pong.result {
+        Some(stigmer_proto::daemon::response::Result::Pong(p)) => p.revision,
+        other => panic!("ping answered {other:?}"),
+    };
+    if at_restart < own {
+        violations.push(Violation {
+            what: format!(
+                "after its restart daemon {i}'s revision is {at_restart}, but it had acknowledged or delivered {own}"
+            ),
+            trace: vec![],
+        });
+    }
+    let started = std::time::Instant::now();
+    caught_up(&socket, everyone).await;
+    eprintln!(
+        "daemon {i} killed having acknowledged or delivered up to revision {own}; restarted at \
+         {at_restart} after {down_for} writes elsewhere; caught up to {everyone} in {:.0?}",
+        started.elapsed()
+    );
+    shared.generation.send_modify(|g| *g += 1);
+    violations
 }

@@ -1,8 +1,12 @@
 //! The torture runs proper: the whole workload (writers, the ender,
-//! subscribers of every kind, and in the crash runs the killer) against
-//! one daemon, then every check of `torture_support` on what it recorded.
+//! subscribers and watchers of every kind, and in the crash runs the
+//! killer) against one daemon, then every check of `torture_support` on
+//! what it recorded.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::common;
@@ -44,6 +48,9 @@ async fn watch_guarantees_under_load() {
 async fn watch_guarantees_with_resync_beyond_retention() {
     let mut config = Config::from_env(1200, 0);
     config.allow_resync = true;
+    // The watchers' check needs the whole history (and RESYNC, then a new
+    // list, is not checked by it): `tests/watch.rs` covers that.
+    config.watchers = 0;
     run(Scenario {
         name: "resync",
         args: vec![
@@ -85,29 +92,58 @@ async fn sigkill_under_load_durability_full() {
     .await;
 }
 
+/// What injects faults while the workload runs (the killer of the crash
+/// runs, the cluster run's): given what the workload's tasks share, the
+/// daemons and a random source, it kills and restarts what it kills, and
+/// answers the daemons (running) and what it found wrong.
+pub(crate) type Faults = Box<
+    dyn FnOnce(
+            Arc<Shared>,
+            Vec<common::Daemon>,
+            Rng,
+        )
+            -> Pin<Box<dyn Future<Output = (Vec<common::Daemon>, Vec<Violation>)> + Send>>
+        + Send,
+>;
+
 async fn run(scenario: Scenario) {
     let daemon = common::Daemon::start(&scenario.args);
-    run_on(scenario, daemon, Vec::new()).await;
+    let kills = scenario.config.kills;
+    let faults = scenario.crash.then(|| -> Faults {
+        Box::new(move |shared, mut daemons, rng| {
+            Box::pin(async move {
+                let daemon = daemons.pop().expect("one daemon");
+                let db = daemon.db.clone();
+                let (daemon, violations) = killer(shared, daemon, db, kills, rng).await;
+                (vec![daemon], violations)
+            })
+        })
+    });
+    run_on(scenario, vec![daemon], faults).await;
 }
 
-/// The whole workload on `daemon` and the `others` sharing its executions
-/// (the cluster mode), clients spread over all of them; then every check
-/// on each.
+/// The whole workload on `daemons` (more than one: the cluster mode, which
+/// share their executions), clients spread over all of them, with `faults`
+/// injected meanwhile (then a write whose reply was lost may or may not
+/// have committed); then every check on each daemon.
 pub(crate) async fn run_on(
     scenario: Scenario,
-    daemon: common::Daemon,
-    others: Vec<common::Daemon>,
+    daemons: Vec<common::Daemon>,
+    faults: Option<Faults>,
 ) {
     let cfg = scenario.config.clone();
+    let crash = faults.is_some();
     let started = Instant::now();
     eprintln!(
         "torture {}: seed {} (TORTURE_SEED={} replays its choices), {cfg:?}",
         scenario.name, cfg.seed, cfg.seed
     );
-    let db = daemon.db.clone();
-    let mut sockets = vec![daemon.socket.clone()];
-    sockets.extend(others.iter().map(|d| d.socket.clone()));
-    let shared = Shared::spread(sockets.clone());
+    assert!(
+        cfg.watchers == 0 || scenario.replayable,
+        "the watchers' check needs the daemon's whole history"
+    );
+    let sockets: Vec<_> = daemons.iter().map(|d| d.socket.clone()).collect();
+    let shared = Shared::spread(sockets.clone(), cfg.sessions);
     let mut rng = Rng::new(cfg.seed);
 
     let every = (cfg.updates / (cfg.executions as u64 * 3)).max(5);
@@ -118,15 +154,18 @@ pub(crate) async fn run_on(
     let subscribers: Vec<_> = (0..cfg.subscribers)
         .map(|s| tokio::spawn(subscriber(shared.clone(), s, rng.fork(), cfg.max_stall)))
         .collect();
+    let watchers: Vec<_> = (0..cfg.watchers)
+        .map(|i| tokio::spawn(watcher(shared.clone(), i, rng.fork(), cfg.max_stall)))
+        .collect();
 
     let mut violations = Vec::new();
-    let mut daemon = if scenario.crash {
-        let (daemon, kill_violations) =
-            killer(shared.clone(), daemon, db.clone(), cfg.kills, rng.fork()).await;
-        violations.extend(kill_violations);
-        daemon
-    } else {
-        daemon
+    let mut daemons = match faults {
+        Some(faults) => {
+            let (daemons, found) = faults(shared.clone(), daemons, rng.fork()).await;
+            violations.extend(found);
+            daemons
+        }
+        None => daemons,
     };
     // The workload runs until enough writes were acknowledged.
     let mut acked = shared.acked.subscribe();
@@ -149,9 +188,9 @@ pub(crate) async fn run_on(
 
     // The committed history: the acknowledgements, and each daemon's replay
     // (whole states, and again as deltas rebuilt from the history), once
-    // the others' replicas have caught up.
-    let record = std::mem::take(&mut *shared.record.lock().expect("record"));
-    for socket in &sockets[1..] {
+    // every replica has caught up.
+    let record = shared.record.lock().expect("record").clone();
+    for socket in &sockets {
         caught_up(socket, record.max_seen).await;
     }
     let mut replayed_deltas = 0;
@@ -161,7 +200,7 @@ pub(crate) async fn run_on(
         for socket in &sockets {
             let (replayed, replay_violations) = replay(socket, &ids, &record).await;
             violations.extend(replay_violations);
-            violations.extend(check_history(&record, &replayed, !scenario.crash));
+            violations.extend(check_history(&record, &replayed, !crash));
             let (delta_violations, deltas) = replay_deltas(socket, &ids, &replayed).await;
             violations.extend(delta_violations);
             replayed_deltas += deltas;
@@ -178,21 +217,32 @@ pub(crate) async fn run_on(
         unresolved = unknown;
         history
     };
-    // The daemon's own count of queue overflows and RESYNCs (since its
-    // last start).
-    let status = {
+    // The watchers read up to their selection's last change, then stop.
+    let selections: Vec<Selection> = (0..cfg.watchers)
+        .map(|i| Selection::of(i, shared.sessions))
+        .collect();
+    let last_changes = targets(&history, &record.sessions, &selections);
+    shared.targets.send_replace(Some(Arc::new(last_changes)));
+    let mut watch_logs = Vec::new();
+    for w in watchers {
+        watch_logs.push(w.await.expect("watcher"));
+    }
+    // The daemons' own count of queue overflows (each since its last
+    // start).
+    let mut overflows = 0;
+    for socket in &sockets {
         use stigmer_proto::daemon::{request::Command as Cmd, response, StatusRequest};
-        let mut wire = Wire::connect(&daemon.socket).await.expect("connect");
+        let mut wire = Wire::connect(socket).await.expect("connect");
         match wire
             .call(Cmd::Status(StatusRequest { prometheus: false }))
             .await
             .expect("status")
             .result
         {
-            Some(response::Result::Status(s)) => s,
+            Some(response::Result::Status(s)) => overflows += s.subscriber_overflows,
             other => panic!("status answered {other:?}"),
         }
-    };
+    }
     let mut counts = Checked::default();
     violations.extend(check_subscribers(
         &logs,
@@ -200,12 +250,21 @@ pub(crate) async fn run_on(
         cfg.allow_resync,
         &mut counts,
     ));
+    violations.extend(check_watchers(
+        &watch_logs,
+        &history,
+        &record.sessions,
+        &mut counts,
+    ));
     for socket in &sockets {
         violations.extend(check_current_states(socket, &history, &record).await);
     }
-    if scenario.crash {
-        daemon.kill();
-        violations.extend(check_files(&db, record.max_seen));
+    if crash {
+        // Each database holds everything (every replica caught up).
+        for daemon in &mut daemons {
+            daemon.kill();
+            violations.extend(check_files(&daemon.db, record.max_seen));
+        }
     }
 
     let figures = format!(
@@ -213,10 +272,13 @@ pub(crate) async fn run_on(
          (last revision {}; {} appends, {} retried appends acknowledged ({} after a crash), \
          {} ABORTED, {} INVALID_ARGUMENT for a stale offset inside a character), \
          {} subscribe segments ({} resumes), {} events checked, {} RESYNC, {} END, \
-         {} queue overflows caught up from history since the daemon's last start; \
+         {} queue overflows caught up from history since the daemons' last start; \
          delta streams: {} segments, {} DELTA events, {} resumes skipping the initial state, \
          {} starting with it, {} DELTA events in the replay, {} appended states unseen; \
-         {} SIGKILLs survived, {} violations, {:.1}s",
+         {} watchers of {} sessions: {} subscribe segments ({} lists, {} resumes), {} events \
+         ({} DELTA, {} progress bookmarks); \
+         {} SIGKILLs of a daemon survived, {} of etcd's leader; writes whose reply was lost: \
+         {} to a broken connection, {} UNAVAILABLE; {} violations, {:.1}s",
         scenario.name,
         cfg.seed,
         cfg.writers,
@@ -234,14 +296,25 @@ pub(crate) async fn run_on(
         counts.events,
         counts.resyncs,
         counts.ends,
-        status.subscriber_overflows,
+        overflows,
         counts.delta_segments,
         counts.deltas,
         counts.skipped,
         counts.initial_states,
         replayed_deltas,
         unresolved,
-        if scenario.crash { cfg.kills } else { 0 },
+        cfg.watchers,
+        cfg.sessions,
+        counts.watch_segments,
+        counts.watch_lists,
+        counts.watch_resumes,
+        counts.watch_events,
+        counts.watch_deltas,
+        counts.watch_bookmarks,
+        shared.crashes_seen.load(Ordering::Relaxed),
+        shared.leader_kills.load(Ordering::Relaxed),
+        shared.lost_replies.load(Ordering::Relaxed),
+        shared.unavailable.load(Ordering::Relaxed),
         violations.len(),
         started.elapsed().as_secs_f64()
     );
@@ -257,12 +330,12 @@ pub(crate) async fn run_on(
     }
     // A stream-less, quiet sanity check that the workload did something.
     assert!(counts.events > 0 && *shared.acked.borrow() >= cfg.updates);
-    drop(others);
+    drop(daemons);
 }
 
 /// Waits until the daemon at `socket` has applied `revision` (its last
 /// revision, as `status` reports it).
-async fn caught_up(socket: &std::path::Path, revision: u64) {
+pub(crate) async fn caught_up(socket: &std::path::Path, revision: u64) {
     use stigmer_proto::daemon::{request::Command as Cmd, response, StatusRequest};
     for _ in 0..600 {
         let mut wire = Wire::connect(socket).await.expect("connect");

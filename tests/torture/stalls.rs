@@ -64,7 +64,7 @@ async fn stall_once(
     let id = new_id();
     let mut h: Vec<(u64, Entry)> = Vec::new();
     let (created, created_rev) = match w
-        .call(Cmd::Create(new_execution(&id, "stall")))
+        .call(Cmd::Create(new_execution(&id, "stall", "")))
         .await
         .expect("create")
         .result

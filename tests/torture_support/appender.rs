@@ -214,6 +214,7 @@ impl Appender {
             let resp = match conn.wire.call(cmd.clone()).await {
                 Ok(resp) => resp,
                 Err(Closed) => {
+                    shared.lost_replies.fetch_add(1, Ordering::Relaxed);
                     conn.reconnect(shared).await;
                     retry = Some(None);
                     continue;
@@ -247,7 +248,7 @@ impl Appender {
                                 shared.record().writer_order.push(msg);
                             }
                             conn.last = revision;
-                            shared.ack_append(id, revision, facts.clone(), false);
+                            shared.ack_append(conn.wire.daemon, id, revision, facts.clone(), false);
                             // Sometimes the same append again, as after a
                             // reply lost to a reconnect.
                             if rng.percent(5) {
@@ -264,7 +265,7 @@ impl Appender {
                                     "a resent append to {id} was acknowledged at revision {revision}, before the original's {original:?}"
                                 ));
                             }
-                            shared.ack_append(id, revision, facts.clone(), true);
+                            shared.ack_append(conn.wire.daemon, id, revision, facts.clone(), true);
                         }
                     }
                     return Wrote::Acked;
@@ -321,6 +322,7 @@ impl Appender {
                     return Wrote::Over;
                 }
                 Some(response::Result::Error(e)) if e.code == Code::Unavailable as i32 => {
+                    shared.unavailable.fetch_add(1, Ordering::Relaxed);
                     conn.reconnect(shared).await;
                     retry = Some(None);
                 }

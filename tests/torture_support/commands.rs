@@ -12,7 +12,8 @@ pub fn new_id() -> String {
     format!("aex-{}", ulid::Ulid::new().to_string().to_lowercase())
 }
 
-pub fn new_execution(id: &str, agent: &str) -> AgentExecution {
+/// A new execution `id` of `agent` in `session` (none when empty).
+pub fn new_execution(id: &str, agent: &str, session: &str) -> AgentExecution {
     AgentExecution {
         metadata: Some(ApiResourceMetadata {
             id: id.into(),
@@ -21,6 +22,7 @@ pub fn new_execution(id: &str, agent: &str) -> AgentExecution {
         spec: Some(AgentExecutionSpec {
             agent_id: agent.into(),
             message: "torture".into(),
+            session_id: session.into(),
             ..Default::default()
         }),
         ..Default::default()

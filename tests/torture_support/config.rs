@@ -12,6 +12,11 @@ pub struct Config {
     /// Executions kept live at once (more are created as others end).
     pub executions: usize,
     pub subscribers: usize,
+    /// Many-execution streams (`subscribe` by session, or all), each
+    /// following its selection for the whole run.
+    pub watchers: usize,
+    /// Sessions the executions are spread over.
+    pub sessions: usize,
     /// Acknowledged updates before the workload stops (at least).
     pub updates: u64,
     /// SIGKILLs (crash runs only).
@@ -33,8 +38,9 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 impl Config {
     /// The CI defaults, overridden by `TORTURE_SEED`, `TORTURE_WRITERS`,
-    /// `TORTURE_EXECUTIONS`, `TORTURE_SUBSCRIBERS`, `TORTURE_UPDATES`,
-    /// `TORTURE_KILLS`, `TORTURE_MAX_STALL_MS`.
+    /// `TORTURE_EXECUTIONS`, `TORTURE_SUBSCRIBERS`, `TORTURE_WATCHERS`,
+    /// `TORTURE_SESSIONS`, `TORTURE_UPDATES`, `TORTURE_KILLS`,
+    /// `TORTURE_MAX_STALL_MS`.
     pub fn from_env(updates: u64, kills: u64) -> Config {
         let default_seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -45,6 +51,8 @@ impl Config {
             writers: env_u64("TORTURE_WRITERS", 4) as usize,
             executions: env_u64("TORTURE_EXECUTIONS", 8) as usize,
             subscribers: env_u64("TORTURE_SUBSCRIBERS", 12) as usize,
+            watchers: env_u64("TORTURE_WATCHERS", 6) as usize,
+            sessions: env_u64("TORTURE_SESSIONS", 3).max(1) as usize,
             updates: env_u64("TORTURE_UPDATES", updates),
             kills: env_u64("TORTURE_KILLS", kills),
             max_stall: Duration::from_millis(env_u64("TORTURE_MAX_STALL_MS", 2000)),

@@ -1,8 +1,10 @@
 //! The record of a run: every event a subscriber received (`Ev`, grouped in
-//! `Segment`s of a `SubLog`) and every write acknowledged (`Record`), which
-//! the checker holds against the committed history.
+//! `Segment`s of a `SubLog`), every event of a watcher's many-execution
+//! stream (`WatchEv` in `WatchSegment`s of a `WatchLog`) and every write
+//! acknowledged (`Record`), which the checker holds against the committed
+//! history.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use stigmer_proto::daemon::{EndReason, Event, EventType};
 
@@ -13,6 +15,9 @@ pub const UPDATE: i32 = EventType::EventUpdate as i32;
 pub const RESYNC: i32 = EventType::EventResync as i32;
 pub const END: i32 = EventType::EventEnd as i32;
 pub const DELTA: i32 = EventType::EventDelta as i32;
+pub const CREATED: i32 = EventType::EventCreated as i32;
+pub const DELETED: i32 = EventType::EventDeleted as i32;
+pub const BOOKMARK: i32 = EventType::EventBookmark as i32;
 
 /// One event (or the end of a stream) as a subscriber received it.
 #[derive(Clone, Debug)]
@@ -117,6 +122,11 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// A watcher's kind: fast, slow, stalling, or resuming (`Disconnector`).
+    pub fn of_watcher(i: usize) -> Mode {
+        [Mode::Fast, Mode::Slow, Mode::Staller, Mode::Disconnector][i % 4]
+    }
+
     pub fn of(i: usize) -> Mode {
         [
             Mode::Fast,
@@ -141,8 +151,90 @@ pub struct Fact {
     pub text: String,
 }
 
+/// What a many-execution stream selects.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Selection {
+    /// `subscribe { session_id }`.
+    Session(String),
+    /// `subscribe { all: true }`.
+    All,
+}
+
+impl Selection {
+    /// Watcher `i`'s selection: the sessions in turn, and every
+    /// `sessions + 1`-th watcher every execution.
+    pub fn of(i: usize, sessions: usize) -> Selection {
+        let k = i % (sessions + 1);
+        if k == sessions {
+            Selection::All
+        } else {
+            Selection::Session(session_name(k))
+        }
+    }
+
+    /// Whether an execution of `session` is in it.
+    pub fn covers(&self, session: Option<&str>) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Session(s) => session == Some(s.as_str()),
+        }
+    }
+}
+
+/// Session number `k`'s id.
+pub fn session_name(k: usize) -> String {
+    format!("s{k}")
+}
+
+/// One event of a many-execution stream as a watcher received it: the
+/// execution it is about (empty for a BOOKMARK, RESYNC or END), and for a
+/// DELTA the state the watcher rebuilt in its cache.
+#[derive(Clone, Debug)]
+pub struct WatchEv {
+    pub execution: String,
+    /// A BOOKMARK's `initial_events_end`.
+    pub list_end: bool,
+    pub ev: Ev,
+}
+
+impl WatchEv {
+    pub(super) fn describe(&self) -> String {
+        let mut out = self.ev.describe();
+        if !self.execution.is_empty() {
+            out.push_str(&format!(" of {}", self.execution));
+        }
+        if self.list_end {
+            out.push_str(" (end of the initial list)");
+        }
+        out
+    }
+}
+
+/// One many-execution `subscribe` request and what it got.
+#[derive(Clone, Debug)]
+pub struct WatchSegment {
+    /// None: a list, then live; Some(R): the changes after R (a resume).
+    pub from: Option<u64>,
+    pub deltas: bool,
+    pub events: Vec<WatchEv>,
+    pub outcome: Outcome,
+    /// Whether the watcher sent `cancel` for it (at the end of the run).
+    pub cancelled: bool,
+    /// The daemon that served it (its index).
+    pub daemon: usize,
+}
+
+/// What one watcher did.
+#[derive(Clone, Debug)]
+pub struct WatchLog {
+    pub watcher: usize,
+    pub mode: Mode,
+    pub selection: Selection,
+    pub segments: Vec<WatchSegment>,
+}
+
 /// Every acknowledged write, keyed by revision.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Record {
     pub acks: BTreeMap<u64, (String, Entry)>,
     /// The texts of every acknowledged append (first sends and retries),
@@ -168,8 +260,26 @@ pub struct Record {
     pub unconfirmed: Vec<String>,
     /// Executions believed writable.
     pub live: Vec<String>,
+    /// The session each execution was created in (sent, so also those
+    /// whose create's reply was lost).
+    pub sessions: HashMap<String, String>,
+    /// Executions only their creator (one writer) writes, beside the shared
+    /// ones (the ender may still end them).
+    pub private: HashSet<String>,
     /// Highest revision seen anywhere (acks and events).
     pub max_seen: u64,
+    /// Per daemon (its index), the highest revision it acknowledged or
+    /// delivered: its database holds at least that much.
+    pub max_seen_on: BTreeMap<usize, u64>,
     /// Per writer connection, acknowledged revisions must increase.
     pub writer_order: Vec<String>,
+}
+
+impl Record {
+    /// Notes `revision`, acknowledged or delivered by daemon `daemon`.
+    pub(super) fn seen(&mut self, daemon: usize, revision: u64) {
+        self.max_seen = self.max_seen.max(revision);
+        let on = self.max_seen_on.entry(daemon).or_default();
+        *on = (*on).max(revision);
+    }
 }

@@ -32,4 +32,12 @@ pub struct Checked {
     pub deltas: u64,
     pub skipped: u64,
     pub initial_states: u64,
+    /// Many-execution streams: subscribe requests (lists, resumes), events,
+    /// DELTA events and progress bookmarks.
+    pub watch_segments: u64,
+    pub watch_lists: u64,
+    pub watch_resumes: u64,
+    pub watch_events: u64,
+    pub watch_deltas: u64,
+    pub watch_bookmarks: u64,
 }

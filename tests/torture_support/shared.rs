@@ -1,16 +1,23 @@
 //! The state the workload's tasks share: the record (behind a lock), the
-//! counters of the figures line, and the signals that stop the writers and
-//! subscribers and tell them of a restart.
+//! counters of the figures line, and the signals that stop the writers,
+//! subscribers and watchers and tell them of a restart.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::record::{Fact, Record};
+use super::record::{Fact, Record, Selection};
 use super::state::Entry;
 use super::wire::{Wire, STUCK};
+
+/// With several daemons, how long a client whose connection broke (or
+/// whose write was answered UNAVAILABLE while etcd elects a leader) waits
+/// before it connects again: it paces the retries; another daemon serves.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// State shared by the workload's tasks.
 pub struct Shared {
@@ -20,6 +27,12 @@ pub struct Shared {
     /// cluster mode's run spreads its clients over two daemons).
     pub sockets: Vec<PathBuf>,
     next: AtomicUsize,
+    /// Sessions the executions are created in (`s0`, `s1`, ...), which
+    /// the watchers follow.
+    pub sessions: usize,
+    /// Once the run's history is known: the last committed change of each
+    /// watcher's selection, which it reads up to before it stops.
+    pub targets: watch::Sender<Option<Arc<HashMap<Selection, u64>>>>,
     pub record: Mutex<Record>,
     /// Count of acknowledged writes (waited on by the killer and the ender).
     pub acked: watch::Sender<u64>,
@@ -33,6 +46,12 @@ pub struct Shared {
     pub events: AtomicU64,
     pub resumes: AtomicU64,
     pub crashes_seen: AtomicUsize,
+    /// SIGKILLs of etcd's leader (the cluster runs).
+    pub leader_kills: AtomicUsize,
+    /// Writes whose reply a fault lost (committed or not): the connection
+    /// broke, or the daemon answered UNAVAILABLE.
+    pub lost_replies: AtomicU64,
+    pub unavailable: AtomicU64,
     /// Appends acknowledged (first sends), retries acknowledged, appends
     /// refused with ABORTED.
     pub appends: AtomicU64,
@@ -47,16 +66,18 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(socket: PathBuf) -> Arc<Shared> {
-        Shared::spread(vec![socket])
+        Shared::spread(vec![socket], 1)
     }
 
     /// Clients spread over `sockets` (at least one), a connection each in
-    /// turn.
-    pub fn spread(sockets: Vec<PathBuf>) -> Arc<Shared> {
+    /// turn; executions created in `sessions` sessions.
+    pub fn spread(sockets: Vec<PathBuf>, sessions: usize) -> Arc<Shared> {
         Arc::new(Shared {
             socket: sockets[0].clone(),
             sockets,
             next: AtomicUsize::new(0),
+            sessions: sessions.max(1),
+            targets: watch::channel(None).0,
             record: Mutex::new(Record::default()),
             acked: watch::channel(0).0,
             generation: watch::channel(0).0,
@@ -65,6 +86,9 @@ impl Shared {
             events: AtomicU64::new(0),
             resumes: AtomicU64::new(0),
             crashes_seen: AtomicUsize::new(0),
+            leader_kills: AtomicUsize::new(0),
+            lost_replies: AtomicU64::new(0),
+            unavailable: AtomicU64::new(0),
             appends: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
@@ -77,7 +101,8 @@ impl Shared {
         self.record.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) fn ack(&self, execution: &str, revision: u64, entry: Entry) {
+    /// A write acknowledged at `revision` by daemon number `daemon`.
+    pub(super) fn ack(&self, daemon: usize, execution: &str, revision: u64, entry: Entry) {
         {
             let mut r = self.record();
             if let Some((other, _)) = r.acks.get(&revision) {
@@ -85,7 +110,7 @@ impl Shared {
                 r.duplicate_acks.push(msg);
             }
             r.acks.insert(revision, (execution.to_string(), entry));
-            r.max_seen = r.max_seen.max(revision);
+            r.seen(daemon, revision);
         }
         self.acked.send_modify(|n| *n += 1);
     }
@@ -93,13 +118,20 @@ impl Shared {
     /// An append's acknowledgement at `revision`: a first send's (its own
     /// change, counted like any write) or a retry's (the execution's
     /// revision when the retry found it applied, or its own).
-    pub(super) fn ack_append(&self, execution: &str, revision: u64, facts: Vec<Fact>, retry: bool) {
+    pub(super) fn ack_append(
+        &self,
+        daemon: usize,
+        execution: &str,
+        revision: u64,
+        facts: Vec<Fact>,
+        retry: bool,
+    ) {
         {
             let mut r = self.record();
             r.facts.entry(revision).or_default().extend(facts);
             if retry {
                 r.retry_acks.insert(revision, execution.to_string());
-                r.max_seen = r.max_seen.max(revision);
+                r.seen(daemon, revision);
             }
         }
         if retry {
@@ -107,20 +139,20 @@ impl Shared {
             self.acked.send_modify(|n| *n += 1);
         } else {
             self.appends.fetch_add(1, Ordering::Relaxed);
-            self.ack(execution, revision, Entry::Appended { terminal: false });
+            self.ack(
+                daemon,
+                execution,
+                revision,
+                Entry::Appended { terminal: false },
+            );
         }
     }
 
-    pub(super) fn saw(&self, revision: u64) {
+    /// Notes a revision delivered by daemon number `daemon` on a stream of
+    /// `execution`, and answers the texts acknowledged at it so far.
+    pub(super) fn observe(&self, daemon: usize, execution: &str, revision: u64) -> Vec<Fact> {
         let mut r = self.record();
-        r.max_seen = r.max_seen.max(revision);
-    }
-
-    /// Notes a revision delivered on a stream of `execution`, and answers
-    /// the texts acknowledged at it so far.
-    pub(super) fn observe(&self, execution: &str, revision: u64) -> Vec<Fact> {
-        let mut r = self.record();
-        r.max_seen = r.max_seen.max(revision);
+        r.seen(daemon, revision);
         r.facts
             .get(&revision)
             .map(|f| {
@@ -132,15 +164,31 @@ impl Shared {
             .unwrap_or_default()
     }
 
-    /// Connects, waiting for a restart when the daemon is down.
+    /// Connects to the daemons in turn (the next one that answers),
+    /// waiting for a restart when none does.
     pub async fn connect(&self) -> (Wire, u64) {
         loop {
             let generation = *self.generation.borrow();
-            let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.sockets.len();
-            if let Ok(wire) = Wire::connect(&self.sockets[turn]).await {
-                return (wire, generation);
+            let turn = self.next.fetch_add(1, Ordering::Relaxed);
+            for k in 0..self.sockets.len() {
+                let daemon = (turn + k) % self.sockets.len();
+                if let Ok(wire) = Wire::connect_to(&self.sockets[daemon], daemon).await {
+                    return (wire, generation);
+                }
             }
             self.wait_restart(generation).await;
+        }
+    }
+
+    /// A connection (of generation `g`) broke, or its daemon answered
+    /// UNAVAILABLE: with one daemon, waits for its restart; with several,
+    /// another one serves (after a short pause that paces the retries
+    /// while etcd elects a leader), so the client connects again at once.
+    pub async fn lost(&self, g: u64) {
+        if self.sockets.len() > 1 {
+            tokio::time::sleep(RETRY_PAUSE).await;
+        } else {
+            self.wait_restart(g).await;
         }
     }
 

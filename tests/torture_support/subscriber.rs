@@ -13,7 +13,7 @@ use stigmer_proto::daemon::{
 };
 
 use super::record::{
-    Ev, Fact, Mode, Outcome, Segment, SubLog, DELTA, END, RESYNC, SNAPSHOT, UPDATE,
+    Ev, Fact, Mode, Outcome, Segment, SubLog, CREATED, DELTA, END, RESYNC, SNAPSHOT, UPDATE,
 };
 use super::rng::Rng;
 use super::shared::Shared;
@@ -197,7 +197,7 @@ async fn follow(
                 }
             };
             shared.events.fetch_add(1, Ordering::Relaxed);
-            let facts = shared.observe(&execution, event.revision);
+            let facts = shared.observe(wire.daemon, &execution, event.revision);
             seg.events.push(receive(&event, &mut held, &facts));
             if event.r#type == END {
                 seg.outcome = Outcome::Ended;
@@ -252,9 +252,9 @@ async fn follow(
             seg.outcome = Outcome::Dropped;
             *conn = None;
         } else if matches!(seg.outcome, Outcome::Dropped) {
-            // A crash: wait for the restart.
+            // A crash: wait for the restart (or go to another daemon).
             *conn = None;
-            shared.wait_restart(g).await;
+            shared.lost(g).await;
         } else if seg.cancelled {
             // Drain a cancel reply that may still be on its way.
             *conn = None;
@@ -283,12 +283,13 @@ async fn follow(
 /// Records one event; on a delta stream, keeps `held` (the state the
 /// stream describes) up to date: a whole state replaces it, a DELTA's
 /// operations apply to it. Every state, whole or rebuilt, is checked for
-/// its appended texts (`facts`: those acknowledged at its revision).
+/// its appended texts (`facts`: those acknowledged at its revision). A
+/// watcher calls it with the state it holds of the event's execution.
 pub fn receive(event: &Event, held: &mut Option<(AgentExecution, u64)>, facts: &[Fact]) -> Ev {
     let mut ev = Ev::of(event);
     let mut problem = None;
     match event.r#type {
-        SNAPSHOT | UPDATE | RESYNC => {
+        SNAPSHOT | UPDATE | RESYNC | CREATED => {
             if let Some(e) = &event.execution {
                 problem = check_texts(e, facts);
                 *held = Some((e.clone(), event.revision));

@@ -20,6 +20,8 @@ pub const STUCK: Duration = Duration::from_secs(90);
 pub struct Wire {
     framed: Framed<UnixStream, LengthDelimitedCodec>,
     next_id: u64,
+    /// Which daemon it is connected to (its index in `Shared::sockets`).
+    pub daemon: usize,
 }
 
 #[derive(Debug)]
@@ -27,10 +29,15 @@ pub struct Closed;
 
 impl Wire {
     pub async fn connect(path: &Path) -> Result<Wire, Closed> {
+        Wire::connect_to(path, 0).await
+    }
+    /// Connects to daemon number `daemon`, listening at `path`.
+    pub async fn connect_to(path: &Path, daemon: usize) -> Result<Wire, Closed> {
         let stream = UnixStream::connect(path).await.map_err(|_| Closed)?;
         Ok(Wire {
             framed: Framed::new(stream, stigmer_proto::frame::codec(64 * 1024 * 1024)),
             next_id: 1,
+            daemon,
         })
     }
     pub fn id(&mut self) -> u64 {

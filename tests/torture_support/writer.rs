@@ -1,4 +1,5 @@
-//! The writers: whole statuses and appends to random live executions (the
+//! The writers: whole statuses and appends to random live executions,
+//! shared with the other writers, or now and then to one of their own (the
 //! appending side is `appender.rs`), every acknowledgement recorded; the
 //! ender, which ends executions mid-stream; and `finish_all`, which ends
 //! the rest so that every stream ends.
@@ -13,6 +14,7 @@ use stigmer_proto::daemon::{op, request::Command as Cmd, response, AppendRequest
 
 use super::appender::Appender;
 use super::commands::{message_status, new_execution, new_id, phase_status, update_cmd};
+use super::record::session_name;
 use super::rng::Rng;
 use super::shared::Shared;
 use super::state::{Entry, State};
@@ -67,7 +69,10 @@ async fn write(shared: &Shared, wire: &mut Wire, last: &mut u64, id: &str, cmd: 
         if u.status.as_ref().is_some_and(|s| !s.messages.is_empty()));
     let resp = match wire.call(cmd).await {
         Ok(resp) => resp,
-        Err(Closed) => return Wrote::Lost,
+        Err(Closed) => {
+            shared.lost_replies.fetch_add(1, Ordering::Relaxed);
+            return Wrote::Lost;
+        }
     };
     let (revision, entry) = match resp.result {
         Some(response::Result::Execution(reply)) => match (reply.execution, appended) {
@@ -82,7 +87,8 @@ async fn write(shared: &Shared, wire: &mut Wire, last: &mut u64, id: &str, cmd: 
             return Wrote::Over
         }
         Some(response::Result::Error(e)) if e.code == Code::Unavailable as i32 => {
-            return Wrote::Lost
+            shared.unavailable.fetch_add(1, Ordering::Relaxed);
+            return Wrote::Lost;
         }
         other => panic!("unexpected reply to a write on {id}: {other:?}"),
     };
@@ -95,37 +101,59 @@ async fn write(shared: &Shared, wire: &mut Wire, last: &mut u64, id: &str, cmd: 
         let mut r = shared.record();
         r.replaced.entry(id.to_string()).or_default().push(revision);
     }
-    shared.ack(id, revision, entry);
+    shared.ack(wire.daemon, id, revision, entry);
     Wrote::Acked
 }
 
-/// Creates an execution (client-chosen id, so a lost reply is still known).
-async fn create(shared: &Shared, wire: &mut Wire, last: &mut u64, agent: &str) -> Wrote {
+/// Creates an execution in a random session (client-chosen id, so a lost
+/// reply is still known); `private`: one only its creator writes.
+async fn create(
+    shared: &Shared,
+    wire: &mut Wire,
+    last: &mut u64,
+    agent: &str,
+    rng: &mut Rng,
+    private: bool,
+) -> (Wrote, String) {
     let id = new_id();
-    shared.record().unconfirmed.push(id.clone());
+    let session = session_name(rng.below(shared.sessions as u64) as usize);
+    {
+        let mut r = shared.record();
+        r.unconfirmed.push(id.clone());
+        r.sessions.insert(id.clone(), session.clone());
+    }
     let wrote = write(
         shared,
         wire,
         last,
         &id,
-        Cmd::Create(new_execution(&id, agent)),
+        Cmd::Create(new_execution(&id, agent, &session)),
     )
     .await;
     if let Wrote::Acked = wrote {
         // Only now may subscribers pick it (before, NOT_FOUND is right).
         let mut r = shared.record();
         r.ids.push(id.clone());
-        r.live.push(id);
+        r.live.push(id.clone());
+        if private {
+            r.private.insert(id.clone());
+        }
     }
-    wrote
+    (wrote, id)
 }
 
-fn pick_live(shared: &Shared, rng: &mut Rng) -> Option<String> {
+/// A random live execution; `shared_only`: not one of a writer's own.
+fn pick_live(shared: &Shared, rng: &mut Rng, shared_only: bool) -> Option<String> {
     let r = shared.record();
-    if r.live.is_empty() {
+    let pool: Vec<&String> = r
+        .live
+        .iter()
+        .filter(|id| !shared_only || !r.private.contains(*id))
+        .collect();
+    if pool.is_empty() {
         return None;
     }
-    Some(r.live[rng.below(r.live.len() as u64) as usize].clone())
+    Some(pool[rng.below(pool.len() as u64) as usize].clone())
 }
 
 fn retire(shared: &Shared, id: &str) {
@@ -150,14 +178,28 @@ impl Conn {
         }
     }
 
+    /// After a broken connection or UNAVAILABLE: connects again, once the
+    /// daemon is back (or at once to another one).
     pub(super) async fn reconnect(&mut self, shared: &Shared) {
-        shared.wait_restart(self.generation).await;
+        shared.lost(self.generation).await;
         *self = Conn::open(shared).await;
+    }
+
+    /// With several daemons, one time in fifty: a new connection, to the
+    /// next daemon in turn, so that writers spread over the daemons again
+    /// after a crash moved them, and a writer's next write lands on a
+    /// daemon whose replica may not have its last one yet.
+    async fn move_now_and_then(&mut self, shared: &Shared, rng: &mut Rng) {
+        if shared.sockets.len() > 1 && rng.percent(2) {
+            *self = Conn::open(shared).await;
+        }
     }
 }
 
 /// A writer: writes of random sizes to random live executions (whole
-/// statuses, appends or both, by its kind) until told to stop; reconnects
+/// statuses, appends or both, by its kind) until told to stop; a quarter
+/// of them to an execution of its own, which no other writer writes (so
+/// in the cluster runs, written through one daemon at a time); reconnects
 /// after a crash.
 pub async fn writer(shared: Arc<Shared>, w: usize, mut rng: Rng) {
     let kind = WriterKind::of(w);
@@ -169,11 +211,31 @@ pub async fn writer(shared: Arc<Shared>, w: usize, mut rng: Rng) {
         run: None,
     };
     let mut n = 0u64;
+    let mut own: Option<String> = None;
     while !shared.stop_writing.load(Ordering::Acquire) {
-        let Some(id) = pick_live(&shared, &mut rng) else {
-            // The ender keeps executions live; until it has, create one.
-            if let Wrote::Lost = create(&shared, &mut conn.wire, &mut conn.last, "writer").await {
-                conn.reconnect(&shared).await;
+        conn.move_now_and_then(&shared, &mut rng).await;
+        let private = rng.percent(25);
+        let picked = if private {
+            own.clone().filter(|id| shared.record().live.contains(id))
+        } else {
+            pick_live(&shared, &mut rng, true)
+        };
+        let Some(id) = picked else {
+            // Its own execution is over (or not made yet); or the ender
+            // has not made any live yet: create one.
+            let (wrote, id) = create(
+                &shared,
+                &mut conn.wire,
+                &mut conn.last,
+                "writer",
+                &mut rng,
+                private,
+            )
+            .await;
+            match wrote {
+                Wrote::Lost => conn.reconnect(&shared).await,
+                Wrote::Acked if private => own = Some(id),
+                _ => {}
             }
             continue;
         };
@@ -182,8 +244,8 @@ pub async fn writer(shared: Arc<Shared>, w: usize, mut rng: Rng) {
             WriterKind::Appender => true,
             WriterKind::Mixed => rng.percent(50),
         };
-        // A runner streams a run of tokens into one execution.
-        let id = if !append {
+        // A runner streams a run of tokens into one (shared) execution.
+        let id = if !append || private {
             id
         } else {
             match appender.run.take() {
@@ -236,10 +298,20 @@ pub async fn ender(shared: Arc<Shared>, executions: usize, every: u64, mut rng: 
     loop {
         // Top up the live set.
         while shared.record().live.len() < executions {
-            if let Wrote::Lost = create(&shared, &mut conn.wire, &mut conn.last, "ender").await {
+            let (wrote, _) = create(
+                &shared,
+                &mut conn.wire,
+                &mut conn.last,
+                "ender",
+                &mut rng,
+                false,
+            )
+            .await;
+            if let Wrote::Lost = wrote {
                 conn.reconnect(&shared).await;
             }
         }
+        conn.move_now_and_then(&shared, &mut rng).await;
         let target = *acked.borrow() + 1 + rng.below(every * 2);
         let _ = acked
             .wait_for(|n| *n >= target || shared.stop_writing.load(Ordering::Acquire))
@@ -247,7 +319,7 @@ pub async fn ender(shared: Arc<Shared>, executions: usize, every: u64, mut rng: 
         if shared.stop_writing.load(Ordering::Acquire) {
             return;
         }
-        let Some(id) = pick_live(&shared, &mut rng) else {
+        let Some(id) = pick_live(&shared, &mut rng, false) else {
             continue;
         };
         retire(&shared, &id);
