@@ -375,6 +375,7 @@ impl Daemon {
                 keep,
                 reader,
                 running.writer.clone(),
+                shared.context.cluster.clone(),
                 shared.shutdown.clone(),
             ));
         }

@@ -6,12 +6,18 @@
 //! A sweep reads the finished executions a page at a time on the read pool
 //! and deletes each old one through the writer, like a `delete` request: its
 //! streams end with END_REASON_DELETED and a resume learns of the delete.
+//! In the cluster mode each delete is proposed to etcd like a client's
+//! (`cluster::propose`), never written to the replica directly; every
+//! daemon sweeps, and a delete another daemon made first is NOT_FOUND.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use stigmer_proto::agentexecution::ExecutionPhase;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::propose::propose;
+use crate::cluster::Cluster;
 use crate::model::finished_at;
 use crate::pipeline::Write;
 use crate::store::reader::{self, ListQuery};
@@ -43,6 +49,7 @@ pub(crate) async fn run(
     keep: Duration,
     reader: Reader,
     writer: Writer,
+    cluster: Option<Arc<Cluster>>,
     shutdown: CancellationToken,
 ) {
     let every = interval(keep);
@@ -53,7 +60,7 @@ pub(crate) async fn run(
             // Waits for the next sweep.
             _ = tokio::time::sleep(every) => {}
         }
-        match sweep(keep, &reader, &writer).await {
+        match sweep(keep, &reader, &writer, cluster.as_deref()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "deleted executions past --keep-finished"),
             Err(err) => tracing::warn!(%err, "retention sweep failed; will retry"),
@@ -63,7 +70,12 @@ pub(crate) async fn run(
 
 /// Deletes the executions that finished before now less `keep`; returns
 /// how many deletes were queued.
-async fn sweep(keep: Duration, reader: &Reader, writer: &Writer) -> Result<usize, String> {
+async fn sweep(
+    keep: Duration,
+    reader: &Reader,
+    writer: &Writer,
+    cluster: Option<&Cluster>,
+) -> Result<usize, String> {
     let cutoff = SystemTime::now()
         .checked_sub(keep)
         .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -102,6 +114,13 @@ async fn sweep(keep: Duration, reader: &Reader, writer: &Writer) -> Result<usize
     }
     let queued = old.len();
     for id in old {
+        if let Some(cluster) = cluster {
+            // One proposal at a time (bounded by the client's timeouts).
+            if let Err(err) = propose(cluster, writer, Write::Delete(id.clone())).await {
+                tracing::debug!(%id, %err, "retention delete not applied");
+            }
+            continue;
+        }
         let answer = Answer::Call(Box::new({
             let id = id.clone();
             move |result| {

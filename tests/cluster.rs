@@ -625,3 +625,33 @@ async fn a_cancel_right_behind_a_subscribe_always_cancels_it() {
         assert_eq!(stray.id, sync, "a frame of a cancelled stream: {stray:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_finished_deletes_through_etcd_and_every_replica_follows() {
+    let Some(etcd) = etcd_cluster::Cluster::start().await else {
+        return;
+    };
+    let endpoints = etcd.endpoints().join(",");
+    let args = ["--etcd", &endpoints, "--keep-finished", "1s"];
+    let (a, b) = (Daemon::start(&args), Daemon::start(&args));
+    let (mut ca, mut cb) = (a.connect().await, b.connect().await);
+    let (id, _) = ca.create("bot").await;
+    let done = common::phase(stigmer_proto::agentexecution::ExecutionPhase::ExecutionCompleted);
+    let finished = common::expect_execution(ca.update(&id, done).await).1;
+    until_replicated(&mut cb, &id, finished).await;
+    // Both daemons sweep: the execution goes, through etcd, on both.
+    let mut gone = false;
+    for _ in 0..600 {
+        gone = get(&mut ca, &id).await.is_none() && get(&mut cb, &id).await.is_none();
+        if gone {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(gone, "deleted on both daemons within 15 s");
+    // The replicas still follow etcd: a later write reaches both.
+    let (next, created) = ca.create("bot").await;
+    until_replicated(&mut cb, &next, created).await;
+    let (_, on_a) = get(&mut ca, &next).await.expect("on A");
+    assert_eq!(on_a, created);
+}

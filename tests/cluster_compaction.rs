@@ -146,6 +146,17 @@ async fn a_daemon_restarted_after_etcd_compacted_past_it_rebuilds_and_resumes_re
     let event = cb.event(sub).await;
     assert_eq!((event.r#type, event.revision), (UPDATE, next));
 
+    // A daemon on an empty database joins after the compaction: it
+    // rebuilds from etcd too (a replica's database is disposable).
+    let c = start(&etcd);
+    let mut cc = c.connect().await;
+    until_at(&mut cc, &done, last).await;
+    assert_eq!(c.metric("stigmer_replica_rebuilds_total"), 1.0);
+    for execution in [&id, &new, &done] {
+        assert_eq!(get(&mut cc, execution).await, get(&mut cb, execution).await);
+    }
+    assert_eq!(get(&mut cc, &gone).await, None);
+
     // So does a session watch, which then lists the session again.
     let watcher = watch(&mut cb, Sel::Session("s1"), Some(before), true).await;
     let resync = cb.event(watcher).await;
