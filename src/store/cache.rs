@@ -80,6 +80,21 @@ impl LatestCache {
             .map(|entry| (entry.execution, entry.revision, entry.chain))
     }
 
+    /// A copy of the entry of `id` (its state shared, not copied), to put
+    /// back with [`LatestCache::put`] after a transaction that took it and
+    /// rolled back (the cluster mode's prepare): its state, revision,
+    /// chain, and the size of its encoding.
+    pub(crate) fn peek(&self, id: &str) -> Option<(Arc<AgentExecution>, u64, Chain, usize)> {
+        self.hot.get(id).or_else(|| self.cold.get(id)).map(|entry| {
+            (
+                entry.execution.clone(),
+                entry.revision,
+                entry.chain,
+                entry.bytes.saturating_sub(id.len() + ENTRY_OVERHEAD),
+            )
+        })
+    }
+
     /// Records the latest state of `id` at `revision`; `encoded_len` is the
     /// size of its encoding.
     pub(crate) fn put(

@@ -140,6 +140,12 @@ pub(super) fn prepare(
     write: Write,
 ) -> Result<PrepareOutcome, ApiError> {
     let known_id = write.execution_id().map(str::to_owned);
+    // The cached state the pipeline takes, put back after the rollback:
+    // the replica applies this very change next, and without it would
+    // rebuild the state from SQLite, replaying every delta since its base
+    // (profiled: most of the cluster mode's CPU per append, growing with
+    // the transcript). Sharing it costs the pipeline one copy of the state.
+    let saved = known_id.as_deref().and_then(|id| cache.peek(id));
     let outcome = (|| {
         let tx = Immediate::begin(conn)?;
         let mut txn = batch.txn(tx.conn, cache);
@@ -161,7 +167,8 @@ pub(super) fn prepare(
             },
         })
     })();
-    // The pipeline may have cached the state it would have written.
+    // The pipeline may have cached the state it would have written: the
+    // state as committed goes back instead.
     match &outcome {
         Ok(PrepareOutcome::Change(p)) => cache.remove(&p.change.execution_id),
         _ => {
@@ -169,6 +176,9 @@ pub(super) fn prepare(
                 cache.remove(id);
             }
         }
+    }
+    if let (Some(id), Some((execution, revision, chain, encoded_len))) = (&known_id, saved) {
+        cache.put(id, execution, revision, chain, encoded_len);
     }
     outcome
 }
@@ -380,9 +390,16 @@ mod tests {
             Some("a2")
         );
         // Nothing written, and the next load is not served a state that
-        // was never committed.
+        // was never committed; the committed one stays cached (the replica
+        // applies the change next and must not rebuild it from SQLite).
         assert_eq!(db.history_revisions(), history);
         assert_eq!(note(&db, "aex-a"), ("a1".into(), 2));
+        let cached = db.cache.peek("aex-a").expect("still cached");
+        assert_eq!(cached.1, 2);
+        assert_eq!(
+            cached.0.status.as_ref().map(|s| s.error.as_str()),
+            Some("a1")
+        );
         db.commit(vec![progress("aex-a", "a3")]); // 3
         assert_eq!(note(&db, "aex-a"), ("a3".into(), 3));
         // A delete's head is the execution's revision; after it, the
