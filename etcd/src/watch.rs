@@ -76,6 +76,18 @@ impl WatchOptions {
         self.inner.prev_kv = on;
         self
     }
+
+    /// Let etcd split a response larger than its `--max-request-bytes`
+    /// (1.5 MiB by default) into fragments. A watch catching up puts up to
+    /// 1,000 revisions in one response, which with large values can pass
+    /// any response limit and end the watch at every attempt; fragmented,
+    /// each response stays within etcd's request limit. The watch hands on
+    /// each revision whole all the same (the events of a revision split
+    /// over two fragments wait for the second).
+    pub fn fragment(mut self, on: bool) -> WatchOptions {
+        self.inner.fragment = on;
+        self
+    }
 }
 
 /// What happened to a key.
@@ -175,9 +187,11 @@ pub enum WatchEvent {
 ///
 /// Bounded: etcd's responses are read only as the stream is polled (HTTP/2
 /// flow control holds the rest at the member), and one response holds at
-/// most `max_response_bytes`. etcd splits a large revision over several
-/// responses only if a watch asks for it (`fragment`); this client never
-/// does, so a revision always arrives whole.
+/// most `max_response_bytes`. A watch that asked for
+/// [`fragment`](WatchOptions::fragment) gets large responses in pieces of
+/// at most etcd's request limit; it holds back only the events of the last
+/// revision of a piece (it may go on in the next), so each revision is
+/// still delivered whole, in one item.
 ///
 /// Dropping the watch closes its stream, which cancels it at etcd.
 pub struct Watch {
@@ -191,6 +205,9 @@ pub struct Watch {
     /// An item decided before the first poll (compaction reported with the
     /// creation).
     pending: Option<WatchEvent>,
+    /// A fragmented response's events of its last revision, which the next
+    /// fragment may continue.
+    carried: Vec<Event>,
     finished: bool,
 }
 
@@ -269,6 +286,7 @@ impl Client {
             last_revision: 0,
             request_timeout,
             pending,
+            carried: Vec::new(),
             finished: false,
         })
     }
@@ -337,12 +355,23 @@ impl Watch {
         if r.created {
             return None;
         }
-        if r.events.is_empty() {
+        if r.events.is_empty() && self.carried.is_empty() {
             let revision = r.header.map_or(0, |h| h.revision);
             self.last_revision = self.last_revision.max(revision);
             return Some(WatchEvent::Progress { revision });
         }
-        let events: Vec<Event> = r.events.into_iter().map(Event::from_proto).collect();
+        let mut events = std::mem::take(&mut self.carried);
+        events.extend(r.events.into_iter().map(Event::from_proto));
+        if r.fragment {
+            // More of this response follows: hold back its last revision,
+            // which the next fragment may continue.
+            let last = events.last().map_or(0, Event::revision);
+            let whole = events.partition_point(|e| e.revision() < last);
+            self.carried = events.split_off(whole);
+            if events.is_empty() {
+                return None;
+            }
+        }
         let revision = events.last().map_or(0, Event::revision);
         self.last_revision = self.last_revision.max(revision);
         Some(WatchEvent::Events { revision, events })

@@ -1,7 +1,7 @@
 //! stigmer-etcd against real etcd: three-member clusters on loopback
 //! (tests/common), for what the daemon will rely on: compare-and-swap on a
-//! key's mod_revision, prefix ranges, ordered watches with replay, progress
-//! bookmarks, compaction, etcd's request size limit, and the faults (the
+//! key's mod_revision, prefix ranges, ordered watches with replay (whole
+//! and fragmented), progress bookmarks, compaction, etcd's request size limit, and the faults (the
 //! leader's kill -9, every member down, restart). Each test skips, saying
 //! so, when `etcd` is not installed.
 
@@ -716,4 +716,72 @@ async fn with_every_member_down_calls_fail_fast_and_work_again_after_restart() {
         Bytes::from("one down")
     );
     client.put(Put::new("/durable", "after")).await.unwrap();
+}
+
+/// A watch catching up puts up to 1,000 revisions in one response: with
+/// large values that passes the client's response limit, and the watch
+/// fails at every attempt. Fragmented, it arrives in pieces within etcd's
+/// request limit, and each revision still comes whole (the two puts of one
+/// transaction in one item).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fragmented_watch_replays_what_one_response_cannot_hold() {
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    let writer = cluster.client().await;
+    let mib = 1024 * 1024;
+    let mut first = 0;
+    for i in 0..12 {
+        let put = Put::new(format!("/frag/k{i:02}"), vec![b'x'; mib]);
+        let revision = writer.put(put).await.unwrap().header.revision;
+        if first == 0 {
+            first = revision;
+        }
+    }
+    let pair = Txn::new().and_then([
+        Put::new("/frag/pair-a", vec![b'a'; 600 * 1024]),
+        Put::new("/frag/pair-b", vec![b'b'; 600 * 1024]),
+    ]);
+    let pair_revision = writer.txn(pair).await.unwrap().revision;
+    let options = Options {
+        max_response_bytes: 4 * mib,
+        ..Cluster::options()
+    };
+    let reader = cluster.client_with(cluster.endpoints(), options).await;
+    let replay = || WatchOptions::prefix("/frag/").start_revision(first);
+
+    // Whole: one response of ~13 MiB, over the 4 MiB limit.
+    let mut whole = reader.watch(replay()).await.unwrap();
+    match next_item(&mut whole).await {
+        Some(Err(_)) => {}
+        other => panic!("a response over the limit must end the watch: {other:?}"),
+    }
+
+    // Fragmented: every revision, in order, each in one item.
+    let mut fragmented = reader.watch(replay().fragment(true)).await.unwrap();
+    let mut revisions = Vec::new();
+    while revisions.last() != Some(&pair_revision) {
+        match next_item(&mut fragmented).await {
+            Some(Ok(WatchEvent::Events { revision, events })) => {
+                let mut seen: Vec<i64> = events.iter().map(Event::revision).collect();
+                seen.dedup();
+                assert_eq!(seen.last(), Some(&revision));
+                if revision == pair_revision {
+                    assert_eq!(
+                        events.iter().filter(|e| e.revision() == revision).count(),
+                        2,
+                        "a transaction's puts come in one item"
+                    );
+                }
+                for r in seen {
+                    assert!(revisions.last().is_none_or(|l| *l < r), "order");
+                    revisions.push(r);
+                }
+            }
+            Some(Ok(WatchEvent::Progress { .. })) => {}
+            other => panic!("the fragmented watch ended: {other:?}"),
+        }
+    }
+    assert_eq!(revisions.len(), 13);
+    assert_eq!(revisions[0], first);
 }

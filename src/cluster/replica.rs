@@ -54,9 +54,13 @@ pub(crate) async fn run(
             return;
         }
         let start = cluster.applied() + 1;
+        // Fragmented: catching up, etcd puts up to 1,000 revisions in one
+        // response, which records of large states would take past the
+        // client's response limit at every attempt.
         let options = WatchOptions::prefix(cluster.executions_prefix())
             .start_revision(start as i64)
-            .progress_notify(true);
+            .progress_notify(true)
+            .fragment(true);
         // Opening is bounded by the client's request timeout.
         let opened = tokio::select! {
             _ = shutdown.cancelled() => return,
