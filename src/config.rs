@@ -156,8 +156,8 @@ pub struct DaemonArgs {
     pub(crate) max_reads: usize,
 
     /// Share executions with other daemons through this etcd cluster
-    /// (comma-separated `http://host:port` endpoints; work in progress,
-    /// docs/design/cluster.md).
+    /// (comma-separated `http://host:port` endpoints; docs/OPERATIONS.md,
+    /// "More than one machine").
     #[arg(long, value_name = "URLS", value_delimiter = ',')]
     pub(crate) etcd: Vec<String>,
 

@@ -1,4 +1,4 @@
-//! The cluster mode (issue 20, work in progress): daemons that share their
+//! The cluster mode (issue 20): daemons that share their
 //! executions through a real 3-member etcd cluster on loopback (the harness
 //! of the etcd client's own tests). Skipped, saying so, without `etcd`.
 
