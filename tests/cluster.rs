@@ -8,7 +8,7 @@ mod etcd_cluster;
 
 use std::time::Duration;
 
-use common::watch::{append_cmd as append, get};
+use common::watch::{append_cmd as append, get, text_of};
 use common::{Daemon, Raw};
 use stigmer_proto::daemon::{request::Command as Cmd, response, Code, EventType};
 
@@ -19,17 +19,6 @@ fn outcome(reply: stigmer_proto::daemon::Response) -> Result<u64, i32> {
         Some(response::Result::Error(e)) => Err(e.code),
         other => panic!("expected a reply, got {other:?}"),
     }
-}
-
-/// Message 0's text of execution `id` on `conn`'s daemon, and its revision.
-async fn text_of(conn: &mut Raw, id: &str) -> Option<(String, u64)> {
-    let (execution, revision) = get(conn, id).await?;
-    let text = execution
-        .status
-        .and_then(|s| s.messages.into_iter().next())
-        .map(|m| m.content)
-        .unwrap_or_default();
-    Some((text, revision))
 }
 
 /// Waits until `conn`'s daemon has execution `id` at `revision` or later

@@ -12,8 +12,8 @@ mod etcd_cluster;
 use std::time::Duration;
 
 use common::watch::{
-    append_cmd as append, create_in, delete, get, initial_list, watch, Cache, Sel, BOOKMARK,
-    RESYNC, UPDATE,
+    append_cmd as append, create_in, delete, get, initial_list, text_of, watch, Cache, Sel,
+    BOOKMARK, RESYNC, UPDATE,
 };
 use common::{phase, Daemon, Raw};
 use etcd_cluster::eventually;
@@ -41,17 +41,6 @@ fn committed(reply: stigmer_proto::daemon::Response) -> u64 {
         Some(response::Result::Execution(r)) => r.revision,
         other => panic!("expected a committed append, got {other:?}"),
     }
-}
-
-/// Message 0's text of `id` as `conn`'s daemon has it, with its revision.
-async fn text_of(conn: &mut Raw, id: &str) -> Option<(String, u64)> {
-    let (execution, revision) = get(conn, id).await?;
-    let text = execution
-        .status
-        .and_then(|s| s.messages.into_iter().next())
-        .map(|m| m.content)
-        .unwrap_or_default();
-    Some((text, revision))
 }
 
 /// What daemon A writes while daemon B is away: `rounds` appends of ~100

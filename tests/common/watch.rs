@@ -107,6 +107,18 @@ pub async fn get(c: &mut Raw, id: &str) -> Option<(AgentExecution, u64)> {
     }
 }
 
+/// Message 0's text of execution `id` on `c`'s daemon, with its revision
+/// (`None`: no such execution there).
+pub async fn text_of(c: &mut Raw, id: &str) -> Option<(String, u64)> {
+    let (execution, revision) = get(c, id).await?;
+    let text = execution
+        .status
+        .and_then(|s| s.messages.into_iter().next())
+        .map(|m| m.content)
+        .unwrap_or_default();
+    Some((text, revision))
+}
+
 /// Events of `sub` up to and including the first at or past `revision`
 /// (a bookmark included).
 pub async fn events_until(c: &mut Raw, sub: u64, revision: u64) -> Vec<Event> {
