@@ -540,3 +540,212 @@ async fn whole_statuses_are_stored_as_deltas() {
         "stored {stored} bytes of history for a {state}-byte state"
     );
 }
+
+/// Issue 16's measured case, shortened: upstream's runner
+/// (clients/python/examples/agent_runner.py --mode full) resends its whole
+/// status every 10 tokens while its AI message makes a tool call every 40,
+/// so the message's own tool calls change as its content grows. The
+/// history holds operations (`append_text`, `put_message_tool_call`), never
+/// a `replace_message` of the whole message, and few bases: its bytes stay
+/// within a small multiple of the final state (replacing the message at
+/// every tool call stored a base each time: ~200 times it for 8,000 tokens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_statuses_with_message_tool_calls_are_stored_as_deltas() {
+    use stigmer_proto::agentexecution::ToolCallStatus;
+    let d = Daemon::start(&[]);
+    let mut w = d.connect().await;
+    let (id, _) = w.create("runner").await;
+    let mut messages = vec![
+        AgentMessage {
+            r#type: MessageType::MessageHuman as i32,
+            content: "summarize the logs".into(),
+            timestamp: "2026-01-01T00:00:00Z".into(),
+            ..Default::default()
+        },
+        AgentMessage {
+            r#type: MessageType::MessageAi as i32,
+            timestamp: "2026-01-01T00:00:01Z".into(),
+            ..Default::default()
+        },
+    ];
+    let mut calls: Vec<ToolCall> = Vec::new();
+    let mut updates = 0u64;
+    let send = |messages: &[AgentMessage], calls: &[ToolCall], phase: ExecutionPhase| {
+        Cmd::UpdateStatus(update_input(
+            &id,
+            AgentExecutionStatus {
+                phase: phase as i32,
+                messages: messages.to_vec(),
+                tool_calls: calls.to_vec(),
+                ..Default::default()
+            },
+        ))
+    };
+    let finish = |calls: &mut Vec<ToolCall>| {
+        for c in calls.iter_mut() {
+            if c.status == ToolCallStatus::ToolCallRunning as i32 {
+                c.status = ToolCallStatus::ToolCallCompleted as i32;
+                c.result = "3 matches".into();
+                c.completed_at = "2026-01-01T00:00:03Z".into();
+            }
+        }
+    };
+    for i in 1..=2000u32 {
+        messages[1].content.push_str(&format!("tok{i} "));
+        if i % 40 == 0 {
+            finish(&mut calls);
+            finish(&mut messages[1].tool_calls);
+            let call = ToolCall {
+                id: format!("call-{}", i / 40),
+                name: "search_logs".into(),
+                status: ToolCallStatus::ToolCallRunning as i32,
+                started_at: "2026-01-01T00:00:02Z".into(),
+                ..Default::default()
+            };
+            calls.push(call.clone());
+            messages[1].tool_calls.push(call);
+        }
+        if i % 10 == 0 {
+            w.send_with(
+                1,
+                send(&messages, &calls, ExecutionPhase::ExecutionInProgress),
+                true,
+            )
+            .await;
+            acked(w.recv(1).await);
+            updates += 1;
+        }
+    }
+    finish(&mut calls);
+    finish(&mut messages[1].tool_calls);
+    w.send_with(
+        1,
+        send(&messages, &calls, ExecutionPhase::ExecutionCompleted),
+        true,
+    )
+    .await;
+    acked(w.recv(1).await);
+    updates += 1;
+
+    let (latest, _) = get(&mut w, &id).await;
+    let status = latest.status.as_ref().expect("status");
+    assert_eq!(status.messages, messages, "the messages as sent");
+    assert_eq!(status.messages[1].tool_calls.len(), 50);
+    assert_eq!(status.tool_calls, calls);
+    let state = prost::Message::encoded_len(&latest) as u64;
+
+    let conn = rusqlite::Connection::open(&d.db).expect("open the database");
+    let mut rows = conn
+        .prepare("SELECT data IS NOT NULL, ops FROM history WHERE execution_id = ?1")
+        .expect("prepare");
+    let rows: Vec<(bool, Option<Vec<u8>>)> = rows
+        .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert!(
+        rows.len() as u64 > updates,
+        "one row per update, and the create"
+    );
+    let (mut puts, mut bases) = (0, 0);
+    for (base, ops) in &rows {
+        bases += u64::from(*base);
+        let Some(ops) = ops else { continue };
+        let delta = <stigmer_proto::daemon::Delta as prost::Message>::decode(ops.as_slice())
+            .expect("a stored delta");
+        for o in &delta.ops {
+            match &o.op {
+                Some(op::Op::PutMessageToolCall(_)) => puts += 1,
+                Some(
+                    op::Op::ReplaceMessage(_)
+                    | op::Op::ReplaceMessages(_)
+                    | op::Op::ReplaceToolCalls(_),
+                ) => panic!("a replacing op stored: {o:?}"),
+                _ => {}
+            }
+        }
+    }
+    // Each tool call started, then completed: two puts each.
+    assert_eq!(puts, 100, "put_message_tool_call ops stored");
+    let stored: i64 = conn
+        .query_row(
+            "SELECT SUM(COALESCE(length(data), 0) + COALESCE(length(ops), 0)) FROM history WHERE execution_id = ?1",
+            [&id],
+            |r| r.get(0),
+        )
+        .expect("sum");
+    // A base whenever the ops since the last outgrow it (and the terminal
+    // one): about log2 of the growth, not one per tool call (50 here).
+    assert!(
+        bases <= 16,
+        "{bases} bases in {} rows of history",
+        rows.len()
+    );
+    assert!(
+        (stored as u64) < 8 * state,
+        "stored {stored} bytes of history for a {state}-byte state"
+    );
+}
+
+/// `put_message_tool_call` through the daemon: inserted and replaced by id
+/// in the message's own tool calls, acknowledged when already applied, an
+/// empty id INVALID_ARGUMENT, a message that does not exist ABORTED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_puts_a_message_tool_call() {
+    use stigmer_proto::daemon::PutMessageToolCall;
+    let d = Daemon::start(&[]);
+    let mut c = d.connect().await;
+    let (id, _) = c.create("runner").await;
+    let put = |index: u32, call_id: &str, result: &str| Op {
+        op: Some(op::Op::PutMessageToolCall(PutMessageToolCall {
+            message_index: index,
+            tool_call: Some(ToolCall {
+                id: call_id.into(),
+                name: "grep".into(),
+                result: result.into(),
+                ..Default::default()
+            }),
+        })),
+    };
+    let first = acked(
+        c.call(append(
+            &id,
+            vec![text(0, 0, "looking"), put(0, "t1", "")],
+            None,
+        ))
+        .await,
+    );
+    let second = acked(
+        c.call(append(&id, vec![put(0, "t1", "2 hits")], None))
+            .await,
+    );
+    assert!(second > first);
+    let again = acked(
+        c.call(append(&id, vec![put(0, "t1", "2 hits")], None))
+            .await,
+    );
+    assert_eq!(again, second, "already applied: nothing written");
+    acked(c.call(append(&id, vec![put(0, "t2", "")], None)).await);
+    expect_error(
+        &c.call(append(&id, vec![put(0, "", "x")], None)).await,
+        Code::InvalidArgument,
+    );
+    let why = expect_error(
+        &c.call(append(&id, vec![put(1, "t3", "")], None)).await,
+        Code::Aborted,
+    );
+    assert!(why.contains("message 1 does not exist"), "{why}");
+    let (e, _) = get(&mut c, &id).await;
+    let status = e.status.expect("status");
+    let calls: Vec<(&str, &str)> = status.messages[0]
+        .tool_calls
+        .iter()
+        .map(|c| (c.id.as_str(), c.result.as_str()))
+        .collect();
+    assert_eq!(calls, [("t1", "2 hits"), ("t2", "")]);
+    assert!(
+        status.tool_calls.is_empty(),
+        "the status's own list is another"
+    );
+    assert_eq!(status.messages[0].content, "looking");
+}

@@ -90,6 +90,8 @@ pub(crate) fn stamp(now: SystemTime) -> Op {
 
 /// True for an operation that replaces a whole part: the next base is
 /// written with it, so the history never holds a long chain of copies.
+/// `put_message_tool_call` is not one: it carries one tool call, not the
+/// message.
 fn replaces(op: &Op) -> bool {
     matches!(
         op.op,
@@ -160,4 +162,24 @@ pub(crate) fn persist(
             prev_revision: loaded.revision,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stigmer_proto::daemon::{PutMessageToolCall, ReplaceMessage};
+
+    /// A message's tool call changes without a base: it carries one small
+    /// tool call, where replace_message carries the whole message.
+    #[test]
+    fn a_message_tool_call_does_not_replace() {
+        let put = Op {
+            op: Some(op::Op::PutMessageToolCall(PutMessageToolCall::default())),
+        };
+        assert!(!replaces(&put));
+        let replace = Op {
+            op: Some(op::Op::ReplaceMessage(ReplaceMessage::default())),
+        };
+        assert!(replaces(&replace));
+    }
 }

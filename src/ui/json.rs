@@ -113,8 +113,10 @@ fn meta(e: &AgentExecution) -> Result<Value, serde_json::Error> {
 }
 
 /// One delta as the browser applies it: `ops` (appends and message
-/// changes, in order), `meta` (the state without messages) when anything
-/// else changed, and `updated` (the commit stamp) always.
+/// changes, in order: `append`, `message`, `messages`, and `toolCall`, one
+/// tool call put into a message's own list), `meta` (the state without
+/// messages) when anything else changed, and `updated` (the commit stamp)
+/// always.
 pub(crate) fn patch(ops: &[Op], after: &AgentExecution) -> Result<Value, serde_json::Error> {
     let mut out = Vec::new();
     let mut other = false;
@@ -137,6 +139,10 @@ pub(crate) fn patch(ops: &[Op], after: &AgentExecution) -> Result<Value, serde_j
             Some(op::Op::ReplaceMessages(m)) => {
                 out.push(json!({"messages": serde_json::to_value(&m.messages)?}))
             }
+            Some(op::Op::PutMessageToolCall(p)) => out.push(json!({"toolCall": {
+                "index": p.message_index,
+                "toolCall": serde_json::to_value(&p.tool_call)?,
+            }})),
             Some(op::Op::Stamp(_)) => {}
             // Tool calls, todos, sub-agents, phase, error, times, or an
             // operation this build does not know: send the rest whole.
@@ -180,6 +186,28 @@ mod tests {
             !text.contains("callbackToken") && !text.contains("hi"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_message_tool_call_patch_carries_only_the_tool_call() {
+        use stigmer_client::proto::agentexecution::ToolCall;
+        use stigmer_client::proto::daemon::PutMessageToolCall;
+        let e = AgentExecution::default();
+        let ops = vec![Op {
+            op: Some(op::Op::PutMessageToolCall(PutMessageToolCall {
+                message_index: 1,
+                tool_call: Some(ToolCall {
+                    id: "call-1".into(),
+                    name: "search_logs".into(),
+                    ..Default::default()
+                }),
+            })),
+        }];
+        let p = patch(&ops, &e).unwrap();
+        assert_eq!(p["ops"][0]["toolCall"]["index"], 1);
+        assert_eq!(p["ops"][0]["toolCall"]["toolCall"]["id"], "call-1");
+        assert_eq!(p["ops"][0]["toolCall"]["toolCall"]["name"], "search_logs");
+        assert!(p.get("meta").is_none(), "the rest did not change");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 Covers: tokens appearing on the execution page within a second; a new
 execution appearing in the list; no duplicated text after a daemon restart;
+a message's tool call put in place as its text grows (no re-render);
 refusal without the token, from a foreign Host (DNS rebinding) and from
 another origin's page; untrusted content (HTML, script tags, `javascript:`
 links, Markdown image tricks) running nothing, injecting no element and
@@ -21,6 +22,7 @@ from contextlib import ExitStack
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -161,6 +163,49 @@ def test_text_resumes_after_a_daemon_restart_without_duplicates(
     wait_for("the text after the restart", lambda: "delta" in transcript(browser), timeout=15)
     time.sleep(0.5)
     assert transcript(browser).strip() == "alpha beta gamma delta"
+
+
+def message_tool_calls(browser: WebDriver) -> list[str]:
+    """The summaries of the tool calls shown in the transcript's messages."""
+    value = browser.execute_script(
+        "return [...document.querySelectorAll('#transcript .msg details.tool summary')]"
+        ".map(s => s.innerText)"
+    )
+    return [str(v) for v in value]
+
+
+def test_a_message_tool_call_is_put_in_place(daemon: Daemon, ui: Ui, browser: WebDriver) -> None:
+    # Upstream's runner resends its whole status; the AI message's text
+    # grows while its own tool calls change: the daemon streams
+    # append_text and put_message_tool_call, and the page puts the tool
+    # call into the message it is on, without re-rendering the message.
+    execution_id = daemon.create("writer", "Search the logs")
+    daemon.append(execution_id, "alpha ")
+    open_execution(browser, ui, execution_id)
+    wait_for("alpha", lambda: transcript(browser).strip() == "alpha")
+    browser.execute_script("document.querySelector('#transcript .msg').dataset.mark = 'kept'")
+
+    def call(call_id: str, status: str) -> dict[str, Any]:
+        return {"id": call_id, "name": f"search_{call_id}", "status": status}
+
+    def update(text: str, calls: list[dict[str, Any]]) -> None:
+        message = {"type": "MESSAGE_AI", "content": text, "toolCalls": calls}
+        daemon.update(execution_id, {"messages": [message], "toolCalls": calls})
+
+    update("alpha beta ", [call("c1", "TOOL_CALL_RUNNING")])
+    wait_for("the tool call", lambda: message_tool_calls(browser) == ["search_c1 running"])
+    assert transcript(browser).split() == ["alpha", "beta"]
+    update(
+        "alpha beta gamma",
+        [call("c1", "TOOL_CALL_COMPLETED"), call("c2", "TOOL_CALL_RUNNING")],
+    )
+    wait_for(
+        "c1 completed and c2",
+        lambda: message_tool_calls(browser) == ["search_c1 completed", "search_c2 running"],
+    )
+    assert transcript(browser).split() == ["alpha", "beta", "gamma"]
+    mark = browser.execute_script("return document.querySelector('#transcript .msg').dataset.mark")
+    assert mark == "kept", "the message was patched, not replaced"
 
 
 def test_the_dashboard_refuses_without_the_token(tmp_path: Path, ui: Ui) -> None:

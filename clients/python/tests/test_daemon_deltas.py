@@ -461,3 +461,27 @@ def test_example_runner_modes_reach_the_same_state(daemon: Daemon, mode: str) ->
     else:  # create, IN_PROGRESS, 4 flushes, COMPLETED
         assert len(updates) == 1 + 1 + 4 + 1
     assert updates[-1].execution == execution
+
+
+def test_the_full_mode_runner_streams_its_message_tool_calls_as_ops(daemon: Daemon) -> None:
+    # Upstream's pattern with tool calls (issue 16's measured case): the AI
+    # message's text grows while its own tool calls change. The daemon
+    # diffs each whole status into append_text and put_message_tool_call,
+    # never a replace_message, and this client's delta application rebuilds
+    # every state a whole-state stream carries.
+    run = _run_example(daemon, "--mode", "full", "--tokens", "125", "--every", "10")
+    assert run.returncode == 0, run.stderr
+    eid = run.stdout.splitlines()[0]
+    with daemon.client() as client:
+        execution = client.get(eid)
+        deltas = list(client.subscribe(eid, from_revision=0))
+        whole = list(client.subscribe(eid, from_revision=0, deltas=False))
+    assert _states(deltas) == _states(whole)
+    assert deltas[-2].execution == execution
+    kinds = [op.WhichOneof("op") for e in deltas for op in e.ops]
+    assert "replace_message" not in kinds
+    # call-1..3 started, then completed (the last by the final status).
+    assert kinds.count("put_message_tool_call") == 6
+    ai = execution.status.messages[1]
+    assert [t.id for t in ai.tool_calls] == ["call-1", "call-2", "call-3"]
+    assert {t.status for t in ai.tool_calls} == {sc.ToolCallStatus.TOOL_CALL_COMPLETED}

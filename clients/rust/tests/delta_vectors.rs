@@ -22,8 +22,8 @@ use stigmer_client::proto::agentexecution::{
 };
 use stigmer_client::proto::apiresource::{ApiResourceAudit, ApiResourceAuditInfo};
 use stigmer_client::proto::daemon::{
-    op, AddMessage, AppendText, AppendToolResult, Delta, Messages, Op, PutTodo, ReplaceMessage,
-    SubAgents, ToolCalls,
+    op, AddMessage, AppendText, AppendToolResult, Delta, Messages, Op, PutMessageToolCall, PutTodo,
+    ReplaceMessage, SubAgents, ToolCalls,
 };
 use stigmer_client::proto::delta::{apply_all, diff, ApplyError};
 use stigmer_client::proto::wkt::{value::Kind, Struct, Timestamp, Value};
@@ -224,6 +224,21 @@ fn running() -> AgentExecutionStatus {
     }
 }
 
+/// `running()` whose AI message holds its own copy of the tool call, as
+/// upstream's runner keeps it.
+fn calling() -> AgentExecutionStatus {
+    let mut s = running();
+    s.messages[1].tool_calls = s.tool_calls.clone();
+    s
+}
+
+fn put_in_message(message_index: u32, call: ToolCall) -> Op {
+    o(op::Op::PutMessageToolCall(PutMessageToolCall {
+        message_index,
+        tool_call: Some(call),
+    }))
+}
+
 fn empty() -> AgentExecutionStatus {
     AgentExecutionStatus::default()
 }
@@ -274,6 +289,16 @@ fn all_cases() -> Vec<Case> {
         .push(tool_call("call-2", "", ToolCallStatus::ToolCallPending));
     finished.todos.remove("todo-2");
     finished.phase = ExecutionPhase::ExecutionCompleted as i32;
+    // Upstream's runner, one whole status later: more text, call-1
+    // completed and call-2 started, in the status's list and the message's.
+    let mut called = calling();
+    called.messages[1].content.push_str(" — je cherche…");
+    called.tool_calls[0].result.push_str("mer\n");
+    called.tool_calls[0].status = ToolCallStatus::ToolCallCompleted as i32;
+    called
+        .tool_calls
+        .push(tool_call("call-2", "", ToolCallStatus::ToolCallRunning));
+    called.messages[1].tool_calls = called.tool_calls.clone();
     let mut reordered = running();
     reordered.messages.reverse();
     reordered.tool_calls.clear();
@@ -308,6 +333,13 @@ fn all_cases() -> Vec<Case> {
         case("put_tool_call_already_applied", "equal to the stored one", running(), vec![o(op::Op::PutToolCall(running().tool_calls[0].clone()))], AlreadyApplied),
         case("put_tool_call_empty_id_invalid", "a tool call needs an id", running(), vec![o(op::Op::PutToolCall(tool_call("", "", ToolCallStatus::ToolCallPending)))], Invalid),
         case("put_tool_call_unknown_status_invalid", "an unknown tool call status", running(), vec![o(op::Op::PutToolCall(ToolCall { id: "call-9".into(), status: 77, ..Default::default() }))], Invalid),
+        // put_message_tool_call
+        case("put_message_tool_call_inserts", "a new id is appended to the message's own tool calls", running(), vec![put_in_message(1, tool_call("call-2", "", ToolCallStatus::ToolCallRunning))], Applied),
+        case("put_message_tool_call_replaces", "the same id in that message is replaced in place", calling(), vec![put_in_message(1, tool_call("call-1", "# stigmer\n", ToolCallStatus::ToolCallCompleted))], Applied),
+        case("put_message_tool_call_already_applied", "equal to the one the message holds", calling(), vec![put_in_message(1, calling().messages[1].tool_calls[0].clone())], AlreadyApplied),
+        case("put_message_tool_call_missing_message_conflict", "no message at that index (it never creates one)", running(), vec![put_in_message(2, tool_call("call-2", "", ToolCallStatus::ToolCallRunning))], Conflict),
+        case("put_message_tool_call_empty_id_invalid", "a tool call needs an id (checked before the index)", running(), vec![put_in_message(7, tool_call("", "", ToolCallStatus::ToolCallRunning))], Invalid),
+        case("put_message_tool_call_unknown_status_invalid", "an unknown tool call status", running(), vec![put_in_message(1, ToolCall { id: "call-9".into(), status: 77, ..Default::default() })], Invalid),
         case("append_tool_result_applied", "appends to the result at its length", running(), vec![result("call-1", 6, "mer — ✓\n")], Applied),
         case("append_tool_result_already_applied", "the result already holds it", running(), vec![result("call-1", 2, "stig")], AlreadyApplied),
         case("append_tool_result_stale_conflict", "other text at an earlier offset", running(), vec![result("call-1", 2, "STIG")], Conflict),
@@ -378,6 +410,7 @@ fn all_cases() -> Vec<Case> {
             o(op::Op::SetPhase(ExecutionPhase::ExecutionCompleted as i32)),
         ], Conflict),
         case("diff_extension", "diff of a finished status from a running one: appends, add, tool result, put, remove, phase", running(), diff(&running(), &finished), Applied),
+        case("diff_message_tool_calls", "diff of upstream's runner one whole status later (text appended, the message's tool call completed and a new one, in its list and the status's): append_text, put_message_tool_call, put_tool_call, no replace_message", calling(), diff(&calling(), &called), Applied),
         case("diff_not_an_extension", "diff to a reordered status: replace ops", running(), diff(&running(), &reordered), Applied),
     ]
 }
@@ -435,10 +468,42 @@ fn cases_cover_every_op_and_outcome() {
             }
         }
     }
-    assert_eq!(kinds.len(), 16, "every Op kind");
+    assert_eq!(kinds.len(), 17, "every Op kind");
     assert_eq!(outcomes.len(), 4, "every outcome");
     let mut names = std::collections::HashSet::new();
     assert!(cases.iter().all(|c| names.insert(c.name)), "unique names");
+}
+
+/// The diff case of upstream's runner pattern keeps the message: its text
+/// and tool calls change by operation, never by replace_message.
+#[test]
+fn runner_diff_case_replaces_no_message() {
+    let cases = all_cases();
+    let case = cases
+        .iter()
+        .find(|c| c.name == "diff_message_tool_calls")
+        .expect("the case");
+    let kinds: Vec<&str> = case
+        .ops
+        .iter()
+        .map(|o| match &o.op {
+            Some(op::Op::AppendText(_)) => "append_text",
+            Some(op::Op::PutMessageToolCall(_)) => "put_message_tool_call",
+            Some(op::Op::AppendToolResult(_)) => "append_tool_result",
+            Some(op::Op::PutToolCall(_)) => "put_tool_call",
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "append_text",
+            "put_message_tool_call",
+            "put_message_tool_call",
+            "put_tool_call",
+            "put_tool_call"
+        ]
+    );
 }
 
 #[test]

@@ -12,8 +12,8 @@ use crate::agentexecution::{
     SubAgentStatus, TodoItem, TodoStatus, ToolCall, ToolCallStatus,
 };
 use crate::daemon::{
-    op, AddMessage, AppendText, AppendToolResult, Messages, Op, PutTodo, ReplaceMessage, SubAgents,
-    ToolCalls,
+    op, AddMessage, AppendText, AppendToolResult, Messages, Op, PutMessageToolCall, PutTodo,
+    ReplaceMessage, SubAgents, ToolCalls,
 };
 
 /// What applying one op did.
@@ -136,6 +136,7 @@ pub fn apply(status: &mut AgentExecutionStatus, op: &Op) -> Result<Outcome, Appl
         }
         op::Op::SetStartedAt(t) => Ok(set(&mut status.started_at, t)),
         op::Op::SetCompletedAt(t) => Ok(set(&mut status.completed_at, t)),
+        op::Op::PutMessageToolCall(p) => put_message_tool_call(status, p),
         op::Op::Stamp(now) => {
             if !(0..=MAX_SECONDS).contains(&now.seconds) || !(0..1_000_000_000).contains(&now.nanos)
             {
@@ -325,6 +326,29 @@ fn put_todo(status: &mut AgentExecutionStatus, p: &PutTodo) -> Result<Outcome, A
     }
     status.todos.insert(p.key.clone(), item);
     Ok(Outcome::Applied)
+}
+
+/// `put_tool_call`'s rules on one message's own tool calls; the checks of
+/// the op alone (enum values, the id) come before the message index.
+fn put_message_tool_call(
+    status: &mut AgentExecutionStatus,
+    p: &PutMessageToolCall,
+) -> Result<Outcome, ApplyError> {
+    let call = p.tool_call.clone().unwrap_or_default();
+    check_tool_call("put_message_tool_call.tool_call", &call)?;
+    if call.id.is_empty() {
+        return Err(invalid(
+            "put_message_tool_call: the tool call's id is empty".into(),
+        ));
+    }
+    let count = status.messages.len();
+    match status.messages.get_mut(p.message_index as usize) {
+        Some(message) => Ok(put_by_id(&mut message.tool_calls, &call, |c| &c.id)),
+        None => Err(conflict(format!(
+            "there are {count} messages: message {} does not exist",
+            p.message_index
+        ))),
+    }
 }
 
 fn replace_message(

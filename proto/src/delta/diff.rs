@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use crate::agentexecution::{AgentExecutionStatus, AgentMessage, ToolCall};
 use crate::daemon::{
-    op, AddMessage, AppendText, AppendToolResult, Messages, Op, PutTodo, ReplaceMessage, SubAgents,
-    ToolCalls,
+    op, AddMessage, AppendText, AppendToolResult, Messages, Op, PutMessageToolCall, PutTodo,
+    ReplaceMessage, SubAgents, ToolCalls,
 };
 
 pub(super) fn op(op: op::Op) -> Op {
@@ -19,13 +19,17 @@ pub(super) fn op(op: op::Op) -> Op {
 /// input).
 ///
 /// Minimal where `new` extends `old`: text appended to a message's content →
-/// `append_text` at the old length; new messages → `add_message`; a tool
-/// call whose result grew (nothing else changed) → `append_tool_result`;
-/// changed or new tool calls / sub-agents in the same order (each with a
-/// non-empty id, the first with that id) → `put_tool_call` /
-/// `put_sub_agent`; todos → `put_todo` / `remove_todo`; phase, error,
-/// started_at, completed_at → their setters. Where a list is not an
-/// extension: a message changed otherwise → `replace_message`; fewer
+/// `append_text` at the old length; a message's own tool calls changed or
+/// new in the same order (each with a non-empty id, the first with that id)
+/// → `put_message_tool_call` for each, after that message's `append_text`
+/// when its content grew too; new messages → `add_message`; a tool call
+/// whose result grew (nothing else changed) → `append_tool_result`; changed
+/// or new tool calls / sub-agents in the same order (the same id rule) →
+/// `put_tool_call` / `put_sub_agent`; todos → `put_todo` / `remove_todo`;
+/// phase, error, started_at, completed_at → their setters. Where a list is
+/// not an extension: a message changed otherwise (its type, timestamp or
+/// metadata, its content other than extended, its tool calls removed,
+/// reordered, or with empty or repeated ids) → `replace_message`; fewer
 /// messages → `replace_messages`; tool calls or sub-agents removed,
 /// reordered, or with empty or repeated ids → `replace_tool_calls` /
 /// `replace_sub_agents`. Never emits `stamp`.
@@ -33,9 +37,11 @@ pub(super) fn op(op: op::Op) -> Op {
 /// The ops apply cleanly when `new` is a status `update_status` accepts
 /// (every enum value known) and its phase is not UNSPECIFIED unless `old`'s
 /// is too (`set_phase` refuses UNSPECIFIED; the daemon's merge never goes
-/// back to it). Ops come in the order: messages, tool calls, sub-agents,
-/// todos, phase, error, started_at, completed_at, so a phase change follows
-/// the text it ends.
+/// back to it). Ops come in the order: messages (each changed one in index
+/// order: its `append_text`, then its `put_message_tool_call`s, or its
+/// `replace_message`; then the new ones), tool calls, sub-agents, todos,
+/// phase, error, started_at, completed_at, so a phase change follows the
+/// text it ends.
 pub fn diff(old: &AgentExecutionStatus, new: &AgentExecutionStatus) -> Vec<Op> {
     let mut ops = Vec::new();
     diff_messages(&old.messages, &new.messages, &mut ops);
@@ -98,18 +104,37 @@ pub fn diff(old: &AgentExecutionStatus, new: &AgentExecutionStatus) -> Vec<Op> {
     ops
 }
 
-/// What `n`'s content adds to `o`'s when nothing else of the message
-/// changed.
-fn content_suffix<'a>(o: &AgentMessage, n: &'a AgentMessage) -> Option<&'a str> {
-    let same_rest = o.r#type == n.r#type
-        && o.timestamp == n.timestamp
-        && o.tool_calls == n.tool_calls
-        && o.metadata == n.metadata;
-    if same_rest && n.content.len() > o.content.len() && n.content.starts_with(&o.content) {
-        n.content.get(o.content.len()..)
-    } else {
-        None
+/// The ops that turn message `o` (at `index`) into `n` without replacing
+/// it, or None: when only its content grew (→ `append_text` at the old
+/// length) and/or its own tool calls changed as `keyed_ops` allows (→ one
+/// `put_message_tool_call` per changed or new tool call, after the
+/// `append_text`). A runner that resends its whole status while its AI
+/// message both streams text and makes tool calls thus costs what changed,
+/// not the whole message.
+fn message_ops(index: u32, o: &AgentMessage, n: &AgentMessage) -> Option<Vec<Op>> {
+    let same_rest = o.r#type == n.r#type && o.timestamp == n.timestamp && o.metadata == n.metadata;
+    if !same_rest || !n.content.starts_with(&o.content) {
+        return None;
     }
+    let put = |c: &ToolCall| {
+        op::Op::PutMessageToolCall(PutMessageToolCall {
+            message_index: index,
+            tool_call: Some(c.clone()),
+        })
+    };
+    let calls = keyed_ops(&o.tool_calls, &n.tool_calls, |c| &c.id, |_, n| put(n), put)?;
+    let mut ops = Vec::with_capacity(calls.len() + 1);
+    if n.content.len() > o.content.len() {
+        ops.push(op(op::Op::AppendText(AppendText {
+            message_index: index,
+            offset: o.content.len() as u64,
+            // A char boundary of `n.content`: it starts with `o.content`.
+            text: n.content.get(o.content.len()..)?.to_string(),
+            r#type: n.r#type,
+        })));
+    }
+    ops.extend(calls);
+    Some(ops)
 }
 
 /// What `n`'s result adds to `o`'s when nothing else of the tool call
@@ -146,18 +171,13 @@ fn diff_messages(old: &[AgentMessage], new: &[AgentMessage], ops: &mut Vec<Op>) 
         }
         // Fits: new.len() fits in a u32 (checked above).
         let index = i as u32;
-        ops.push(op(match content_suffix(o, n) {
-            Some(text) => op::Op::AppendText(AppendText {
-                message_index: index,
-                offset: o.content.len() as u64,
-                text: text.to_string(),
-                r#type: n.r#type,
-            }),
-            None => op::Op::ReplaceMessage(ReplaceMessage {
+        match message_ops(index, o, n) {
+            Some(list) => ops.extend(list),
+            None => ops.push(op(op::Op::ReplaceMessage(ReplaceMessage {
                 index,
                 message: Some(n.clone()),
-            }),
-        }));
+            }))),
+        }
     }
     for (i, n) in new.iter().enumerate().skip(old.len()) {
         ops.push(op(op::Op::AddMessage(AddMessage {

@@ -39,6 +39,13 @@
 //! - **`put_tool_call`**: an empty id is Invalid. Replaces, in place, the
 //!   first entry of `tool_calls` with the same id (AlreadyApplied when equal),
 //!   else appends it.
+//! - **`put_message_tool_call {message_index: i, tool_call}`**: as
+//!   `put_tool_call` (an unknown status or an empty id is Invalid, a
+//!   missing `tool_call` being the default one, whose id is empty), on
+//!   message `i`'s own `tool_calls`: replaces, in place, the first entry with
+//!   the same id (AlreadyApplied when equal), else appends it. `i` not below
+//!   the count: Conflict (it never creates a message). Nothing else of the
+//!   message changes.
 //! - **`append_tool_result {tool_call_id, offset, text}`**: an empty id is
 //!   Invalid; no tool call with that id: Conflict; else as `append_text` on
 //!   the first such tool call's `result`.

@@ -1,7 +1,10 @@
 //! Property tests of the delta operations: `diff` then `apply_all`
 //! rebuilds the new status, ops apply once, refused ops change nothing,
 //! appends with stale retries leave each text once (random statuses and
-//! growths, 512 cases each).
+//! growths, 512 cases each). Messages carry tool calls of their own
+//! (random ids, some empty or repeated), and growths change them as a
+//! runner does (a call added, one completed, while the text grows), so
+//! `put_message_tool_call` and its fallback `replace_message` are covered.
 
 use std::collections::BTreeMap;
 
@@ -21,13 +24,26 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn message() -> impl Strategy<Value = AgentMessage> {
-    (0i32..5, text(), "[0-9]{0,2}", 0usize..2).prop_map(|(t, content, ts, calls)| AgentMessage {
-        r#type: t,
-        content,
-        timestamp: ts,
-        tool_calls: (0..calls).map(|i| call(&i.to_string(), "")).collect(),
-        metadata: None,
-    })
+    (
+        0i32..5,
+        text(),
+        "[0-9]{0,2}",
+        0usize..2,
+        proptest::collection::vec(tool_call(), 0..3),
+        any::<bool>(),
+    )
+        .prop_map(|(t, content, ts, calls, random, pick)| AgentMessage {
+            r#type: t,
+            content,
+            timestamp: ts,
+            // Distinct ids, or random ones (some empty or repeated).
+            tool_calls: if pick {
+                random
+            } else {
+                (0..calls).map(|i| call(&i.to_string(), "")).collect()
+            },
+            metadata: None,
+        })
 }
 
 fn tool_call() -> impl Strategy<Value = ToolCall> {
@@ -95,6 +111,10 @@ struct Growth {
     results: Vec<(usize, String)>,
     calls: Vec<ToolCall>,
     edit_call: Option<(usize, ToolCall)>,
+    /// Tool calls added to message `.0`'s own list.
+    message_calls: Vec<(usize, ToolCall)>,
+    /// Message `.0`'s tool call `.1` changed to this one (its id kept).
+    edit_message_call: Option<(usize, usize, ToolCall)>,
     subs: Vec<SubAgentExecution>,
     todos: BTreeMap<String, Option<TodoItem>>,
     phase: Option<i32>,
@@ -108,18 +128,34 @@ fn growth() -> impl Strategy<Value = Growth> {
         proptest::collection::vec((0usize..4, text()), 0..3),
         proptest::collection::vec(tool_call(), 0..2),
         proptest::option::of((0usize..4, tool_call())),
+        proptest::collection::vec((0usize..4, tool_call()), 0..3),
+        proptest::option::of((0usize..4, 0usize..3, tool_call())),
         proptest::collection::vec(sub_agent(), 0..2),
         proptest::collection::btree_map("[a-d]{0,1}", proptest::option::of(todo()), 0..3),
         proptest::option::of(1i32..9),
         proptest::option::of("[a-z]{0,2}"),
     )
         .prop_map(
-            |(appends, added, results, calls, edit_call, subs, todos, phase, error)| Growth {
+            |(
                 appends,
                 added,
                 results,
                 calls,
                 edit_call,
+                message_calls,
+                edit_message_call,
+                subs,
+                todos,
+                phase,
+                error,
+            )| Growth {
+                appends,
+                added,
+                results,
+                calls,
+                edit_call,
+                message_calls,
+                edit_message_call,
                 subs,
                 todos,
                 phase,
@@ -133,6 +169,21 @@ fn grow(old: &AgentExecutionStatus, g: &Growth) -> AgentExecutionStatus {
     for (i, text) in &g.appends {
         if let Some(m) = new.messages.get_mut(*i) {
             m.content.push_str(text);
+        }
+    }
+    if let Some((i, j, c)) = &g.edit_message_call {
+        if let Some(existing) = new
+            .messages
+            .get_mut(*i)
+            .and_then(|m| m.tool_calls.get_mut(*j))
+        {
+            let id = existing.id.clone();
+            *existing = ToolCall { id, ..c.clone() };
+        }
+    }
+    for (i, c) in &g.message_calls {
+        if let Some(m) = new.messages.get_mut(*i) {
+            m.tool_calls.push(c.clone());
         }
     }
     new.messages.extend(g.added.iter().cloned());
@@ -272,4 +323,28 @@ proptest! {
             prop_assert_eq!(content, expected.as_str());
         }
     }
+}
+
+/// The pairs above do reach the message tool call paths: among 512 of them,
+/// some diffs put a message's tool call and some replace a message.
+#[test]
+fn pairs_cover_message_tool_calls() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut puts, mut replaces) = (0, 0);
+    for _ in 0..512 {
+        let (old, new) = pair().new_tree(&mut runner).expect("a pair").current();
+        for o in diff(&old, &new) {
+            match o.op {
+                Some(op::Op::PutMessageToolCall(_)) => puts += 1,
+                Some(op::Op::ReplaceMessage(_)) => replaces += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        puts > 20 && replaces > 20,
+        "{puts} puts, {replaces} replaces"
+    );
 }

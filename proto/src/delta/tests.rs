@@ -11,8 +11,8 @@ use crate::agentexecution::{
     TodoStatus, ToolCall,
 };
 use crate::daemon::{
-    op, AddMessage, AppendText, AppendToolResult, Messages, Op, PutTodo, ReplaceMessage, SubAgents,
-    ToolCalls,
+    op, AddMessage, AppendText, AppendToolResult, Messages, Op, PutMessageToolCall, PutTodo,
+    ReplaceMessage, SubAgents, ToolCalls,
 };
 use crate::wkt::Timestamp;
 
@@ -191,6 +191,82 @@ fn tool_calls_by_id() {
     }));
     assert_eq!(apply(&mut s, &all), Ok(Applied));
     assert_eq!(apply(&mut s, &all), Ok(AlreadyApplied));
+}
+
+pub(super) fn put_in_message(index: u32, c: ToolCall) -> Op {
+    wrap(op::Op::PutMessageToolCall(PutMessageToolCall {
+        message_index: index,
+        tool_call: Some(c),
+    }))
+}
+
+#[test]
+fn message_tool_calls_by_id() {
+    let mut s = AgentExecutionStatus {
+        messages: vec![
+            msg(MessageType::MessageHuman, "q"),
+            msg(MessageType::MessageAi, "an"),
+        ],
+        tool_calls: vec![call("a", "status-level")],
+        ..Default::default()
+    };
+    let put = put_in_message;
+    // Insert: appended at the end of that message's list.
+    assert_eq!(apply(&mut s, &put(1, call("a", ""))), Ok(Applied));
+    assert_eq!(apply(&mut s, &put(1, call("b", ""))), Ok(Applied));
+    // Replace by id, in place.
+    assert_eq!(apply(&mut s, &put(1, call("a", "r"))), Ok(Applied));
+    assert_eq!(apply(&mut s, &put(1, call("a", "r"))), Ok(AlreadyApplied));
+    assert_eq!(
+        s.messages[1].tool_calls,
+        vec![call("a", "r"), call("b", "")]
+    );
+    assert_eq!(s.messages[1].content, "an", "nothing else of it changes");
+    assert!(s.messages[0].tool_calls.is_empty(), "only that message");
+    assert_eq!(
+        s.tool_calls,
+        vec![call("a", "status-level")],
+        "the status's own tool calls are another list"
+    );
+    // Repeated ids (as a whole status may hold): the first one is replaced.
+    s.messages[0].tool_calls = vec![call("d", "1"), call("d", "2")];
+    assert_eq!(apply(&mut s, &put(0, call("d", "3"))), Ok(Applied));
+    assert_eq!(
+        s.messages[0].tool_calls,
+        vec![call("d", "3"), call("d", "2")]
+    );
+    let before = s.clone();
+    // Refusals: an empty or missing tool call (Invalid, checked before the
+    // index), an unknown status (Invalid), an index past the messages
+    // (Conflict: it never creates a message). Nothing changes.
+    assert_eq!(
+        apply(&mut s, &put(1, call("", ""))),
+        Err(ApplyError::Invalid(
+            "put_message_tool_call: the tool call's id is empty".into()
+        ))
+    );
+    assert!(is_invalid(apply(&mut s, &put(9, call("", "")))));
+    let missing = wrap(op::Op::PutMessageToolCall(PutMessageToolCall {
+        message_index: 0,
+        tool_call: None,
+    }));
+    assert!(is_invalid(apply(&mut s, &missing)));
+    let mut unknown = call("c", "");
+    unknown.status = 17;
+    assert_eq!(
+        apply(&mut s, &put(1, unknown)),
+        Err(ApplyError::Invalid(
+            "put_message_tool_call.tool_call.status: unknown enum value 17".into()
+        ))
+    );
+    assert_eq!(
+        apply(&mut s, &put(2, call("c", ""))),
+        Err(ApplyError::Conflict(
+            "there are 2 messages: message 2 does not exist".into()
+        ))
+    );
+    assert!(is_conflict(apply(&mut s, &put(u32::MAX, call("c", "")))));
+    assert_eq!(s, before);
 }
 
 #[test]
@@ -396,4 +472,104 @@ fn diff_is_minimal_for_extensions() {
     let ops = diff(&old, &fewer);
     assert!(matches!(ops[0].op, Some(op::Op::ReplaceMessages(_))));
     assert!(matches!(ops[1].op, Some(op::Op::ReplaceToolCalls(_))));
+}
+
+/// Upstream's runner pattern (clients/python/examples/agent_runner.py
+/// --mode full): the whole status every few tokens, while the AI message's
+/// content grows and its own copy of the tool calls gains a call or
+/// completes one. Each change is its text and the tool calls that changed,
+/// never the whole message.
+#[test]
+fn diff_of_a_message_streaming_text_and_tool_calls() {
+    let running = |id: &str| ToolCall {
+        id: id.into(),
+        name: "search_logs".into(),
+        status: crate::agentexecution::ToolCallStatus::ToolCallRunning as i32,
+        ..Default::default()
+    };
+    let completed = |id: &str| ToolCall {
+        status: crate::agentexecution::ToolCallStatus::ToolCallCompleted as i32,
+        result: "3 matches".into(),
+        ..running(id)
+    };
+    let mut old = AgentExecutionStatus {
+        messages: vec![
+            msg(MessageType::MessageHuman, "summarize the logs"),
+            msg(MessageType::MessageAi, "the logs show "),
+        ],
+        tool_calls: vec![running("call-1")],
+        phase: ExecutionPhase::ExecutionInProgress as i32,
+        ..Default::default()
+    };
+    old.messages[1].tool_calls = vec![running("call-1")];
+    // The next update: more text, call-1 completed, call-2 started, in both
+    // the status's list and the message's.
+    let mut new = old.clone();
+    new.messages[1].content.push_str("a steady rise ");
+    new.messages[1].tool_calls = vec![completed("call-1"), running("call-2")];
+    new.tool_calls = vec![completed("call-1"), running("call-2")];
+    let ops = diff(&old, &new);
+    let kinds: Vec<_> = ops.iter().filter_map(|o| o.op.clone()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            op::Op::AppendText(AppendText {
+                message_index: 1,
+                offset: 14,
+                text: "a steady rise ".into(),
+                r#type: MessageType::MessageAi as i32,
+            }),
+            op::Op::PutMessageToolCall(PutMessageToolCall {
+                message_index: 1,
+                tool_call: Some(completed("call-1")),
+            }),
+            op::Op::PutMessageToolCall(PutMessageToolCall {
+                message_index: 1,
+                tool_call: Some(running("call-2")),
+            }),
+            op::Op::PutToolCall(completed("call-1")),
+            op::Op::PutToolCall(running("call-2")),
+        ]
+    );
+    let mut rebuilt = old.clone();
+    assert_eq!(apply_all(&mut rebuilt, &ops), Ok(true));
+    assert_eq!(rebuilt, new);
+    assert_eq!(apply_all(&mut rebuilt, &ops), Ok(false), "applies once");
+    // Only the tool calls changed (no new text): no append_text.
+    let mut done = new.clone();
+    done.messages[1].tool_calls[1] = completed("call-2");
+    let ops = diff(&new, &done);
+    assert_eq!(ops, vec![put_in_message(1, completed("call-2"))], "{ops:?}");
+    // Not a keyed extension of the message's tool calls, or another part of
+    // the message changed: replace_message, as before.
+    let replaced = |to: &AgentExecutionStatus| {
+        let ops = diff(&new, to);
+        assert!(
+            matches!(ops.as_slice(), [o] if matches!(o.op, Some(op::Op::ReplaceMessage(_)))),
+            "{ops:?}"
+        );
+        let mut rebuilt = new.clone();
+        assert_eq!(apply_all(&mut rebuilt, &ops), Ok(true));
+        assert_eq!(&rebuilt, to);
+    };
+    let mut removed = new.clone();
+    removed.messages[1].tool_calls.pop();
+    replaced(&removed);
+    let mut reordered = new.clone();
+    reordered.messages[1].tool_calls.reverse();
+    replaced(&reordered);
+    let mut empty_id = new.clone();
+    empty_id.messages[1].tool_calls.push(running(""));
+    replaced(&empty_id);
+    let mut repeated = new.clone();
+    repeated.messages[1].tool_calls.push(running("call-1"));
+    replaced(&repeated);
+    let mut rewritten = new.clone();
+    rewritten.messages[1].content = "the logs say".into();
+    rewritten.messages[1].tool_calls.push(running("call-3"));
+    replaced(&rewritten);
+    let mut stamped = new.clone();
+    stamped.messages[1].timestamp = "t1".into();
+    stamped.messages[1].tool_calls.push(running("call-3"));
+    replaced(&stamped);
 }

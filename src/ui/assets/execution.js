@@ -1,6 +1,7 @@
 // The execution page: the transcript and the rest of one execution, live,
 // from /api/executions/ID/events (SSE). `state` renders everything; `patch`
-// appends text to the messages it names (only the new text is rendered)
+// appends text to the messages it names (only the new text is rendered),
+// puts a tool call into a message by id (only that call is re-rendered)
 // and re-renders the rest when it carries `meta`. Agent output is
 // untrusted: it is shown with textContent and the safe Markdown subset
 // (markdown.js) only.
@@ -16,7 +17,7 @@ const actionStatus = $('action-status');
 $('title').textContent = id;
 document.title = `stigmer: ${id}`;
 
-/** Message views, in order: {type, bytes, body: StreamingMarkdown, node}. */
+/** Message views, in order: {type, bytes, body: StreamingMarkdown, node, calls: [{id, node}]}. */
 let views = [];
 let execution = null;
 const phaseLog = [];
@@ -49,8 +50,23 @@ function messageView(m) {
   const body = new StreamingMarkdown(bodyNode);
   const content = m.content || '';
   body.append(content);
-  for (const call of m.toolCalls || []) node.append(toolCall(call));
-  return { type, bytes: utf8Length(content), body, node };
+  const calls = (m.toolCalls || []).map((call) => ({ id: call.id || '', node: toolCall(call) }));
+  for (const c of calls) node.append(c.node);
+  return { type, bytes: utf8Length(content), body, node, calls };
+}
+
+/** put_message_tool_call: replaces the first tool call with this id, else appends it. */
+function putToolCall(view, call) {
+  const id = call.id || '';
+  const node = toolCall(call);
+  const existing = view.calls.find((c) => c.id === id);
+  if (existing) {
+    existing.node.replaceWith(node);
+    existing.node = node;
+  } else {
+    view.calls.push({ id, node });
+    view.node.append(node);
+  }
 }
 
 function setMessages(messages) {
@@ -145,6 +161,13 @@ function open() {
         putMessage(op.message.index, op.message.message);
       } else if (op.messages) {
         setMessages(op.messages);
+      } else if (op.toolCall) {
+        const view = views[op.toolCall.index];
+        if (!view) {
+          resync();
+          return;
+        }
+        putToolCall(view, op.toolCall.toolCall || {});
       }
     }
     if (p.meta) renderMeta(p.meta);

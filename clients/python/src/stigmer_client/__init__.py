@@ -85,6 +85,7 @@ from ._proto.stigmer.daemon.v1.delta_pb2 import (
     AppendText,
     AppendToolResult,
     Op,
+    PutMessageToolCall,
     PutTodo,
     ReplaceMessage,
 )
@@ -193,6 +194,7 @@ __all__ = [
     "OutOfRangeError",
     "PermissionDeniedError",
     "PingResponse",
+    "PutMessageToolCall",
     "PutTodo",
     "ReconnectPolicy",
     "ReplaceMessage",

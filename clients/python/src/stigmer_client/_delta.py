@@ -18,8 +18,10 @@ In short (offsets and lengths are in bytes of UTF-8):
 - ``add_message``: at the count, pushes; an equal message at a smaller index is
   already applied; else a conflict.
 - ``put_tool_call`` / ``put_sub_agent``: replaces the first entry with the same
-  (non-empty) id, else appends. ``append_tool_result``: as ``append_text`` on
-  that tool call's result (unknown id: conflict).
+  (non-empty) id, else appends. ``put_message_tool_call``: the same, on message
+  ``message_index``'s own tool calls (an index not below the count: conflict).
+  ``append_tool_result``: as ``append_text`` on that tool call's result
+  (unknown id: conflict).
 - ``put_todo`` / ``remove_todo``: insert or replace / remove by key.
 - ``set_phase`` (not UNSPECIFIED), ``set_error``, ``set_started_at``,
   ``set_completed_at``: set. ``replace_message`` (an existing index),
@@ -199,6 +201,29 @@ def _put_tool_call(status: AgentExecutionStatus, call: ToolCall) -> Outcome:
     return Outcome.APPLIED
 
 
+def _put_message_tool_call(
+    status: AgentExecutionStatus, op: delta_pb2.PutMessageToolCall
+) -> Outcome:
+    call = op.tool_call
+    _check_tool_call("put_message_tool_call.tool_call", call)
+    if not call.id:
+        raise InvalidOpError("put_message_tool_call: the tool call's id is empty")
+    count = len(status.messages)
+    if op.message_index >= count:
+        raise ConflictError(
+            f"there are {count} messages: message {op.message_index} does not exist"
+        )
+    calls = status.messages[op.message_index].tool_calls
+    for existing in calls:
+        if existing.id == call.id:
+            if existing == call:
+                return Outcome.ALREADY_APPLIED
+            existing.CopyFrom(call)
+            return Outcome.APPLIED
+    calls.add().CopyFrom(call)
+    return Outcome.APPLIED
+
+
 def _put_sub_agent(status: AgentExecutionStatus, sub: SubAgentExecution) -> Outcome:
     _check_sub_agent("put_sub_agent", sub)
     if not sub.id:
@@ -344,6 +369,8 @@ def apply(status: AgentExecutionStatus, op: delta_pb2.Op) -> Outcome:
         return _set_string(status, "started_at", op.set_started_at)
     if kind == "set_completed_at":
         return _set_string(status, "completed_at", op.set_completed_at)
+    if kind == "put_message_tool_call":
+        return _put_message_tool_call(status, op.put_message_tool_call)
     if kind == "stamp":
         now = op.stamp
         if not (0 <= now.seconds <= MAX_SECONDS and 0 <= now.nanos < 1_000_000_000):

@@ -388,8 +388,9 @@ class AsyncClient:
         """Apply operations (``Op``) atomically, under one revision; return it (an ``append``).
 
         The operations (``stigmer_client.Op``: ``append_text``, ``add_message``,
-        ``put_tool_call``, ``append_tool_result``, ``put_todo``,
-        ``remove_todo``, ``put_sub_agent``, ``set_phase``, ``set_error``, ...)
+        ``put_tool_call``, ``put_message_tool_call``, ``append_tool_result``,
+        ``put_todo``, ``remove_todo``, ``put_sub_agent``, ``set_phase``,
+        ``set_error``, ...)
         are what a runner changes during a run, so it never sends a whole
         status. With ``expected_revision`` it is a compare-and-set: applied
         only when the execution's latest revision is that one, else

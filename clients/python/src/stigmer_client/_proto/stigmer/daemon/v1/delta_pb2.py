@@ -27,7 +27,7 @@ from stigmer_client._proto.ai.stigmer.agentic.agentexecution.v1 import enum_pb2 
 from stigmer_client._proto.ai.stigmer.agentic.agentexecution.v1 import status_pb2 as ai_dot_stigmer_dot_agentic_dot_agentexecution_dot_v1_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dstigmer/daemon/v1/delta.proto\x12\x11stigmer.daemon.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a/ai/stigmer/agentic/agentexecution/v1/enum.proto\x1a\x31\x61i/stigmer/agentic/agentexecution/v1/status.proto\"\x7f\n\rAppendRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x1e\n\x11\x65xpected_revision\x18\x02 \x01(\x04H\x00\x88\x01\x01\x12\"\n\x03ops\x18\x03 \x03(\x0b\x32\x15.stigmer.daemon.v1.OpB\x14\n\x12_expected_revision\"\xcd\x06\n\x02Op\x12\x34\n\x0b\x61ppend_text\x18\x01 \x01(\x0b\x32\x1d.stigmer.daemon.v1.AppendTextH\x00\x12\x34\n\x0b\x61\x64\x64_message\x18\x02 \x01(\x0b\x32\x1d.stigmer.daemon.v1.AddMessageH\x00\x12G\n\rput_tool_call\x18\x03 \x01(\x0b\x32..ai.stigmer.agentic.agentexecution.v1.ToolCallH\x00\x12\x41\n\x12\x61ppend_tool_result\x18\x04 \x01(\x0b\x32#.stigmer.daemon.v1.AppendToolResultH\x00\x12.\n\x08put_todo\x18\x05 \x01(\x0b\x32\x1a.stigmer.daemon.v1.PutTodoH\x00\x12\x15\n\x0bremove_todo\x18\x06 \x01(\tH\x00\x12P\n\rput_sub_agent\x18\x07 \x01(\x0b\x32\x37.ai.stigmer.agentic.agentexecution.v1.SubAgentExecutionH\x00\x12I\n\tset_phase\x18\x08 \x01(\x0e\x32\x34.ai.stigmer.agentic.agentexecution.v1.ExecutionPhaseH\x00\x12\x13\n\tset_error\x18\t \x01(\tH\x00\x12<\n\x0freplace_message\x18\n \x01(\x0b\x32!.stigmer.daemon.v1.ReplaceMessageH\x00\x12\x37\n\x10replace_messages\x18\x0b \x01(\x0b\x32\x1b.stigmer.daemon.v1.MessagesH\x00\x12:\n\x12replace_tool_calls\x18\x0c \x01(\x0b\x32\x1c.stigmer.daemon.v1.ToolCallsH\x00\x12:\n\x12replace_sub_agents\x18\r \x01(\x0b\x32\x1c.stigmer.daemon.v1.SubAgentsH\x00\x12\x18\n\x0eset_started_at\x18\x0e \x01(\tH\x00\x12\x1a\n\x10set_completed_at\x18\x0f \x01(\tH\x00\x12+\n\x05stamp\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x42\x04\n\x02op\"\x82\x01\n\nAppendText\x12\x15\n\rmessage_index\x18\x01 \x01(\r\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04text\x18\x03 \x01(\t\x12?\n\x04type\x18\x04 \x01(\x0e\x32\x31.ai.stigmer.agentic.agentexecution.v1.MessageType\"`\n\nAddMessage\x12\r\n\x05index\x18\x01 \x01(\r\x12\x43\n\x07message\x18\x02 \x01(\x0b\x32\x32.ai.stigmer.agentic.agentexecution.v1.AgentMessage\"F\n\x10\x41ppendToolResult\x12\x14\n\x0ctool_call_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04text\x18\x03 \x01(\t\"T\n\x07PutTodo\x12\x0b\n\x03key\x18\x01 \x01(\t\x12<\n\x04item\x18\x02 \x01(\x0b\x32..ai.stigmer.agentic.agentexecution.v1.TodoItem\"d\n\x0eReplaceMessage\x12\r\n\x05index\x18\x01 \x01(\r\x12\x43\n\x07message\x18\x02 \x01(\x0b\x32\x32.ai.stigmer.agentic.agentexecution.v1.AgentMessage\"P\n\x08Messages\x12\x44\n\x08messages\x18\x01 \x03(\x0b\x32\x32.ai.stigmer.agentic.agentexecution.v1.AgentMessage\"O\n\tToolCalls\x12\x42\n\ntool_calls\x18\x01 \x03(\x0b\x32..ai.stigmer.agentic.agentexecution.v1.ToolCall\"b\n\tSubAgents\x12U\n\x14sub_agent_executions\x18\x01 \x03(\x0b\x32\x37.ai.stigmer.agentic.agentexecution.v1.SubAgentExecution\"+\n\x05\x44\x65lta\x12\"\n\x03ops\x18\x01 \x03(\x0b\x32\x15.stigmer.daemon.v1.Opb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dstigmer/daemon/v1/delta.proto\x12\x11stigmer.daemon.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a/ai/stigmer/agentic/agentexecution/v1/enum.proto\x1a\x31\x61i/stigmer/agentic/agentexecution/v1/status.proto\"\x7f\n\rAppendRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x1e\n\x11\x65xpected_revision\x18\x02 \x01(\x04H\x00\x88\x01\x01\x12\"\n\x03ops\x18\x03 \x03(\x0b\x32\x15.stigmer.daemon.v1.OpB\x14\n\x12_expected_revision\"\x95\x07\n\x02Op\x12\x34\n\x0b\x61ppend_text\x18\x01 \x01(\x0b\x32\x1d.stigmer.daemon.v1.AppendTextH\x00\x12\x34\n\x0b\x61\x64\x64_message\x18\x02 \x01(\x0b\x32\x1d.stigmer.daemon.v1.AddMessageH\x00\x12G\n\rput_tool_call\x18\x03 \x01(\x0b\x32..ai.stigmer.agentic.agentexecution.v1.ToolCallH\x00\x12\x41\n\x12\x61ppend_tool_result\x18\x04 \x01(\x0b\x32#.stigmer.daemon.v1.AppendToolResultH\x00\x12.\n\x08put_todo\x18\x05 \x01(\x0b\x32\x1a.stigmer.daemon.v1.PutTodoH\x00\x12\x15\n\x0bremove_todo\x18\x06 \x01(\tH\x00\x12P\n\rput_sub_agent\x18\x07 \x01(\x0b\x32\x37.ai.stigmer.agentic.agentexecution.v1.SubAgentExecutionH\x00\x12I\n\tset_phase\x18\x08 \x01(\x0e\x32\x34.ai.stigmer.agentic.agentexecution.v1.ExecutionPhaseH\x00\x12\x13\n\tset_error\x18\t \x01(\tH\x00\x12<\n\x0freplace_message\x18\n \x01(\x0b\x32!.stigmer.daemon.v1.ReplaceMessageH\x00\x12\x37\n\x10replace_messages\x18\x0b \x01(\x0b\x32\x1b.stigmer.daemon.v1.MessagesH\x00\x12:\n\x12replace_tool_calls\x18\x0c \x01(\x0b\x32\x1c.stigmer.daemon.v1.ToolCallsH\x00\x12:\n\x12replace_sub_agents\x18\r \x01(\x0b\x32\x1c.stigmer.daemon.v1.SubAgentsH\x00\x12\x18\n\x0eset_started_at\x18\x0e \x01(\tH\x00\x12\x1a\n\x10set_completed_at\x18\x0f \x01(\tH\x00\x12+\n\x05stamp\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x46\n\x15put_message_tool_call\x18\x11 \x01(\x0b\x32%.stigmer.daemon.v1.PutMessageToolCallH\x00\x42\x04\n\x02op\"\x82\x01\n\nAppendText\x12\x15\n\rmessage_index\x18\x01 \x01(\r\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04text\x18\x03 \x01(\t\x12?\n\x04type\x18\x04 \x01(\x0e\x32\x31.ai.stigmer.agentic.agentexecution.v1.MessageType\"`\n\nAddMessage\x12\r\n\x05index\x18\x01 \x01(\r\x12\x43\n\x07message\x18\x02 \x01(\x0b\x32\x32.ai.stigmer.agentic.agentexecution.v1.AgentMessage\"F\n\x10\x41ppendToolResult\x12\x14\n\x0ctool_call_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04text\x18\x03 \x01(\t\"T\n\x07PutTodo\x12\x0b\n\x03key\x18\x01 \x01(\t\x12<\n\x04item\x18\x02 \x01(\x0b\x32..ai.stigmer.agentic.agentexecution.v1.TodoItem\"n\n\x12PutMessageToolCall\x12\x15\n\rmessage_index\x18\x01 \x01(\r\x12\x41\n\ttool_call\x18\x02 \x01(\x0b\x32..ai.stigmer.agentic.agentexecution.v1.ToolCall\"d\n\x0eReplaceMessage\x12\r\n\x05index\x18\x01 \x01(\r\x12\x43\n\x07message\x18\x02 \x01(\x0b\x32\x32.ai.stigmer.agentic.agentexecution.v1.AgentMessage\"P\n\x08Messages\x12\x44\n\x08messages\x18\x01 \x03(\x0b\x32\x32.ai.stigmer.agentic.agentexecution.v1.AgentMessage\"O\n\tToolCalls\x12\x42\n\ntool_calls\x18\x01 \x03(\x0b\x32..ai.stigmer.agentic.agentexecution.v1.ToolCall\"b\n\tSubAgents\x12U\n\x14sub_agent_executions\x18\x01 \x03(\x0b\x32\x37.ai.stigmer.agentic.agentexecution.v1.SubAgentExecution\"+\n\x05\x44\x65lta\x12\"\n\x03ops\x18\x01 \x03(\x0b\x32\x15.stigmer.daemon.v1.Opb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,23 +37,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPENDREQUEST']._serialized_start=185
   _globals['_APPENDREQUEST']._serialized_end=312
   _globals['_OP']._serialized_start=315
-  _globals['_OP']._serialized_end=1160
-  _globals['_APPENDTEXT']._serialized_start=1163
-  _globals['_APPENDTEXT']._serialized_end=1293
-  _globals['_ADDMESSAGE']._serialized_start=1295
-  _globals['_ADDMESSAGE']._serialized_end=1391
-  _globals['_APPENDTOOLRESULT']._serialized_start=1393
-  _globals['_APPENDTOOLRESULT']._serialized_end=1463
-  _globals['_PUTTODO']._serialized_start=1465
-  _globals['_PUTTODO']._serialized_end=1549
-  _globals['_REPLACEMESSAGE']._serialized_start=1551
-  _globals['_REPLACEMESSAGE']._serialized_end=1651
-  _globals['_MESSAGES']._serialized_start=1653
-  _globals['_MESSAGES']._serialized_end=1733
-  _globals['_TOOLCALLS']._serialized_start=1735
-  _globals['_TOOLCALLS']._serialized_end=1814
-  _globals['_SUBAGENTS']._serialized_start=1816
-  _globals['_SUBAGENTS']._serialized_end=1914
-  _globals['_DELTA']._serialized_start=1916
-  _globals['_DELTA']._serialized_end=1959
+  _globals['_OP']._serialized_end=1232
+  _globals['_APPENDTEXT']._serialized_start=1235
+  _globals['_APPENDTEXT']._serialized_end=1365
+  _globals['_ADDMESSAGE']._serialized_start=1367
+  _globals['_ADDMESSAGE']._serialized_end=1463
+  _globals['_APPENDTOOLRESULT']._serialized_start=1465
+  _globals['_APPENDTOOLRESULT']._serialized_end=1535
+  _globals['_PUTTODO']._serialized_start=1537
+  _globals['_PUTTODO']._serialized_end=1621
+  _globals['_PUTMESSAGETOOLCALL']._serialized_start=1623
+  _globals['_PUTMESSAGETOOLCALL']._serialized_end=1733
+  _globals['_REPLACEMESSAGE']._serialized_start=1735
+  _globals['_REPLACEMESSAGE']._serialized_end=1835
+  _globals['_MESSAGES']._serialized_start=1837
+  _globals['_MESSAGES']._serialized_end=1917
+  _globals['_TOOLCALLS']._serialized_start=1919
+  _globals['_TOOLCALLS']._serialized_end=1998
+  _globals['_SUBAGENTS']._serialized_start=2000
+  _globals['_SUBAGENTS']._serialized_end=2098
+  _globals['_DELTA']._serialized_start=2100
+  _globals['_DELTA']._serialized_end=2143
 # @@protoc_insertion_point(module_scope)

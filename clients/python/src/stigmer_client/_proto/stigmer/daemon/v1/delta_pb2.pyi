@@ -22,7 +22,7 @@ class AppendRequest(_message.Message):
     def __init__(self, execution_id: _Optional[str] = ..., expected_revision: _Optional[int] = ..., ops: _Optional[_Iterable[_Union[Op, _Mapping]]] = ...) -> None: ...
 
 class Op(_message.Message):
-    __slots__ = ("append_text", "add_message", "put_tool_call", "append_tool_result", "put_todo", "remove_todo", "put_sub_agent", "set_phase", "set_error", "replace_message", "replace_messages", "replace_tool_calls", "replace_sub_agents", "set_started_at", "set_completed_at", "stamp")
+    __slots__ = ("append_text", "add_message", "put_tool_call", "append_tool_result", "put_todo", "remove_todo", "put_sub_agent", "set_phase", "set_error", "replace_message", "replace_messages", "replace_tool_calls", "replace_sub_agents", "set_started_at", "set_completed_at", "stamp", "put_message_tool_call")
     APPEND_TEXT_FIELD_NUMBER: _ClassVar[int]
     ADD_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     PUT_TOOL_CALL_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class Op(_message.Message):
     SET_STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     SET_COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
     STAMP_FIELD_NUMBER: _ClassVar[int]
+    PUT_MESSAGE_TOOL_CALL_FIELD_NUMBER: _ClassVar[int]
     append_text: AppendText
     add_message: AddMessage
     put_tool_call: _status_pb2.ToolCall
@@ -55,7 +56,8 @@ class Op(_message.Message):
     set_started_at: str
     set_completed_at: str
     stamp: _timestamp_pb2.Timestamp
-    def __init__(self, append_text: _Optional[_Union[AppendText, _Mapping]] = ..., add_message: _Optional[_Union[AddMessage, _Mapping]] = ..., put_tool_call: _Optional[_Union[_status_pb2.ToolCall, _Mapping]] = ..., append_tool_result: _Optional[_Union[AppendToolResult, _Mapping]] = ..., put_todo: _Optional[_Union[PutTodo, _Mapping]] = ..., remove_todo: _Optional[str] = ..., put_sub_agent: _Optional[_Union[_status_pb2.SubAgentExecution, _Mapping]] = ..., set_phase: _Optional[_Union[_enum_pb2.ExecutionPhase, str]] = ..., set_error: _Optional[str] = ..., replace_message: _Optional[_Union[ReplaceMessage, _Mapping]] = ..., replace_messages: _Optional[_Union[Messages, _Mapping]] = ..., replace_tool_calls: _Optional[_Union[ToolCalls, _Mapping]] = ..., replace_sub_agents: _Optional[_Union[SubAgents, _Mapping]] = ..., set_started_at: _Optional[str] = ..., set_completed_at: _Optional[str] = ..., stamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    put_message_tool_call: PutMessageToolCall
+    def __init__(self, append_text: _Optional[_Union[AppendText, _Mapping]] = ..., add_message: _Optional[_Union[AddMessage, _Mapping]] = ..., put_tool_call: _Optional[_Union[_status_pb2.ToolCall, _Mapping]] = ..., append_tool_result: _Optional[_Union[AppendToolResult, _Mapping]] = ..., put_todo: _Optional[_Union[PutTodo, _Mapping]] = ..., remove_todo: _Optional[str] = ..., put_sub_agent: _Optional[_Union[_status_pb2.SubAgentExecution, _Mapping]] = ..., set_phase: _Optional[_Union[_enum_pb2.ExecutionPhase, str]] = ..., set_error: _Optional[str] = ..., replace_message: _Optional[_Union[ReplaceMessage, _Mapping]] = ..., replace_messages: _Optional[_Union[Messages, _Mapping]] = ..., replace_tool_calls: _Optional[_Union[ToolCalls, _Mapping]] = ..., replace_sub_agents: _Optional[_Union[SubAgents, _Mapping]] = ..., set_started_at: _Optional[str] = ..., set_completed_at: _Optional[str] = ..., stamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., put_message_tool_call: _Optional[_Union[PutMessageToolCall, _Mapping]] = ...) -> None: ...
 
 class AppendText(_message.Message):
     __slots__ = ("message_index", "offset", "text", "type")
@@ -94,6 +96,14 @@ class PutTodo(_message.Message):
     key: str
     item: _status_pb2.TodoItem
     def __init__(self, key: _Optional[str] = ..., item: _Optional[_Union[_status_pb2.TodoItem, _Mapping]] = ...) -> None: ...
+
+class PutMessageToolCall(_message.Message):
+    __slots__ = ("message_index", "tool_call")
+    MESSAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_FIELD_NUMBER: _ClassVar[int]
+    message_index: int
+    tool_call: _status_pb2.ToolCall
+    def __init__(self, message_index: _Optional[int] = ..., tool_call: _Optional[_Union[_status_pb2.ToolCall, _Mapping]] = ...) -> None: ...
 
 class ReplaceMessage(_message.Message):
     __slots__ = ("index", "message")
