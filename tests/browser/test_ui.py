@@ -192,9 +192,11 @@ def test_a_message_tool_call_is_put_in_place(daemon: Daemon, ui: Ui, browser: We
         message = {"type": "MESSAGE_AI", "content": text, "toolCalls": calls}
         daemon.update(execution_id, {"messages": [message], "toolCalls": calls})
 
+    # The text is rendered on the next animation frame (StreamingMarkdown),
+    # a tool call at once: each is waited for on its own.
     update("alpha beta ", [call("c1", "TOOL_CALL_RUNNING")])
     wait_for("the tool call", lambda: message_tool_calls(browser) == ["search_c1 running"])
-    assert transcript(browser).split() == ["alpha", "beta"]
+    wait_for("beta", lambda: transcript(browser).split() == ["alpha", "beta"])
     update(
         "alpha beta gamma",
         [call("c1", "TOOL_CALL_COMPLETED"), call("c2", "TOOL_CALL_RUNNING")],
@@ -203,7 +205,7 @@ def test_a_message_tool_call_is_put_in_place(daemon: Daemon, ui: Ui, browser: We
         "c1 completed and c2",
         lambda: message_tool_calls(browser) == ["search_c1 completed", "search_c2 running"],
     )
-    assert transcript(browser).split() == ["alpha", "beta", "gamma"]
+    wait_for("gamma", lambda: transcript(browser).split() == ["alpha", "beta", "gamma"])
     mark = browser.execute_script("return document.querySelector('#transcript .msg').dataset.mark")
     assert mark == "kept", "the message was patched, not replaced"
 
