@@ -9,8 +9,9 @@ as the model "uses tools", and ends the execution COMPLETED (or FAILED with
   operations (``apply``) for the rest: the phase, the messages, the tool
   calls. Each token costs a few dozen bytes on the wire, on disk and to each
   subscriber, however long the transcript. Tool calls are put in the status
-  as they start and finish; the AI message gets its copy of them in the last
-  update, with the final phase, so that both modes end in the same state.
+  and on the AI message (``put_message_tool_call``) as they start and
+  finish, so that both modes pass through the same states and end in the
+  same one; no update resends a message.
 - ``--mode full``: upstream's pattern: the whole cumulative status every
   ``--every`` tokens (the daemon turns each into the operations that changed).
 
@@ -50,7 +51,7 @@ from stigmer_client import (
     ExecutionPhase,
     FailedPreconditionError,
     Op,
-    ReplaceMessage,
+    PutMessageToolCall,
     StigmerError,
     ToolCall,
     ToolCallStatus,
@@ -145,7 +146,7 @@ class Runner:
         self.tool_calls.append(call)
         self.messages[-1].tool_calls.append(call)
         if self.mode == "append":
-            self.apply(Op(put_tool_call=call))
+            self.apply(*self.tool_call_ops(call))
 
     def finish_tools(self) -> None:
         """Complete every running tool call."""
@@ -157,20 +158,22 @@ class Runner:
                     call.status = ToolCallStatus.TOOL_CALL_COMPLETED
                     call.result = "3 matches"
                     call.completed_at = now()
-        if self.mode == "append":
-            ops = [Op(put_tool_call=call) for call in self.tool_calls if call.id == finished]
-            if ops:
-                self.apply(*ops)
+        if self.mode == "append" and finished:
+            call = next(call for call in self.messages[-1].tool_calls if call.id == finished)
+            self.apply(*self.tool_call_ops(call))
+
+    def tool_call_ops(self, call: ToolCall) -> List[Op]:
+        """Put ``call`` in the status's tool calls and in the AI message's."""
+        on_message = PutMessageToolCall(message_index=len(self.messages) - 1, tool_call=call)
+        return [Op(put_tool_call=call), Op(put_message_tool_call=on_message)]
 
     def finish(self, phase: ExecutionPhase, error: str = "") -> None:
         """End the execution in ``phase``."""
         if self.mode == "full":
             self.send(phase, error)
             return
-        # One update: the AI message with its tool calls, the error, the phase.
-        ops = [Op(replace_message=ReplaceMessage(index=1, message=self.messages[1]))]
-        if error:
-            ops.append(Op(set_error=error))
+        # One update: the error, the phase.
+        ops = [Op(set_error=error)] if error else []
         self.apply(*ops, Op(set_phase=phase))
 
     def run(self, tokens: int, every: int, tool_every: int, delay: float, fail: bool) -> None:

@@ -458,6 +458,10 @@ def test_example_runner_modes_reach_the_same_state(daemon: Daemon, mode: str) ->
     updates = [e for e in events if e.type in ("update", "delta")]
     if mode == "append":  # a revision per token, each a small delta
         assert len(updates) >= 45
+        # No update resends a message: the tool calls reach the AI message
+        # by put_message_tool_call as they start and finish.
+        kinds = {op.WhichOneof("op") for e in updates for op in e.ops}
+        assert "replace_message" not in kinds and "put_message_tool_call" in kinds
     else:  # create, IN_PROGRESS, 4 flushes, COMPLETED
         assert len(updates) == 1 + 1 + 4 + 1
     assert updates[-1].execution == execution
