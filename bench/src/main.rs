@@ -37,9 +37,10 @@ use scenarios::{Idle, Latency, Rate};
 /// Settings, from the command line (all have defaults but the paths).
 struct Args {
     stigmer: PathBuf,
-    /// The floor server (`src/bin/stigmer-floor.rs`), run beside the other
-    /// two in the throughput scenario; by default the `stigmer-floor` next
-    /// to this binary, left out when there is none.
+    /// The floor server (`src/bin/stigmer-floor/`), run beside the other
+    /// two in the throughput scenario and beside append mode in the
+    /// transcript; by default the `stigmer-floor` next to this binary, left
+    /// out when there is none.
     floor: Option<PathBuf>,
     redis_socket: PathBuf,
     /// NATS (with JetStream) and etcd: their client address and their pid
@@ -197,6 +198,8 @@ struct Round {
     lat_stream: Latency,
     lat_nats: Latency,
     lat_etcd: Latency,
+    /// The floor server's latency (when it is given), a reference.
+    lat_floor: Latency,
     tp_stigmer: Rate,
     tp_redis: Rate,
     tp_nats: Rate,
@@ -222,6 +225,9 @@ struct Round {
     /// `every` tokens, one message per token.
     tr_js_status: transcript::Mode,
     tr_js_token: transcript::Mode,
+    /// Append mode on the floor server (when it is given): what committing
+    /// each append before publishing it costs with nothing else around it.
+    tr_floor_append: transcript::Mode,
     /// The watch_all scenario: stigmer and Redis PSUBSCRIBE.
     watch: watch_all::Round,
     /// The cluster scenario (issue 20): the cluster mode on 3-member etcd
@@ -279,7 +285,7 @@ fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<
 
     if args.wants("latency") {
         say(format!("round {r}: latency"));
-        for side in rotation(r, 5) {
+        for side in rotation(r, 6) {
             match side {
                 0 => round.lat_stigmer = scenarios::latency_stigmer(ds, &status, warm, n)?,
                 1 => round.lat_pubsub = scenarios::latency_redis_pubsub(rs, &payload, warm, n)?,
@@ -288,9 +294,19 @@ fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<
                     let Some(p) = args.nats else { continue };
                     round.lat_nats = peers::latency_nats(p.addr, &payload, warm, n, &tag)?;
                 }
-                _ => {
+                4 => {
                     let Some(p) = args.etcd else { continue };
                     round.lat_etcd = rt.block_on(peers::latency_etcd(p.addr, &payload, warm, n))?;
+                }
+                _ => {
+                    let Some(floor) = &args.floor else { continue };
+                    let server = procs::Daemon::start(
+                        floor,
+                        &args.dir,
+                        &format!("r{r}-lat-floor"),
+                        "normal",
+                    )?;
+                    round.lat_floor = scenarios::latency_stigmer(&server.socket, &status, warm, n)?;
                 }
             }
         }
@@ -484,7 +500,7 @@ fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<
                 .max(scenarios::HISTORY_RETENTION as u64)
                 .to_string(),
         ];
-        for side in rotation(r, 6) {
+        for side in rotation(r, 7) {
             match side {
                 0 | 1 => {
                     let append = side == 1;
@@ -517,6 +533,24 @@ fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<
                 3 => {
                     round.tr_publish =
                         rt.block_on(transcript::redis(rs, redis_pid, t, &tokens, true))?
+                }
+                6 => {
+                    let Some(floor) = &args.floor else { continue };
+                    let server = procs::Daemon::start_with(
+                        floor,
+                        &args.dir,
+                        &format!("r{r}-transcript-floor"),
+                        "normal",
+                        &retention,
+                    )?;
+                    round.tr_floor_append = rt.block_on(transcript::stigmer(
+                        &server.socket,
+                        server.pid(),
+                        &server.db,
+                        t,
+                        &tokens,
+                        true,
+                    ))?;
                 }
                 _ => {
                     let Some(p) = args.nats else { continue };

@@ -174,13 +174,16 @@ pub(crate) fn results(args: &Args, rounds: &[Round]) -> Value {
             "redis_stream": latency_json(rounds, |r| r.lat_stream),
             "nats_jetstream": latency_json(rounds, |r| r.lat_nats),
             "etcd": latency_json(rounds, |r| r.lat_etcd),
+            // The floor server, when it ran: the update committed, then its
+            // status written to the subscriber, on one thread (reference).
+            "sqlite_floor": latency_json(rounds, |r| r.lat_floor),
             "status_bytes": args.status_bytes,
         },
         "throughput": {
             "writers": args.writers,
             "stigmer": rate_json(rounds, |r| r.tp_stigmer),
             "redis_stream": rate_json(rounds, |r| r.tp_redis),
-            // The floor server (src/bin/stigmer-floor.rs): one thread, one
+            // The floor server (src/bin/stigmer-floor/): one thread, one
             // SQLite row per update, nothing else; where SQLite alone puts
             // the ceiling on this machine.
             "sqlite_floor": rate_json(rounds, |r| r.tp_floor),
@@ -229,6 +232,8 @@ pub(crate) fn results(args: &Args, rounds: &[Round]) -> Value {
             "latency_p50_vs_pubsub": paired(rounds, |r| r.lat_stigmer.p50_us / r.lat_pubsub.p50_us),
             "latency_p50_vs_stream": paired(rounds, |r| r.lat_stigmer.p50_us / r.lat_stream.p50_us),
             "latency_p99_vs_pubsub": paired(rounds, |r| r.lat_stigmer.p99_us / r.lat_pubsub.p99_us),
+            "latency_floor_p50_vs_pubsub": paired(rounds, |r| ratio(r.lat_floor.p50_us, r.lat_pubsub.p50_us)),
+            "latency_floor_p99_vs_pubsub": paired(rounds, |r| ratio(r.lat_floor.p99_us, r.lat_pubsub.p99_us)),
             "throughput": paired(rounds, |r| r.tp_stigmer.per_s / r.tp_redis.per_s),
             "throughput_floor": paired(rounds, |r| r.tp_floor.per_s / r.tp_redis.per_s),
             "throughput_vs_floor": paired(rounds, |r| {
@@ -260,6 +265,7 @@ pub(crate) fn results(args: &Args, rounds: &[Round]) -> Value {
         peer_ratios(rounds, ratios);
         watch_all::ratios(rounds, ratios);
         transcript::report::jetstream_ratios(rounds, ratios);
+        transcript::report::floor_ratios(rounds, ratios);
     }
     v
 }
@@ -302,6 +308,17 @@ pub(crate) fn table(v: &Value) -> String {
         "| latency p99 (µs) | {p99:.0} | pub/sub {p99r:.0}, stream {p99s:.0} | {q:.2}x pub/sub ({:.2}x) | ≤ 2x pub/sub | {} |\n",
         p99 / p99r,
         check(q <= 2.0)
+    ));
+    }
+    let (fp50, fp99) = (
+        f("/latency/sqlite_floor/p50_us"),
+        f("/latency/sqlite_floor/p99_us"),
+    );
+    if ran(fp50) {
+        out.push_str(&format!(
+        "| latency p50 / p99 (µs), SQLite floor server (reference, not stigmer) | {fp50:.0} / {fp99:.0} | pub/sub {p50r:.0} / {p99r:.0} | p50 {:.2}x, p99 {:.2}x pub/sub | | |\n",
+        f("/paired_ratios/latency_floor_p50_vs_pubsub"),
+        f("/paired_ratios/latency_floor_p99_vs_pubsub"),
     ));
     }
     let (tp, tpr) = (

@@ -32,7 +32,38 @@ pub(crate) fn transcript_json(args: &Args, rounds: &[Round]) -> Value {
             "whole_status": jetstream_json(rounds, |r| &r.tr_js_status, t.runners),
             "per_token": jetstream_json(rounds, |r| &r.tr_js_token, t.runners),
         },
+        // The floor server (`src/bin/stigmer-floor/`) in append mode, when
+        // it ran: a reference, no target.
+        "sqlite_floor": {
+            "append": mode_json(rounds, |r| &r.tr_floor_append, t.runners, true),
+        },
     })
+}
+
+/// The paired ratios of the floor server's append mode (when it ran):
+/// its token latency against PUBLISH's, and the daemon's against its own.
+pub(crate) fn floor_ratios(rounds: &[Round], out: &mut Map<String, Value>) {
+    if rounds.iter().all(|r| r.tr_floor_append.tokens == 0) {
+        return;
+    }
+    let p50 = |m: &Mode| m.latency.p50_us;
+    let entries = [
+        (
+            "transcript_floor_append_p50_vs_publish",
+            paired(rounds, |r| {
+                ratio(p50(&r.tr_floor_append), p50(&r.tr_publish))
+            }),
+        ),
+        (
+            "transcript_append_p50_vs_floor",
+            paired(rounds, |r| {
+                ratio(p50(&r.tr_append), p50(&r.tr_floor_append))
+            }),
+        ),
+    ];
+    for (name, value) in entries {
+        out.insert(name.to_string(), json!(value));
+    }
 }
 
 /// A JetStream mode: what a Redis mode has, and its store's growth (the
@@ -340,7 +371,32 @@ pub(crate) fn transcript_rows(v: &Value, out: &mut String) {
         f(&format!("{xa}/server_cpu_us_per_token")),
         f(&format!("{pu}/server_cpu_us_per_token")),
     ));
+    floor_rows(v, &head, out);
     jetstream_rows(v, &head, out);
+}
+
+/// Append mode on the floor server (when it ran): the least a server that
+/// commits each append before publishing it costs here, beside PUBLISH.
+fn floor_rows(v: &Value, head: &str, out: &mut String) {
+    let f = |p: &str| v.pointer(p).and_then(Value::as_f64).unwrap_or(0.0);
+    let (fl, pu) = (
+        "/transcript/sqlite_floor/append",
+        "/transcript/redis/publish",
+    );
+    if f(&format!("{fl}/tokens_per_s")) <= 0.0 {
+        return;
+    }
+    out.push_str(&format!(
+        "| {head}, append mode on the SQLite floor server (reference, not stigmer): token latency p50 / p99 (µs), server CPU per token (µs) | {:.0} / {:.0}, {:.1} | PUBLISH {:.0} / {:.0}, {:.1} | p50 {:.2}x PUBLISH; stigmer's p50 {:.2}x the floor's | | |\n",
+        f(&format!("{fl}/latency/p50_us")),
+        f(&format!("{fl}/latency/p99_us")),
+        f(&format!("{fl}/server_cpu_us_per_token")),
+        f(&format!("{pu}/latency/p50_us")),
+        f(&format!("{pu}/latency/p99_us")),
+        f(&format!("{pu}/server_cpu_us_per_token")),
+        f("/paired_ratios/transcript_floor_append_p50_vs_publish"),
+        f("/paired_ratios/transcript_append_p50_vs_floor"),
+    ));
 }
 
 /// stigmer's two modes against JetStream's (issue 21), when it ran: no

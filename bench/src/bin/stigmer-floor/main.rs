@@ -1,8 +1,10 @@
-//! `stigmer-floor`: the least a server can do for the throughput scenario
-//! while still committing every update to SQLite before acknowledging it.
-//! The benchmark runs it beside the daemon and Redis (`--floor`), so that
-//! the gap between the daemon and Redis's XADD splits into what SQLite
-//! costs on this machine and what the daemon's own design costs.
+//! `stigmer-floor`: the least a server can do for the throughput scenario,
+//! and for the transcript scenario's append mode, while still committing
+//! every write to SQLite before acknowledging or publishing it. The
+//! benchmark runs it beside the daemon and Redis (`--floor`), so that the
+//! gap between the daemon and Redis (XADD; PUBLISH for a token) splits into
+//! what SQLite costs on this machine and what the daemon's own design
+//! costs.
 //!
 //! It is Redis's design with SQLite added: one thread, a `poll` over every
 //! connection, run to completion. Each turn of the loop reads what every
@@ -15,8 +17,17 @@
 //! So its rate bounds from above what a server that commits every update to
 //! SQLite can reach here with the same client.
 //!
-//! It answers only what the throughput scenario sends (`ping`, `create`,
-//! `update_status`; anything else gets UNIMPLEMENTED), and takes the
+//! For the transcript's append mode it also keeps each execution's text,
+//! phase, revision and delta subscribers in memory (`executions.rs`): each
+//! turn's appends commit as one transaction, and only then does each
+//! subscriber get the append's DELTA, in the same turn as the replies, with
+//! no thread between the socket, SQLite and the subscriber. So its token
+//! latency bounds from below what a server that commits each append before
+//! publishing it can do here.
+//!
+//! It answers only what those scenarios send (`ping`, `create`,
+//! `update_status`, `append`, a one-execution `subscribe` with deltas,
+//! `get`; anything else gets UNIMPLEMENTED), and takes the
 //! daemon's command line (`--socket PATH daemon --db PATH`, other flags are
 //! ignored) so that the benchmark starts it like the daemon. The
 //! checkpointing is the daemon's: a PASSIVE checkpoint on its own thread
@@ -35,9 +46,13 @@ use std::sync::Arc;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use prost::Message;
 use rusqlite::{params, Connection};
+use stigmer_proto::agentexecution::AgentExecutionStatus;
 use stigmer_proto::daemon::{
-    request, response, Code, Error, ExecutionReply, PingResponse, Request, Response,
+    request, response, Code, Error, ExecutionReply, Op, PingResponse, Request, Response,
 };
+
+mod executions;
+use executions::{Executions, Outgoing};
 
 // The daemon's own values, so that the floor's checkpoints, page cache
 // and pruning cost what the daemon's do: the checkpointer's interval and
@@ -116,6 +131,7 @@ fn run() -> io::Result<()> {
         committed,
         pruned: (first as u64).saturating_sub(1),
         next_execution: 1,
+        executions: Executions::default(),
     }
     .serve()
 }
@@ -156,6 +172,17 @@ struct Pending {
     id: u64,
     execution_id: String,
     data: Vec<u8>,
+    kind: Kind,
+}
+
+/// What a pending write does once committed, beside its reply.
+enum Kind {
+    Create,
+    /// Its status goes to the execution's whole-state subscribers.
+    Update(Option<Box<AgentExecutionStatus>>),
+    /// An append, already applied in memory: its operations go to the
+    /// execution's subscribers.
+    Append(Vec<Op>),
 }
 
 struct Server {
@@ -166,6 +193,7 @@ struct Server {
     /// Rows at or below this revision are gone.
     pruned: u64,
     next_execution: u64,
+    executions: Executions,
 }
 
 impl Server {
@@ -292,6 +320,7 @@ impl Server {
                         id: req.id,
                         execution_id,
                         data: body.to_vec(),
+                        kind: Kind::Create,
                     });
                 }
                 Some(request::Command::UpdateStatus(input)) => pending.push(Pending {
@@ -299,11 +328,56 @@ impl Server {
                     id: req.id,
                     execution_id: input.execution_id,
                     data: body.to_vec(),
+                    kind: Kind::Update(input.status.map(Box::new)),
                 }),
+                Some(request::Command::Append(append)) => match self.executions.append(&append) {
+                    Ok(()) => pending.push(Pending {
+                        peer: index,
+                        id: req.id,
+                        execution_id: append.execution_id,
+                        data: body.to_vec(),
+                        kind: Kind::Append(append.ops),
+                    }),
+                    Err(error) => reply(&mut peer.output, req.id, response::Result::Error(error)),
+                },
+                // Reads answer what is committed: the state in memory is
+                // ahead only by this turn's appends, and no get or
+                // subscribe of an execution with one in flight comes from
+                // the scenario's clients (a runner waits for each reply).
+                Some(request::Command::Subscribe(sub))
+                    if !sub.execution_id.is_empty() && sub.from_revision.is_none() =>
+                {
+                    let subscribed =
+                        self.executions
+                            .subscribe(index, req.id, &sub.execution_id, sub.deltas);
+                    let result = match subscribed {
+                        Ok(event) => response::Result::Event(event),
+                        Err(error) => response::Result::Error(error),
+                    };
+                    reply(&mut peer.output, req.id, result);
+                }
+                Some(request::Command::Get(id)) => {
+                    let result = match self.executions.get(&id.value) {
+                        Some((execution, revision)) => {
+                            response::Result::Execution(ExecutionReply {
+                                execution: Some(execution),
+                                revision,
+                                execution_id: id.value,
+                            })
+                        }
+                        None => response::Result::Error(Error {
+                            code: Code::NotFound as i32,
+                            message: format!("no execution {}", id.value),
+                        }),
+                    };
+                    reply(&mut peer.output, req.id, result);
+                }
                 _ => {
                     let error = Error {
                         code: Code::Unimplemented as i32,
-                        message: "the floor server answers ping, create and update_status".into(),
+                        message: "the floor server answers ping, create, update_status, append, \
+                                  get and a one-execution subscribe"
+                            .into(),
                     };
                     reply(&mut peer.output, req.id, response::Result::Error(error));
                 }
@@ -312,6 +386,7 @@ impl Server {
         peer.input.drain(..used);
         if !ok {
             self.peers[index] = None;
+            self.executions.forget_peer(index);
         }
     }
 
@@ -352,6 +427,32 @@ impl Server {
         tx.commit().map_err(sql)?;
         self.pruned = pruned;
         self.committed.store(last, Ordering::Relaxed);
+        // Publish first, then acknowledge, as the daemon does: both only
+        // after the COMMIT.
+        let mut events = Vec::new();
+        for (offset, write) in pending.iter_mut().enumerate() {
+            let revision = first + offset as u64;
+            match &mut write.kind {
+                Kind::Create => self.executions.created(&write.execution_id, revision),
+                Kind::Update(status) => self.executions.updated(
+                    &write.execution_id,
+                    revision,
+                    status.take().map(|s| *s),
+                    &mut events,
+                ),
+                Kind::Append(ops) => self.executions.committed(
+                    &write.execution_id,
+                    revision,
+                    std::mem::take(ops),
+                    &mut events,
+                ),
+            }
+        }
+        for Outgoing { peer, id, event } in events {
+            if let Some(peer) = self.peers[peer].as_mut() {
+                reply(&mut peer.output, id, response::Result::Event(event));
+            }
+        }
         for (offset, write) in pending.drain(..).enumerate() {
             if let Some(peer) = self.peers[write.peer].as_mut() {
                 // Always a minimal reply (revision and id): the benchmark's
@@ -373,7 +474,8 @@ impl Server {
 
     /// Writes what each connection has queued, as far as its socket takes.
     fn flush(&mut self) {
-        for slot in &mut self.peers {
+        let mut gone = Vec::new();
+        for (index, slot) in self.peers.iter_mut().enumerate() {
             let Some(peer) = slot.as_mut() else {
                 continue;
             };
@@ -386,10 +488,14 @@ impl Server {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => {
                         *slot = None;
+                        gone.push(index);
                         break;
                     }
                 }
             }
+        }
+        for index in gone {
+            self.executions.forget_peer(index);
         }
     }
 }
