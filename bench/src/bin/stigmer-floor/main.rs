@@ -132,6 +132,7 @@ fn run() -> io::Result<()> {
         pruned: (first as u64).saturating_sub(1),
         next_execution: 1,
         executions: Executions::default(),
+        spin: std::env::var_os("STIGMER_FLOOR_SPIN").is_some_and(|v| v == "1"),
     }
     .serve()
 }
@@ -194,6 +195,10 @@ struct Server {
     pruned: u64,
     next_execution: u64,
     executions: Executions,
+    /// `STIGMER_FLOOR_SPIN=1`: `poll` without blocking, again and again, so
+    /// that the thread never sleeps and no request waits for a wake-up (the
+    /// best case for latency, at the cost of a whole CPU).
+    spin: bool,
 }
 
 impl Server {
@@ -215,8 +220,9 @@ impl Server {
         }
     }
 
-    /// Blocks in `poll` until the listener or a connection is ready; returns
-    /// whether to accept, and the connections to read.
+    /// Blocks in `poll` (or spins on it, see `spin`) until the listener or a
+    /// connection is ready; returns whether to accept, and the connections
+    /// to read.
     fn wait(&self) -> io::Result<(bool, Vec<usize>)> {
         let mut fds = vec![PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
         let mut index = Vec::new();
@@ -230,7 +236,12 @@ impl Server {
                 index.push(i);
             }
         }
-        poll(&mut fds, PollTimeout::NONE)?;
+        let timeout = if self.spin {
+            PollTimeout::ZERO
+        } else {
+            PollTimeout::NONE
+        };
+        while poll(&mut fds, timeout)? == 0 {}
         let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
         let accept = ready(&fds[0]);
         let peers = fds[1..]
