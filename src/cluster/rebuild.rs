@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use prost::Message;
 use stigmer_etcd::{prefix_end, KeyValue, Range};
 use stigmer_proto::agentexecution::AgentExecution;
-use stigmer_proto::daemon::Delta as StoredDelta;
+use stigmer_proto::delta::ReplayError;
 
 use super::Cluster;
 use crate::pipeline::replicate::{Record, RecordKind};
@@ -147,7 +147,9 @@ enum Found {
 
 /// The state at `latest` (execution `id`'s key as read): its record's
 /// state if stored whole, else the last whole state before it with the
-/// operations of every record since applied in order.
+/// operations of every record since applied in order
+/// (`stigmer_proto::delta::replay`, as the store rebuilds a state from its
+/// history).
 async fn state_of(cluster: &Cluster, id: &str, latest: &KeyValue) -> Result<Found, String> {
     let mut revision = latest.mod_revision;
     let mut record = match Record::decode(latest.value.as_ref()) {
@@ -193,19 +195,13 @@ async fn state_of(cluster: &Cluster, id: &str, latest: &KeyValue) -> Result<Foun
             Err(e) => return Ok(Found::Lost(format!("its record does not decode: {e}"))),
         };
     };
-    let mut execution = match AgentExecution::decode(base) {
-        Ok(execution) => execution,
-        Err(e) => return Ok(Found::Lost(format!("its state does not decode: {e}"))),
-    };
-    for encoded in ops.into_iter().rev() {
-        let delta = match StoredDelta::decode(encoded) {
-            Ok(delta) => delta,
-            Err(e) => return Ok(Found::Lost(format!("its operations do not decode: {e}"))),
-        };
-        let status = execution.status.get_or_insert_with(Default::default);
-        if let Err(e) = stigmer_proto::delta::apply_all(status, &delta.ops) {
-            return Ok(Found::Lost(format!("its operations do not apply: {e:?}")));
+    // The operations were gathered newest first.
+    match stigmer_proto::delta::replay(base, ops.into_iter().rev()) {
+        Ok(execution) => Ok(Found::Live(Box::new(execution), log_base)),
+        Err(ReplayError::Base(e)) => Ok(Found::Lost(format!("its state does not decode: {e}"))),
+        Err(ReplayError::Delta(e)) => Ok(Found::Lost(format!("its operations do not decode: {e}"))),
+        Err(ReplayError::Apply(e)) => {
+            Ok(Found::Lost(format!("its operations do not apply: {e:?}")))
         }
     }
-    Ok(Found::Live(Box::new(execution), log_base))
 }
