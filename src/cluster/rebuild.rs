@@ -10,8 +10,14 @@
 //! Only executions the replica holds at another revision than etcd's are
 //! read back and sent to the writer; the ones it already has stay as they
 //! are, chains and all.
+//!
+//! The keys are read first, page by page; then the chains of the
+//! executions to install, [`REBUILD_CONCURRENCY`] at a time, taken in key
+//! order, so what is installed and logged is as if read one by one.
 
 use std::collections::HashSet;
+
+use futures::StreamExt;
 
 use prost::Message;
 use stigmer_etcd::{prefix_end, KeyValue, Range};
@@ -35,6 +41,19 @@ const PAGE_KEYS: i64 = 32;
 /// last one outgrow it) keeps a chain short in bytes; in records it is at
 /// most that many tiny appends. Past this the chain is taken as broken.
 const MAX_CHAIN: usize = 100_000;
+
+/// Executions whose chains are read at once. A chain is followed back one
+/// record at a time (each names the one before it), so one execution's
+/// reads are round trips back to back, and one after another a rebuild of
+/// many executions took the sum of them all. Reading several executions at
+/// once overlaps those round trips: each read is an HTTP/2 stream of its
+/// own on the client's connection to a member, served by etcd in parallel.
+/// 16 hides a round trip many times over (etcd serves a one-key read at a
+/// past revision in well under one), while the records in flight stay
+/// small (a record is at most about twice `MAX_STATE_BYTES`, so at most
+/// about 20 MiB at once) and a rebuild does not crowd out the other
+/// daemons' proposals to the same etcd.
+const REBUILD_CONCURRENCY: usize = 16;
 
 /// What the rebuild found, for the log.
 #[derive(Debug, Default)]
@@ -67,6 +86,8 @@ pub(crate) async fn rebuild(
     let mut revision = 0i64;
     let mut rebuilt = Rebuilt::default();
     let mut keep = HashSet::new();
+    // The keys of the executions to read back, in key order.
+    let mut stale = Vec::new();
     let mut install = Vec::new();
     loop {
         // A page of keys at the revision of the first page (bounded by the
@@ -85,7 +106,15 @@ pub(crate) async fn rebuild(
         if revision == 0 {
             revision = page.header.revision;
         }
-        for kv in &page.kvs {
+        let next = match page.kvs.last() {
+            Some(last) if page.more => {
+                let mut next = last.key.to_vec();
+                next.push(0);
+                Some(next)
+            }
+            _ => None,
+        };
+        for kv in page.kvs {
             let Some(id) = cluster.id_of(&kv.key) else {
                 continue;
             };
@@ -93,31 +122,41 @@ pub(crate) async fn rebuild(
                 keep.insert(id.to_owned());
                 continue;
             }
-            // Follows the chain back (one read per record, each bounded).
-            match state_of(cluster, id, kv).await? {
-                Found::Live(execution, log_base) => install.push(Install {
-                    execution: *execution,
-                    revision: kv.mod_revision as u64,
-                    log_base,
-                }),
-                Found::Deleted => {}
-                Found::Lost(why) => {
-                    tracing::error!(
-                        execution = id,
-                        revision = kv.mod_revision,
-                        "{why}: the execution is left out of the rebuilt replica \
-                         (was etcd compacted by something other than the daemons?)"
-                    );
-                    rebuilt.lost += 1;
-                }
-            }
+            stale.push((id.to_owned(), kv));
         }
-        match page.kvs.last() {
-            Some(last) if page.more => {
-                from = last.key.to_vec();
-                from.push(0);
+        match next {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    // Each chain is followed back one read per record, each bounded;
+    // `REBUILD_CONCURRENCY` executions at a time, their answers taken in
+    // key order, so the log and the install are as if read one by one.
+    // (The reads are gathered before they are streamed: a stream over a
+    // borrowing closure's futures is not `Send` to the compiler.)
+    let reads: Vec<_> = stale
+        .iter()
+        .map(|(id, kv)| async move { (id, kv, state_of(cluster, id, kv).await) })
+        .collect();
+    let mut chains = futures::stream::iter(reads).buffered(REBUILD_CONCURRENCY);
+    // Waits for the next chain in key order (the others go on meanwhile).
+    while let Some((id, kv, found)) = chains.next().await {
+        match found? {
+            Found::Live(execution, log_base) => install.push(Install {
+                execution: *execution,
+                revision: kv.mod_revision as u64,
+                log_base,
+            }),
+            Found::Deleted => {}
+            Found::Lost(why) => {
+                tracing::error!(
+                    execution = id.as_str(),
+                    revision = kv.mod_revision,
+                    "{why}: the execution is left out of the rebuilt replica \
+                     (was etcd compacted by something other than the daemons?)"
+                );
+                rebuilt.lost += 1;
             }
-            _ => break,
         }
     }
     rebuilt.revision = revision as u64;
