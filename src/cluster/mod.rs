@@ -150,31 +150,97 @@ impl Cluster {
     }
 
     /// Makes sure this replica has what etcd has of execution `id` (one
-    /// read from etcd; a wait, bounded by [`APPLY_WAIT`], when etcd is
-    /// ahead): a client that learned of a change through another daemon
-    /// then finds it here. False when etcd could not be read or the
-    /// replica did not catch up in time.
+    /// read from etcd, bounded by the client's request timeout; a wait,
+    /// bounded by [`APPLY_WAIT`], when etcd is ahead): a client that learned
+    /// of a change through another daemon then finds it here. False when
+    /// etcd could not be read or the replica did not catch up in time.
     pub(crate) async fn catch_up_with(&self, id: &str) -> bool {
-        // One read from etcd (bounded by the client's request timeout).
-        match self.client.get(self.key(id)).await {
-            Ok(Some(current)) => {
-                let revision = current.mod_revision as u64;
-                self.hear(revision);
-                revision <= self.applied() || self.wait_applied(revision).await
-            }
-            Ok(None) => true,
-            Err(_) => false,
-        }
+        // One etcd read and a wait, bounded (`catch_up`).
+        let caught = self
+            .catch_up(Some(id), None, Within::Wait(APPLY_WAIT))
+            .await;
+        matches!(caught, CatchUp::Reached)
     }
 
     /// Waits until the replica applied `revision`, at most [`APPLY_WAIT`].
     pub(crate) async fn wait_applied(&self, revision: u64) -> bool {
+        // Bounded by `APPLY_WAIT` (`wait_applied_until`).
+        self.wait_applied_until(revision, tokio::time::Instant::now() + APPLY_WAIT)
+            .await
+    }
+
+    /// Waits until the replica applied `revision`, at most until
+    /// `deadline`: true when it did.
+    async fn wait_applied_until(&self, revision: u64, deadline: tokio::time::Instant) -> bool {
         let mut seen = self.applied.subscribe();
         // Bounded: a replica that stalls (etcd gone, a diverged record)
         // answers UNAVAILABLE rather than hanging the caller.
-        tokio::time::timeout(APPLY_WAIT, seen.wait_for(|r| *r >= revision))
+        tokio::time::timeout_at(deadline, seen.wait_for(|r| *r >= revision))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The one way this replica catches up with etcd, for the proposals
+    /// ([`Cluster::catch_up_with`]) and the reads ([`Cluster::before_read`]):
+    /// one read from etcd of execution `execution`'s key (with `None`, a key
+    /// that never exists, for the header's revision), then a wait until the
+    /// replica has applied that key's last change and `revision`, bounded
+    /// as `within` says.
+    ///
+    /// A `revision` past etcd's own is [`CatchUp::PastEtcd`] at once,
+    /// without a wait. When etcd cannot be read (in time), only `revision`
+    /// is left to wait for, and the answer is [`CatchUp::Short`] whatever
+    /// the wait gives.
+    async fn catch_up(
+        &self,
+        execution: Option<&str>,
+        revision: Option<u64>,
+        within: Within,
+    ) -> CatchUp {
+        let key = execution.map_or_else(|| self.executions_prefix(), |id| self.key(id));
+        let range = self.client.range(stigmer_etcd::Range::key(key));
+        // One read from etcd, bounded by the client's own request timeout
+        // and, with `Within::Total`, by the deadline of the whole.
+        let (read, deadline) = match within {
+            Within::Total(bound) => {
+                let deadline = tokio::time::Instant::now() + bound;
+                let read = match tokio::time::timeout_at(deadline, range).await {
+                    Ok(read) => read.map_err(|e| e.to_string()),
+                    Err(_) => Err("timed out".to_owned()),
+                };
+                (read, deadline)
+            }
+            Within::Wait(bound) => {
+                let read = range.await.map_err(|e| e.to_string());
+                (read, tokio::time::Instant::now() + bound)
+            }
+        };
+        let mut target = revision.unwrap_or(0);
+        let read = match read {
+            Ok(found) => {
+                let newest = found.header.revision.max(0) as u64;
+                self.hear(newest);
+                if revision.is_some_and(|r| r > newest) {
+                    return CatchUp::PastEtcd { newest };
+                }
+                if let Some(kv) = found.kvs.first() {
+                    target = target.max(kv.mod_revision.max(0) as u64);
+                }
+                true
+            }
+            Err(err) => {
+                tracing::debug!(%err, "cannot read etcd to catch up with it");
+                false
+            }
+        };
+        // Waits for the replica to apply `target`, until the deadline; a
+        // replica that stalls (etcd gone) leaves the caller to decide.
+        let reached = target <= self.applied() || self.wait_applied_until(target, deadline).await;
+        if read && reached {
+            CatchUp::Reached
+        } else {
+            CatchUp::Short
+        }
     }
 
     /// The read-after-write rule of the cluster mode (docs/OPERATIONS.md,
@@ -204,36 +270,16 @@ impl Cluster {
         if execution.is_none() && ahead.is_none() {
             return Ok(());
         }
-        let deadline = tokio::time::Instant::now() + APPLY_WAIT;
-        let key = execution.map_or_else(|| self.executions_prefix(), |id| self.key(id));
-        // One read from etcd, bounded by the deadline (and by the client's
-        // own request timeout); a failure leaves only the revision named
-        // to wait for.
-        let read =
-            tokio::time::timeout_at(deadline, self.client.range(stigmer_etcd::Range::key(key)))
-                .await;
-        let mut target = ahead.unwrap_or(0);
-        match read {
-            Ok(Ok(found)) => {
-                let newest = found.header.revision.max(0) as u64;
-                self.hear(newest);
-                if let Some(r) = ahead.filter(|r| *r > newest) {
-                    return Err(crate::protocol::ApiError::out_of_range(format!(
-                        "from_revision {r} is ahead of the cluster's last revision {newest}"
-                    )));
-                }
-                if let Some(kv) = found.kvs.first() {
-                    target = target.max(kv.mod_revision.max(0) as u64);
-                }
-            }
-            Ok(Err(err)) => tracing::debug!(%err, "a read cannot catch up with etcd"),
-            Err(_) => tracing::debug!("a read timed out reading etcd"),
-        }
-        if target > self.applied() {
-            let mut seen = self.applied.subscribe();
-            // Waits for the replica to apply `target`, until the deadline;
-            // a replica that stalls (etcd gone) leaves the read as below.
-            let _ = tokio::time::timeout_at(deadline, seen.wait_for(|r| *r >= target)).await;
+        // One etcd read and a wait, `APPLY_WAIT` in all (`catch_up`); what
+        // it found decides only a revision past etcd's, the rest is below.
+        if let CatchUp::PastEtcd { newest } = self
+            .catch_up(execution, ahead, Within::Total(APPLY_WAIT))
+            .await
+        {
+            let r = ahead.unwrap_or(0);
+            return Err(crate::protocol::ApiError::out_of_range(format!(
+                "from_revision {r} is ahead of the cluster's last revision {newest}"
+            )));
         }
         match ahead {
             Some(r) if r > self.applied() => Err(crate::protocol::ApiError::unavailable(format!(
@@ -246,4 +292,29 @@ impl Cluster {
             _ => Ok(()),
         }
     }
+}
+
+/// How long [`Cluster::catch_up`] may take.
+#[derive(Clone, Copy, Debug)]
+enum Within {
+    /// The etcd read and the wait together, from the start: a client's read
+    /// waits for all of it, so it is bounded as a whole.
+    Total(Duration),
+    /// The wait alone, from etcd's answer (the read is bounded by the
+    /// client's own request timeout): a proposal asks etcd only after a
+    /// refusal, and retries once the replica caught up.
+    Wait(Duration),
+}
+
+/// What [`Cluster::catch_up`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CatchUp {
+    /// etcd was read, and the replica has applied what it named.
+    Reached,
+    /// etcd could not be read in time, or the replica did not apply what
+    /// etcd named in time.
+    Short,
+    /// The revision to reach is past etcd's own (`newest`): it was never
+    /// committed anywhere.
+    PastEtcd { newest: u64 },
 }

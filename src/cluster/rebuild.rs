@@ -10,13 +10,19 @@
 //! Only executions the replica holds at another revision than etcd's are
 //! read back and sent to the writer; the ones it already has stay as they
 //! are, chains and all.
+//!
+//! The keys are read first, page by page; then the chains of the
+//! executions to install, [`REBUILD_CONCURRENCY`] at a time, taken in key
+//! order, so what is installed and logged is as if read one by one.
 
 use std::collections::HashSet;
+
+use futures::StreamExt;
 
 use prost::Message;
 use stigmer_etcd::{prefix_end, KeyValue, Range};
 use stigmer_proto::agentexecution::AgentExecution;
-use stigmer_proto::daemon::Delta as StoredDelta;
+use stigmer_proto::delta::ReplayError;
 
 use super::Cluster;
 use crate::pipeline::replicate::{Record, RecordKind};
@@ -35,6 +41,19 @@ const PAGE_KEYS: i64 = 32;
 /// last one outgrow it) keeps a chain short in bytes; in records it is at
 /// most that many tiny appends. Past this the chain is taken as broken.
 const MAX_CHAIN: usize = 100_000;
+
+/// Executions whose chains are read at once. A chain is followed back one
+/// record at a time (each names the one before it), so one execution's
+/// reads are round trips back to back, and one after another a rebuild of
+/// many executions took the sum of them all. Reading several executions at
+/// once overlaps those round trips: each read is an HTTP/2 stream of its
+/// own on the client's connection to a member, served by etcd in parallel.
+/// 16 hides a round trip many times over (etcd serves a one-key read at a
+/// past revision in well under one), while the records in flight stay
+/// small (a record is at most about twice `MAX_STATE_BYTES`, so at most
+/// about 20 MiB at once) and a rebuild does not crowd out the other
+/// daemons' proposals to the same etcd.
+const REBUILD_CONCURRENCY: usize = 16;
 
 /// What the rebuild found, for the log.
 #[derive(Debug, Default)]
@@ -67,6 +86,8 @@ pub(crate) async fn rebuild(
     let mut revision = 0i64;
     let mut rebuilt = Rebuilt::default();
     let mut keep = HashSet::new();
+    // The keys of the executions to read back, in key order.
+    let mut stale = Vec::new();
     let mut install = Vec::new();
     loop {
         // A page of keys at the revision of the first page (bounded by the
@@ -85,7 +106,15 @@ pub(crate) async fn rebuild(
         if revision == 0 {
             revision = page.header.revision;
         }
-        for kv in &page.kvs {
+        let next = match page.kvs.last() {
+            Some(last) if page.more => {
+                let mut next = last.key.to_vec();
+                next.push(0);
+                Some(next)
+            }
+            _ => None,
+        };
+        for kv in page.kvs {
             let Some(id) = cluster.id_of(&kv.key) else {
                 continue;
             };
@@ -93,31 +122,41 @@ pub(crate) async fn rebuild(
                 keep.insert(id.to_owned());
                 continue;
             }
-            // Follows the chain back (one read per record, each bounded).
-            match state_of(cluster, id, kv).await? {
-                Found::Live(execution, log_base) => install.push(Install {
-                    execution: *execution,
-                    revision: kv.mod_revision as u64,
-                    log_base,
-                }),
-                Found::Deleted => {}
-                Found::Lost(why) => {
-                    tracing::error!(
-                        execution = id,
-                        revision = kv.mod_revision,
-                        "{why}: the execution is left out of the rebuilt replica \
-                         (was etcd compacted by something other than the daemons?)"
-                    );
-                    rebuilt.lost += 1;
-                }
-            }
+            stale.push((id.to_owned(), kv));
         }
-        match page.kvs.last() {
-            Some(last) if page.more => {
-                from = last.key.to_vec();
-                from.push(0);
+        match next {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    // Each chain is followed back one read per record, each bounded;
+    // `REBUILD_CONCURRENCY` executions at a time, their answers taken in
+    // key order, so the log and the install are as if read one by one.
+    // (The reads are gathered before they are streamed: a stream over a
+    // borrowing closure's futures is not `Send` to the compiler.)
+    let reads: Vec<_> = stale
+        .iter()
+        .map(|(id, kv)| async move { (id, kv, state_of(cluster, id, kv).await) })
+        .collect();
+    let mut chains = futures::stream::iter(reads).buffered(REBUILD_CONCURRENCY);
+    // Waits for the next chain in key order (the others go on meanwhile).
+    while let Some((id, kv, found)) = chains.next().await {
+        match found? {
+            Found::Live(execution, log_base) => install.push(Install {
+                execution: *execution,
+                revision: kv.mod_revision as u64,
+                log_base,
+            }),
+            Found::Deleted => {}
+            Found::Lost(why) => {
+                tracing::error!(
+                    execution = id.as_str(),
+                    revision = kv.mod_revision,
+                    "{why}: the execution is left out of the rebuilt replica \
+                     (was etcd compacted by something other than the daemons?)"
+                );
+                rebuilt.lost += 1;
             }
-            _ => break,
         }
     }
     rebuilt.revision = revision as u64;
@@ -147,7 +186,9 @@ enum Found {
 
 /// The state at `latest` (execution `id`'s key as read): its record's
 /// state if stored whole, else the last whole state before it with the
-/// operations of every record since applied in order.
+/// operations of every record since applied in order
+/// (`stigmer_proto::delta::replay`, as the store rebuilds a state from its
+/// history).
 async fn state_of(cluster: &Cluster, id: &str, latest: &KeyValue) -> Result<Found, String> {
     let mut revision = latest.mod_revision;
     let mut record = match Record::decode(latest.value.as_ref()) {
@@ -193,19 +234,13 @@ async fn state_of(cluster: &Cluster, id: &str, latest: &KeyValue) -> Result<Foun
             Err(e) => return Ok(Found::Lost(format!("its record does not decode: {e}"))),
         };
     };
-    let mut execution = match AgentExecution::decode(base) {
-        Ok(execution) => execution,
-        Err(e) => return Ok(Found::Lost(format!("its state does not decode: {e}"))),
-    };
-    for encoded in ops.into_iter().rev() {
-        let delta = match StoredDelta::decode(encoded) {
-            Ok(delta) => delta,
-            Err(e) => return Ok(Found::Lost(format!("its operations do not decode: {e}"))),
-        };
-        let status = execution.status.get_or_insert_with(Default::default);
-        if let Err(e) = stigmer_proto::delta::apply_all(status, &delta.ops) {
-            return Ok(Found::Lost(format!("its operations do not apply: {e:?}")));
+    // The operations were gathered newest first.
+    match stigmer_proto::delta::replay(base, ops.into_iter().rev()) {
+        Ok(execution) => Ok(Found::Live(Box::new(execution), log_base)),
+        Err(ReplayError::Base(e)) => Ok(Found::Lost(format!("its state does not decode: {e}"))),
+        Err(ReplayError::Delta(e)) => Ok(Found::Lost(format!("its operations do not decode: {e}"))),
+        Err(ReplayError::Apply(e)) => {
+            Ok(Found::Lost(format!("its operations do not apply: {e:?}")))
         }
     }
-    Ok(Found::Live(Box::new(execution), log_base))
 }

@@ -8,6 +8,7 @@ use prost::Message;
 use rusqlite::{params, Connection, OptionalExtension};
 use stigmer_proto::agentexecution::AgentExecution;
 use stigmer_proto::daemon::{Delta, Op};
+use stigmer_proto::delta::{replay, ReplayError};
 
 use super::txn::Chain;
 pub(crate) use super::txn::Stored;
@@ -90,16 +91,23 @@ fn latest(
             "execution {id}: the history row {base} holding its base state is missing"
         ))
     })?;
-    let mut execution = AgentExecution::decode(data.as_slice())?;
-    if head != base {
-        let deltas = deltas_since(conn, id, base, head)?.ok_or_else(|| {
+    let deltas = if head != base {
+        deltas_since(conn, id, base, head)?.ok_or_else(|| {
             ApiError::internal(format!(
                 "execution {id}: a history row between its base {base} and {head} is missing"
             ))
-        })?;
-        apply_deltas(id, &mut execution, deltas)?;
-    }
-    Ok(execution)
+        })?
+    } else {
+        Vec::new()
+    };
+    // They applied when they were committed, so a refusal now is a corrupt
+    // database.
+    replay(data.as_slice(), deltas.iter().map(Vec::as_slice)).map_err(|e| match e {
+        ReplayError::Base(e) | ReplayError::Delta(e) => ApiError::from(e),
+        ReplayError::Apply(e) => ApiError::internal(format!(
+            "execution {id}: stored operations do not apply: {e}"
+        )),
+    })
 }
 
 /// The operations of the chain's rows after `base` up to `head`, oldest
@@ -129,26 +137,6 @@ fn deltas_since(
     }
     out.reverse();
     Ok(Some(out))
-}
-
-/// Applies stored deltas (encoded `Delta`s, oldest first) to `execution`.
-/// They applied when they were committed, so a refusal now is a corrupt
-/// database.
-fn apply_deltas(
-    id: &str,
-    execution: &mut AgentExecution,
-    deltas: Vec<Vec<u8>>,
-) -> Result<(), ApiError> {
-    let status = execution.status.get_or_insert_with(Default::default);
-    for ops in deltas {
-        let delta = Delta::decode(ops.as_slice())?;
-        stigmer_proto::delta::apply_all(status, &delta.ops).map_err(|e| {
-            ApiError::internal(format!(
-                "execution {id}: stored operations do not apply: {e}"
-            ))
-        })?;
-    }
-    Ok(())
 }
 
 /// Runs `f` in a read transaction (one consistent snapshot of the

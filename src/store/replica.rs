@@ -15,9 +15,10 @@
 use std::collections::{HashMap, HashSet};
 
 use prost::Message;
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 use stigmer_proto::agentexecution::AgentExecution;
 
+use super::txn::{insert_whole, Whole};
 use super::Immediate;
 use crate::model::ChangeKind;
 use crate::protocol::ApiError;
@@ -96,41 +97,18 @@ pub(crate) fn replace(conn: &Connection, rebuild: &Rebuild) -> Result<(), ApiErr
             continue;
         }
         let data = install.execution.encode_to_vec();
-        let session = install
-            .execution
-            .spec
-            .as_ref()
-            .map(|s| s.session_id.as_str())
-            .unwrap_or("");
-        let phase = install
-            .execution
-            .status
-            .as_ref()
-            .map(|s| s.phase)
-            .unwrap_or(0);
-        conn.prepare_cached(
-            "INSERT INTO history(revision, execution_id, kind, data, prev, ops)
-             VALUES (?1, ?2, ?3, ?4, NULL, NULL)",
-        )?
-        .execute(params![
-            install.revision as i64,
-            id,
-            ChangeKind::StatusUpdated as i64,
-            data
-        ])?;
-        conn.prepare_cached(
-            "INSERT INTO executions(id, session_id, phase, revision, base, base_bytes,
-                                    delta_bytes, log_base)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, 0, ?6)",
-        )?
-        .execute(params![
-            id,
-            session,
-            phase,
-            install.revision as i64,
-            data.len() as i64,
-            install.log_base as i64
-        ])?;
+        // Stored whole at its revision, its own base (`Txn::insert`'s rows).
+        insert_whole(
+            conn,
+            Whole {
+                id,
+                execution: &install.execution,
+                revision: install.revision,
+                kind: ChangeKind::StatusUpdated,
+                data: &data,
+                log_base: install.log_base,
+            },
+        )?;
     }
     conn.prepare_cached(
         "UPDATE meta SET value = ?1 WHERE key IN ('compacted_revision', 'last_revision')",

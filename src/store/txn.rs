@@ -221,25 +221,17 @@ impl<'c> Txn<'c> {
         revision: u64,
         data: &[u8],
     ) -> Result<(), ApiError> {
-        let session = execution
-            .spec
-            .as_ref()
-            .map(|s| s.session_id.as_str())
-            .unwrap_or("");
-        let phase = execution.status.as_ref().map(|s| s.phase).unwrap_or(0);
-        self.append_history(revision, id, ChangeKind::Created, Some(data), None, None)?;
-        let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO executions(id, session_id, phase, revision, base, base_bytes, delta_bytes,
-                                    log_base)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, 0, ?4)",
+        insert_whole(
+            self.conn,
+            Whole {
+                id,
+                execution,
+                revision,
+                kind: ChangeKind::Created,
+                data,
+                log_base: revision,
+            },
         )?;
-        stmt.execute(params![
-            id,
-            session,
-            phase,
-            revision as i64,
-            data.len() as i64
-        ])?;
         let chain = Chain {
             base: revision,
             base_bytes: data.len() as u64,
@@ -328,7 +320,8 @@ impl<'c> Txn<'c> {
         if data.is_some() {
             self.release_chain(previous, old_chain.base)?;
         }
-        self.append_history(
+        append_history(
+            self.conn,
             revision,
             id,
             ChangeKind::StatusUpdated,
@@ -367,7 +360,8 @@ impl<'c> Txn<'c> {
             return Ok(None);
         };
         self.release_chain(previous as u64, base as u64)?;
-        self.append_history(
+        append_history(
+            self.conn,
             revision,
             id,
             ChangeKind::Deleted,
@@ -423,36 +417,89 @@ impl<'c> Txn<'c> {
             .optional()?;
         Ok(prev.flatten().map(|p| p as u64))
     }
+}
 
-    /// Records a change in the history: the whole state after it, already
-    /// encoded (a base; `None` for a delta or a delete), the operations of a
-    /// change made by them (an encoded `Delta`), and `prev`, the revision of
-    /// the execution's previous change (the link `reader::chain` follows).
-    /// This row is what streams catch up from and, with the rows after its
-    /// base, the execution's latest state.
-    fn append_history(
-        &self,
-        revision: u64,
-        id: &str,
-        kind: ChangeKind,
-        data: Option<&[u8]>,
-        ops: Option<&[u8]>,
-        prev: Option<u64>,
-    ) -> Result<(), ApiError> {
-        let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO history(revision, execution_id, kind, data, prev, ops)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        stmt.execute(params![
-            revision as i64,
-            id,
-            kind as i64,
-            data,
-            prev.map(|p| p as i64),
-            ops
-        ])?;
-        Ok(())
-    }
+/// An execution stored whole as the start of its chain (see
+/// [`insert_whole`]).
+pub(super) struct Whole<'a> {
+    pub(super) id: &'a str,
+    pub(super) execution: &'a AgentExecution,
+    pub(super) revision: u64,
+    /// `Created` for a create; the replica's rebuild installs a state as a
+    /// `StatusUpdated` (`store::replica::replace`).
+    pub(super) kind: ChangeKind,
+    /// `execution`, encoded.
+    pub(super) data: &'a [u8],
+    /// Where the cluster's log last stored it whole (`executions.log_base`;
+    /// a create's own revision).
+    pub(super) log_base: u64,
+}
+
+/// Writes an execution that has no `executions` row yet, stored whole: its
+/// history row (no `prev`, no operations) and its `executions` row (id,
+/// session, phase) pointing at that row as its latest change and its base.
+/// The one place these rows are inserted: by [`Txn::insert`] (a create) and
+/// by the cluster mode's rebuild (`store::replica::replace`).
+pub(super) fn insert_whole(conn: &Connection, whole: Whole<'_>) -> Result<(), ApiError> {
+    let Whole {
+        id,
+        execution,
+        revision,
+        kind,
+        data,
+        log_base,
+    } = whole;
+    let session = execution
+        .spec
+        .as_ref()
+        .map(|s| s.session_id.as_str())
+        .unwrap_or("");
+    let phase = execution.status.as_ref().map(|s| s.phase).unwrap_or(0);
+    append_history(conn, revision, id, kind, Some(data), None, None)?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO executions(id, session_id, phase, revision, base, base_bytes, delta_bytes,
+                                log_base)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5, 0, ?6)",
+    )?;
+    stmt.execute(params![
+        id,
+        session,
+        phase,
+        revision as i64,
+        data.len() as i64,
+        log_base as i64
+    ])?;
+    Ok(())
+}
+
+/// Records a change in the history: the whole state after it, already
+/// encoded (a base; `None` for a delta or a delete), the operations of a
+/// change made by them (an encoded `Delta`), and `prev`, the revision of
+/// the execution's previous change (the link `reader::chain` follows).
+/// This row is what streams catch up from and, with the rows after its
+/// base, the execution's latest state.
+fn append_history(
+    conn: &Connection,
+    revision: u64,
+    id: &str,
+    kind: ChangeKind,
+    data: Option<&[u8]>,
+    ops: Option<&[u8]>,
+    prev: Option<u64>,
+) -> Result<(), ApiError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO history(revision, execution_id, kind, data, prev, ops)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    stmt.execute(params![
+        revision as i64,
+        id,
+        kind as i64,
+        data,
+        prev.map(|p| p as i64),
+        ops
+    ])?;
+    Ok(())
 }
 
 /// The refusal of a state over the limit: what fits in a frame, or in the

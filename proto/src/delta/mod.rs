@@ -78,15 +78,19 @@
 //!
 //! One job each: `apply.rs` ([`apply`](fn@apply), [`apply_all`],
 //! [`Outcome`], [`ApplyError`]: the rules above), `diff.rs`
-//! ([`diff`](fn@diff): the ops between two statuses), `stamp.rs`
+//! ([`diff`](fn@diff): the ops between two statuses), `replay.rs`
+//! ([`replay`](fn@replay), [`ReplayError`]: a stored state rebuilt from its
+//! base and the deltas after it), `stamp.rs`
 //! ([`stamp`](fn@stamp), [`rfc3339`], [`is_terminal_phase`]: the commit
 //! stamp); `tests.rs` holds the unit tests and `proptests.rs` the property
-//! tests. Data flows one way: `apply` uses `stamp`; `diff` uses neither.
+//! tests. Data flows one way: `apply` uses `stamp`, `replay` uses `apply`;
+//! `diff` uses none of them.
 
 #![warn(clippy::all)]
 
 mod apply;
 mod diff;
+mod replay;
 mod stamp;
 
 #[cfg(test)]
@@ -96,4 +100,5 @@ mod tests;
 
 pub use apply::{apply, apply_all, ApplyError, Outcome};
 pub use diff::diff;
+pub use replay::{replay, ReplayError};
 pub use stamp::{is_terminal_phase, rfc3339, stamp};

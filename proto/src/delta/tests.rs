@@ -1,6 +1,6 @@
 //! Unit tests of the delta operations: each op's rules (`apply.rs`), the
-//! commit stamp (`stamp.rs`) and `diff`'s minimal ops (`diff.rs`), case by
-//! case. The helpers here are shared with the property tests
+//! commit stamp (`stamp.rs`), `diff`'s minimal ops (`diff.rs`) and a
+//! stored chain's replay (`replay.rs`), case by case. The helpers here are shared with the property tests
 //! (`proptests.rs`).
 
 use super::diff::op;
@@ -572,4 +572,44 @@ fn diff_of_a_message_streaming_text_and_tool_calls() {
     stamped.messages[1].timestamp = "t1".into();
     stamped.messages[1].tool_calls.push(running("call-3"));
     replaced(&stamped);
+}
+
+#[test]
+fn replay_applies_the_deltas_after_a_base_in_order() {
+    use crate::agentexecution::AgentExecution;
+    use crate::daemon::Delta;
+    use prost::Message;
+
+    let delta = |ops: Vec<Op>| Delta { ops }.encode_to_vec();
+    // A base without a status: the first delta creates it.
+    let base = AgentExecution::default().encode_to_vec();
+    let deltas = [
+        delta(vec![append(0, 0, "hel")]),
+        delta(vec![append(0, 3, "lo"), append(0, 5, "!")]),
+    ];
+    let state = replay(base.as_slice(), deltas.iter().map(Vec::as_slice)).expect("replays");
+    let status = state.status.expect("a status");
+    assert_eq!(status.messages.len(), 1);
+    assert_eq!(status.messages[0].content, "hello!");
+
+    // No delta: the base as stored.
+    let whole = replay(base.as_slice(), std::iter::empty::<&[u8]>()).expect("replays");
+    assert_eq!(whole, AgentExecution::default());
+
+    // Out of order, the second delta's offset is stale: a refusal naming
+    // the operation, never a state.
+    let reversed = replay(base.as_slice(), deltas.iter().rev().map(Vec::as_slice));
+    assert!(
+        matches!(&reversed, Err(ReplayError::Apply(e)) if e.message().starts_with("ops[0]: ")),
+        "{reversed:?}"
+    );
+    // Damaged pieces are told apart.
+    assert!(matches!(
+        replay(&b"\xff"[..], std::iter::empty::<&[u8]>()),
+        Err(ReplayError::Base(_))
+    ));
+    assert!(matches!(
+        replay(base.as_slice(), [&b"\xff"[..]]),
+        Err(ReplayError::Delta(_))
+    ));
 }
