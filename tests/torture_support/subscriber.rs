@@ -181,12 +181,8 @@ async fn follow(
                 }
                 continue;
             }
-            let event = match event_of(resp, sub) {
-                Ok(event) => event,
-                Err(outcome) => {
-                    seg.outcome = outcome;
-                    break;
-                }
+            let Ok(event) = event_of(resp, sub).map_err(|outcome| seg.outcome = outcome) else {
+                break;
             };
             shared.events.fetch_add(1, Ordering::Relaxed);
             let facts = shared.observe(wire.daemon, &execution, event.revision);
@@ -211,12 +207,10 @@ async fn follow(
                     budget = budget.saturating_sub(1);
                     if budget == 0 && cancel_id.is_none() {
                         seg.cancelled = true;
-                        match wire.cancel(sub).await {
-                            Ok(id) => cancel_id = Some(id),
-                            Err(Closed) => {
-                                seg.outcome = Outcome::Dropped;
-                                break;
-                            }
+                        cancel_id = wire.cancel(sub).await.ok();
+                        if cancel_id.is_none() {
+                            seg.outcome = Outcome::Dropped;
+                            break;
                         }
                     }
                 }

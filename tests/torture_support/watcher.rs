@@ -94,12 +94,10 @@ pub async fn watcher(shared: Arc<Shared>, i: usize, mut rng: Rng, max_stall: Dur
                 .map(|t| t.get(&selection).copied().unwrap_or(0));
             if cancel_id.is_none() && target.is_some_and(|t| cursor.is_some_and(|c| c >= t)) {
                 seg.cancelled = true;
-                match wire.cancel(sub).await {
-                    Ok(id) => cancel_id = Some(id),
-                    Err(Closed) => {
-                        seg.outcome = Outcome::Dropped;
-                        break;
-                    }
+                cancel_id = wire.cancel(sub).await.ok();
+                if cancel_id.is_none() {
+                    seg.outcome = Outcome::Dropped;
+                    break;
                 }
             }
             let next = tokio::select! {
@@ -130,12 +128,8 @@ pub async fn watcher(shared: Arc<Shared>, i: usize, mut rng: Rng, max_stall: Dur
                     }
                 }
             }
-            let event = match event_of(resp, sub) {
-                Ok(event) => event,
-                Err(outcome) => {
-                    seg.outcome = outcome;
-                    break;
-                }
+            let Ok(event) = event_of(resp, sub).map_err(|outcome| seg.outcome = outcome) else {
+                break;
             };
             shared
                 .events
