@@ -318,6 +318,17 @@ fn finish(clock: &Clock, mut side: Side) -> Side {
     side
 }
 
+/// The writers' connections, and the server's RSS 300 ms after, before
+/// any watcher connects.
+async fn connect_writers(socket: &Path, pid: u32) -> io::Result<(Vec<AsyncConn>, u64)> {
+    let mut writers = Vec::with_capacity(WRITERS);
+    for _ in 0..WRITERS {
+        writers.push(AsyncConn::connect(socket).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok((writers, procs::rss_bytes(pid)?))
+}
+
 /// Once every watcher is in place (they began subscribing at `started`):
 /// how long that took, in seconds, and the server's RSS 1 s later.
 async fn in_place(started: Instant, pid: u32) -> io::Result<(f64, u64)> {
@@ -383,12 +394,7 @@ pub async fn stigmer(socket: &Path, pid: u32, s: &Settings) -> io::Result<Side> 
         stig::execution_reply(&recv::<Frame, _>(&mut setup).await?, id)?;
         per_writer[e % WRITERS].push((updates, at));
     }
-    let mut writers = Vec::with_capacity(WRITERS);
-    for _ in 0..WRITERS {
-        writers.push(AsyncConn::connect(socket).await?);
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let rss_before = procs::rss_bytes(pid)?;
+    let (writers, rss_before) = connect_writers(socket, pid).await?;
 
     let clock = Arc::new(Clock::new());
     let started = Instant::now();
@@ -525,12 +531,7 @@ pub async fn redis(socket: &Path, pid: u32, s: &Settings) -> io::Result<Side> {
         let at = stamp_at(&publish)?;
         per_writer[e % WRITERS].push((publish, at));
     }
-    let mut writers = Vec::with_capacity(WRITERS);
-    for _ in 0..WRITERS {
-        writers.push(AsyncConn::connect(socket).await?);
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let rss_before = procs::rss_bytes(pid)?;
+    let (writers, rss_before) = connect_writers(socket, pid).await?;
 
     let clock = Arc::new(Clock::new());
     let started = Instant::now();
