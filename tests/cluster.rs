@@ -6,7 +6,7 @@ mod common;
 #[path = "../etcd/tests/common/mod.rs"]
 mod etcd_cluster;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::watch::{append_cmd as append, get, text_of};
 use common::{Daemon, Raw};
@@ -35,14 +35,57 @@ async fn until_replicated(conn: &mut Raw, id: &str, revision: u64) -> String {
     panic!("{id} never reached revision {revision} on the other daemon");
 }
 
+/// The revisions of the next `n` UPDATE events of stream `sub` on `conn`.
+async fn updates(conn: &mut Raw, sub: u64, n: usize) -> Vec<u64> {
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        let event = conn.event(sub).await;
+        if event.r#type == EventType::EventUpdate as i32 {
+            seen.push(event.revision);
+        }
+    }
+    seen
+}
+
+/// Appends `text` at `offset` to `id` through `conn`, the same append
+/// again while it is UNAVAILABLE (at most `tries` more times, 100 ms
+/// apart: safe, it is applied once at most); the revision it was committed
+/// at, or the code it failed with.
+async fn append_retrying(
+    conn: &mut Raw,
+    id: &str,
+    offset: u64,
+    text: &str,
+    tries: u32,
+) -> Result<u64, i32> {
+    let mut tried = 0;
+    loop {
+        match outcome(conn.call(append(id, offset, text)).await) {
+            Err(code) if code == Code::Unavailable as i32 && tried < tries => {
+                tried += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Two daemons sharing `etcd` (started with `more` flags too) and a
+/// connection to each.
+async fn two_connected(etcd: &etcd_cluster::Cluster, more: &[&str]) -> (Daemon, Daemon, Raw, Raw) {
+    let endpoints = etcd.endpoints().join(",");
+    let mut args = vec!["--etcd", endpoints.as_str()];
+    args.extend(more);
+    let (a, b) = (Daemon::start(&args), Daemon::start(&args));
+    let (ca, cb) = (a.connect().await, b.connect().await);
+    (a, b, ca, cb)
+}
+
 /// Two daemons sharing `etcd`, a connection to each, and an execution
 /// created through the first and replicated to the second: its id and
 /// revision.
 async fn two_daemons(etcd: &etcd_cluster::Cluster) -> (Daemon, Daemon, Raw, Raw, String, u64) {
-    let endpoints = etcd.endpoints().join(",");
-    let a = Daemon::start(&["--etcd", &endpoints]);
-    let b = Daemon::start(&["--etcd", &endpoints]);
-    let (mut ca, mut cb) = (a.connect().await, b.connect().await);
+    let (a, b, mut ca, mut cb) = two_connected(etcd, &[]).await;
     let (id, created) = ca.create("bot").await;
     until_replicated(&mut cb, &id, created).await;
     (a, b, ca, cb, id, created)
@@ -72,13 +115,7 @@ async fn two_daemons_share_one_revision_sequence() {
     }
     assert!(acked.windows(2).all(|w| w[0] < w[1]), "{acked:?}");
     for (conn, sub) in [(&mut ca, sa), (&mut cb, sb)] {
-        let mut seen = Vec::new();
-        while seen.len() < acked.len() {
-            let event = conn.event(sub).await;
-            if event.r#type == EventType::EventUpdate as i32 {
-                seen.push(event.revision);
-            }
-        }
+        let seen = updates(conn, sub, acked.len()).await;
         assert_eq!(seen, acked, "every daemon streams the same revisions");
     }
     for conn in [&mut ca, &mut cb] {
@@ -176,27 +213,13 @@ async fn killing_the_etcd_leader_loses_no_acknowledged_append() {
         let word = format!("{i}.");
         // UNAVAILABLE while the cluster elects a leader: the same append
         // again, at the same offset, is safe (applied once at most).
-        let mut tries = 0;
-        let revision = loop {
-            match outcome(ca.call(append(&id, text.len() as u64, &word)).await) {
-                Ok(revision) => break revision,
-                Err(code) if code == Code::Unavailable as i32 && tries < 20 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(code) => panic!("append {i}: code {code}"),
-            }
-        };
+        let revision = append_retrying(&mut ca, &id, text.len() as u64, &word, 20)
+            .await
+            .unwrap_or_else(|code| panic!("append {i}: code {code}"));
         text.push_str(&word);
         acked.push(revision);
     }
-    let mut seen = Vec::new();
-    while seen.len() < acked.len() {
-        let event = cb.event(sb).await;
-        if event.r#type == EventType::EventUpdate as i32 {
-            seen.push(event.revision);
-        }
-    }
+    let seen = updates(&mut cb, sb, acked.len()).await;
     assert_eq!(
         seen, acked,
         "the other daemon streamed every acknowledged append once, in order"
@@ -217,14 +240,14 @@ async fn without_etcd_writes_are_unavailable_and_streams_continue_when_it_return
     let sub = watcher.subscribe(&id, Some(created)).await;
     let first = outcome(ca.call(append(&id, 0, "before.")).await).expect("append");
     etcd.kill_all();
-    let started = std::time::Instant::now();
-    let refused = outcome(ca.call(append(&id, 7, "during.")).await);
-    assert_eq!(refused, Err(Code::Unavailable as i32));
-    // The client's request timeout (5 s) and a little.
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "{:?}",
-        started.elapsed()
+    let started = Instant::now();
+    let refused = ca.call(append(&id, 7, "during.")).await;
+    // Within the client's request timeout (5 s) and a little.
+    assert_error_within(
+        &refused,
+        Code::Unavailable,
+        started,
+        Duration::from_secs(15),
     );
     for i in 0..etcd_cluster::MEMBERS {
         etcd.restart(i);
@@ -232,25 +255,11 @@ async fn without_etcd_writes_are_unavailable_and_streams_continue_when_it_return
     etcd.wait_healthy().await;
     // The refused append never reached a member (all were down), so the
     // same offset commits now.
-    let mut tries = 0;
-    let second = loop {
-        match outcome(ca.call(append(&id, 7, "after.")).await) {
-            Ok(revision) => break revision,
-            Err(code) if code == Code::Unavailable as i32 && tries < 50 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(code) => panic!("code {code}"),
-        }
-    };
+    let second = append_retrying(&mut ca, &id, 7, "after.", 50)
+        .await
+        .unwrap_or_else(|code| panic!("code {code}"));
     // The stream stayed open and has both, in order, with nothing between.
-    let mut seen = Vec::new();
-    while seen.len() < 2 {
-        let event = watcher.event(sub).await;
-        if event.r#type == EventType::EventUpdate as i32 {
-            seen.push(event.revision);
-        }
-    }
+    let seen = updates(&mut watcher, sub, 2).await;
     assert_eq!(seen, [first, second]);
 }
 
@@ -333,10 +342,7 @@ async fn a_session_watch_on_one_daemon_follows_writes_through_another() {
     let Some(etcd) = etcd_cluster::Cluster::start().await else {
         return;
     };
-    let endpoints = etcd.endpoints().join(",");
-    let a = Daemon::start(&["--etcd", &endpoints]);
-    let b = Daemon::start(&["--etcd", &endpoints]);
-    let (mut ca, mut cb) = (a.connect().await, b.connect().await);
+    let (_a, _b, mut ca, mut cb) = two_connected(&etcd, &[]).await;
     let sub = watch(&mut cb, Sel::Session("s1"), None, true).await;
     initial_list(&mut cb, sub).await;
     let (one, _) = create_in(&mut ca, "s1").await;
@@ -382,6 +388,20 @@ fn error_code(reply: &stigmer_proto::daemon::Response) -> Option<i32> {
     }
 }
 
+/// Asserts that `reply` is the error `code`, and that it came less than
+/// `bound` after `started`.
+#[track_caller]
+fn assert_error_within(
+    reply: &stigmer_proto::daemon::Response,
+    code: Code,
+    started: Instant,
+    bound: Duration,
+) {
+    let elapsed = started.elapsed();
+    assert_eq!(error_code(reply), Some(code as i32), "{reply:?}");
+    assert!(elapsed < bound, "{elapsed:?}");
+}
+
 /// Read-after-write across daemons: a `get` through daemon B right after
 /// daemon A acknowledged a create, an append or a delete sees it (B's
 /// replica first catches up with etcd's copy of the execution). Many
@@ -392,10 +412,7 @@ async fn a_get_through_another_daemon_sees_what_the_first_acknowledged() {
     let Some(etcd) = etcd_cluster::Cluster::start().await else {
         return;
     };
-    let endpoints = etcd.endpoints().join(",");
-    let a = Daemon::start(&["--etcd", &endpoints]);
-    let b = Daemon::start(&["--etcd", &endpoints]);
-    let (mut ca, mut cb) = (a.connect().await, b.connect().await);
+    let (_a, _b, mut ca, mut cb) = two_connected(&etcd, &[]).await;
     for round in 0..30 {
         let (id, created) = ca.create("bot").await;
         let found = get(&mut cb, &id).await.map(|(_, at)| at);
@@ -435,10 +452,7 @@ async fn a_subscribe_through_another_daemon_from_what_the_first_acknowledged() {
     let Some(etcd) = etcd_cluster::Cluster::start().await else {
         return;
     };
-    let endpoints = etcd.endpoints().join(",");
-    let a = Daemon::start(&["--etcd", &endpoints]);
-    let b = Daemon::start(&["--etcd", &endpoints]);
-    let (mut ca, mut cb) = (a.connect().await, b.connect().await);
+    let (_a, _b, mut ca, mut cb) = two_connected(&etcd, &[]).await;
     for round in 0..10 {
         // One execution, without and with from_revision.
         let (id, created) = create_in(&mut ca, "s1").await;
@@ -472,19 +486,10 @@ async fn a_subscribe_through_another_daemon_from_what_the_first_acknowledged() {
         }
     }
     // A revision never committed anywhere: refused at once, not waited for.
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let beyond = watch(&mut cb, Sel::All, Some(1 << 40), false).await;
     let reply = cb.recv(beyond).await;
-    assert_eq!(
-        error_code(&reply),
-        Some(Code::OutOfRange as i32),
-        "{reply:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_error_within(&reply, Code::OutOfRange, started, Duration::from_secs(4));
 }
 
 /// With every etcd member down, reads go on from the replica (after the
@@ -500,7 +505,7 @@ async fn without_etcd_reads_answer_from_the_replica_but_never_with_a_gap() {
     let mut other = b.connect().await;
     let mut third = b.connect().await;
     etcd.kill_all();
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let (found, snapshot, resumed) = tokio::join!(
         get(&mut cb, &id),
         async {
@@ -524,16 +529,12 @@ async fn without_etcd_reads_answer_from_the_replica_but_never_with_a_gap() {
         ),
         other => panic!("expected the replica's snapshot, got {other:?}"),
     }
-    assert_eq!(
-        error_code(&resumed),
-        Some(Code::Unavailable as i32),
-        "{resumed:?}"
-    );
-    // The catch-up's bound (5 s) and a little.
-    assert!(
-        started.elapsed() < Duration::from_secs(12),
-        "{:?}",
-        started.elapsed()
+    // Within the catch-up's bound (5 s) and a little.
+    assert_error_within(
+        &resumed,
+        Code::Unavailable,
+        started,
+        Duration::from_secs(12),
     );
 }
 
@@ -620,10 +621,7 @@ async fn keep_finished_deletes_through_etcd_and_every_replica_follows() {
     let Some(etcd) = etcd_cluster::Cluster::start().await else {
         return;
     };
-    let endpoints = etcd.endpoints().join(",");
-    let args = ["--etcd", &endpoints, "--keep-finished", "1s"];
-    let (a, b) = (Daemon::start(&args), Daemon::start(&args));
-    let (mut ca, mut cb) = (a.connect().await, b.connect().await);
+    let (_a, _b, mut ca, mut cb) = two_connected(&etcd, &["--keep-finished", "1s"]).await;
     let (id, _) = ca.create("bot").await;
     let done = common::phase(stigmer_proto::agentexecution::ExecutionPhase::ExecutionCompleted);
     let finished = common::expect_execution(ca.update(&id, done).await).1;

@@ -14,12 +14,7 @@ use stigmer_proto::daemon::request::Command as Cmd;
 
 #[tokio::test]
 async fn metrics_carry_aggregates_only() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = common::free_loopback_addr();
     let d = common::Daemon::start(&["--metrics-listen", &addr]);
     let mut c = d.connect().await;
     let mut execution = common::new_execution("secret-agent", Some("secret-session"));

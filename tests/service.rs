@@ -24,20 +24,6 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-fn skip(why: &str) {
-    println!("SKIPPED: {why}");
-    eprintln!("SKIPPED: {why}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_counts_and_prometheus_exposition() {
     let d = Daemon::start(&[]);
@@ -150,12 +136,7 @@ async fn shard_connections_gauge_follows_connections() {
 
 #[test]
 fn metrics_endpoint_on_loopback_only() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_loopback_addr();
     let d = Daemon::start(&["--metrics-listen", &addr]);
     let mut http = std::net::TcpStream::connect(&addr).expect("connect");
     http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")

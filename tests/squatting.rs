@@ -19,22 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use common::{have, skip};
+
 const VICTIM: &str = "stigmer-victim";
 const SQUATTER: &str = "stigmer-squat";
-
-fn skip(why: &str) {
-    println!("SKIPPED: {why}");
-    eprintln!("SKIPPED: {why}");
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
 
 fn quiet(args: &[&str]) -> bool {
     Command::new(args[0])

@@ -12,7 +12,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use crate::etcd;
 use crate::nats;
 use crate::procs;
 use crate::scenarios::{
-    fanout_rate, join_all, latency_of, measure, FanoutGate, Idle, Latency, Rate, FANOUT_WINDOW,
+    fanout_rate, latency_of, FanoutGate, Idle, Latency, Rate, Tally, FANOUT_WINDOW,
     HISTORY_RETENTION, IDLE_CONNECT_BATCH,
 };
 use crate::wire::invalid;
@@ -153,8 +153,7 @@ pub async fn throughput_nats(
         nats::stream_config(&stream, &prefix, HISTORY_RETENTION),
     )
     .await?;
-    let counter = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Tally::default();
     let mut set = JoinSet::new();
     for w in 0..writers {
         let mut conn = nats::connect(addr).await?;
@@ -163,21 +162,18 @@ pub async fn throughput_nats(
         let inbox = format!("_INBOX.tp_{tag}_{w}");
         nats::send_flushed(&mut conn, &nats::subscribe(&inbox, SID)).await?;
         let publish = nats::publish(&format!("{prefix}.w{w}"), Some(&inbox), payload);
-        let (counter, stop) = (counter.clone(), stop.clone());
+        let tally = tally.clone();
         set.spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
+            while tally.going() {
                 conn.send(&publish).await?;
                 let (_, _, ack) = nats::msg(&mut conn).await?;
                 nats::ack_seq(&ack)?;
-                counter.fetch_add(1, Ordering::Relaxed);
+                tally.acked();
             }
             Ok(())
         });
     }
-    let mut rate = measure(&counter, pid, warmup, window).await;
-    stop.store(true, Ordering::Relaxed);
-    join_all(set).await?;
-    rate.acked = counter.load(Ordering::Relaxed);
+    let rate = tally.measure(set, pid, warmup, window).await?;
     nats::delete_stream(&mut api, &stream).await?;
     Ok(rate)
 }
@@ -192,26 +188,21 @@ pub async fn throughput_etcd(
     warmup: Duration,
     window: Duration,
 ) -> io::Result<Rate> {
-    let counter = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Tally::default();
     let mut set = JoinSet::new();
     for w in 0..writers {
         let mut conn = etcd::connect(addr).await?;
         let put = etcd::put_request(format!("bench/tp{w}").as_bytes(), payload);
-        let (counter, stop) = (counter.clone(), stop.clone());
+        let tally = tally.clone();
         set.spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
+            while tally.going() {
                 conn.put(put.clone()).await?;
-                counter.fetch_add(1, Ordering::Relaxed);
+                tally.acked();
             }
             Ok(())
         });
     }
-    let mut rate = measure(&counter, pid, warmup, window).await;
-    stop.store(true, Ordering::Relaxed);
-    join_all(set).await?;
-    rate.acked = counter.load(Ordering::Relaxed);
-    Ok(rate)
+    tally.measure(set, pid, warmup, window).await
 }
 
 /// Scenario 3, JetStream: one publisher (each publish acknowledged), and

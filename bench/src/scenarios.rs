@@ -303,6 +303,43 @@ pub(crate) async fn join_all(mut set: JoinSet<io::Result<()>>) -> io::Result<()>
     Ok(())
 }
 
+/// What the writer tasks of a throughput run share: the count of
+/// acknowledged writes, and the flag that stops them.
+#[derive(Clone, Default)]
+pub(crate) struct Tally {
+    counter: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Tally {
+    /// Whether the writers are to go on.
+    pub(crate) fn going(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed)
+    }
+
+    /// One more write acknowledged.
+    pub(crate) fn acked(&self) {
+        self.counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The rate of the writer tasks of `set` (`measure`: after `warmup`,
+    /// over `window`); then they are stopped and joined, and `acked` is
+    /// every write they counted.
+    pub(crate) async fn measure(
+        &self,
+        set: JoinSet<io::Result<()>>,
+        pid: u32,
+        warmup: Duration,
+        window: Duration,
+    ) -> io::Result<Rate> {
+        let mut rate = measure(&self.counter, pid, warmup, window).await;
+        self.stop.store(true, Ordering::Relaxed);
+        join_all(set).await?;
+        rate.acked = self.counter.load(Ordering::Relaxed);
+        Ok(rate)
+    }
+}
+
 /// Scenario 2 (and 5), stigmer: `writers` connections, each updating its own
 /// execution one acknowledged update at a time.
 pub async fn throughput_stigmer(
@@ -313,8 +350,7 @@ pub async fn throughput_stigmer(
     warmup: Duration,
     window: Duration,
 ) -> io::Result<Rate> {
-    let counter = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Tally::default();
     let mut conns = Vec::with_capacity(writers);
     for _ in 0..writers {
         let mut conn = AsyncConn::connect(socket).await?;
@@ -324,24 +360,21 @@ pub async fn throughput_stigmer(
     let before = stigmer_revision(socket).await?;
     let mut set = JoinSet::new();
     for (mut conn, execution) in conns {
-        let (counter, stop) = (counter.clone(), stop.clone());
+        let tally = tally.clone();
         let mut updates = stig::Updates::new(&execution, status);
         set.spawn(async move {
             let mut id = 2u64;
-            while !stop.load(Ordering::Relaxed) {
+            while tally.going() {
                 conn.send(updates.frame(id)).await?;
                 stig::execution_reply(&conn.recv::<Frame>().await?, id)?;
-                counter.fetch_add(1, Ordering::Relaxed);
+                tally.acked();
                 id += 1;
             }
             Ok(())
         });
     }
-    let mut rate = measure(&counter, pid, warmup, window).await;
-    stop.store(true, Ordering::Relaxed);
-    join_all(set).await?;
+    let mut rate = tally.measure(set, pid, warmup, window).await?;
     let after = stigmer_revision(socket).await?;
-    rate.acked = counter.load(Ordering::Relaxed);
     rate.committed = after - before;
     if rate.committed < rate.acked {
         return Err(invalid(format!(
@@ -362,26 +395,22 @@ pub async fn throughput_redis(
     warmup: Duration,
     window: Duration,
 ) -> io::Result<Rate> {
-    let counter = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Tally::default();
     let mut set = JoinSet::new();
     for w in 0..writers {
         let mut conn = AsyncConn::connect(socket).await?;
         let add = xadd(format!("tp{w}").as_bytes(), payload, writers);
-        let (counter, stop) = (counter.clone(), stop.clone());
+        let tally = tally.clone();
         set.spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
+            while tally.going() {
                 conn.send(&add).await?;
                 conn.recv::<Resp>().await?.ok()?.into_bulk()?;
-                counter.fetch_add(1, Ordering::Relaxed);
+                tally.acked();
             }
             Ok(())
         });
     }
-    let mut rate = measure(&counter, pid, warmup, window).await;
-    stop.store(true, Ordering::Relaxed);
-    join_all(set).await?;
-    rate.acked = counter.load(Ordering::Relaxed);
+    let rate = tally.measure(set, pid, warmup, window).await?;
     // Free the streams, so later scenarios and rounds meet the same server.
     let mut conn = AsyncConn::connect(socket).await?;
     for w in 0..writers {

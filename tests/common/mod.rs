@@ -1,6 +1,8 @@
 //! Test harness: runs the real `stigmer` binary on a temporary socket and
 //! database, and speaks the raw protocol to it (no client-side resume or
-//! de-duplication, so the daemon's own guarantees are what is tested).
+//! de-duplication, so the daemon's own guarantees are what is tested); and
+//! the small helpers several test files share (`have`, `skip`,
+//! `free_loopback_addr`).
 
 #![allow(dead_code)]
 
@@ -22,6 +24,33 @@ use stigmer_proto::agentexecution::{
 use stigmer_proto::daemon::{request::Command as Cmd, response, Code, Event, Request, Response};
 use tokio::net::UnixStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+/// Whether `tool` is on the PATH.
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Says why a test skips (on stdout and stderr, so either capture shows
+/// it); the test then returns.
+pub fn skip(why: &str) {
+    println!("SKIPPED: {why}");
+    eprintln!("SKIPPED: {why}");
+}
+
+/// `127.0.0.1:PORT` of a port free just now, for a daemon to listen on.
+pub fn free_loopback_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    format!("127.0.0.1:{port}")
+}
 
 /// A failure guard, not a timing assertion: no healthy step takes this long.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);

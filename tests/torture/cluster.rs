@@ -14,26 +14,30 @@ use std::sync::Arc;
 use crate::common;
 use crate::crash::check_files;
 use crate::etcd_cluster::Cluster;
-use crate::scenarios::{caught_up, run_on, Faults, Scenario};
+use crate::scenarios::{caught_up, run_on, Faults, Scenario, LOAD_ARGS};
 use crate::torture_support::*;
-use crate::ALL_HISTORY;
 
-/// Every daemon's flags but `--etcd`: retention beyond the run, queues
-/// small enough that stalled readers overflow and catch up from history.
-const ARGS: [&str; 6] = [
-    "--history-retention",
-    ALL_HISTORY,
-    "--subscriber-queue",
-    "8",
-    "--connection-queue",
-    "16",
-];
-
-async fn two_daemons(etcd: &Cluster) -> Vec<common::Daemon> {
-    let endpoints = etcd.endpoints().join(",");
+/// The workload `name` with `config` on two daemons sharing the etcd
+/// cluster at `endpoints` (each with the load run's flags too), with
+/// `faults` injected meanwhile if any (then the crash runs' rules).
+async fn run_on_two_daemons(
+    endpoints: &[String],
+    name: &'static str,
+    config: Config,
+    faults: Option<Faults>,
+) {
+    let endpoints = endpoints.join(",");
     let mut args = vec!["--etcd", endpoints.as_str()];
-    args.extend(ARGS);
-    vec![common::Daemon::start(&args), common::Daemon::start(&args)]
+    args.extend(LOAD_ARGS);
+    let daemons = vec![common::Daemon::start(&args), common::Daemon::start(&args)];
+    let scenario = Scenario {
+        name,
+        args: Vec::new(),
+        config,
+        crash: faults.is_some(),
+        replayable: true,
+    };
+    run_on(scenario, daemons, faults).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,19 +45,7 @@ async fn watch_guarantees_across_two_daemons_sharing_etcd() {
     let Some(etcd) = Cluster::start().await else {
         return;
     };
-    let daemons = two_daemons(&etcd).await;
-    run_on(
-        Scenario {
-            name: "cluster",
-            args: Vec::new(),
-            config: Config::from_env(600, 0),
-            crash: false,
-            replayable: true,
-        },
-        daemons,
-        None,
-    )
-    .await;
+    run_on_two_daemons(&etcd.endpoints(), "cluster", Config::from_env(600, 0), None).await;
     drop(etcd);
 }
 
@@ -68,7 +60,7 @@ async fn watch_guarantees_across_two_daemons_with_kills() {
     let Some(etcd) = Cluster::start().await else {
         return;
     };
-    let daemons = two_daemons(&etcd).await;
+    let endpoints = etcd.endpoints();
     let config = Config::from_env(600, 4);
     let etcd = Arc::new(tokio::sync::Mutex::new(etcd));
     let faults: Faults = {
@@ -77,18 +69,7 @@ async fn watch_guarantees_across_two_daemons_with_kills() {
             Box::pin(cluster_killer(shared, daemons, etcd, kills, updates, rng))
         })
     };
-    run_on(
-        Scenario {
-            name: "cluster-kills",
-            args: Vec::new(),
-            config,
-            crash: true,
-            replayable: true,
-        },
-        daemons,
-        Some(faults),
-    )
-    .await;
+    run_on_two_daemons(&endpoints, "cluster-kills", config, Some(faults)).await;
     drop(etcd);
 }
 
@@ -120,19 +101,8 @@ async fn cluster_killer(
             let leader = etcd.kill_leader().await;
             shared.leader_kills.fetch_add(1, Ordering::Relaxed);
             // The two members left elect a leader and the writes go on.
-            let target = *acked.borrow() + 1 + rng.below(gap / 2);
-            let went_on = tokio::time::timeout(STUCK, acked.wait_for(|n| *n >= target))
-                .await
-                .is_ok();
-            if !went_on {
-                violations.push(Violation {
-                    what: format!(
-                        "no write acknowledged within {}s of killing etcd's leader",
-                        STUCK.as_secs()
-                    ),
-                    trace: vec![],
-                });
-            }
+            let more = 1 + rng.below(gap / 2);
+            violations.extend(writes_go_on(&mut acked, more, "of killing etcd's leader").await);
             // Now and then a daemon dies too while the member is down: it
             // restarts against the two members left.
             if rng.percent(25) {
@@ -149,6 +119,24 @@ async fn cluster_killer(
         }
     }
     (daemons, violations)
+}
+
+/// Waits (at most `STUCK`) for `more` writes acknowledged beyond what
+/// `acked` counts now; if they do not come, the violation "no write
+/// acknowledged within …s `when`".
+async fn writes_go_on(
+    acked: &mut tokio::sync::watch::Receiver<u64>,
+    more: u64,
+    when: &str,
+) -> Option<Violation> {
+    let target = *acked.borrow() + more;
+    let went_on = tokio::time::timeout(STUCK, acked.wait_for(|n| *n >= target))
+        .await
+        .is_ok();
+    (!went_on).then(|| Violation {
+        what: format!("no write acknowledged within {}s {when}", STUCK.as_secs()),
+        trace: vec![],
+    })
 }
 
 /// `kill -9` of daemon `i` under load: its database is sound and holds
@@ -176,19 +164,8 @@ async fn kill_and_restart(
         .expect("check");
     violations.extend(found);
     let mut acked = shared.acked.subscribe();
-    let target = *acked.borrow() + down_for;
-    let went_on = tokio::time::timeout(STUCK, acked.wait_for(|n| *n >= target))
-        .await
-        .is_ok();
-    if !went_on {
-        violations.push(Violation {
-            what: format!(
-                "no write acknowledged within {}s while daemon {i} was down",
-                STUCK.as_secs()
-            ),
-            trace: vec![],
-        });
-    }
+    let while_down = format!("while daemon {i} was down");
+    violations.extend(writes_go_on(&mut acked, down_for, &while_down).await);
     let everyone = shared.record.lock().expect("record").max_seen;
     tokio::task::block_in_place(|| daemon.restart());
     let mut wire = Wire::connect(&socket).await.expect("connect");

@@ -143,9 +143,7 @@ async fn resume_racing_with_the_final_commits_delivers_them_before_end() {
 /// nothing, cannot apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delta_resume_whose_base_was_pruned_starts_with_a_whole_state() {
-    use stigmer_proto::daemon::{
-        op, request::Command as Cmd, response, AppendRequest, AppendText, Op, SubscribeRequest,
-    };
+    use stigmer_proto::daemon::{request::Command as Cmd, SubscribeRequest};
     // Pruning starts once 9 revisions are past the floor: revision 9
     // prunes revision 1.
     let d = common::Daemon::start(&["--history-retention", "8"]);
@@ -157,24 +155,7 @@ async fn delta_resume_whose_base_was_pruned_starts_with_a_whole_state() {
     let mut r = 0;
     for n in 0..5 {
         let text = format!("t{n} ");
-        let resp = c
-            .call(Cmd::Append(AppendRequest {
-                execution_id: x.clone(),
-                expected_revision: None,
-                ops: vec![Op {
-                    op: Some(op::Op::AppendText(AppendText {
-                        message_index: 0,
-                        offset,
-                        text: text.clone(),
-                        r#type: 0,
-                    })),
-                }],
-            }))
-            .await;
-        r = match resp.result {
-            Some(response::Result::Execution(reply)) => reply.revision,
-            other => panic!("expected an acknowledgement, got {other:?}"),
-        };
+        r = common::watch::append_text(&mut c, &x, offset, &text).await;
         offset += text.len() as u64;
     }
     // Revision 7: a whole status that replaces the message: a new base,
@@ -219,9 +200,7 @@ async fn delta_resume_whose_base_was_pruned_starts_with_a_whole_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_racing_with_a_new_base_never_misses_the_chain() {
     use stigmer_proto::agentexecution::AgentExecutionId;
-    use stigmer_proto::daemon::{
-        op, request::Command as Cmd, response, AppendRequest, AppendText, Op,
-    };
+    use stigmer_proto::daemon::{request::Command as Cmd, response};
     let d = common::Daemon::start(&["--history-retention", "4"]);
     let mut w = d.connect().await;
     let (x, _) = w.create("x").await;
@@ -255,20 +234,7 @@ async fn get_racing_with_a_new_base_never_misses_the_chain() {
         let mut offset = text.len() as u64;
         for n in 0..8 {
             let t = format!("t{n} ");
-            let resp = w
-                .call(Cmd::Append(AppendRequest {
-                    execution_id: x.clone(),
-                    expected_revision: None,
-                    ops: vec![Op {
-                        op: Some(op::Op::AppendText(AppendText {
-                            message_index: 0,
-                            offset,
-                            text: t.clone(),
-                            r#type: 0,
-                        })),
-                    }],
-                }))
-                .await;
+            let resp = w.call(common::watch::append_cmd(&x, offset, &t)).await;
             assert!(
                 matches!(resp.result, Some(response::Result::Execution(_))),
                 "{resp:?}"

@@ -23,20 +23,23 @@ pub(crate) struct Scenario {
     pub(crate) replayable: bool,
 }
 
+/// The load run's flags (the cluster runs' too, but `--etcd`): retention
+/// beyond the run; queues small enough that stalled readers fill their
+/// connection's queue, so their streams overflow and catch up from history.
+pub(crate) const LOAD_ARGS: [&str; 6] = [
+    "--history-retention",
+    ALL_HISTORY,
+    "--subscriber-queue",
+    "8",
+    "--connection-queue",
+    "16",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_guarantees_under_load() {
     run(Scenario {
         name: "load",
-        args: vec![
-            "--history-retention",
-            ALL_HISTORY,
-            "--subscriber-queue",
-            "8",
-            // Small enough that stalled readers fill their connection's
-            // queue, so their streams overflow and catch up from history.
-            "--connection-queue",
-            "16",
-        ],
+        args: LOAD_ARGS.to_vec(),
         config: Config::from_env(1500, 0),
         crash: false,
         replayable: true,

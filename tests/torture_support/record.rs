@@ -19,6 +19,13 @@ pub const CREATED: i32 = EventType::EventCreated as i32;
 pub const DELETED: i32 = EventType::EventDeleted as i32;
 pub const BOOKMARK: i32 = EventType::EventBookmark as i32;
 
+/// An event type's name without its `EVENT_` prefix (`type7`: unknown).
+pub fn kind_name(kind: i32) -> String {
+    EventType::try_from(kind)
+        .map(|k| k.as_str_name().trim_start_matches("EVENT_").to_string())
+        .unwrap_or_else(|_| format!("type{kind}"))
+}
+
 /// One event (or the end of a stream) as a subscriber received it.
 #[derive(Clone, Debug)]
 pub struct Ev {
@@ -48,9 +55,7 @@ impl Ev {
         }
     }
     pub(super) fn describe(&self) -> String {
-        let kind = EventType::try_from(self.kind)
-            .map(|k| k.as_str_name().trim_start_matches("EVENT_").to_string())
-            .unwrap_or_else(|_| format!("type{}", self.kind));
+        let kind = kind_name(self.kind);
         match (&self.state, self.kind) {
             (_, END) => format!(
                 "{kind} rev {} {}",

@@ -5,7 +5,9 @@
 use std::path::Path;
 
 use stigmer_proto::agentexecution::AgentExecution;
-use stigmer_proto::daemon::{request::Command as Cmd, response, Code, EndReason, SubscribeRequest};
+use stigmer_proto::daemon::{
+    request::Command as Cmd, response, Code, EndReason, Response, SubscribeRequest,
+};
 
 use super::history::History;
 use super::record::{Fact, Record, DELTA, END, UPDATE};
@@ -24,23 +26,10 @@ pub async fn replay(socket: &Path, ids: &[String], record: &Record) -> (History,
     let mut history = History::new();
     let mut violations = Vec::new();
     for id in ids {
-        let sub = wire.id();
-        wire.send(
-            sub,
-            Cmd::Subscribe(SubscribeRequest {
-                execution_id: id.clone(),
-                from_revision: Some(0),
-                ..Default::default()
-            }),
-        )
-        .await
-        .expect("send");
+        let sub = subscribe_from_0(&mut wire, id, false).await;
         let mut entries = Vec::new();
         loop {
-            let resp = tokio::time::timeout(STUCK, wire.recv())
-                .await
-                .expect("replay stuck")
-                .expect("replay connection");
+            let resp = next(&mut wire, "replay").await;
             assert_eq!(resp.id, sub);
             match resp.result {
                 Some(response::Result::Event(e)) if e.r#type == UPDATE => {
@@ -82,6 +71,29 @@ pub async fn replay(socket: &Path, ids: &[String], record: &Record) -> (History,
     (history, violations)
 }
 
+/// Subscribes to `id` from revision 0, as a delta stream (with its
+/// initial state) or whole states; the stream's id.
+async fn subscribe_from_0(wire: &mut Wire, id: &str, deltas: bool) -> u64 {
+    let sub = wire.id();
+    let request = SubscribeRequest {
+        execution_id: id.to_string(),
+        from_revision: Some(0),
+        deltas,
+        skip_initial_state: false,
+        ..Default::default()
+    };
+    wire.send(sub, Cmd::Subscribe(request)).await.expect("send");
+    sub
+}
+
+/// The next frame of a replay (`what`), within `STUCK`.
+async fn next(wire: &mut Wire, what: &str) -> Response {
+    tokio::time::timeout(STUCK, wire.recv())
+        .await
+        .unwrap_or_else(|e| panic!("{what} stuck: {e:?}"))
+        .unwrap_or_else(|e| panic!("{what} connection: {e:?}"))
+}
+
 /// The texts acknowledged at `revision` of `id`.
 fn facts_of(record: &Record, id: &str, revision: u64) -> Vec<Fact> {
     record
@@ -106,28 +118,13 @@ pub async fn replay_deltas(
     let mut deltas = 0;
     let empty = Vec::new();
     for id in ids {
-        let sub = wire.id();
-        wire.send(
-            sub,
-            Cmd::Subscribe(SubscribeRequest {
-                execution_id: id.clone(),
-                from_revision: Some(0),
-                deltas: true,
-                skip_initial_state: false,
-                ..Default::default()
-            }),
-        )
-        .await
-        .expect("send");
+        let sub = subscribe_from_0(&mut wire, id, true).await;
         let want = history.get(id).unwrap_or(&empty);
         let mut got: Vec<(u64, Entry)> = Vec::new();
         let mut held: Option<(AgentExecution, u64)> = None;
         let mut problem = None;
         loop {
-            let resp = tokio::time::timeout(STUCK, wire.recv())
-                .await
-                .expect("delta replay stuck")
-                .expect("delta replay connection");
+            let resp = next(&mut wire, "delta replay").await;
             assert_eq!(resp.id, sub);
             let e = match resp.result {
                 Some(response::Result::Event(e)) => e,

@@ -7,7 +7,7 @@
 use stigmer_proto::daemon::{Code, EndReason};
 
 use super::history::History;
-use super::record::{Outcome, Segment, SubLog, DELTA, END, RESYNC, SNAPSHOT, UPDATE};
+use super::record::{Ev, Outcome, Segment, SubLog, DELTA, END, RESYNC, SNAPSHOT, UPDATE};
 use super::report::{Checked, Violation};
 use super::state::Entry;
 
@@ -77,6 +77,29 @@ pub fn check_subscribers(
     out
 }
 
+/// The start of a violation's trace: the events received up to the one
+/// at `upto`, `before` of those before it at most (a watcher's too).
+pub(super) fn received<E>(
+    events: &[E],
+    upto: usize,
+    before: usize,
+    describe: impl Fn(&E) -> String,
+) -> Vec<String> {
+    let mut trace = Vec::new();
+    let first = upto.saturating_sub(before);
+    if first > 0 {
+        trace.push(format!("  ... {first} earlier events"));
+    }
+    if events.is_empty() {
+        trace.push("  received  nothing".into());
+    } else {
+        for e in &events[first..=upto.min(events.len() - 1)] {
+            trace.push(format!("  received  {}", describe(e)));
+        }
+    }
+    trace
+}
+
 /// Checks one segment; `cursor` is the last revision delivered before it
 /// (None: nothing yet) and becomes the last delivered by it.
 ///
@@ -95,18 +118,7 @@ pub fn check_segment(
     allow_resync: bool,
 ) -> Result<(), Violation> {
     let fail = |what: String, seg: &Segment, upto: usize, cursor: Option<u64>| -> Violation {
-        let mut trace = Vec::new();
-        let first = upto.saturating_sub(2);
-        if first > 0 {
-            trace.push(format!("  ... {first} earlier events"));
-        }
-        if seg.events.is_empty() {
-            trace.push("  received  nothing".into());
-        } else {
-            for e in &seg.events[first..=upto.min(seg.events.len() - 1)] {
-                trace.push(format!("  received  {}", e.describe()));
-            }
-        }
+        let mut trace = received(&seg.events, upto, 2, Ev::describe);
         let lo = cursor.unwrap_or(0);
         let hi = seg.events.get(upto).map(|e| e.revision).unwrap_or(u64::MAX);
         let window: Vec<&(u64, Entry)> = h

@@ -1,7 +1,10 @@
 //! The subscribers: six kinds (fast, slow, stalling, disconnecting, past
 //! readers, cancelling), each stream whole-state or delta, each following
 //! an execution to its END and resuming after drops and crashes, recording
-//! every event and, on a delta stream, the state it rebuilds.
+//! every event and, on a delta stream, the state it rebuilds. The watchers
+//! (`watcher`) share its reading of a frame (`event_of`), its slow and
+//! stalling readers' pauses (`pause`) and its record of an event
+//! (`receive`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,7 +12,7 @@ use std::time::Duration;
 
 use stigmer_proto::agentexecution::AgentExecution;
 use stigmer_proto::daemon::{
-    request::Command as Cmd, response, CancelSubscriptionRequest, Code, Event, SubscribeRequest,
+    request::Command as Cmd, response, Code, Event, Response, SubscribeRequest,
 };
 
 use super::record::{
@@ -178,23 +181,8 @@ async fn follow(
                 }
                 continue;
             }
-            if resp.id != sub {
-                seg.outcome = Outcome::Broken(format!(
-                    "a frame for id {} arrived on a stream with id {sub}: {:?}",
-                    resp.id, resp.result
-                ));
+            let Ok(event) = event_of(resp, sub).map_err(|outcome| seg.outcome = outcome) else {
                 break;
-            }
-            let event = match resp.result {
-                Some(response::Result::Event(e)) => e,
-                Some(response::Result::Error(e)) => {
-                    seg.outcome = Outcome::Error(e.code, e.message);
-                    break;
-                }
-                other => {
-                    seg.outcome = Outcome::Broken(format!("not an event: {other:?}"));
-                    break;
-                }
             };
             shared.events.fetch_add(1, Ordering::Relaxed);
             let facts = shared.observe(wire.daemon, &execution, event.revision);
@@ -206,19 +194,8 @@ async fn follow(
             // The mode's behaviour between reads.
             match mode {
                 Mode::Fast | Mode::PastReader => {}
-                Mode::Slow => {
-                    tokio::time::sleep(Duration::from_millis(1 + rng.below(8))).await;
-                }
-                Mode::Staller => {
-                    // After the first event, and now and then again while
-                    // the workload runs (so that streams of both kinds
-                    // overflow their queues and catch up from history).
-                    let again = !shared.stop_writing.load(Ordering::Acquire) && rng.percent(3);
-                    if !stalled || again {
-                        stalled = true;
-                        let ms = rng.below(max_stall.as_millis() as u64 + 1);
-                        tokio::time::sleep(Duration::from_millis(ms)).await;
-                    }
+                Mode::Slow | Mode::Staller => {
+                    pause(shared, rng, mode, max_stall, &mut stalled).await;
                 }
                 Mode::Disconnector => {
                     budget = budget.saturating_sub(1);
@@ -229,13 +206,9 @@ async fn follow(
                 Mode::Canceller => {
                     budget = budget.saturating_sub(1);
                     if budget == 0 && cancel_id.is_none() {
-                        let id = wire.id();
-                        cancel_id = Some(id);
                         seg.cancelled = true;
-                        let cancel = Cmd::Cancel(CancelSubscriptionRequest {
-                            subscription_id: sub,
-                        });
-                        if wire.send(id, cancel).await.is_err() {
+                        cancel_id = wire.cancel(sub).await.ok();
+                        if cancel_id.is_none() {
                             seg.outcome = Outcome::Dropped;
                             break;
                         }
@@ -277,6 +250,51 @@ async fn follow(
         from = cursor;
         resumed = true;
         budget = 1 + rng.below(25);
+    }
+}
+
+/// The event a frame for stream `sub` carries; or, for an error reply, a
+/// frame for another id or anything but an event, the outcome that ends
+/// the stream's segment. A watcher's frames too.
+pub fn event_of(resp: Response, sub: u64) -> Result<Event, Outcome> {
+    if resp.id != sub {
+        return Err(Outcome::Broken(format!(
+            "a frame for id {} arrived on a stream with id {sub}: {:?}",
+            resp.id, resp.result
+        )));
+    }
+    match resp.result {
+        Some(response::Result::Event(e)) => Ok(e),
+        Some(response::Result::Error(e)) => Err(Outcome::Error(e.code, e.message)),
+        other => Err(Outcome::Broken(format!("not an event: {other:?}"))),
+    }
+}
+
+/// A slow or stalling reader's pause between reads (of a subscriber or a
+/// watcher): a slow one sleeps a few milliseconds; a staller up to
+/// `max_stall` after the first event (`stalled` says it was), and now and
+/// then again while the workload runs (so that streams of both kinds
+/// overflow their queues and catch up from history).
+pub async fn pause(
+    shared: &Shared,
+    rng: &mut Rng,
+    mode: Mode,
+    max_stall: Duration,
+    stalled: &mut bool,
+) {
+    match mode {
+        Mode::Slow => {
+            tokio::time::sleep(Duration::from_millis(1 + rng.below(8))).await;
+        }
+        Mode::Staller => {
+            let again = !shared.stop_writing.load(Ordering::Acquire) && rng.percent(3);
+            if !*stalled || again {
+                *stalled = true;
+                let ms = rng.below(max_stall.as_millis() as u64 + 1);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+        }
+        _ => {}
     }
 }
 

@@ -13,16 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stigmer_proto::agentexecution::AgentExecution;
-use stigmer_proto::daemon::{
-    request::Command as Cmd, response, CancelSubscriptionRequest, SubscribeRequest,
-};
+use stigmer_proto::daemon::{request::Command as Cmd, response, SubscribeRequest};
 
 use super::record::{
     Mode, Outcome, Selection, WatchEv, WatchLog, WatchSegment, BOOKMARK, DELETED, END, RESYNC,
 };
 use super::rng::Rng;
 use super::shared::Shared;
-use super::subscriber::receive;
+use super::subscriber::{event_of, pause, receive};
 use super::wire::{Closed, STUCK};
 
 /// One watcher: `Selection::of(i, …)`, `Mode::of_watcher(i)`, each stream
@@ -95,13 +93,9 @@ pub async fn watcher(shared: Arc<Shared>, i: usize, mut rng: Rng, max_stall: Dur
                 .as_ref()
                 .map(|t| t.get(&selection).copied().unwrap_or(0));
             if cancel_id.is_none() && target.is_some_and(|t| cursor.is_some_and(|c| c >= t)) {
-                let id = wire.id();
-                cancel_id = Some(id);
                 seg.cancelled = true;
-                let cancel = Cmd::Cancel(CancelSubscriptionRequest {
-                    subscription_id: sub,
-                });
-                if wire.send(id, cancel).await.is_err() {
+                cancel_id = wire.cancel(sub).await.ok();
+                if cancel_id.is_none() {
                     seg.outcome = Outcome::Dropped;
                     break;
                 }
@@ -134,23 +128,8 @@ pub async fn watcher(shared: Arc<Shared>, i: usize, mut rng: Rng, max_stall: Dur
                     }
                 }
             }
-            if resp.id != sub {
-                seg.outcome = Outcome::Broken(format!(
-                    "a frame for id {} arrived on a stream with id {sub}: {:?}",
-                    resp.id, resp.result
-                ));
+            let Ok(event) = event_of(resp, sub).map_err(|outcome| seg.outcome = outcome) else {
                 break;
-            }
-            let event = match resp.result {
-                Some(response::Result::Event(e)) => e,
-                Some(response::Result::Error(e)) => {
-                    seg.outcome = Outcome::Error(e.code, e.message);
-                    break;
-                }
-                other => {
-                    seg.outcome = Outcome::Broken(format!("not an event: {other:?}"));
-                    break;
-                }
             };
             shared
                 .events
@@ -191,19 +170,8 @@ pub async fn watcher(shared: Arc<Shared>, i: usize, mut rng: Rng, max_stall: Dur
             }
             // The mode's behaviour between reads.
             match mode {
-                Mode::Slow => {
-                    tokio::time::sleep(Duration::from_millis(1 + rng.below(8))).await;
-                }
-                Mode::Staller => {
-                    let again = !shared
-                        .stop_writing
-                        .load(std::sync::atomic::Ordering::Acquire)
-                        && rng.percent(3);
-                    if !stalled || again {
-                        stalled = true;
-                        let ms = rng.below(max_stall.as_millis() as u64 + 1);
-                        tokio::time::sleep(Duration::from_millis(ms)).await;
-                    }
+                Mode::Slow | Mode::Staller => {
+                    pause(&shared, &mut rng, mode, max_stall, &mut stalled).await;
                 }
                 Mode::Disconnector => {
                     let left = if cursor.is_some() {

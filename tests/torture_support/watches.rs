@@ -18,11 +18,12 @@ use stigmer_proto::daemon::EndReason;
 
 use super::history::History;
 use super::record::{
-    Outcome, Selection, WatchLog, WatchSegment, BOOKMARK, CREATED, DELETED, DELTA, END, RESYNC,
-    SNAPSHOT, UPDATE,
+    kind_name, Outcome, Selection, WatchEv, WatchLog, WatchSegment, BOOKMARK, CREATED, DELETED,
+    DELTA, END, RESYNC, SNAPSHOT, UPDATE,
 };
 use super::report::{Checked, Violation};
 use super::state::{Entry, State};
+use super::streams::received;
 
 /// Every committed change of the executions `selection` covers (each
 /// execution's session is in `sessions`), in revision order.
@@ -151,12 +152,6 @@ fn committed(entries: &[(u64, Entry)], revision: u64, got: Option<&State>) -> bo
     }
 }
 
-fn kind_name(kind: i32) -> String {
-    stigmer_proto::daemon::EventType::try_from(kind)
-        .map(|k| k.as_str_name().trim_start_matches("EVENT_").to_string())
-        .unwrap_or_else(|_| format!("type{kind}"))
-}
-
 /// Checks one watch segment; `cursor` (the last revision received since
 /// the last list ended) and `held` (the revision of each execution's state
 /// the watcher holds) carry over from the segment before.
@@ -170,18 +165,7 @@ pub fn check_watch_segment(
     held: &mut HashMap<String, u64>,
 ) -> Result<(), Violation> {
     let fail = |what: String, upto: usize, cursor: Option<u64>| -> Violation {
-        let mut trace = Vec::new();
-        let first = upto.saturating_sub(3);
-        if first > 0 {
-            trace.push(format!("  ... {first} earlier events"));
-        }
-        if seg.events.is_empty() {
-            trace.push("  received  nothing".into());
-        } else {
-            for e in &seg.events[first..=upto.min(seg.events.len() - 1)] {
-                trace.push(format!("  received  {}", e.describe()));
-            }
-        }
+        let mut trace = received(&seg.events, upto, 3, WatchEv::describe);
         let lo = cursor.unwrap_or(0);
         let window: Vec<_> = merged.iter().filter(|(r, _, _)| *r > lo).take(6).collect();
         trace.push(format!(

@@ -8,7 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use prost::Message;
-use stigmer_proto::daemon::{request::Command as Cmd, Request, Response};
+use stigmer_proto::daemon::{
+    request::Command as Cmd, CancelSubscriptionRequest, Request, Response,
+};
 use tokio::net::UnixStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
@@ -62,6 +64,14 @@ impl Wire {
             Some(Ok(body)) => Ok(Response::decode(body).expect("a Response decodes")),
             _ => Err(Closed),
         }
+    }
+    /// Sends the cancel of stream `sub`; the cancel's own id.
+    pub async fn cancel(&mut self, sub: u64) -> Result<u64, Closed> {
+        let id = self.id();
+        let cancel = Cmd::Cancel(CancelSubscriptionRequest {
+            subscription_id: sub,
+        });
+        self.send(id, cancel).await.map(|()| id)
     }
     /// One request, one reply (only for connections without streams).
     pub async fn call(&mut self, command: Cmd) -> Result<Response, Closed> {

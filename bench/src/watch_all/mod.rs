@@ -318,6 +318,61 @@ fn finish(clock: &Clock, mut side: Side) -> Side {
     side
 }
 
+/// The writers' connections, and the server's RSS 300 ms after, before
+/// any watcher connects.
+async fn connect_writers(socket: &Path, pid: u32) -> io::Result<(Vec<AsyncConn>, u64)> {
+    let mut writers = Vec::with_capacity(WRITERS);
+    for _ in 0..WRITERS {
+        writers.push(AsyncConn::connect(socket).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok((writers, procs::rss_bytes(pid)?))
+}
+
+/// Once every watcher is in place (they began subscribing at `started`):
+/// how long that took, in seconds, and the server's RSS 1 s later.
+async fn in_place(started: Instant, pid: u32) -> io::Result<(f64, u64)> {
+    let subscribe_s = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok((subscribe_s, procs::rss_bytes(pid)?))
+}
+
+/// One writer's task: its connection, its share of the executions (the
+/// pre-built requests and where their stamps go), the clock, the stop
+/// flag, the pacing's start, its number and its rate.
+type Writer<M, F> =
+    fn(AsyncConn, M, Arc<Clock>, Arc<AtomicBool>, tokio::time::Instant, usize, f64) -> F;
+
+/// The measured part of a side, its watchers read by `readers`: `writers`
+/// (each with its share in `per_writer`) running `write`, paced, through
+/// the warm-up and the window; then they stop and every delivery is
+/// drained. The figures of the window (`finish`).
+async fn write_window<M, F>(
+    clock: &Arc<Clock>,
+    pid: u32,
+    s: &Settings,
+    mut readers: JoinSet<io::Result<()>>,
+    writers: Vec<AsyncConn>,
+    per_writer: Vec<M>,
+    write: Writer<M, F>,
+) -> io::Result<Side>
+where
+    F: std::future::Future<Output = io::Result<()>> + Send + 'static,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = tokio::time::Instant::now();
+    let mut writing = JoinSet::new();
+    for (w, (conn, mine)) in writers.into_iter().zip(per_writer).enumerate() {
+        let (clock, stop) = (clock.clone(), stop.clone());
+        writing.spawn(write(conn, mine, clock, stop, start, w, s.rate));
+    }
+    let side = window(clock, pid, s).await;
+    stop.store(true, Ordering::Relaxed);
+    join(writing).await?;
+    drain(clock, &mut readers).await?;
+    Ok(finish(clock, side))
+}
+
 /// The stigmer side, on a daemon of its own (`pid`, listening on `socket`).
 pub async fn stigmer(socket: &Path, pid: u32, s: &Settings) -> io::Result<Side> {
     let status = stamped_status(s.status_bytes);
@@ -339,12 +394,7 @@ pub async fn stigmer(socket: &Path, pid: u32, s: &Settings) -> io::Result<Side> 
         stig::execution_reply(&recv::<Frame, _>(&mut setup).await?, id)?;
         per_writer[e % WRITERS].push((updates, at));
     }
-    let mut writers = Vec::with_capacity(WRITERS);
-    for _ in 0..WRITERS {
-        writers.push(AsyncConn::connect(socket).await?);
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let rss_before = procs::rss_bytes(pid)?;
+    let (writers, rss_before) = connect_writers(socket, pid).await?;
 
     let clock = Arc::new(Clock::new());
     let started = Instant::now();
@@ -365,30 +415,18 @@ pub async fn stigmer(socket: &Path, pid: u32, s: &Settings) -> io::Result<Side> 
         });
     }
     let watchers = join(lists).await?;
-    let subscribe_s = started.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_watching = procs::rss_bytes(pid)?;
+    let (subscribe_s, rss_watching) = in_place(started, pid).await?;
 
     let mut readers = JoinSet::new();
     for (conn, session, last) in watchers {
         readers.spawn(stigmer_watcher(conn, session, last, clock.clone()));
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = tokio::time::Instant::now();
-    let mut writing = JoinSet::new();
-    for (w, (conn, mine)) in writers.into_iter().zip(per_writer).enumerate() {
-        let (clock, stop) = (clock.clone(), stop.clone());
-        writing.spawn(stigmer_writer(conn, mine, clock, stop, start, w, s.rate));
-    }
-    let side = window(&clock, pid, s).await;
-    stop.store(true, Ordering::Relaxed);
-    join(writing).await?;
-    drain(&clock, &mut readers).await?;
+    let side = write_window(&clock, pid, s, readers, writers, per_writer, stigmer_writer).await?;
     Ok(Side {
         rss_before,
         rss_watching,
         subscribe_s,
-        ..finish(&clock, side)
+        ..side
     })
 }
 
@@ -493,12 +531,7 @@ pub async fn redis(socket: &Path, pid: u32, s: &Settings) -> io::Result<Side> {
         let at = stamp_at(&publish)?;
         per_writer[e % WRITERS].push((publish, at));
     }
-    let mut writers = Vec::with_capacity(WRITERS);
-    for _ in 0..WRITERS {
-        writers.push(AsyncConn::connect(socket).await?);
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let rss_before = procs::rss_bytes(pid)?;
+    let (writers, rss_before) = connect_writers(socket, pid).await?;
 
     let clock = Arc::new(Clock::new());
     let started = Instant::now();
@@ -519,30 +552,18 @@ pub async fn redis(socket: &Path, pid: u32, s: &Settings) -> io::Result<Side> {
         });
     }
     let watchers = join(subscribing).await?;
-    let subscribe_s = started.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_watching = procs::rss_bytes(pid)?;
+    let (subscribe_s, rss_watching) = in_place(started, pid).await?;
 
     let mut readers = JoinSet::new();
     for conn in watchers {
         readers.spawn(redis_watcher(conn, payload_at, clock.clone()));
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = tokio::time::Instant::now();
-    let mut writing = JoinSet::new();
-    for (w, (conn, mine)) in writers.into_iter().zip(per_writer).enumerate() {
-        let (clock, stop) = (clock.clone(), stop.clone());
-        writing.spawn(redis_writer(conn, mine, clock, stop, start, w, s.rate));
-    }
-    let side = window(&clock, pid, s).await;
-    stop.store(true, Ordering::Relaxed);
-    join(writing).await?;
-    drain(&clock, &mut readers).await?;
+    let side = write_window(&clock, pid, s, readers, writers, per_writer, redis_writer).await?;
     Ok(Side {
         rss_before,
         rss_watching,
         subscribe_s,
-        ..finish(&clock, side)
+        ..side
     })
 }
 

@@ -109,6 +109,20 @@ async fn assert_cache_is_the_daemon(client: &Client, watch: &Watch, filter: &Lis
     }
 }
 
+/// Each event's kind, execution id ("" for none) and revision.
+fn kinds_ids_revisions(events: &[WatchEvent]) -> Vec<(&'static str, String, u64)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e.kind(),
+                e.execution_id().unwrap_or("").to_string(),
+                e.revision(),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn session_watch_lists_then_follows_creates_updates_deletes() {
     let daemon = Daemon::start();
@@ -122,16 +136,7 @@ async fn session_watch_lists_then_follows_creates_updates_deletes() {
         .await
         .expect("watch");
     let (snapshots, end) = list(&mut watch).await;
-    let listed: Vec<(&str, String, u64)> = snapshots
-        .iter()
-        .map(|e| {
-            (
-                e.kind(),
-                e.execution_id().unwrap_or("").to_string(),
-                e.revision(),
-            )
-        })
-        .collect();
+    let listed = kinds_ids_revisions(&snapshots);
     assert_eq!(
         listed,
         [("snapshot", a.clone(), ra), ("snapshot", b.clone(), rb)]
@@ -164,16 +169,7 @@ async fn session_watch_lists_then_follows_creates_updates_deletes() {
     let (sentinel, rs) = create(&client, "sentinel", "s").await;
 
     let events = until(&mut watch, &sentinel).await;
-    let seen: Vec<(&str, String, u64)> = events
-        .iter()
-        .map(|e| {
-            (
-                e.kind(),
-                e.execution_id().unwrap_or("").to_string(),
-                e.revision(),
-            )
-        })
-        .collect();
+    let seen = kinds_ids_revisions(&events);
     assert_eq!(
         seen,
         [

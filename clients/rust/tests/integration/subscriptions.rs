@@ -12,7 +12,7 @@ use stigmer_client::{Client, Code, Config, Event};
 use crate::common::Daemon;
 use crate::support::{
     assert_ordered_unique, collect_until_end, connect, create, is_change, last_message, phase_of,
-    says,
+    say_done, say_each, says, state_revisions,
 };
 
 #[tokio::test]
@@ -61,11 +61,7 @@ async fn subscribe_sees_every_revision_once_in_order_with(deltas: bool) {
     // The snapshot is the state at some commit; every later commit follows
     // as an update, none skipped, none repeated.
     let expected: Vec<u64> = committed.iter().copied().filter(|r| r >= snap).collect();
-    let seen: Vec<u64> = events
-        .iter()
-        .filter(|e| e.execution().is_some())
-        .map(Event::revision)
-        .collect();
+    let seen = state_revisions(&events);
     assert_eq!(seen, expected);
     assert!(events[1..events.len() - 1]
         .iter()
@@ -97,22 +93,8 @@ async fn subscribe_from_revision_replays_only_later_changes_with(deltas: bool) {
     let daemon = Daemon::start();
     let client = connect(&daemon, deltas).await;
     let (id, _) = create(&client, "a").await;
-    let mut revs = Vec::new();
-    for i in 0..5 {
-        let (_, r) = client
-            .update_status(
-                &id,
-                says(&format!("m{i}"), ExecutionPhase::ExecutionInProgress),
-            )
-            .await
-            .expect("update");
-        revs.push(r);
-    }
-    let (_, r) = client
-        .update_status(&id, says("done", ExecutionPhase::ExecutionCompleted))
-        .await
-        .expect("complete");
-    revs.push(r);
+    let mut revs = say_each(&client, &id, (0..5).map(|i| format!("m{i}")), "update").await;
+    revs.push(say_done(&client, &id, "done", "complete").await);
 
     let mut sub = client
         .subscribe(&id, Some(revs[1]))
@@ -120,11 +102,7 @@ async fn subscribe_from_revision_replays_only_later_changes_with(deltas: bool) {
         .expect("subscribe");
     let events = collect_until_end(&mut sub).await;
     assert_ordered_unique(&events, EndReason::Terminal);
-    let seen: Vec<u64> = events
-        .iter()
-        .filter(|e| e.execution().is_some())
-        .map(Event::revision)
-        .collect();
+    let seen = state_revisions(&events);
     assert_eq!(seen, revs[2..].to_vec());
     assert!(is_change(&events[0], deltas), "{:?}", events[0]);
 }
@@ -150,17 +128,8 @@ async fn resume_across_daemon_restart_with(deltas: bool) {
     let first = sub.next().await.expect("an event").expect("snapshot");
     assert!(matches!(first, Event::Snapshot { .. }));
 
-    let mut expected = Vec::new();
-    for i in 0..5 {
-        let (_, r) = client
-            .update_status(
-                &id,
-                says(&format!("before {i}"), ExecutionPhase::ExecutionInProgress),
-            )
-            .await
-            .expect("update before restart");
-        expected.push(r);
-    }
+    let before = (0..5).map(|i| format!("before {i}"));
+    let expected = say_each(&client, &id, before, "update before restart").await;
     // Read exactly those five updates.
     for r in &expected {
         let ev = sub.next().await.expect("an event").expect("update");
@@ -174,31 +143,14 @@ async fn resume_across_daemon_restart_with(deltas: bool) {
 
     // The same client reconnects by itself for unary calls. These updates
     // happen while the subscription is disconnected: it must replay them.
-    let mut after = Vec::new();
-    for i in 0..5 {
-        let (_, r) = client
-            .update_status(
-                &id,
-                says(&format!("after {i}"), ExecutionPhase::ExecutionInProgress),
-            )
-            .await
-            .expect("update after restart");
-        after.push(r);
-    }
-    let (_, r) = client
-        .update_status(&id, says("after done", ExecutionPhase::ExecutionCompleted))
-        .await
-        .expect("complete after restart");
-    after.push(r);
+    let words = (0..5).map(|i| format!("after {i}"));
+    let mut after = say_each(&client, &id, words, "update after restart").await;
+    after.push(say_done(&client, &id, "after done", "complete after restart").await);
     assert!(after[0] > expected[4], "revisions survive the restart");
 
     let events = collect_until_end(&mut sub).await;
     assert_ordered_unique(&events, EndReason::Terminal);
-    let seen: Vec<u64> = events
-        .iter()
-        .filter(|e| e.execution().is_some())
-        .map(Event::revision)
-        .collect();
+    let seen = state_revisions(&events);
     assert_eq!(seen, after, "no gap, no duplicate across the restart");
     assert!(events
         .iter()
@@ -243,11 +195,7 @@ async fn resume_while_waiting_for_events() {
         .expect("fail");
     let (_sub, events) = waiter.await.expect("waiter");
     assert_ordered_unique(&events, EndReason::Terminal);
-    let seen: Vec<u64> = events
-        .iter()
-        .filter(|e| e.execution().is_some())
-        .map(Event::revision)
-        .collect();
+    let seen = state_revisions(&events);
     assert_eq!(seen, vec![r1, r2]);
     assert!(r1 > snap.revision());
     drop(daemon);
@@ -269,29 +217,12 @@ async fn slow_consumer_overflow_resubscribes_without_loss() {
     // overflows, and the client resubscribes from the last delivered
     // revision when the consumer catches up.
     let mut committed = vec![created];
-    for i in 0..30 {
-        let (_, r) = client
-            .update_status(
-                &id,
-                says(&format!("{i}"), ExecutionPhase::ExecutionInProgress),
-            )
-            .await
-            .expect("update");
-        committed.push(r);
-    }
-    let (_, r) = client
-        .update_status(&id, says("end", ExecutionPhase::ExecutionCompleted))
-        .await
-        .expect("complete");
-    committed.push(r);
+    committed.extend(say_each(&client, &id, (0..30).map(|i| i.to_string()), "update").await);
+    committed.push(say_done(&client, &id, "end", "complete").await);
     let events = collect_until_end(&mut sub).await;
     assert_ordered_unique(&events, EndReason::Terminal);
     let snap = events[0].revision();
-    let seen: Vec<u64> = events
-        .iter()
-        .filter(|e| e.execution().is_some())
-        .map(Event::revision)
-        .collect();
+    let seen = state_revisions(&events);
     let expected: Vec<u64> = committed.into_iter().filter(|r| *r >= snap).collect();
     assert_eq!(seen, expected);
 }

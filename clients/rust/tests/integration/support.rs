@@ -1,8 +1,9 @@
 //! The helpers every client integration test shares: reading an
 //! execution (`id_of`, `phase_of`, `last_message`), a status to send
-//! (`says`), creating and connecting (`create`, `connect`), and reading a
-//! subscription to its END with the checks on its order (`is_change`,
-//! `collect_until_end`, `assert_ordered_unique`).
+//! (`says`), creating and connecting (`create`, `connect`), writing a run
+//! of messages (`say_each`, `say_done`), and reading a subscription to its
+//! END with the checks on its order (`is_change`, `collect_until_end`,
+//! `state_revisions`, `assert_ordered_unique`).
 
 use futures::StreamExt;
 use stigmer_client::proto::agentexecution::{
@@ -53,6 +54,35 @@ pub async fn create(client: &Client, agent: &str) -> (String, u64) {
     (id_of(&e), rev)
 }
 
+/// Updates `id` once for each of `messages`, in progress and saying it;
+/// the revisions committed. `what` names the updates in a failure.
+pub async fn say_each(
+    client: &Client,
+    id: &str,
+    messages: impl IntoIterator<Item = String>,
+    what: &str,
+) -> Vec<u64> {
+    let mut revisions = Vec::new();
+    for text in messages {
+        let (_, r) = client
+            .update_status(id, says(&text, ExecutionPhase::ExecutionInProgress))
+            .await
+            .expect(what);
+        revisions.push(r);
+    }
+    revisions
+}
+
+/// Completes `id`, saying `text`; the revision committed. `what` names
+/// the update in a failure.
+pub async fn say_done(client: &Client, id: &str, text: &str, what: &str) -> u64 {
+    let (_, r) = client
+        .update_status(id, says(text, ExecutionPhase::ExecutionCompleted))
+        .await
+        .expect(what);
+    r
+}
+
 /// A client whose subscriptions ask for deltas or whole states.
 pub async fn connect(daemon: &Daemon, deltas: bool) -> Client {
     let config = Config {
@@ -88,13 +118,18 @@ pub async fn collect_until_end(sub: &mut Subscription) -> Vec<Event> {
     panic!("stream ended without END after {events:?}");
 }
 
-/// Every revision strictly increases, and the last event is END `reason`.
-pub fn assert_ordered_unique(events: &[Event], reason: EndReason) {
-    let revisions: Vec<u64> = events
+/// The revisions of the events that carry a state.
+pub fn state_revisions(events: &[Event]) -> Vec<u64> {
+    events
         .iter()
         .filter(|e| e.execution().is_some())
         .map(Event::revision)
-        .collect();
+        .collect()
+}
+
+/// Every revision strictly increases, and the last event is END `reason`.
+pub fn assert_ordered_unique(events: &[Event], reason: EndReason) {
+    let revisions = state_revisions(events);
     assert!(
         revisions.windows(2).all(|w| w[0] < w[1]),
         "revisions not strictly increasing: {revisions:?}"
