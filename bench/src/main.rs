@@ -228,6 +228,10 @@ struct Round {
     /// Append mode on the floor server (when it is given): what committing
     /// each append before publishing it costs with nothing else around it.
     tr_floor_append: transcript::Mode,
+    /// The throughput scenario's 1 KiB update once per token, at the same
+    /// pace and with the same subscribers as append mode: an append's cost
+    /// beside an update's under one load.
+    tr_update: transcript::Mode,
     /// The watch_all scenario: stigmer and Redis PSUBSCRIBE.
     watch: watch_all::Round,
     /// The cluster scenario (issue 20): the cluster mode on 3-member etcd
@@ -500,11 +504,14 @@ fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<
                 .max(scenarios::HISTORY_RETENTION as u64)
                 .to_string(),
         ];
-        for side in rotation(r, 7) {
+        for side in rotation(r, 8) {
             match side {
-                0 | 1 => {
-                    let append = side == 1;
-                    let name = if append { "append" } else { "upstream" };
+                0 | 1 | 7 => {
+                    let (sends, name) = match side {
+                        0 => (transcript::Sends::Upstream, "upstream"),
+                        1 => (transcript::Sends::Append, "append"),
+                        _ => (transcript::Sends::Update1Kib, "update"),
+                    };
                     let daemon = procs::Daemon::start_with(
                         &args.stigmer,
                         &args.dir,
@@ -518,12 +525,12 @@ fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<
                         &daemon.db,
                         t,
                         &tokens,
-                        append,
+                        sends,
                     ))?;
-                    if append {
-                        round.tr_append = mode;
-                    } else {
-                        round.tr_upstream = mode;
+                    match sends {
+                        transcript::Sends::Upstream => round.tr_upstream = mode,
+                        transcript::Sends::Append => round.tr_append = mode,
+                        transcript::Sends::Update1Kib => round.tr_update = mode,
                     }
                 }
                 2 => {
@@ -549,7 +556,7 @@ fn run_round(args: &Args, r: usize, rt: &tokio::runtime::Runtime) -> io::Result<
                         &server.db,
                         t,
                         &tokens,
-                        true,
+                        transcript::Sends::Append,
                     ))?;
                 }
                 _ => {

@@ -265,7 +265,7 @@ pub(crate) fn results(args: &Args, rounds: &[Round]) -> Value {
         peer_ratios(rounds, ratios);
         watch_all::ratios(rounds, ratios);
         transcript::report::jetstream_ratios(rounds, ratios);
-        transcript::report::floor_ratios(rounds, ratios);
+        transcript::report::reference_ratios(rounds, ratios);
     }
     v
 }

@@ -1,6 +1,7 @@
 //! The transcript scenario on the stigmer daemon: upstream's mode (the whole
-//! status every `every` tokens) and append mode (one `append` per token),
-//! each execution read by a delta subscriber.
+//! status every `every` tokens), append mode (one `append` per token) and,
+//! for the append's cost beside an update's under the same load, one 1 KiB
+//! `update_status` per token; each execution read by a delta subscriber.
 
 use std::io;
 use std::path::Path;
@@ -44,16 +45,31 @@ pub(super) fn content_len_after(op: &Op, len: u64) -> io::Result<u64> {
     })
 }
 
-/// One stigmer mode on a daemon of its own (`db` its database): runners on
-/// `update_status` every `every` tokens (`append` false) or one `append` per
-/// token, each execution with one delta subscriber.
+/// What a stigmer mode's runners send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sends {
+    /// The whole cumulative status every `every` tokens (upstream's way).
+    Upstream,
+    /// One `append` per token.
+    Append,
+    /// One `update_status` of the throughput scenario's 1 KiB status per
+    /// token (the status never changes, so each update is stored and
+    /// streamed as a stamp, as there): an update's cost under the same pace
+    /// and subscribers as an append's. The text is not sent, so the
+    /// subscriber counts a token per DELTA and the final state is not
+    /// checked against the tokens.
+    Update1Kib,
+}
+
+/// One stigmer mode on a daemon of its own (`db` its database), each
+/// execution with one delta subscriber.
 pub async fn stigmer(
     socket: &Path,
     pid: u32,
     db: &Path,
     s: &Settings,
     tokens: &Arc<Tokens>,
-    append: bool,
+    sends: Sends,
 ) -> io::Result<Mode> {
     let n = tokens.len();
     let mut runners = Vec::with_capacity(s.runners);
@@ -88,27 +104,19 @@ pub async fn stigmer(
         let times = Arc::new(Times::new(base, n));
         let mut held = Held::new(tokens.clone(), times.clone(), delivered.clone());
         held.start_bytes = sub.consumed();
-        subs.spawn(stigmer_subscriber(sub, held, revision));
+        let by_count = sends == Sends::Update1Kib;
+        subs.spawn(stigmer_subscriber(sub, held, revision, by_count));
         let start = runner_start(s, r);
-        if append {
-            runs.spawn(append_runner(
-                conn,
-                execution,
-                tokens.clone(),
-                times,
-                start,
-                *s,
-            ));
-        } else {
-            runs.spawn(upstream_runner(
-                conn,
-                execution,
-                tokens.clone(),
-                times,
-                start,
-                *s,
-            ));
-        }
+        let tokens = tokens.clone();
+        match sends {
+            Sends::Append => runs.spawn(append_runner(conn, execution, tokens, times, start, *s)),
+            Sends::Upstream => {
+                runs.spawn(upstream_runner(conn, execution, tokens, times, start, *s))
+            }
+            Sends::Update1Kib => {
+                runs.spawn(update_runner(conn, execution, tokens, times, start, *s))
+            }
+        };
     }
     // The disk's quarter marks, by the tokens the subscribers hold.
     let done = Arc::new(AtomicBool::new(false));
@@ -153,7 +161,9 @@ pub async fn stigmer(
         ..Default::default()
     };
     gather(&mut mode, seen);
-    mode.final_state_bytes = stigmer_final_states(socket, &ids, tokens).await?;
+    if sends != Sends::Update1Kib {
+        mode.final_state_bytes = stigmer_final_states(socket, &ids, tokens).await?;
+    }
     Ok(mode)
 }
 
@@ -212,13 +222,17 @@ pub(super) async fn stigmer_final_states(
 }
 
 /// A delta subscriber: DELTA events (each checked to follow the last
-/// revision), until the END that follows the completion.
+/// revision), until the END that follows the completion. `by_count`: each
+/// DELTA holds the next token (`Sends::Update1Kib`, whose updates carry no
+/// text); otherwise the AI message's length says which tokens it holds.
 pub(super) async fn stigmer_subscriber(
     mut conn: AsyncConn,
     mut held: Held,
     mut last: u64,
+    by_count: bool,
 ) -> io::Result<Seen> {
     let (mut len, mut events, mut resyncs) = (0u64, 1u64, 0u64);
+    let mut deltas = 0usize;
     loop {
         let body = recv_timed::<Frame, _>(&mut conn).await?;
         events += 1;
@@ -232,13 +246,23 @@ pub(super) async fn stigmer_subscriber(
                     )));
                 }
                 last = event.revision;
-                for op in &event.ops {
-                    len = content_len_after(op, len)?;
+                if by_count {
+                    deltas += 1;
+                    len = held.tokens.ends.get(deltas - 1).copied().unwrap_or(len);
+                } else {
+                    for op in &event.ops {
+                        len = content_len_after(op, len)?;
+                    }
                 }
             }
             Ok(kind @ (EventType::EventUpdate | EventType::EventResync)) => {
                 if kind == EventType::EventResync {
                     resyncs += 1;
+                }
+                if by_count {
+                    return Err(invalid(
+                        "a stream of stamps resynced: the tokens count is lost",
+                    ));
                 }
                 last = event.revision;
                 len = event
@@ -288,6 +312,37 @@ pub(super) async fn upstream_runner(
     }
     updates.set_phase(ExecutionPhase::ExecutionCompleted);
     conn.send(updates.frame(id)).await?;
+    stig::execution_reply(&recv_timed::<Frame, _>(&mut conn).await?, id)?;
+    Ok(id - 1)
+}
+
+/// The 1 KiB update runner (`Sends::Update1Kib`): the throughput scenario's
+/// `update_status` (the same 1 KiB status, `minimal_reply`) per token, then
+/// the same status COMPLETED.
+pub(super) async fn update_runner(
+    mut conn: AsyncConn,
+    execution: String,
+    tokens: Arc<Tokens>,
+    times: Arc<Times>,
+    start: tokio::time::Instant,
+    s: Settings,
+) -> io::Result<u64> {
+    let mut status = stig::status_of_size(1024);
+    let mut updates = stig::Updates::new(&execution, &status);
+    let mut id = 2u64;
+    let mut pacer = Pacer::new()?;
+    for i in 0..tokens.len() {
+        pace(&mut pacer, start, i, &s).await?;
+        let now = times.now();
+        times.produced[i].store(now, Ordering::Relaxed);
+        times.sent[i].store(now, Ordering::Relaxed);
+        conn.send(updates.frame(id)).await?;
+        stig::execution_reply(&recv_timed::<Frame, _>(&mut conn).await?, id)?;
+        id += 1;
+    }
+    status.phase = ExecutionPhase::ExecutionCompleted as i32;
+    conn.send(stig::Updates::new(&execution, &status).frame(id))
+        .await?;
     stig::execution_reply(&recv_timed::<Frame, _>(&mut conn).await?, id)?;
     Ok(id - 1)
 }

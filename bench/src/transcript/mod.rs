@@ -40,7 +40,7 @@ mod jetstream;
 mod redis_side;
 pub mod report;
 
-pub use daemon::stigmer;
+pub use daemon::{stigmer, Sends};
 pub use jetstream::jetstream;
 
 pub use redis_side::redis;

@@ -23,6 +23,7 @@ pub(crate) fn transcript_json(args: &Args, rounds: &[Round]) -> Value {
         "stigmer": {
             "upstream": mode_json(rounds, |r| &r.tr_upstream, t.runners, true),
             "append": mode_json(rounds, |r| &r.tr_append, t.runners, true),
+            "update_1kib": mode_json(rounds, |r| &r.tr_update, t.runners, true),
         },
         "redis": {
             "xadd": mode_json(rounds, |r| &r.tr_xadd, t.runners, false),
@@ -40,9 +41,18 @@ pub(crate) fn transcript_json(args: &Args, rounds: &[Round]) -> Value {
     })
 }
 
-/// The paired ratios of the floor server's append mode (when it ran):
-/// its token latency against PUBLISH's, and the daemon's against its own.
-pub(crate) fn floor_ratios(rounds: &[Round], out: &mut Map<String, Value>) {
+/// The reference ratios: the floor server's append mode (when it ran),
+/// its token latency against PUBLISH's, and the daemon's against its own;
+/// and an append's daemon CPU against a 1 KiB update's at the same pace.
+pub(crate) fn reference_ratios(rounds: &[Round], out: &mut Map<String, Value>) {
+    let cpu = |m: &Mode| m.per_token(m.server_cpu_s * 1e6);
+    out.insert(
+        "transcript_append_cpu_vs_paced_update".to_string(),
+        json!(paired(rounds, |r| ratio(
+            cpu(&r.tr_append),
+            cpu(&r.tr_update)
+        ))),
+    );
     if rounds.iter().all(|r| r.tr_floor_append.tokens == 0) {
         return;
     }
@@ -371,6 +381,15 @@ pub(crate) fn transcript_rows(v: &Value, out: &mut String) {
         f(&format!("{xa}/server_cpu_us_per_token")),
         f(&format!("{pu}/server_cpu_us_per_token")),
     ));
+    let paced = f("/transcript/stigmer/update_1kib/server_cpu_us_per_token");
+    if paced > 0.0 {
+        out.push_str(&format!(
+            "| {head}, append mode: daemon CPU per token beside a 1 KiB update per token at the same pace, with the same subscribers (µs) | {cpu:.1} | 1 KiB update {paced:.1} | {:.2}x ({:.2}x) | ≤ 1x a 1 KiB update | {} |\n",
+            f("/paired_ratios/transcript_append_cpu_vs_paced_update"),
+            cpu / paced,
+            check(f("/paired_ratios/transcript_append_cpu_vs_paced_update") <= 1.0)
+        ));
+    }
     floor_rows(v, &head, out);
     jetstream_rows(v, &head, out);
 }
