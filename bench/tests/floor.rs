@@ -168,11 +168,12 @@ fn text(offset: u64, text: &str) -> op::Op {
     })
 }
 
-#[test]
-fn streams_each_committed_append_to_a_delta_subscriber() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_server, mut runner) = start(dir.path());
-    let mut watcher = UnixStream::connect(dir.path().join("floor.sock")).unwrap();
+/// A floor server in `dir`, a runner's connection that created an
+/// execution, and a watcher's that subscribed to it (request id 7, with
+/// `deltas` or whole states); the SNAPSHOT is left to read.
+fn watched(dir: &Path, deltas: bool) -> (Server, UnixStream, UnixStream, String) {
+    let (server, mut runner) = start(dir);
+    let mut watcher = UnixStream::connect(dir.join("floor.sock")).unwrap();
     let id = match call(
         &mut runner,
         1,
@@ -181,15 +182,19 @@ fn streams_each_committed_append_to_a_delta_subscriber() {
         response::Result::Execution(reply) => reply.execution_id,
         other => panic!("unexpected reply {other:?}"),
     };
-    send(
-        &mut watcher,
-        7,
-        request::Command::Subscribe(SubscribeRequest {
-            execution_id: id.clone(),
-            deltas: true,
-            ..Default::default()
-        }),
-    );
+    let subscribe = SubscribeRequest {
+        execution_id: id.clone(),
+        deltas,
+        ..Default::default()
+    };
+    send(&mut watcher, 7, request::Command::Subscribe(subscribe));
+    (server, runner, watcher, id)
+}
+
+#[test]
+fn streams_each_committed_append_to_a_delta_subscriber() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut runner, mut watcher, id) = watched(dir.path(), true);
     let snapshot = event(recv(&mut watcher, 7));
     assert_eq!(
         (snapshot.r#type, snapshot.revision),
@@ -242,24 +247,7 @@ fn streams_each_committed_append_to_a_delta_subscriber() {
 #[test]
 fn streams_each_committed_status_to_a_whole_state_subscriber() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, mut runner) = start(dir.path());
-    let mut watcher = UnixStream::connect(dir.path().join("floor.sock")).unwrap();
-    let id = match call(
-        &mut runner,
-        1,
-        request::Command::Create(AgentExecution::default()),
-    ) {
-        response::Result::Execution(reply) => reply.execution_id,
-        other => panic!("unexpected reply {other:?}"),
-    };
-    send(
-        &mut watcher,
-        7,
-        request::Command::Subscribe(SubscribeRequest {
-            execution_id: id.clone(),
-            ..Default::default()
-        }),
-    );
+    let (_server, mut runner, mut watcher, id) = watched(dir.path(), false);
     assert_eq!(
         event(recv(&mut watcher, 7)).r#type,
         EventType::EventSnapshot as i32

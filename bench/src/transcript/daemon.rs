@@ -107,14 +107,18 @@ pub async fn stigmer(
         let by_count = sends == Sends::Update1Kib;
         subs.spawn(stigmer_subscriber(sub, held, revision, by_count));
         let start = runner_start(s, r);
-        let tokens = tokens.clone();
+        let (tokens, s) = (tokens.clone(), *s);
         match sends {
-            Sends::Append => runs.spawn(append_runner(conn, execution, tokens, times, start, *s)),
             Sends::Upstream => {
-                runs.spawn(upstream_runner(conn, execution, tokens, times, start, *s))
+                runs.spawn(upstream_runner(conn, execution, tokens, times, start, s))
+            }
+            Sends::Append => {
+                let requests = AppendTokens::new(&execution, tokens);
+                runs.spawn(per_token_runner(conn, requests, n, times, start, s))
             }
             Sends::Update1Kib => {
-                runs.spawn(update_runner(conn, execution, tokens, times, start, *s))
+                let requests = UpdateTokens::new(&execution);
+                runs.spawn(per_token_runner(conn, requests, n, times, start, s))
             }
         };
     }
@@ -316,61 +320,89 @@ pub(super) async fn upstream_runner(
     Ok(id - 1)
 }
 
-/// The 1 KiB update runner (`Sends::Update1Kib`): the throughput scenario's
-/// `update_status` (the same 1 KiB status, `minimal_reply`) per token, then
-/// the same status COMPLETED.
-pub(super) async fn update_runner(
-    mut conn: AsyncConn,
-    execution: String,
-    tokens: Arc<Tokens>,
-    times: Arc<Times>,
-    start: tokio::time::Instant,
-    s: Settings,
-) -> io::Result<u64> {
-    let mut status = stig::status_of_size(1024);
-    let mut updates = stig::Updates::new(&execution, &status);
-    let mut id = 2u64;
-    let mut pacer = Pacer::new()?;
-    for i in 0..tokens.len() {
-        pace(&mut pacer, start, i, &s).await?;
-        let now = times.now();
-        times.produced[i].store(now, Ordering::Relaxed);
-        times.sent[i].store(now, Ordering::Relaxed);
-        conn.send(updates.frame(id)).await?;
-        stig::execution_reply(&recv_timed::<Frame, _>(&mut conn).await?, id)?;
-        id += 1;
-    }
-    status.phase = ExecutionPhase::ExecutionCompleted as i32;
-    conn.send(stig::Updates::new(&execution, &status).frame(id))
-        .await?;
-    stig::execution_reply(&recv_timed::<Frame, _>(&mut conn).await?, id)?;
-    Ok(id - 1)
+/// What a runner that sends one request per token sends: the request of
+/// token `i`, then the one that completes the execution.
+pub(super) trait PerToken {
+    fn token(&mut self, id: u64, i: usize) -> &[u8];
+    fn finish(&mut self, id: u64) -> &[u8];
 }
 
-/// The append runner: one `append` per token, then one setting the phase
-/// COMPLETED.
-pub(super) async fn append_runner(
-    mut conn: AsyncConn,
-    execution: String,
+/// Append mode: one `append` per token (an `AppendText` at the tracked
+/// offset), then one setting the phase COMPLETED.
+pub(super) struct AppendTokens {
+    appends: stig::Appends,
     tokens: Arc<Tokens>,
+}
+
+impl AppendTokens {
+    pub(super) fn new(execution: &str, tokens: Arc<Tokens>) -> AppendTokens {
+        AppendTokens {
+            appends: stig::Appends::new(execution),
+            tokens,
+        }
+    }
+}
+
+impl PerToken for AppendTokens {
+    fn token(&mut self, id: u64, i: usize) -> &[u8] {
+        self.appends.token(id, self.tokens.text[i])
+    }
+    fn finish(&mut self, id: u64) -> &[u8] {
+        self.appends.finish(id, ExecutionPhase::ExecutionCompleted)
+    }
+}
+
+/// `Sends::Update1Kib`: the throughput scenario's `update_status` (the same
+/// 1 KiB status, `minimal_reply`) per token, then the same status
+/// COMPLETED.
+pub(super) struct UpdateTokens {
+    updates: stig::Updates,
+    completed: stig::Updates,
+}
+
+impl UpdateTokens {
+    pub(super) fn new(execution: &str) -> UpdateTokens {
+        let mut status = stig::status_of_size(1024);
+        let updates = stig::Updates::new(execution, &status);
+        status.phase = ExecutionPhase::ExecutionCompleted as i32;
+        UpdateTokens {
+            updates,
+            completed: stig::Updates::new(execution, &status),
+        }
+    }
+}
+
+impl PerToken for UpdateTokens {
+    fn token(&mut self, id: u64, _: usize) -> &[u8] {
+        self.updates.frame(id)
+    }
+    fn finish(&mut self, id: u64) -> &[u8] {
+        self.completed.frame(id)
+    }
+}
+
+/// A runner with one request per token (append mode, or a 1 KiB update per
+/// token), each waiting for its reply, then the completion.
+pub(super) async fn per_token_runner(
+    mut conn: AsyncConn,
+    mut requests: impl PerToken,
+    n: usize,
     times: Arc<Times>,
     start: tokio::time::Instant,
     s: Settings,
 ) -> io::Result<u64> {
-    let mut appends = stig::Appends::new(&execution);
     let mut id = 2u64;
     let mut pacer = Pacer::new()?;
-    for i in 0..tokens.len() {
+    for i in 0..n {
         pace(&mut pacer, start, i, &s).await?;
         let now = times.now();
         times.produced[i].store(now, Ordering::Relaxed);
         times.sent[i].store(now, Ordering::Relaxed);
-        conn.send(appends.token(id, tokens.text[i])).await?;
+        conn.send(requests.token(id, i)).await?;
         stig::execution_reply(&recv_timed::<Frame, _>(&mut conn).await?, id)?;
         id += 1;
     }
-    conn.send(appends.finish(id, ExecutionPhase::ExecutionCompleted))
-        .await?;
+    conn.send(requests.finish(id)).await?;
     stig::execution_reply(&recv_timed::<Frame, _>(&mut conn).await?, id)?;
     Ok(id - 1)
 }
