@@ -511,8 +511,7 @@ impl Stream {
                     }))
                     .await;
                 };
-                let status = execution.status.get_or_insert_with(Default::default);
-                stigmer_proto::delta::apply_all(status, &ops).map_err(|e| {
+                stigmer_proto::delta::apply_to(&mut execution, &ops).map_err(|e| {
                     Stop::Failed(ApiError::internal(format!(
                         "history row {}: stored operations do not apply: {e}",
                         row.revision

@@ -123,8 +123,7 @@ pub(crate) fn in_transaction(
                 diverged(id, revision, &format!("its operations do not decode: {e}"))
             })?;
             let mut loaded = load_at(txn, id, record.prev, revision)?;
-            let status = loaded.execution.status.get_or_insert_with(Default::default);
-            delta::apply_all(status, &stored.ops).map_err(|e| {
+            delta::apply_to(&mut loaded.execution, &stored.ops).map_err(|e| {
                 diverged(id, revision, &format!("its operations do not apply: {e:?}"))
             })?;
             txn.use_revision(revision)?;

@@ -374,10 +374,7 @@ impl Subscription {
                 ev.revision, ev.prev_revision
             )));
         }
-        let status = Arc::make_mut(current)
-            .status
-            .get_or_insert_with(Default::default);
-        if let Err(e) = crate::proto::delta::apply_all(status, &ev.ops) {
+        if let Err(e) = crate::proto::delta::apply_to(Arc::make_mut(current), &ev.ops) {
             return Step::Fail(Error::Protocol(format!(
                 "the delta at revision {} does not apply: {e}",
                 ev.revision

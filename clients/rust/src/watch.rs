@@ -519,10 +519,8 @@ impl Watch {
                 ev.execution_id, ev.prev_revision, cached.revision
             )));
         }
-        let status = Arc::make_mut(&mut cached.execution)
-            .status
-            .get_or_insert_with(Default::default);
-        if let Err(e) = crate::proto::delta::apply_all(status, &ev.ops) {
+        if let Err(e) = crate::proto::delta::apply_to(Arc::make_mut(&mut cached.execution), &ev.ops)
+        {
             return Step::Fail(Error::Protocol(format!(
                 "the delta at revision {revision} for {} does not apply: {e}",
                 ev.execution_id

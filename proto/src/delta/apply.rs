@@ -1,5 +1,5 @@
-//! [`apply`] and [`apply_all`]: one op, or a list of them, applied to a
-//! status by the rules in the module documentation (`delta/mod.rs`), with
+//! [`apply`], [`apply_all`] and [`apply_to`]: one op, or a list of them,
+//! applied to a status (or an execution's) by the rules in the module documentation (`delta/mod.rs`), with
 //! what they answer ([`Outcome`], [`ApplyError`]). Shared by the daemon
 //! (a runner's `append`, the ops of an `update_status`) and the Rust client
 //! (rebuilding the state from a delta stream).
@@ -8,8 +8,8 @@ use std::fmt;
 
 use super::stamp::{stamp, MAX_SECONDS};
 use crate::agentexecution::{
-    AgentExecutionStatus, AgentMessage, ExecutionPhase, MessageType, SubAgentExecution,
-    SubAgentStatus, TodoItem, TodoStatus, ToolCall, ToolCallStatus,
+    AgentExecution, AgentExecutionStatus, AgentMessage, ExecutionPhase, MessageType,
+    SubAgentExecution, SubAgentStatus, TodoItem, TodoStatus, ToolCall, ToolCallStatus,
 };
 use crate::daemon::{
     op, AddMessage, AppendText, AppendToolResult, Messages, Op, PutMessageToolCall, PutTodo,
@@ -165,6 +165,15 @@ pub fn apply_all(status: &mut AgentExecutionStatus, ops: &[Op]) -> Result<bool, 
         }
     }
     Ok(changed)
+}
+
+/// Applies `ops` in order to `execution`'s status, created empty when the
+/// execution has none (as a state stored or sent without a status is
+/// read): the one rule by which the daemon's history, its replica, its
+/// streams and the clients apply a delta to a whole execution. Returns what
+/// [`apply_all`] returns.
+pub fn apply_to(execution: &mut AgentExecution, ops: &[Op]) -> Result<bool, ApplyError> {
+    apply_all(execution.status.get_or_insert_with(Default::default), ops)
 }
 
 /// Sets `field` to `value`: AlreadyApplied when equal.

@@ -98,7 +98,7 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-pub use apply::{apply, apply_all, ApplyError, Outcome};
+pub use apply::{apply, apply_all, apply_to, ApplyError, Outcome};
 pub use diff::diff;
 pub use replay::{replay, ReplayError};
 pub use stamp::{is_terminal_phase, rfc3339, stamp};

@@ -12,7 +12,7 @@
 use prost::bytes::Buf;
 use prost::Message;
 
-use super::apply::{apply_all, ApplyError};
+use super::apply::{apply_to, ApplyError};
 use crate::agentexecution::AgentExecution;
 use crate::daemon::Delta;
 
@@ -30,10 +30,10 @@ pub enum ReplayError {
 }
 
 /// The state `base` (an encoded `AgentExecution`) with `deltas` (encoded
-/// `Delta`s, oldest first) applied in order by [`apply_all`](fn@apply_all).
-/// The status is created (default) for the first delta when the base has
-/// none; with no delta the base is returned as it decodes. Stops at the
-/// first piece that does not decode or apply.
+/// `Delta`s, oldest first) applied in order by [`apply_to`] (which creates
+/// the status for the first delta when the base has none); with no delta
+/// the base is returned as it decodes. Stops at the first piece that does
+/// not decode or apply.
 pub fn replay<B, D>(
     base: B,
     deltas: impl IntoIterator<Item = D>,
@@ -45,8 +45,7 @@ where
     let mut execution = AgentExecution::decode(base).map_err(ReplayError::Base)?;
     for encoded in deltas {
         let delta = Delta::decode(encoded).map_err(ReplayError::Delta)?;
-        let status = execution.status.get_or_insert_with(Default::default);
-        apply_all(status, &delta.ops).map_err(ReplayError::Apply)?;
+        apply_to(&mut execution, &delta.ops).map_err(ReplayError::Apply)?;
     }
     Ok(execution)
 }

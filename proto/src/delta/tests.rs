@@ -613,3 +613,21 @@ fn replay_applies_the_deltas_after_a_base_in_order() {
         Err(ReplayError::Delta(_))
     ));
 }
+
+#[test]
+fn apply_to_creates_a_missing_status_and_answers_as_apply_all() {
+    use crate::agentexecution::AgentExecution;
+
+    let mut execution = AgentExecution::default();
+    assert_eq!(apply_to(&mut execution, &[append(0, 0, "hi")]), Ok(true));
+    assert_eq!(
+        execution
+            .status
+            .as_ref()
+            .map(|s| s.messages[0].content.as_str()),
+        Some("hi")
+    );
+    // The same op again is already applied; a stale offset is refused.
+    assert_eq!(apply_to(&mut execution, &[append(0, 0, "hi")]), Ok(false));
+    assert!(apply_to(&mut execution, &[append(0, 1, "x")]).is_err());
+}
