@@ -26,9 +26,10 @@
 use std::collections::HashMap;
 
 use stigmer_proto::agentexecution::{
-    AgentExecution, AgentExecutionStatus, AgentMessage, ExecutionPhase, MessageType,
+    AgentExecution, AgentExecutionStatus, AgentMessage, MessageType,
 };
 use stigmer_proto::daemon::{op, AppendRequest, Code, EndReason, Error, Event, EventType, Op};
+use stigmer_proto::delta::is_terminal_phase as terminal;
 
 /// One execution as the floor keeps it.
 #[derive(Default)]
@@ -58,16 +59,6 @@ fn error(code: Code, message: impl Into<String>) -> Error {
         code: code as i32,
         message: message.into(),
     }
-}
-
-fn terminal(phase: i32) -> bool {
-    [
-        ExecutionPhase::ExecutionCompleted,
-        ExecutionPhase::ExecutionFailed,
-        ExecutionPhase::ExecutionCancelled,
-    ]
-    .iter()
-    .any(|p| *p as i32 == phase)
 }
 
 impl Executions {
@@ -185,12 +176,7 @@ impl Executions {
         };
         e.revision = revision;
         let end = terminal(e.phase);
-        let subscribers = if end {
-            std::mem::take(&mut e.subscribers)
-        } else {
-            e.subscribers.clone()
-        };
-        for (peer, sub, _) in subscribers.into_iter().filter(|s| s.2) {
+        for &(peer, sub, _) in e.subscribers.iter().filter(|s| s.2) {
             out.push(Outgoing {
                 peer,
                 id: sub,
@@ -209,6 +195,9 @@ impl Executions {
                     },
                 });
             }
+        }
+        if end {
+            e.subscribers.clear();
         }
     }
 
